@@ -1,0 +1,62 @@
+"""The ``jaxscale`` command: a thin dispatcher over the subcommand modules in ``jaxscale.commands``.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit status. Heavy imports
+(jax, matplotlib) happen inside those callables, so ``jaxscale --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order --help lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "train", "sweep", "fit", "allocate", "emergence", "bench", "run", "families",
+)
+
+EPILOG = """examples:
+  jaxscale run                                   # the default study end to end (CPU: <= 10 min)
+  jaxscale train --model ladder/l1 --steps 300   # one model on the built-in corpus
+  jaxscale families                              # list every named model family and size
+  jaxscale <command> --help                      # every command has examples
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxscale",
+        description="Scaling laws measured on your own hardware (JAX/Flax).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from jaxscale import __version__
+    parser.add_argument("--version", action="version", version=f"jaxscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"jaxscale.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"jaxscale.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"jaxscale {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
