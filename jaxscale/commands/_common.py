@@ -1,0 +1,96 @@
+"""Argument groups and helpers shared by the training subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def add_budget_args(p: argparse.ArgumentParser, *, several: bool = False) -> None:
+    g = p.add_mutually_exclusive_group()
+    nargs = "+" if several else None
+    g.add_argument("--steps", type=positive_int, nargs=nargs, help="optimiser steps per model")
+    g.add_argument("--tokens", type=positive_float, nargs=nargs, help="training tokens per model")
+    g.add_argument("--tokens-per-param", type=positive_float, nargs=nargs,
+                   help="training tokens per parameter (Chinchilla: 20)")
+    p.add_argument("--params-basis", choices=("total", "non-embedding"), default="total",
+                   help="parameter count that --tokens-per-param multiplies (default: total)")
+
+
+def budgets_from_args(args, default_steps: int) -> list:
+    from jaxscale.train import Budget
+
+    basis = args.params_basis.replace("-", "_")
+    for kind in ("steps", "tokens", "tokens_per_param"):
+        value = getattr(args, kind)
+        if value is not None:
+            values = value if isinstance(value, list) else [value]
+            return [Budget(kind, v, basis) for v in values]
+    return [Budget("steps", default_steps, basis)]
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", default="pystdlib",
+                   help="pystdlib (built-in default), shakespeare, or a path to a text file/folder, .npy or .bin")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per step (default 16)")
+    p.add_argument("--seq-len", type=positive_int, default=None, help="tokens per sequence (default: the context)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the batch stream (default 0)")
+    p.add_argument("--eval-every", type=positive_int, default=None, help="steps between validation evaluations")
+    p.add_argument("--eval-windows", type=positive_int, default=128, help="held-out windows per evaluation")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decoupled weight decay (default 0.1)")
+    p.add_argument("--warmup-frac", type=float, default=0.1, help="share of steps in linear warmup (default 0.1)")
+    p.add_argument("--clip-norm", type=positive_float, default=1.0, help="global gradient-norm clip (default 1.0)")
+    p.add_argument("--out", default=None, help="output folder (default: a new folder under ./runs/)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def run_settings(args):
+    from jaxscale.runner import RunSettings
+
+    return RunSettings(batch_size=args.batch_size, seq_len=args.seq_len, data_seed=args.data_seed,
+                       eval_every=args.eval_every, eval_windows=args.eval_windows, progress=not args.quiet)
+
+
+def optim_config(args, lr: float):
+    from jaxscale.train import OptimConfig
+
+    return OptimConfig(lr=lr, weight_decay=args.weight_decay, warmup_frac=args.warmup_frac, clip_norm=args.clip_norm)
+
+
+def out_dir(args, prefix: str) -> Path:
+    if args.out:
+        path = Path(args.out)
+    else:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{prefix}-{stamp}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def summary_line(row: dict) -> str:
+    fmt = lambda x: "diverged" if x is None else f"{x:.4f}"
+    return (f"{row['name']:<28} params {row['params']:>10,} (non-emb {row['non_embedding_params']:>10,}) "
+            f"seed {row['seed']} lr {row['lr']:g} steps {row['steps']} tokens {row['tokens']:,} | "
+            f"train {fmt(row['train_loss'])} val {fmt(row['val_loss'])} test {fmt(row['test_loss'])}")

@@ -1,0 +1,58 @@
+"""Multi-digit addition: ``a + b =`` → the digits of the sum.
+
+Operands are uniform ``n_digits``-digit numbers (leading zeros allowed, written zero-padded), the
+sum is written with ``n_digits + 1`` digits, most significant first or, with ``reverse=True``,
+least significant first (the order in which carries are computed; Lee et al. 2023 find it learns
+with far fewer samples). Every answer has ``n_digits + 1`` tokens, so the digit count is the
+knob L of the p^L mechanism. Test (a, b) pairs never occur in training (ordered pairs: ``b+a`` may
+be a training item when ``a+b`` is a test item, as in the literature).
+Row: ``a_1 … a_n + b_1 … b_n = s_1 … s_{n+1}`` (T = 3n + 3), tokens from ``DIGIT_TOKENS``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxscale.data.tasks.base import (
+    DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_positive_int, digits_of,
+    disjoint_keys,
+)
+
+__all__ = ["addition"]
+
+MAX_DIGITS = 9  # keys a·10^n + b must fit in int64
+
+
+def _addition_split(a_N, b_N, n_digits: int, reverse: bool) -> TaskSplit:
+    n = a_N.shape[0]
+    sum_N = a_N + b_N
+    tokens_NT = np.concatenate([
+        digits_of(a_N, n_digits), np.full((n, 1), DIGIT_TOKENS["+"]),
+        digits_of(b_N, n_digits), np.full((n, 1), DIGIT_TOKENS["="]),
+        digits_of(sum_N, n_digits + 1, reverse=reverse)], axis=1)
+    return TaskSplit(
+        name="addition", tokens_NT=tokens_NT, answer_start_N=np.full(n, 2 * n_digits + 2),
+        answer_len_N=np.full(n, n_digits + 1), vocab_size=DIGIT_VOCAB,
+        pad_id=DIGIT_TOKENS["<pad>"], target_value_N=sum_N,
+        codec=NumberCodec("digits", reversed=reverse))
+
+
+def addition(seed: int = 0, n_digits: int = 3, reverse: bool = False, n_train: int = 20_000,
+             n_test: int = 1000) -> Task:
+    """``n_digits``-digit addition with a held-out test set of (a, b) pairs."""
+    check_positive_int("n_digits", n_digits)
+    if n_digits > MAX_DIGITS:
+        raise ValueError(f"n_digits must be <= {MAX_DIGITS}, got {n_digits}")
+    check_positive_int("n_train", n_train)
+    check_positive_int("n_test", n_test)
+    base = 10 ** n_digits
+    rng = np.random.default_rng(seed)
+    train_keys, test_keys = disjoint_keys(rng, base * base, n_train, n_test)
+    split = lambda k: _addition_split(k // base, k % base, n_digits, reverse)  # noqa: E731
+    return Task(
+        name="addition", vocab_size=DIGIT_VOCAB, seq_len=3 * n_digits + 3,
+        train=split(train_keys), test=split(test_keys), tokens=dict(DIGIT_TOKENS),
+        description=f"{n_digits}-digit a+b= -> {n_digits + 1}-digit sum "
+                    f"({'reversed, least significant first' if reverse else 'plain'})",
+        params=dict(seed=seed, n_digits=n_digits, reverse=reverse, n_train=n_train,
+                    n_test=n_test))

@@ -1,0 +1,239 @@
+"""The common data layout of every synthetic task, and the helpers that every task shares.
+
+A task item is one fixed-length token row for a causal language model:
+``[prompt tokens …][answer tokens …][pad …]``. The model is trained (and scored) only on the
+answer: position ``t`` predicts token ``t + 1``, so the loss mask is 1 at the positions *before*
+each answer token (:func:`loss_mask`). Everything the evaluation and the metrics need travels in
+the :class:`TaskSplit` itself, so evaluation never needs to know which task produced a split.
+
+Numbers written as tokens are described by a :class:`NumberCodec`, which lets the evaluation turn
+a greedy answer back into a number (the notebook's ±2 tolerance match needs that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+__all__ = [
+    "NumberCodec", "TaskSplit", "Task", "loss_mask", "count_overlap", "check_disjoint",
+    "disjoint_keys", "digits_of", "check_positive_int", "DIGIT_TOKENS", "DIGIT_VOCAB",
+]
+
+# The small vocabulary shared by the digit tasks (fixed arithmetic sequences, addition):
+# digits 0-9 are tokens 0-9, then the operator and separator tokens and a pad.
+DIGIT_TOKENS: dict[str, int] = {**{str(d): d for d in range(10)},
+                                "+": 10, "=": 11, ",": 12, "<pad>": 13}
+DIGIT_VOCAB = 14
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    """Validate an integer knob; the error names the argument and its bad value."""
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberCodec:
+    """How a number is written as answer tokens.
+
+    ``kind="offset"``: one token, ``token = number + offset`` (the notebook's scheme).
+    ``kind="digits"``: one token per decimal digit, digit ``d`` written as token ``digit0 + d``,
+    zero-padded to the answer length, most significant digit first unless ``reversed``.
+    """
+
+    kind: str
+    offset: int = 0
+    digit0: int = 0
+    reversed: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("offset", "digits"):
+            raise ValueError(f"kind must be 'offset' or 'digits', got {self.kind!r}")
+
+    def decode(self, tokens_NA: np.ndarray, length_N: np.ndarray) -> np.ndarray:
+        """Numbers written by ``tokens_NA`` (first ``length_N`` tokens of each row) as float64;
+        NaN where a token is not a digit of this codec (a model may emit any token)."""
+        tokens_NA = np.asarray(tokens_NA, np.int64)
+        length_N = np.asarray(length_N, np.int64)
+        if self.kind == "offset":
+            return (tokens_NA[:, 0] - self.offset).astype(np.float64)
+        n, a = tokens_NA.shape
+        digits_NA = tokens_NA - self.digit0
+        valid_NA = (digits_NA >= 0) & (digits_NA <= 9)
+        inside_NA = np.arange(a)[None, :] < length_N[:, None]
+        if self.reversed:  # least significant first: position i has weight 10^i
+            power_NA = np.broadcast_to(np.arange(a)[None, :], (n, a))
+        else:  # most significant first: position i has weight 10^(L-1-i)
+            power_NA = length_N[:, None] - 1 - np.arange(a)[None, :]
+        weight_NA = np.where(inside_NA, 10.0 ** np.maximum(power_NA, 0), 0.0)
+        value_N = np.sum(np.where(inside_NA, digits_NA, 0) * weight_NA, axis=1)
+        ok_N = np.all(valid_NA | ~inside_NA, axis=1)
+        return np.where(ok_N, value_N, np.nan)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TaskSplit:
+    """One split (train or test) of a task, as fixed-shape arrays.
+
+    tokens_NT:       int32 [N, T], prompt then answer then ``pad_id``.
+    answer_start_N:  int32 [N], index of the first answer token (>= 1: a prompt is never empty).
+    answer_len_N:    int32 [N], number of answer tokens (>= 1).
+    target_value_N:  float64 [N] numeric answer, or None when the answer is not a number.
+    subtask_N:       int32 [N] subtask label (sparse parity), or None.
+    codec:           how numbers are written (for decoding greedy answers), or None.
+    """
+
+    name: str
+    tokens_NT: np.ndarray
+    answer_start_N: np.ndarray
+    answer_len_N: np.ndarray
+    vocab_size: int
+    pad_id: int
+    target_value_N: np.ndarray | None = None
+    subtask_N: np.ndarray | None = None
+    codec: NumberCodec | None = None
+
+    def __post_init__(self):
+        tokens_NT = np.asarray(self.tokens_NT, np.int32)
+        start_N = np.asarray(self.answer_start_N, np.int32)
+        len_N = np.asarray(self.answer_len_N, np.int32)
+        if tokens_NT.ndim != 2:
+            raise ValueError(f"tokens_NT must be 2-D [N, T], got shape {tokens_NT.shape}")
+        n, t = tokens_NT.shape
+        if start_N.shape != (n,) or len_N.shape != (n,):
+            raise ValueError(f"answer_start_N and answer_len_N must have shape ({n},), got "
+                             f"{start_N.shape} and {len_N.shape}")
+        if n and (start_N.min() < 1 or len_N.min() < 1 or (start_N + len_N).max() > t):
+            raise ValueError("answers must lie inside the rows after a non-empty prompt "
+                             "(1 <= answer_start, answer_start + answer_len <= T)")
+        if n and (tokens_NT.min() < 0 or tokens_NT.max() >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, vocab_size={self.vocab_size})")
+        object.__setattr__(self, "tokens_NT", tokens_NT)
+        object.__setattr__(self, "answer_start_N", start_N)
+        object.__setattr__(self, "answer_len_N", len_N)
+        if self.target_value_N is not None:
+            object.__setattr__(self, "target_value_N", np.asarray(self.target_value_N, np.float64))
+        if self.subtask_N is not None:
+            object.__setattr__(self, "subtask_N", np.asarray(self.subtask_N, np.int32))
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.tokens_NT.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens_NT.shape[1])
+
+    @property
+    def max_answer_len(self) -> int:
+        return int(self.answer_len_N.max()) if self.num_examples else 0
+
+    def answers_NA(self) -> np.ndarray:
+        """Gold answer tokens [N, A] (A = longest answer), -1 beyond each answer's length."""
+        a = self.max_answer_len
+        idx_NA = self.answer_start_N[:, None] + np.arange(a)[None, :]
+        inside_NA = np.arange(a)[None, :] < self.answer_len_N[:, None]
+        gathered = np.take_along_axis(self.tokens_NT, np.minimum(idx_NA, self.seq_len - 1), 1)
+        return np.where(inside_NA, gathered, -1).astype(np.int32)
+
+    def take(self, index) -> "TaskSplit":
+        """The examples at ``index`` (any numpy index), as a new split."""
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return dataclasses.replace(
+            self, tokens_NT=self.tokens_NT[index], answer_start_N=self.answer_start_N[index],
+            answer_len_N=self.answer_len_N[index], target_value_N=pick(self.target_value_N),
+            subtask_N=pick(self.subtask_N))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A named task: its vocabulary, row length, train and test splits, and a token legend.
+
+    ``subtask_probs`` is the training distribution over subtasks (sparse parity) so that a
+    population mean can be formed from a test set that is balanced over subtasks.
+    ``overlap_by_design`` is True only for the notebook's task, whose test set repeats training
+    items (its documented flaw, kept for comparison).
+    """
+
+    name: str
+    vocab_size: int
+    seq_len: int
+    train: TaskSplit
+    test: TaskSplit
+    tokens: Mapping[str, int]
+    description: str
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    subtask_probs: np.ndarray | None = None
+    overlap_by_design: bool = False
+
+
+def loss_mask(split: TaskSplit) -> np.ndarray:
+    """float32 [N, T] mask over *target* positions: 1 at position t iff token t+1 is an answer token.
+
+    A causal LM's logits at position t predict token t+1, so the answer tokens at positions
+    ``start … start+len-1`` are predicted from positions ``start-1 … start+len-2``. The last column
+    is always 0 (it predicts nothing inside the row).
+    """
+    t_T = np.arange(split.seq_len)
+    first_N = split.answer_start_N - 1
+    mask_NT = (t_T[None, :] >= first_N[:, None]) & (
+        t_T[None, :] < (first_N + split.answer_len_N)[:, None])
+    return mask_NT.astype(np.float32)
+
+
+def _row_keys(split: TaskSplit) -> set[bytes]:
+    """Each row's identity: its tokens up to the end of its answer (padding ignored)."""
+    ends_N = split.answer_start_N + split.answer_len_N
+    return {row[:end].tobytes() for row, end in zip(split.tokens_NT, ends_N)}
+
+
+def count_overlap(train: TaskSplit, test: TaskSplit) -> int:
+    """How many test rows (prompt and answer) also occur in the training split."""
+    train_keys = _row_keys(train)
+    ends_N = test.answer_start_N + test.answer_len_N
+    return sum(row[:end].tobytes() in train_keys for row, end in zip(test.tokens_NT, ends_N))
+
+
+def check_disjoint(task: Task) -> None:
+    """Raise ValueError when a test item of ``task`` also occurs in its training split."""
+    n = count_overlap(task.train, task.test)
+    if n:
+        raise ValueError(f"task {task.name!r}: {n} of {task.test.num_examples} test items "
+                         "also occur in the training split")
+
+
+def disjoint_keys(rng: np.random.Generator, space: int, n_train: int, n_test: int,
+                  max_enumerate: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct integer item keys in ``[0, space)`` for test and train, the two sets disjoint.
+
+    Small spaces are permuted outright; large ones are sampled with replacement and de-duplicated
+    (rejection), which is exact and cheap while ``n_train + n_test`` is far below ``space``.
+    Train may come back shorter than ``n_train`` only when the space is exhausted.
+    """
+    if n_test >= space:
+        raise ValueError(f"n_test={n_test} leaves no items for training (only {space} exist)")
+    if space <= max_enumerate:
+        perm = rng.permutation(space)
+        return perm[n_test:n_test + n_train], perm[:n_test]
+    need = n_train + n_test
+    keys = np.unique(rng.integers(0, space, size=int(need * 1.2) + 16, dtype=np.int64))
+    while keys.size < need:
+        more = rng.integers(0, space, size=need, dtype=np.int64)
+        keys = np.unique(np.concatenate([keys, more]))
+    keys = rng.permutation(keys)[:need]
+    return keys[n_test:], keys[:n_test]
+
+
+def digits_of(values_N: np.ndarray, width: int, reverse: bool = False) -> np.ndarray:
+    """Decimal digits [N, width] of non-negative integers, zero-padded, most significant first
+    (least significant first when ``reverse``)."""
+    values_N = np.asarray(values_N, np.int64)
+    if values_N.size and (values_N.min() < 0 or values_N.max() >= 10 ** width):
+        raise ValueError(f"values must lie in [0, 10**{width}) to be written with {width} digits")
+    power_W = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    digits_NW = (values_N[:, None] // power_W[None, :]) % 10
+    return digits_NW[:, ::-1] if reverse else digits_NW

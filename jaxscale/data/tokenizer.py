@@ -1,0 +1,25 @@
+"""Byte-level tokenizer: token = byte value, vocab 256. Lossless, needs no training or download."""
+
+from __future__ import annotations
+
+import numpy as np
+
+BYTE_VOCAB_SIZE = 256
+
+
+def encode_bytes(data: bytes) -> np.ndarray:
+    """Token ids (uint8) of raw bytes."""
+    return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def encode(text: str) -> np.ndarray:
+    """Token ids (uint8) of a string's UTF-8 bytes."""
+    return encode_bytes(text.encode("utf-8"))
+
+
+def decode(tokens) -> str:
+    """The string whose UTF-8 bytes are ``tokens`` (invalid sequences shown as U+FFFD)."""
+    arr = np.asarray(tokens)
+    if arr.size and (arr.min() < 0 or arr.max() >= BYTE_VOCAB_SIZE):
+        raise ValueError(f"byte tokens must be in [0, 255], got range [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.uint8).tobytes().decode("utf-8", errors="replace")

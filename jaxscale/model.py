@@ -1,0 +1,249 @@
+"""The GPT, in Flax NNX, built so that a model padded to a larger shape computes exactly what it
+computes alone.
+
+Parameters are plain ``nnx.Param`` arrays with named axes (``PARAM_AXES``); the blocks' arrays
+carry a leading layer axis and are applied with ``lax.scan``, so compile time stays flat as depth
+grows. The forward pass is a pure function of the parameters: the train step splits the module
+(``nnx.split``), differentiates, and *returns* the new state (in-place NNX updates under plain
+``jax.jit`` are silently lost).
+
+Padding contract (used by ``stack.py``): a model initialised at its true shape and zero-padded
+along every named axis to an envelope, run with ``dims`` = its true sizes, gives the same logits
+and the same gradients on its true entries, and zero gradients on the padding, because
+  * LayerNorm statistics are taken over the true width and its output is masked;
+  * attention pads the *number* of heads (head size fixed) and masks padded heads' outputs;
+  * MLP hidden units beyond the true width are masked;
+  * layers beyond the true depth are the identity inside the scan;
+  * dropout draws each element's keep bit from the model's key and the element's *index*
+    (batch, position, channel / head), never from the array's shape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxscale.config import ModelConfig
+
+LN_EPS = 1e-5
+INIT_STD = 0.02
+
+# Axis names of every parameter, in order; ``stack.py`` pads along these (named after the config
+# field that sets them; "qkv" is the fixed size-3 axis and "head_dim" is never padded).
+PARAM_AXES: dict[str, tuple[str, ...]] = {
+    "tok_emb": ("vocab", "d_model"),
+    "pos_emb": ("seq", "d_model"),
+    "ln1_scale": ("layer", "d_model"), "ln1_bias": ("layer", "d_model"),
+    "wqkv": ("layer", "d_model", "qkv", "head", "head_dim"), "bqkv": ("layer", "qkv", "head", "head_dim"),
+    "wo": ("layer", "head", "head_dim", "d_model"), "bo": ("layer", "d_model"),
+    "ln2_scale": ("layer", "d_model"), "ln2_bias": ("layer", "d_model"),
+    "w1": ("layer", "d_model", "d_ff"), "b1": ("layer", "d_ff"),
+    "w2": ("layer", "d_ff", "d_model"), "b2": ("layer", "d_model"),
+    "lnf_scale": ("d_model",), "lnf_bias": ("d_model",),
+    "head_w": ("d_model", "vocab"), "head_b": ("vocab",),
+}
+# Parameters that AdamW decays (weight matrices and embeddings; not biases or LayerNorm gains).
+DECAYED = frozenset({"tok_emb", "pos_emb", "wqkv", "wo", "w1", "w2", "head_w"})
+
+
+class ModelDims(NamedTuple):
+    """True sizes of a (possibly padded) model, as int32 scalars: a pytree, so it vmaps."""
+
+    d_model: jax.Array
+    n_heads: jax.Array
+    n_layers: jax.Array
+    d_ff: jax.Array
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> "ModelDims":
+        return cls(*(jnp.asarray(v, jnp.int32) for v in (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)))
+
+
+def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """Freshly initialised parameters at the config's true shape (host numpy, float32).
+
+    Weights ~ N(0, 0.02²), residual output projections N(0, (0.02/√(2L))²) as in GPT-2, biases 0,
+    LayerNorm gains 1. Drawn on the host from ``numpy``'s PCG64 seeded with ``seed``, in the
+    fixed order of ``PARAM_AXES``: deterministic, and free of the per-shape compilations that
+    eager ``jax.random`` calls cost on a CPU (seconds per model).
+    """
+    rng = np.random.default_rng(np.random.PCG64([int(seed), 0x6A617873]))
+    d, h, e, L, f, v = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.n_layers, cfg.d_ff, cfg.vocab_size
+    resid_std = INIT_STD / math.sqrt(2 * L)
+    shapes = {
+        "tok_emb": (v, d), "pos_emb": (cfg.max_seq_len, d), "ln1_scale": (L, d), "ln1_bias": (L, d),
+        "wqkv": (L, d, 3, h, e), "bqkv": (L, 3, h, e), "wo": (L, h, e, d), "bo": (L, d),
+        "ln2_scale": (L, d), "ln2_bias": (L, d), "w1": (L, d, f), "b1": (L, f), "w2": (L, f, d),
+        "b2": (L, d), "lnf_scale": (d,), "lnf_bias": (d,), "head_w": (d, v), "head_b": (v,),
+    }
+    params = {}
+    for name, shape in shapes.items():
+        if cfg.tie_embeddings and name in ("head_w", "head_b"):
+            continue
+        if name.endswith("scale"):
+            params[name] = np.ones(shape, np.float32)
+        elif name in DECAYED:
+            std = resid_std if name in ("wo", "w2") else INIT_STD
+            params[name] = (std * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            params[name] = np.zeros(shape, np.float32)
+    return params
+
+
+class GPT(nnx.Module):
+    """Pre-LN GPT: embeddings → L × (LN → causal MHA, LN → GELU MLP) → LN → LM head.
+
+    The module holds one ``nnx.Param`` per entry of ``PARAM_AXES``; ``__call__`` runs the pure
+    ``forward``. Training works on ``nnx.split``'s state or on ``params()`` directly.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, seed: int = 0):
+        self.cfg = cfg
+        for name, value in init_params(cfg, seed).items():
+            setattr(self, name, nnx.Param(jnp.asarray(value)))
+
+    def params(self) -> dict[str, jax.Array]:
+        return {name: getattr(self, name)[...] for name in PARAM_AXES if hasattr(self, name)}
+
+    def __call__(self, tokens_BT: jax.Array, *, dims: ModelDims | None = None,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        return forward(self.params(), tokens_BT, self.cfg, dims=dims, dropout_key=dropout_key)
+
+
+# ----- dropout by element index ------------------------------------------------------------------
+
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijective avalanche mix of a uint32."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _index_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """uint32 bits for every element of ``shape``, a function of (key, each axis index) only.
+
+    Each axis index is hashed with a salt from the key, and the per-axis hashes are folded in one
+    axis at a time, so the bit for element (i, j, k) does not depend on how long any axis is.
+    """
+    salts = jax.random.key_data(key).astype(jnp.uint32).reshape(-1)
+    h = None
+    for axis, n in enumerate(shape):
+        idx = jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + salts[axis % salts.shape[0]]
+        idx = _fmix32(idx + jnp.uint32((axis * 0x632BE5AB) % 2**32))
+        idx = idx.reshape((1,) * axis + (n,) + (1,) * (len(shape) - axis - 1))
+        h = idx if h is None else _fmix32(h ^ idx)
+    return h
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout with index-derived keep bits; identity when ``key`` is None or rate 0."""
+    if key is None or rate == 0.0:
+        return x
+    threshold = jnp.uint32(min(int(round(rate * 2**32)), 2**32 - 1))
+    keep = _index_bits(key, x.shape) >= threshold
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+# ----- the forward pass --------------------------------------------------------------------------
+
+def _mask(n_true: jax.Array | None, n: int) -> jax.Array | None:
+    return None if n_true is None else (jnp.arange(n) < n_true).astype(jnp.float32)
+
+
+def _layer_norm(x_BTD, scale_D, bias_D, cmask_D, width):
+    """LayerNorm with statistics over the true width (``width`` channels, marked by ``cmask``)."""
+    if cmask_D is None:
+        mean = jnp.mean(x_BTD, axis=-1, keepdims=True)
+        xc = x_BTD - mean
+        var = jnp.mean(xc * xc, axis=-1, keepdims=True)
+    else:
+        m = cmask_D[None, None, :]
+        mean = jnp.sum(x_BTD * m, axis=-1, keepdims=True) / width
+        xc = (x_BTD - mean) * m
+        var = jnp.sum(xc * xc, axis=-1, keepdims=True) / width
+    return xc * jax.lax.rsqrt(var + LN_EPS) * scale_D[None, None, :] + bias_D[None, None, :]
+
+
+def _mm(spec: str, a: jax.Array, b: jax.Array, dtype: str) -> jax.Array:
+    if dtype == "float32":
+        return jnp.einsum(spec, a, b)
+    return jnp.einsum(spec, a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig, *,
+            dims: ModelDims | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
+    """Logits [B, T, V] of a GPT whose arrays may be padded beyond ``dims`` (see module doc).
+
+    ``cfg`` gives the static (array) shapes, the dropout rate and the matmul dtype; ``dims`` the
+    true sizes when the arrays are padded (None: the arrays are the true shape).
+    """
+    B, T = tokens_BT.shape
+    L, D, _, H, E = params["wqkv"].shape
+    F = params["w1"].shape[-1]
+    rate, dt = cfg.dropout, cfg.dtype
+    if T > params["pos_emb"].shape[0]:
+        raise ValueError(f"tokens have length {T}, longer than the context {params['pos_emb'].shape[0]}")
+    cmask = _mask(None if dims is None else dims.d_model, D)
+    hmask = _mask(None if dims is None else dims.n_heads, H)
+    fmask = _mask(None if dims is None else dims.d_ff, F)
+    width = None if dims is None else dims.d_model.astype(jnp.float32)
+    n_layers = L if dims is None else dims.n_layers
+    key = lambda *ids: None if dropout_key is None else _fold(dropout_key, *ids)
+
+    x_BTD = jnp.take(params["tok_emb"], tokens_BT, axis=0) + params["pos_emb"][None, :T, :]
+    x_BTD = dropout(x_BTD, rate, key(0, 0))
+    causal_TT = jnp.tril(jnp.ones((T, T), dtype=bool))
+
+    def block(x_BTD, layer):
+        p, i = layer
+        active = (i < n_layers).astype(jnp.float32)
+        h_BTD = _layer_norm(x_BTD, p["ln1_scale"], p["ln1_bias"], cmask, width)
+        qkv_BTKHE = _mm("btd,dkhe->btkhe", h_BTD, p["wqkv"], dt) + p["bqkv"][None, None]
+        q_BTHE, k_BTHE, v_BTHE = qkv_BTKHE[:, :, 0], qkv_BTKHE[:, :, 1], qkv_BTKHE[:, :, 2]
+        s_BHTS = _mm("bthe,bshe->bhts", q_BTHE, k_BTHE, dt) / math.sqrt(E)
+        s_BHTS = jnp.where(causal_TT[None, None], s_BHTS, jnp.float32(-1e30))
+        a_BHTS = dropout(jax.nn.softmax(s_BHTS, axis=-1), rate, key(1, i))
+        o_BTHE = _mm("bhts,bshe->bthe", a_BHTS, v_BTHE, dt)
+        if hmask is not None:
+            o_BTHE = o_BTHE * hmask[None, None, :, None]
+        y_BTD = _mm("bthe,hed->btd", o_BTHE, p["wo"], dt) + p["bo"][None, None]
+        x_BTD = x_BTD + active * dropout(y_BTD, rate, key(2, i))
+
+        h_BTD = _layer_norm(x_BTD, p["ln2_scale"], p["ln2_bias"], cmask, width)
+        u_BTF = jax.nn.gelu(_mm("btd,df->btf", h_BTD, p["w1"], dt) + p["b1"][None, None], approximate=False)
+        if fmask is not None:
+            u_BTF = u_BTF * fmask[None, None, :]
+        y_BTD = _mm("btf,fd->btd", u_BTF, p["w2"], dt) + p["b2"][None, None]
+        x_BTD = x_BTD + active * dropout(y_BTD, rate, key(3, i))
+        return x_BTD, None
+
+    layer_params = {n: params[n] for n in PARAM_AXES if PARAM_AXES[n][0] == "layer"}
+    x_BTD, _ = jax.lax.scan(block, x_BTD, (layer_params, jnp.arange(L)))
+    h_BTD = _layer_norm(x_BTD, params["lnf_scale"], params["lnf_bias"], cmask, width)
+    if "head_w" in params:
+        return _mm("btd,dv->btv", h_BTD, params["head_w"], dt) + params["head_b"][None, None]
+    return _mm("btd,vd->btv", h_BTD, params["tok_emb"], dt)
+
+
+def _fold(key: jax.Array, *ids) -> jax.Array:
+    for i in ids:
+        key = jax.random.fold_in(key, i)
+    return key
+
+
+def cross_entropy(logits_BTV: jax.Array, targets_BT: jax.Array,
+                  weights_BT: jax.Array | None = None) -> jax.Array:
+    """Mean next-token cross-entropy in nats (weighted mean when ``weights`` is given)."""
+    logz_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    gold_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    nll_BT = logz_BT - gold_BT
+    if weights_BT is None:
+        return jnp.mean(nll_BT)
+    return jnp.sum(nll_BT * weights_BT) / jnp.maximum(jnp.sum(weights_BT), 1.0)

@@ -1,0 +1,47 @@
+"""A progress line for long runs: steps, tokens/s, ETA and per-model losses, on stderr."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+
+def _fmt_time(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Prints one updating line on a terminal, or a line every ``every_s`` seconds otherwise."""
+
+    def __init__(self, label: str, total_steps: int, *, stream=None, enabled: bool = True, every_s: float = 10.0):
+        self.label, self.total = label, max(total_steps, 1)
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every_s = every_s
+        self.start = time.perf_counter()
+        self.last_print = -math.inf
+
+    def update(self, step: int, tokens_per_s: float, losses: list[float]) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not self.tty and now - self.last_print < self.every_s and step < self.total:
+            return
+        self.last_print = now
+        elapsed = now - self.start
+        eta = elapsed / step * (self.total - step) if step else math.inf
+        shown = " ".join("nan" if not math.isfinite(l) else f"{l:.3f}" for l in losses[:8])
+        more = f" (+{len(losses) - 8})" if len(losses) > 8 else ""
+        line = (f"{self.label} step {step}/{self.total} | {tokens_per_s:,.0f} tok/s | "
+                f"ETA {_fmt_time(eta)} | loss {shown}{more}")
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if step >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

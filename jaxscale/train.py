@@ -1,0 +1,223 @@
+"""The pure train step, the learning-rate schedule, budgets and evaluation.
+
+One model's step is a pure function ``train_step(state, hyper, inputs, targets) -> (state,
+metrics)`` that *returns* the new state. A stack of models is the same function under
+``jax.vmap`` (``stack.py``); a model alone is that function at its true shape. Everything that
+distinguishes models (learning rate, weight decay, schedule length, step budget, seed) lives in
+the per-model ``Hyper`` and ``TrainState`` arrays, and every reduction (loss, gradient norm,
+clipping, the finite check) is over one model's arrays only, so no model can change another's
+numbers.
+
+Optimiser: AdamW with decoupled weight decay, written as optax's ``clip_by_global_norm`` and
+``scale_by_adam`` followed by ``p ← p − lr_t·(adam_t + wd·p)`` on the decayed parameters
+(matrices and embeddings; not biases or LayerNorm gains), where lr_t follows linear warmup then
+cosine decay to ``min_lr_ratio``·peak over exactly the run's own steps. Defaults suited to small
+transformers: β₁ 0.9, β₂ 0.95, ε 1e-8, weight decay 0.1, clip 1.0, warmup 10% of the steps.
+
+A model whose loss or gradient norm turns non-finite is marked ``diverged`` and frozen; a model
+whose step budget is spent is frozen too (its state no longer changes while others train on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxscale.config import ModelConfig
+from jaxscale.data.stream import sample_batch
+from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward
+
+PARAMS_BASES = ("total", "non_embedding")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW + schedule settings. ``lr`` is the peak learning rate."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    clip_norm: float = 1.0
+    warmup_frac: float = 0.1
+    min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0, "weight_decay": self.weight_decay >= 0,
+            "beta1": 0 <= self.beta1 < 1, "beta2": 0 <= self.beta2 < 1, "eps": self.eps > 0,
+            "clip_norm": self.clip_norm > 0, "warmup_frac": 0 <= self.warmup_frac < 1,
+            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
+                raise ValueError(f"OptimConfig.{name} has a bad value {value!r}")
+
+    def warmup_steps(self, total_steps: int) -> int:
+        return int(round(self.warmup_frac * total_steps))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A training budget: ``steps``, ``tokens``, or ``tokens_per_param`` (× the parameter count on
+    ``params_basis``: ``total`` or ``non_embedding``)."""
+
+    kind: str
+    value: float
+    params_basis: str = "total"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("steps", "tokens", "tokens_per_param"):
+            raise ValueError(f"Budget.kind must be 'steps', 'tokens' or 'tokens_per_param', got {self.kind!r}")
+        if not isinstance(self.value, (int, float)) or not math.isfinite(self.value) or self.value <= 0:
+            raise ValueError(f"Budget.value ({self.kind}) must be a positive number, got {self.value!r}")
+        if self.params_basis not in PARAMS_BASES:
+            raise ValueError(f"Budget.params_basis must be one of {PARAMS_BASES}, got {self.params_basis!r}")
+
+    def steps(self, cfg: ModelConfig, batch_size: int, seq_len: int) -> int:
+        tokens_per_step = batch_size * seq_len
+        if self.kind == "steps":
+            return max(1, int(round(self.value)))
+        if self.kind == "tokens":
+            return max(1, math.ceil(self.value / tokens_per_step))
+        counts = cfg.param_counts()
+        n = counts.total if self.params_basis == "total" else counts.non_embedding
+        return max(1, math.ceil(self.value * n / tokens_per_step))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "value": self.value, "params_basis": self.params_basis}
+
+
+class Hyper(NamedTuple):
+    """Per-model hyperparameters, as arrays so that a stack carries one of each per model."""
+
+    lr: jax.Array
+    weight_decay: jax.Array
+    total_steps: jax.Array
+    warmup_steps: jax.Array
+
+    @classmethod
+    def make(cls, optim: OptimConfig, total_steps: int) -> "Hyper":
+        return cls(jnp.float32(optim.lr), jnp.float32(optim.weight_decay), jnp.int32(total_steps),
+                   jnp.int32(optim.warmup_steps(total_steps)))
+
+
+class TrainState(NamedTuple):
+    params: dict
+    opt_state: Any
+    step: jax.Array       # this model's own optimiser steps taken
+    diverged: jax.Array   # bool: a non-finite loss or gradient was seen; frozen since
+    key: jax.Array        # the model's dropout key (from its seed)
+
+
+def make_tx(optim: OptimConfig) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(optim.clip_norm),
+                       optax.scale_by_adam(b1=optim.beta1, b2=optim.beta2, eps=optim.eps))
+
+
+def init_state(params: dict, seed: int | jax.Array, optim: OptimConfig) -> TrainState:
+    """A fresh state (jittable; ``seed`` may be traced). The dropout key derives from the seed."""
+    return TrainState(params, make_tx(optim).init(params), jnp.int32(0), jnp.bool_(False),
+                      jax.random.fold_in(jax.random.PRNGKey(seed), 1))
+
+
+def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainState:
+    """``init_state`` in one compiled program: for a stack, over the leading model axis of
+    ``params`` (host arrays) and ``seeds`` [K]; alone, for one model."""
+    if stacked:
+        return jax.jit(jax.vmap(lambda p, s: init_state(p, s, optim)))(params, jnp.asarray(seeds, jnp.int32))
+    return jax.jit(lambda p, s: init_state(p, s, optim))(params, jnp.int32(seeds))
+
+
+def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:
+    """Linear warmup over ``warmup_steps``, then cosine from peak to ``min_lr_ratio``·peak at the
+    model's last step."""
+    t = step.astype(jnp.float32)
+    warm = hyper.warmup_steps.astype(jnp.float32)
+    total = hyper.total_steps.astype(jnp.float32)
+    warm_lr = hyper.lr * (t + 1.0) / jnp.maximum(warm, 1.0)
+    progress = jnp.clip((t - warm) / jnp.maximum(total - warm - 1.0, 1.0), 0.0, 1.0)
+    cos_lr = hyper.lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + jnp.cos(jnp.pi * progress)))
+    return jnp.where(t < warm, warm_lr, cos_lr)
+
+
+def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array, *,
+               cfg: ModelConfig, optim: OptimConfig, dims: ModelDims | None = None
+               ) -> tuple[TrainState, dict]:
+    """One AdamW step of one model. Frozen (state unchanged) once diverged or out of budget."""
+    def loss_fn(params):
+        key = jax.random.fold_in(state.key, state.step) if cfg.dropout > 0 else None
+        logits = forward(params, inputs_BT, cfg, dims=dims, dropout_key=key)
+        return cross_entropy(logits, targets_BT)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    direction, opt_state = make_tx(optim).update(grads, state.opt_state, state.params)
+    lr = lr_at(state.step, hyper, optim.min_lr_ratio)
+    params = {name: p - lr * (direction[name] + (hyper.weight_decay * p if name in DECAYED else 0.0))
+              for name, p in state.params.items()}
+    active = (state.step < hyper.total_steps) & ~state.diverged
+    update = active & finite
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(update, n, o), new, old)
+    new_state = TrainState(keep(params, state.params), keep(opt_state, state.opt_state),
+                           state.step + update.astype(jnp.int32), state.diverged | (active & ~finite),
+                           state.key)
+    metrics = {"loss": jnp.where(active, loss, jnp.nan), "grad_norm": grad_norm, "lr": lr, "active": active}
+    return new_state, metrics
+
+
+def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, batch_size: int, seq_len: int,
+                     max_steps: int, *, stacked: bool):
+    """A jitted ``chunk(state, hyper, dims, tokens, data_key, start, n)`` running ``n`` ≤
+    ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
+    chunk length reuses one compiled program). Returns the state and per-step losses
+    [max_steps(, K)] (NaN where a model was inactive or beyond ``n``)."""
+    def one(state, hyper, dims, inputs, targets):
+        return train_step(state, hyper, inputs, targets, cfg=cfg, optim=optim, dims=dims)
+
+    step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None)) if stacked else one
+
+    def chunk(state, hyper, dims, tokens_N, key, start, n):
+        k = hyper.lr.shape if stacked else ()
+        losses = jnp.full((max_steps,) + k, jnp.nan, jnp.float32)
+
+        def body(i, carry):
+            state, losses = carry
+            inputs, targets = sample_batch(tokens_N, key, start + i, batch_size, seq_len)
+            state, metrics = step_fn(state, hyper, dims, inputs, targets)
+            return state, losses.at[i].set(metrics["loss"])
+
+        return jax.lax.fori_loop(0, n, body, (state, losses))
+
+    return jax.jit(chunk, donate_argnums=(0,))
+
+
+def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64):
+    """A jitted ``evaluate(params, dims, windows[M, T+1]) -> mean loss`` (per model if stacked),
+    dropout off. Windows are scored in batches with ``lax.map`` to bound activation memory."""
+    def one(params, dims, windows):
+        m = windows.shape[0]
+        pad = (-m) % batch_size
+        w = jnp.concatenate([windows, jnp.zeros((pad, windows.shape[1]), windows.dtype)], axis=0)
+        weights = (jnp.arange(m + pad) < m).astype(jnp.float32).reshape(-1, batch_size)
+        w = w.reshape(-1, batch_size, windows.shape[1])
+
+        def score(args):
+            wb, weight_b = args
+            logits = forward(params, wb[:, :-1], cfg, dims=dims)
+            logz = jax.nn.logsumexp(logits, axis=-1)
+            gold = jnp.take_along_axis(logits, wb[:, 1:, None], axis=-1)[..., 0]
+            return jnp.sum(jnp.mean(logz - gold, axis=-1) * weight_b)
+
+        return jnp.sum(jax.lax.map(score, (w, weights))) / m
+
+    fn = jax.vmap(one, in_axes=(0, 0, None)) if stacked else one
+    return jax.jit(fn)
