@@ -158,7 +158,7 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
         return cross_entropy(logits, targets_BT)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     direction, opt_state = make_tx(optim).update(grads, state.opt_state, state.params)
     lr = lr_at(state.step, hyper, optim.min_lr_ratio)

