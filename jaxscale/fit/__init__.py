@@ -1,0 +1,1 @@
+"""Fits of scaling laws and emergence: pure functions of arrays returning frozen results."""

@@ -1,0 +1,40 @@
+"""The CLI: help with examples everywhere, a train run writing a valid row, clean errors."""
+
+import json
+
+import pytest
+
+from jaxscale.cli import build_parser, main
+from jaxscale.results import missing_fields, read_rows
+
+
+def test_every_subcommand_has_help_with_examples(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"train", "run", "families"} <= set(sub.choices)
+    for name, p in sub.choices.items():
+        assert "example" in (p.epilog or "").lower(), name
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples" in capsys.readouterr().out
+
+
+def test_train_writes_a_valid_row(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    rc = main(["train", "--model", "ladder/l1", "--steps", "20", "--batch-size", "4", "--eval-windows", "8",
+               "--out", str(tmp_path), "--quiet", "--json"])
+    assert rc == 0
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert len(rows) == 1 and not missing_fields(rows[0])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["test_loss"] == rows[0]["test_loss"] and rows[0]["steps"] == 20
+    assert rows[0]["mode"] == "alone" and rows[0]["corpus"]["name"] == "pystdlib"
+
+
+def test_bad_input_is_a_clean_error(tmp_path, capsys):
+    assert main(["train", "--model", "micro", "--steps", "5", "--out", str(tmp_path)]) == 2
+    assert "ambiguous" in capsys.readouterr().err
+    assert main(["train", "--corpus", str(tmp_path / "missing.txt"), "--steps", "5", "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--steps", "0"])

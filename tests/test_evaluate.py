@@ -1,0 +1,104 @@
+"""Evaluation with hand-made logits functions whose right answers are known."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale.data.tasks import make_task
+from jaxscale.evaluate import evaluate, load_outputs
+from jaxscale.metrics import exact_match_N, metric_table
+
+N_DIGITS = 3
+
+
+@pytest.fixture(scope="module")
+def addition():
+    return make_task("addition", seed=0, n_digits=N_DIGITS, n_train=100, n_test=1000)
+
+
+def addition_oracle(vocab: int, n: int = N_DIGITS):
+    """Causal oracle for plain-order addition: at answer step j (position 2n+1+j) it computes the
+    sum from the prompt alone and puts all its mass on the right digit."""
+    def logits_fn(tokens_BT):
+        w = 10 ** jnp.arange(n - 1, -1, -1)
+        a = tokens_BT[:, :n] @ w
+        b = tokens_BT[:, n + 1:2 * n + 1] @ w
+        total = a + b
+        t = tokens_BT.shape[1]
+        j_T = jnp.arange(t) - (2 * n + 1)                      # answer step predicted at t
+        power_T = 10 ** jnp.clip(n - j_T, 0, n)
+        digit_BT = (total[:, None] // power_T[None, :]) % 10
+        return 20.0 * jax.nn.one_hot(digit_BT, vocab)
+    return logits_fn
+
+
+def test_oracle_gets_exact_match_one(addition):
+    out = evaluate(addition_oracle(addition.vocab_size), addition.test, batch_size=300)
+    table = metric_table(out)
+    assert out.num_examples == 1000
+    assert table.exact_match.rate == 1.0 and table.exact_match.n == 1000
+    assert table.tolerance_match.rate == 1.0
+    assert table.token_accuracy.rate == 1.0 and table.edit_distance == 0.0
+    np.testing.assert_array_equal(out.pred_value_N, addition.test.target_value_N)
+    assert table.answer_log_likelihood > -1e-3
+
+
+def test_uniform_logits_give_minus_L_ln_V(addition):
+    V = addition.vocab_size
+    out = evaluate(lambda tok: jnp.zeros(tok.shape + (V,)), addition.test)
+    L = N_DIGITS + 1
+    ll = out.token_logprob_NA.sum(1)
+    np.testing.assert_allclose(ll, -L * np.log(V), rtol=1e-5)
+    assert metric_table(out).answer_log_likelihood == pytest.approx(-L * np.log(V), rel=1e-5)
+
+
+def test_greedy_exact_match_equals_all_tokens_teacher_forced_correct(addition):
+    # a fixed random causal bigram model: logits from the current and the previous token
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    V = addition.vocab_size
+    w1, w2 = jax.random.normal(k1, (V, V)), jax.random.normal(k2, (V, V))
+    def bigram(tok):
+        prev = jnp.concatenate([tok[:, :1], tok[:, :-1]], axis=1)
+        return w1[tok] + 0.5 * w2[prev]
+    out = evaluate(bigram, addition.test)
+    np.testing.assert_array_equal(exact_match_N(out), out.token_correct_NA.all(1))
+    # and batching (with a padded last batch) does not change anything
+    out7 = evaluate(bigram, addition.test.take(np.arange(50)), batch_size=7)
+    np.testing.assert_array_equal(out7.pred_NA, out.pred_NA[:50])
+    np.testing.assert_allclose(out7.token_logprob_NA, out.token_logprob_NA[:50], rtol=1e-6)
+
+
+def test_greedy_decoding_cannot_peek_at_the_gold_answer(addition):
+    # a non-causal cheat that copies the next token: perfect teacher-forced, blind when greedy
+    V = addition.vocab_size
+    def cheat(tok):
+        return 20.0 * jax.nn.one_hot(jnp.roll(tok, -1, axis=1), V)
+    out = evaluate(cheat, addition.test)
+    assert out.token_correct_NA.all()
+    assert exact_match_N(out).mean() == 0.0   # it sees only pad tokens where the answer was
+
+
+def test_one_token_answers_keep_the_probability_vector():
+    task = make_task("notebook-arithmetic", seed=0)
+    def rule(tok):  # next term = 2·last − previous (the arithmetic rule), in token space
+        nxt = 2 * tok - jnp.concatenate([tok[:, :1], tok[:, :-1]], axis=1)
+        return 5.0 * jax.nn.one_hot(nxt, 100)
+    out = evaluate(rule, task.test)
+    assert out.answer_probs_NV.shape == (100, 100)
+    np.testing.assert_allclose(out.answer_probs_NV.sum(1), 1.0, rtol=1e-5)
+    table = metric_table(out)
+    assert table.exact_match.rate == 1.0
+    p_gold, p_other = np.exp(5) / (np.exp(5) + 99), 1 / (np.exp(5) + 99)
+    assert table.brier == pytest.approx((1 - p_gold) ** 2 + 99 * p_other ** 2, rel=1e-5)
+    assert table.answer_probability == pytest.approx(p_gold, rel=1e-5)
+
+
+def test_outputs_round_trip_through_npz(addition, tmp_path):
+    out = evaluate(addition_oracle(addition.vocab_size), addition.test.take(np.arange(64)))
+    path = tmp_path / "outputs.npz"
+    out.save(path)
+    back = load_outputs(path)
+    assert back.task == "addition" and back.vocab_size == out.vocab_size
+    assert back.answer_probs_NV is None and back.subtask_N is None
+    assert metric_table(back).as_dict() == metric_table(out).as_dict()
