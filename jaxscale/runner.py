@@ -20,7 +20,8 @@ import numpy as np
 
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
-from jaxscale.data.stream import data_key, eval_windows
+from jaxscale.data.source import TrainData, from_corpus
+from jaxscale.data.stream import data_key
 from jaxscale.model import init_params
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
@@ -57,6 +58,7 @@ class RunSettings:
     eval_windows: int = 128
     steps_per_dispatch: int = 100
     progress: bool = True
+    early_stop: tuple[int, float] | None = None  # (after epoch index, mean-loss threshold)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_windows", "steps_per_dispatch", "n_evals"):
@@ -69,11 +71,13 @@ class RunSettings:
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
 
 
-def _boundaries(totals: Sequence[int], eval_every: int, chunk: int) -> list[int]:
-    """Global steps at which to stop a dispatch: evaluation points, each model's end, and at
-    most ``chunk`` steps apart."""
+def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None) -> list[int]:
+    """Global steps at which to stop a dispatch: evaluation points, each model's end, epoch ends
+    (when early stopping needs them), and at most ``chunk`` steps apart."""
     end = max(totals)
     points = set(range(eval_every, end + 1, eval_every)) | set(totals)
+    if epoch_steps:
+        points |= set(range(epoch_steps, end + 1, epoch_steps))
     out, prev = [], 0
     for p in sorted(points):
         while p - prev > chunk:
@@ -84,11 +88,17 @@ def _boundaries(totals: Sequence[int], eval_every: int, chunk: int) -> list[int]
     return out
 
 
-def train_group(specs: Sequence[ModelSpec], corpus: Corpus, settings: RunSettings = RunSettings(), *,
-                mode: str = "stack", stack_id: str | None = None) -> list[dict]:
+def _epoch_mean_losses(train_losses: np.ndarray, start: int, end: int) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return np.nanmean(train_losses[start:end], axis=0)
+
+
+def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,
+                mode: str = "stack", stack_id: str | None = None) -> "GroupResult":
     """Train ``specs`` together (``mode='stack'``: one padded, vmapped program) or, for a single
-    spec, ``mode='alone'`` (the unvmapped step at the true shape). Returns a ``GroupResult`` with
-    one row per spec, in order."""
+    spec, ``mode='alone'`` (the unvmapped step at the true shape) on ``data`` (a ``TrainData``,
+    or a ``Corpus`` read with ``settings``' batch size and sequence length). Returns a
+    ``GroupResult`` with one row per spec, in order."""
     if not specs:
         raise ValueError("train_group: no models given")
     if mode not in ("stack", "alone"):
@@ -97,16 +107,25 @@ def train_group(specs: Sequence[ModelSpec], corpus: Corpus, settings: RunSetting
         raise ValueError(f"mode 'alone' trains one model, got {len(specs)}")
     cfgs = [s.cfg for s in specs]
     env = envelope(cfgs) if mode == "stack" else cfgs[0]
-    seq_len = settings.seq_len or env.max_seq_len
-    if seq_len > env.max_seq_len:
-        raise ValueError(f"seq_len {seq_len} exceeds the models' context {env.max_seq_len}")
-    corpus.check_fits(seq_len, env.vocab_size)
-    optims = {(s.optim.beta1, s.optim.beta2, s.optim.eps, s.optim.clip_norm, s.optim.min_lr_ratio) for s in specs}
+    if isinstance(data, Corpus):
+        seq_len = settings.seq_len or env.max_seq_len
+        if seq_len > env.max_seq_len:
+            raise ValueError(f"seq_len {seq_len} exceeds the models' context {env.max_seq_len}")
+        data = from_corpus(data, seq_len=seq_len, batch_size=settings.batch_size,
+                           eval_max_windows=settings.eval_windows, vocab_size=env.vocab_size)
+    if data.seq_len > env.max_seq_len:
+        raise ValueError(f"data {data.name!r} has sequences of {data.seq_len} tokens, longer than the "
+                         f"models' context {env.max_seq_len}")
+    if data.vocab_size > env.vocab_size:
+        raise ValueError(f"data {data.name!r} has vocab {data.vocab_size} > the models' vocab_size {env.vocab_size}")
+    optims = {(s.optim.beta1, s.optim.beta2, s.optim.eps, s.optim.clip_norm, s.optim.min_lr_ratio,
+               s.optim.decay_all) for s in specs}
     if len(optims) > 1:
-        raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm and min_lr_ratio "
-                         "(learning rate, weight decay, warmup and budget may differ)")
+        raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
+                         "decay_all (learning rate, weight decay, warmup and budget may differ)")
     optim = specs[0].optim
-    totals = [s.budget.steps(s.cfg, settings.batch_size, seq_len) for s in specs]
+    seq_len, batch = data.seq_len, data.batch_size
+    totals = [s.budget.steps(s.cfg, batch, seq_len) for s in specs]
     eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
     stacked = mode == "stack"
     t_start = time.perf_counter()
@@ -121,56 +140,85 @@ def train_group(specs: Sequence[ModelSpec], corpus: Corpus, settings: RunSetting
     else:
         state = init_states(params[0], specs[0].seed, optim, stacked=False)
         hyper, dims = hypers[0], None
+    hyper = jax.tree.map(jnp.asarray, hyper)
 
     chunk_len = min(settings.steps_per_dispatch, max(totals))
-    chunk_fn = make_train_chunk(env, optim, settings.batch_size, seq_len, chunk_len, stacked=stacked)
+    chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked)
     eval_fn = make_eval(env, stacked=stacked)
-    tokens_N = jnp.asarray(corpus.train)
     key = data_key(settings.data_seed)
-    val_w = jnp.asarray(eval_windows(corpus.val, seq_len, settings.eval_windows))
-    test_w = jnp.asarray(eval_windows(corpus.test, seq_len, settings.eval_windows))
+    val_rows, val_weights = (jnp.asarray(a) for a in data.val)
+    epoch_steps = data.steps_per_epoch if settings.early_stop else None
 
     k = len(specs)
     train_losses = np.full((max(totals), k), np.nan)
     val_points: list[list[tuple[int, float]]] = [[] for _ in range(k)]
-    label = f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}"
-    progress = Progress(label, max(totals), enabled=settings.progress)
+    progress = Progress(f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}", max(totals),
+                        enabled=settings.progress)
     compile_s, step = None, 0
-    tokens_per_step = settings.batch_size * seq_len
     t_train = time.perf_counter()
-    for boundary in _boundaries(totals, eval_every, chunk_len):
+    for boundary in _boundaries(totals, eval_every, chunk_len, epoch_steps):
+        if step >= max(np.asarray(hyper.total_steps).reshape(-1)):
+            break  # every model stopped early
         n = boundary - step
         t0 = time.perf_counter()
-        state, losses = chunk_fn(state, hyper, dims, tokens_N, key, jnp.int32(step), jnp.int32(n))
+        state, losses = chunk_fn(state, hyper, dims, data.arrays, key, jnp.int32(step), jnp.int32(n))
         losses = np.asarray(losses)[:n].reshape(n, k)
         if compile_s is None:
             compile_s = time.perf_counter() - t0
             t_train = time.perf_counter()
         train_losses[step:boundary] = losses
         step = boundary
-        due = [step <= tot and (step % eval_every == 0 or step == tot) for tot in totals]
+        ends = np.asarray(hyper.total_steps).reshape(k)
+        due = [step <= end and (step % eval_every == 0 or step == end) for end in ends]
         if any(due):
-            vals = np.asarray(eval_fn(state.params, dims, val_w)).reshape(k)
+            vals = np.asarray(eval_fn(state.params, dims, val_rows, val_weights)).reshape(k)
             for i in range(k):
                 if due[i]:
                     val_points[i].append((step, float(vals[i])))
+        if epoch_steps and step % epoch_steps == 0:
+            hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k, val_points,
+                                eval_fn, state, dims, val_rows, val_weights)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
-        progress.update(step, tokens_per_step * k * step / elapsed if step > n else float("nan"),
+        progress.update(step, data.tokens_per_step * k * (step - n) / elapsed if step > n else float("nan"),
                         [float(x) for x in losses[-1]])
-    test = np.asarray(eval_fn(state.params, dims, test_w)).reshape(k)
+    test_rows, test_weights = (jnp.asarray(a) for a in data.test)
+    test = np.asarray(eval_fn(state.params, dims, test_rows, test_weights)).reshape(k)
     wall = time.perf_counter() - t_start
     steady = time.perf_counter() - t_train
 
     final = jax.device_get(state)
+    steps_taken = np.asarray(final.step).reshape(k)
     rows = []
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
                   "compile_seconds": compile_s, "steady_seconds": steady}
     for i, spec in enumerate(specs):
         get = (lambda x: x[i]) if stacked else (lambda x: x)
-        rows.append(_row(spec, totals[i], train_losses[: totals[i], i], val_points[i], float(test[i]),
-                         bool(get(final.diverged)), corpus, settings, seq_len, mode, stack_info, wall))
+        n_i = int(steps_taken[i]) if not bool(get(final.diverged)) else totals[i]
+        rows.append(_row(spec, n_i, train_losses[: n_i, i], val_points[i], float(test[i]),
+                         bool(get(final.diverged)), data, seq_len, mode, stack_info, wall, settings.data_seed))
     return GroupResult(rows, final, tuple(cfgs), stacked)
+
+
+def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw):
+    """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
+    the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken)."""
+    after_epoch, threshold = rule
+    epoch = step // epoch_steps - 1
+    if epoch <= after_epoch:
+        return hyper
+    means = _epoch_mean_losses(train_losses, step - epoch_steps, step)
+    ends = np.asarray(hyper.total_steps).reshape(k).copy()
+    stop = (means < threshold) & (ends > step)
+    if not stop.any():
+        return hyper
+    vals = np.asarray(eval_fn(state.params, dims, vr, vw)).reshape(k)
+    for i in np.nonzero(stop)[0]:
+        ends[i] = step
+        if not val_points[i] or val_points[i][-1][0] != step:
+            val_points[i].append((step, float(vals[i])))
+    new = jnp.asarray(ends.reshape(np.asarray(hyper.total_steps).shape), jnp.int32)
+    return hyper._replace(total_steps=new)
 
 
 @dataclass(frozen=True)
@@ -190,15 +238,15 @@ class GroupResult:
 
 
 def _row(spec: ModelSpec, steps: int, losses: np.ndarray, val_points, test_loss: float, diverged: bool,
-         corpus: Corpus, settings: RunSettings, seq_len: int, mode: str, stack_info: dict, wall: float) -> dict:
+         data: TrainData, seq_len: int, mode: str, stack_info: dict, wall: float, data_seed: int) -> dict:
     cfg = spec.cfg
     counts = cfg.param_counts()
     fpt = cfg.flops_per_token(seq_len=seq_len)
-    tokens = steps * settings.batch_size * seq_len
+    tokens = steps * data.batch_size * seq_len
     vals = dict(val_points)
     curve = []
     for s in range(steps):
-        point = {"step": s + 1, "tokens": (s + 1) * settings.batch_size * seq_len,
+        point = {"step": s + 1, "tokens": (s + 1) * data.batch_size * seq_len,
                  "train_loss": None if not math.isfinite(losses[s]) else float(losses[s])}
         if s + 1 in vals:
             point["val_loss"] = vals[s + 1]
@@ -212,14 +260,14 @@ def _row(spec: ModelSpec, steps: int, losses: np.ndarray, val_points, test_loss:
         "flops_per_token": fpt.total,
         "flops_terms": {"non_embedding": fpt.non_embedding, "head": fpt.head, "attention": fpt.attention,
                         "causal": fpt.causal},
-        "seed": spec.seed, "data_seed": settings.data_seed, "lr": spec.optim.lr,
+        "seed": spec.seed, "data_seed": data_seed, "lr": spec.optim.lr,
         "weight_decay": spec.optim.weight_decay, "optimizer": {"name": "adamw", **spec.optim.__dict__},
-        "batch_size": settings.batch_size, "seq_len": seq_len, "steps": steps, "tokens": tokens,
+        "batch_size": data.batch_size, "seq_len": seq_len, "steps": steps, "tokens": tokens,
         "tokens_per_param": tokens / counts.total, "budget": spec.budget.to_dict(),
         "flops": fpt.total * tokens,
         "train_loss": float(np.mean(last)) if last.size and not diverged else None,
         "val_loss": val_points[-1][1] if val_points and not diverged else None,
         "test_loss": test_loss if not diverged else None,
-        "curve": curve, "diverged": diverged, "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint},
+        "curve": curve, "diverged": diverged, "corpus": data.info,
         "mode": mode, "stack": stack_info, "wall_seconds": wall, "versions": versions(), "device": device_info(),
     }

@@ -20,6 +20,7 @@ whose step budget is spent is frozen too (its state no longer changes while othe
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -29,7 +30,6 @@ import jax.numpy as jnp
 import optax
 
 from jaxscale.config import ModelConfig
-from jaxscale.data.stream import sample_batch
 from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward
 
 PARAMS_BASES = ("total", "non_embedding")
@@ -47,6 +47,7 @@ class OptimConfig:
     clip_norm: float = 1.0
     warmup_frac: float = 0.1
     min_lr_ratio: float = 0.1
+    decay_all: bool = False  # decay biases and LayerNorm gains too (PyTorch's AdamW default)
 
     def __post_init__(self) -> None:
         checks = {
@@ -148,21 +149,23 @@ def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:
     return jnp.where(t < warm, warm_lr, cos_lr)
 
 
-def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array, *,
-               cfg: ModelConfig, optim: OptimConfig, dims: ModelDims | None = None
-               ) -> tuple[TrainState, dict]:
-    """One AdamW step of one model. Frozen (state unchanged) once diverged or out of budget."""
+def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
+               weights_BT: jax.Array | None = None, *, cfg: ModelConfig, optim: OptimConfig,
+               dims: ModelDims | None = None) -> tuple[TrainState, dict]:
+    """One AdamW step of one model. Frozen (state unchanged) once diverged or out of budget.
+    ``weights`` select the target positions in the loss (None: all)."""
     def loss_fn(params):
         key = jax.random.fold_in(state.key, state.step) if cfg.dropout > 0 else None
         logits = forward(params, inputs_BT, cfg, dims=dims, dropout_key=key)
-        return cross_entropy(logits, targets_BT)
+        return cross_entropy(logits, targets_BT, weights_BT)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     direction, opt_state = make_tx(optim).update(grads, state.opt_state, state.params)
     lr = lr_at(state.step, hyper, optim.min_lr_ratio)
-    params = {name: p - lr * (direction[name] + (hyper.weight_decay * p if name in DECAYED else 0.0))
+    decayed = lambda name: optim.decay_all or name in DECAYED
+    params = {name: p - lr * (direction[name] + (hyper.weight_decay * p if decayed(name) else 0.0))
               for name, p in state.params.items()}
     active = (state.step < hyper.total_steps) & ~state.diverged
     update = active & finite
@@ -174,25 +177,26 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
     return new_state, metrics
 
 
-def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, batch_size: int, seq_len: int,
-                     max_steps: int, *, stacked: bool):
-    """A jitted ``chunk(state, hyper, dims, tokens, data_key, start, n)`` running ``n`` ≤
+@functools.lru_cache(maxsize=64)
+def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool):
+    """A jitted ``chunk(state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
     ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
-    chunk length reuses one compiled program). Returns the state and per-step losses
-    [max_steps(, K)] (NaN where a model was inactive or beyond ``n``)."""
-    def one(state, hyper, dims, inputs, targets):
-        return train_step(state, hyper, inputs, targets, cfg=cfg, optim=optim, dims=dims)
+    chunk length reuses one compiled program). ``sampler(arrays, data_key, step)`` draws the batch
+    every model of the stack trains on. Returns the state and per-step losses [max_steps(, K)]
+    (NaN where a model was inactive or beyond ``n``)."""
+    def one(state, hyper, dims, inputs, targets, weights):
+        return train_step(state, hyper, inputs, targets, weights, cfg=cfg, optim=optim, dims=dims)
 
-    step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None)) if stacked else one
+    step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
 
-    def chunk(state, hyper, dims, tokens_N, key, start, n):
+    def chunk(state, hyper, dims, arrays, key, start, n):
         k = hyper.lr.shape if stacked else ()
         losses = jnp.full((max_steps,) + k, jnp.nan, jnp.float32)
 
         def body(i, carry):
             state, losses = carry
-            inputs, targets = sample_batch(tokens_N, key, start + i, batch_size, seq_len)
-            state, metrics = step_fn(state, hyper, dims, inputs, targets)
+            inputs, targets, weights = sampler(arrays, key, start + i)
+            state, metrics = step_fn(state, hyper, dims, inputs, targets, weights)
             return state, losses.at[i].set(metrics["loss"])
 
         return jax.lax.fori_loop(0, n, body, (state, losses))
@@ -200,24 +204,27 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, batch_size: int, seq_
     return jax.jit(chunk, donate_argnums=(0,))
 
 
+@functools.lru_cache(maxsize=64)
 def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64):
-    """A jitted ``evaluate(params, dims, windows[M, T+1]) -> mean loss`` (per model if stacked),
-    dropout off. Windows are scored in batches with ``lax.map`` to bound activation memory."""
-    def one(params, dims, windows):
-        m = windows.shape[0]
+    """A jitted ``evaluate(params, dims, rows[M, T+1], weights[M, T]) -> loss``: the weighted
+    mean next-token loss over all held-out rows (per model if stacked), dropout off. Rows are
+    scored in batches with ``lax.map`` to bound activation memory."""
+    def one(params, dims, rows, weights):
+        m = rows.shape[0]
         pad = (-m) % batch_size
-        w = jnp.concatenate([windows, jnp.zeros((pad, windows.shape[1]), windows.dtype)], axis=0)
-        weights = (jnp.arange(m + pad) < m).astype(jnp.float32).reshape(-1, batch_size)
-        w = w.reshape(-1, batch_size, windows.shape[1])
+        r = jnp.concatenate([rows, jnp.zeros((pad, rows.shape[1]), rows.dtype)], axis=0)
+        w = jnp.concatenate([weights, jnp.zeros((pad, weights.shape[1]), weights.dtype)], axis=0)
 
         def score(args):
-            wb, weight_b = args
-            logits = forward(params, wb[:, :-1], cfg, dims=dims)
+            rb, wb = args
+            logits = forward(params, rb[:, :-1], cfg, dims=dims)
             logz = jax.nn.logsumexp(logits, axis=-1)
-            gold = jnp.take_along_axis(logits, wb[:, 1:, None], axis=-1)[..., 0]
-            return jnp.sum(jnp.mean(logz - gold, axis=-1) * weight_b)
+            gold = jnp.take_along_axis(logits, rb[:, 1:, None], axis=-1)[..., 0]
+            return jnp.sum((logz - gold) * wb)
 
-        return jnp.sum(jax.lax.map(score, (w, weights))) / m
+        total = jnp.sum(jax.lax.map(score, (r.reshape(-1, batch_size, rows.shape[1]),
+                                            w.reshape(-1, batch_size, weights.shape[1]))))
+        return total / jnp.maximum(jnp.sum(weights), 1.0)
 
-    fn = jax.vmap(one, in_axes=(0, 0, None)) if stacked else one
+    fn = jax.vmap(one, in_axes=(0, 0, None, None)) if stacked else one
     return jax.jit(fn)

@@ -1,0 +1,99 @@
+"""Invariant 1 and 3: a model inside a stack is the model alone; every reduction is per model."""
+
+import numpy as np
+import pytest
+
+from jaxscale.config import ModelConfig, family_configs
+from jaxscale.data.corpus import load_corpus, random_tokens_corpus
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.stack import envelope, padded_flops_utilisation
+from jaxscale.train import Budget, OptimConfig
+
+REL_TOL = 1e-5  # DESIGN.md §2, invariant 1 (float32, >= 50 steps)
+
+
+def _losses(row):
+    return np.array([p["train_loss"] for p in row["curve"]], dtype=float)
+
+
+def assert_stack_equals_alone(specs, data, settings):
+    stack = train_group(specs, data, settings, mode="stack")
+    for i, spec in enumerate(specs):
+        alone = train_group([spec], data, settings, mode="alone")
+        a, s = _losses(alone.rows[0]), _losses(stack.rows[i])
+        assert a.shape == s.shape and len(a) >= 50, spec.label
+        rel = np.max(np.abs(a - s) / np.abs(a))
+        assert rel <= REL_TOL, f"{spec.label}: relative loss difference {rel:.2e}"
+        assert abs(alone.rows[0]["test_loss"] - stack.rows[i]["test_loss"]) <= REL_TOL * alone.rows[0]["test_loss"]
+        assert stack.rows[i]["mode"] == "stack" and stack.rows[i]["stack"]["size"] == len(specs)
+    return stack
+
+
+def _mixed_cfg(d, h, l, f, dropout):
+    return ModelConfig(vocab_size=256, d_model=d, n_heads=h, n_layers=l, d_ff=f, max_seq_len=32,
+                       dropout=dropout, name=f"m-d{d}-l{l}")
+
+
+def test_mixed_sizes_dropout_budgets_and_clipping_match_alone():
+    """Different widths, head counts, MLP widths, depths, seeds, learning rates and step budgets,
+    dropout on and an active gradient clip, in one padded stack."""
+    cfgs = [_mixed_cfg(16, 1, 1, 32, 0.1), _mixed_cfg(32, 2, 2, 96, 0.1), _mixed_cfg(48, 3, 1, 64, 0.1)]
+    specs = [ModelSpec(c, seed=i, optim=OptimConfig(lr=lr, clip_norm=0.05), budget=Budget("steps", n))
+             for i, (c, lr, n) in enumerate(zip(cfgs, (2e-3, 1e-3, 5e-4), (50, 60, 55)))]
+    settings = RunSettings(batch_size=4, seq_len=32, eval_windows=16, progress=False, steps_per_dispatch=20)
+    stack = assert_stack_equals_alone(specs, load_corpus(), settings)
+    # padded entries stayed exactly zero
+    env = envelope(cfgs)
+    params = stack.state.params
+    assert params["w1"].shape[-1] == env.d_ff
+    np.testing.assert_array_equal(params["w1"][0][..., 32:], 0)       # model 0: d_ff 32 of 96
+    np.testing.assert_array_equal(params["wqkv"][0][:, :, :, 1:], 0)  # model 0: 1 head of 3
+    np.testing.assert_array_equal(params["tok_emb"][0][:, 16:], 0)    # model 0: width 16 of 48
+    np.testing.assert_array_equal(params["w2"][2][1:], 0)             # model 2: 1 layer of 2
+    assert [r["steps"] for r in stack.rows] == [50, 60, 55]
+
+
+@pytest.mark.slow
+def test_notebook_scaling_family_in_one_stack_matches_alone():
+    cfgs = family_configs("notebook-scaling")
+    specs = [ModelSpec(c, seed=i, optim=OptimConfig(lr=3e-4, weight_decay=0.01), budget=Budget("steps", 50))
+             for i, c in enumerate(cfgs)]
+    settings = RunSettings(batch_size=4, seq_len=24, eval_windows=16, progress=False, steps_per_dispatch=25)
+    assert_stack_equals_alone(specs, random_tokens_corpus(500, 100_000), settings)
+
+
+def test_same_shape_seeds_and_lrs_match_alone():
+    cfg = family_configs("ladder")[1]
+    specs = [ModelSpec(cfg, seed=s, optim=OptimConfig(lr=lr), budget=Budget("steps", 50))
+             for s, lr in ((0, 1e-3), (1, 3e-3), (2, 2e-3))]
+    settings = RunSettings(batch_size=4, seq_len=32, eval_windows=16, progress=False)
+    stack = assert_stack_equals_alone(specs, load_corpus(), settings)
+    assert stack.rows[0]["stack"]["padded_flops_util"] == pytest.approx(1.0)
+
+
+def test_divergence_is_isolated_bit_for_bit():
+    cfg = family_configs("ladder")[0]
+    settings = RunSettings(batch_size=4, seq_len=32, eval_windows=16, progress=False)
+    make = lambda lr1: [ModelSpec(cfg, seed=i, optim=OptimConfig(lr=lr), budget=Budget("steps", 30))
+                        for i, lr in enumerate((1e-3, lr1, 2e-3))]
+    sane = train_group(make(1e-3), load_corpus(), settings, mode="stack").rows
+    absurd = train_group(make(1e35), load_corpus(), settings, mode="stack").rows
+    assert absurd[1]["diverged"] and absurd[1]["test_loss"] is None
+    assert not sane[1]["diverged"]
+    for i in (0, 2):
+        assert not absurd[i]["diverged"]
+        assert _losses(absurd[i]).tolist() == _losses(sane[i]).tolist()
+        assert absurd[i]["test_loss"] == sane[i]["test_loss"]
+
+
+def test_padding_utilisation_formula():
+    cfgs = family_configs("notebook-scaling")
+    u = padded_flops_utilisation(cfgs)
+    assert 0.3 < u < 0.6
+    assert padded_flops_utilisation(cfgs[:1]) == 1.0
+
+
+def test_incompatible_models_cannot_share_a_stack():
+    a, b = family_configs("notebook-scaling")[0], family_configs("notebook-emergence")[0]
+    with pytest.raises(ValueError, match="vocab_size differs"):
+        envelope([a, b])
