@@ -89,8 +89,10 @@ def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps:
 
 
 def _epoch_mean_losses(train_losses: np.ndarray, start: int, end: int) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        return np.nanmean(train_losses[start:end], axis=0)
+    window = train_losses[start:end]
+    counts = np.sum(np.isfinite(window), axis=0)
+    sums = np.sum(np.where(np.isfinite(window), window, 0.0), axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
 
 def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,

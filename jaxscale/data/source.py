@@ -97,8 +97,9 @@ def task_arrays(split) -> tuple[np.ndarray, np.ndarray]:
 
 
 def from_task(task, *, batch_size: int, shuffle: bool = True, val_fraction: float = 0.1) -> TrainData:
-    """Train on ``task.train``; validation is a held-back slice of the training items (never the
-    test items), test is ``task.test``."""
+    """Train on ``task.train``; validation is a held-back ``val_fraction`` of the training items
+    (never test items), test is ``task.test``. ``val_fraction=0`` trains on every training item
+    and validates on the test split (the notebook preset, which has no validation split)."""
     import hashlib
 
     rows, weights = task_arrays(task.train)
@@ -106,12 +107,12 @@ def from_task(task, *, batch_size: int, shuffle: bool = True, val_fraction: floa
     if rows.shape[0] - n_val < batch_size:
         raise ValueError(f"task {task.name!r}: {rows.shape[0] - n_val} training items, fewer than "
                          f"batch_size {batch_size}")
-    val = (rows[-n_val:], weights[-n_val:]) if n_val else (rows[:batch_size], weights[:batch_size])
+    test = task_arrays(task.test)
+    val = (rows[-n_val:], weights[-n_val:]) if n_val else test
     train_rows, train_w = rows[: rows.shape[0] - n_val], weights[: rows.shape[0] - n_val]
     n = train_rows.shape[0]
     sampler = ExampleSampler(batch_size, n, shuffle)
 
-    test = task_arrays(task.test)
     digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes() + np.ascontiguousarray(test[0]).tobytes())
     return TrainData(task.name, digest.hexdigest(), task.vocab_size, rows.shape[1] - 1, batch_size,
                      {"rows": jnp.asarray(train_rows), "weights": jnp.asarray(train_w)}, sampler, val, test,

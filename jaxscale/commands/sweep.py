@@ -1,0 +1,93 @@
+"""``jaxscale sweep``: a family or explicit sizes × seeds × learning rates × budgets, planned into
+stacks, or one of the notebook's workloads as a preset."""
+
+from __future__ import annotations
+
+import argparse
+
+from jaxscale.commands import _common as c
+
+EXAMPLES = """examples:
+  jaxscale sweep --family ladder --sizes l1 l2 l3 --seeds 0 1 --lrs 1e-3 3e-3 --tokens-per-param 20 --out runs/s1
+  jaxscale sweep --family ladder --sizes l1 l3 --tokens 2e5 4e5 8e5 --select best-lr --out runs/grid
+  jaxscale sweep --family notebook-scaling --steps 60 --corpus shakespeare --out runs/nb
+  jaxscale sweep --preset notebook-scaling --mode stack --out runs/nb-preset
+  jaxscale sweep --preset notebook-emergence --mode sequential --out runs/nb-emergence
+
+Writes OUT/results.jsonl (one row per model, appended as each stack finishes), OUT/plan.json and
+OUT/weights/ (orbax; skip with --no-save-weights; load with jaxscale.sweep.load_weights).
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sweep", help="train many models, planned into stacks",
+                       description="Train a sweep of models as stacks (jit + vmap), planned by a cost model.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--family", help="model family (jaxscale families)")
+    src.add_argument("--preset", choices=("notebook-scaling", "notebook-emergence"),
+                     help="the notebook's own workload, exactly as it runs it")
+    p.add_argument("--sizes", nargs="+", default=None, help="size names within the family (default: all)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
+    p.add_argument("--lrs", nargs="+", type=c.positive_float, default=[3e-3], help="peak learning rates (default 3e-3)")
+    c.add_budget_args(p, several=True)
+    p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto",
+                   help="auto: the planner's cost model decides (default); stack: one stack per compatible "
+                        "group; sequential: every model alone")
+    p.add_argument("--select", choices=("best-lr",), default=None,
+                   help="best-lr: report the learning rate with the lowest validation loss per (size, budget)")
+    p.add_argument("--no-save-weights", action="store_true", help="do not save final weights")
+    c.add_run_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxscale.compile_cache import enable_compilation_cache
+    from jaxscale.config import create_model_config, family_configs
+    from jaxscale.data.corpus import load_corpus
+    from jaxscale.data.source import from_corpus
+    from jaxscale.presets import make_preset
+    from jaxscale.results import append_rows
+    from jaxscale.sweep import expand, run_sweep, select_best_lr
+
+    enable_compilation_cache()
+    out = c.out_dir(args, "sweep")
+    hook = None
+    if args.preset:
+        preset = make_preset(args.preset)
+        specs, data, settings, hook = preset.specs, preset.data, preset.settings, preset.row_hook
+        if not args.quiet:
+            print(f"preset {args.preset}: {len(specs)} models, the notebook's own workload")
+    else:
+        cfgs = family_configs(args.family)
+        if args.sizes:
+            cfgs = [create_model_config(f"{args.family}/{s}") for s in args.sizes]
+        specs = expand(cfgs, seeds=args.seeds, lrs=args.lrs, budgets=c.budgets_from_args(args, default_steps=200),
+                       optim=c.optim_config(args, args.lrs[0]))
+        settings = c.run_settings(args)
+        seq_len = args.seq_len or min(cf.max_seq_len for cf in cfgs)
+        data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
+                           batch_size=args.batch_size, eval_max_windows=args.eval_windows,
+                           vocab_size=max(cf.vocab_size for cf in cfgs))
+    result = run_sweep(specs, data, settings, mode=args.mode, out=out, save_weights=not args.no_save_weights,
+                       row_hook=hook)
+    print()
+    for row in result.rows:
+        extra = ""
+        if "metrics" in row and row["metrics"].get("tolerance_match"):
+            extra = f" | ±2 accuracy {row['metrics']['tolerance_match']['rate']:.3f}"
+        print(c.summary_line(row) + extra)
+    if args.select == "best-lr":
+        chosen = select_best_lr(result.rows)
+        append_rows(out / "selected.jsonl", [{"run_id": r["run_id"], "name": r["name"], "lr": r["lr"],
+                                              "seed": r["seed"], "budget": r["budget"], "val_loss": r["val_loss"],
+                                              "test_loss": r["test_loss"]} for r in chosen])
+        print("\nbest learning rate per (size, budget), by validation loss (seed mean):")
+        seen = set()
+        for r in chosen:
+            key = (r["name"], r["tokens"])
+            if key not in seen:
+                seen.add(key)
+                print(f"  {r['name']:<26} tokens {r['tokens']:>12,}  lr {r['lr']:g}")
+    print(f"\nwrote {out / 'results.jsonl'} ({len(result.rows)} rows), {out / 'plan.json'}")
+    return 0

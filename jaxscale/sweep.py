@@ -1,0 +1,147 @@
+"""Sweeps: sizes × seeds × learning rates × budgets, planned into stacks, rows written as each
+stack finishes, final weights saved, and the best learning rate per (size, budget) selected on
+the validation split.
+
+Output folder layout:
+  results.jsonl      one row per trained model (appended as each group finishes)
+  plan.json          the groups the planner chose, with the device profile and cost estimates
+  weights/<group>/   orbax (v1) checkpoint of {run_id: true-shape parameters} for the group
+  selected.jsonl     with --select best-lr: the run_ids chosen per (size, budget)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from jaxscale.config import ModelConfig
+from jaxscale.data.source import TrainData
+from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan
+from jaxscale.results import append_rows, read_rows
+from jaxscale.runner import GroupResult, ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, OptimConfig
+
+WEIGHTS_DIR = "weights"
+
+
+def expand(cfgs: Sequence[ModelConfig], *, seeds: Sequence[int] = (0,), lrs: Sequence[float] = (1e-3,),
+           budgets: Sequence[Budget] = (Budget("steps", 100),), optim: OptimConfig = OptimConfig()) -> list[ModelSpec]:
+    """Every (config, budget, learning rate, seed) combination, in that nesting order."""
+    for name, values in (("sizes", cfgs), ("seeds", seeds), ("lrs", lrs), ("budgets", budgets)):
+        if not values:
+            raise ValueError(f"sweep: {name} is empty")
+    if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
+        raise ValueError("sweep: seeds and learning rates must not repeat")
+    return [ModelSpec(cfg, seed, dataclasses.replace(optim, lr=lr), budget)
+            for cfg, budget, lr, seed in itertools.product(cfgs, budgets, lrs, seeds)]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    rows: list
+    groups: list
+    out: Path | None
+
+
+def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings = RunSettings(), *,
+              mode: str = "auto", out: str | os.PathLike | None = None, save_weights: bool = True,
+              profile: DeviceProfile | None = None, row_hook: Callable[[dict, ModelSpec, GroupResult, int], None] | None = None,
+              log=sys.stdout) -> SweepResult:
+    """Plan ``specs`` into groups and train them; ``row_hook(row, spec, group_result, i)`` may add
+    fields (e.g. task metrics) to each row before it is written."""
+    if not specs:
+        raise ValueError("run_sweep: no models")
+    profile = profile or calibrate(measure=mode == "auto")
+    steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
+    groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
+    print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
+          f"{len(groups)} program{'s' if len(groups) != 1 else ''}):\n{describe(groups, specs)}", file=log)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        _write_json(out_path / "plan.json", {
+            "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
+            "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
+    rows = []
+    for g in groups:
+        group_specs = [specs[i] for i in g.indices]
+        result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id)
+        for i, (row, spec) in enumerate(zip(result.rows, group_specs)):
+            row["stack"]["planned_seconds"] = g.estimated_s
+            if row_hook is not None:
+                row_hook(row, spec, result, i)
+        if out_path is not None:
+            if save_weights:
+                save_group_weights(out_path / WEIGHTS_DIR / g.id,
+                                   {row["run_id"]: result.params(i) for i, row in enumerate(result.rows)})
+            append_rows(out_path / "results.jsonl", result.rows)
+        s = result.rows[0]["stack"]
+        total_tokens = sum(r["tokens"] for r in result.rows)
+        print(f"{g.id} done: {len(result.rows)} model(s), compile {s['compile_seconds']:.1f}s, "
+              f"wall {result.rows[0]['wall_seconds']:.1f}s (planned {g.estimated_s:.1f}s), "
+              f"{total_tokens / max(result.rows[0]['wall_seconds'], 1e-9):,.0f} tok/s total, "
+              f"padded-FLOP util {s['padded_flops_util']:.1%}", file=log)
+        rows.extend(result.rows)
+    return SweepResult(rows, groups, out_path)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def budget_key(row: dict) -> str:
+    return json.dumps(row.get("budget") or {"kind": "steps", "value": row["steps"]}, sort_keys=True)
+
+
+def select_best_lr(rows: Sequence[dict], metric: str = "val_loss") -> list[dict]:
+    """Per (size, budget), the learning rate whose seed-mean ``metric`` is lowest (diverged runs
+    excluded); returns every row (all seeds) of the chosen learning rate."""
+    by_key: dict[tuple, dict[float, list[dict]]] = {}
+    for r in rows:
+        by_key.setdefault((r["name"], budget_key(r)), {}).setdefault(r["lr"], []).append(r)
+    chosen = []
+    for per_lr in by_key.values():
+        scored = [(sum(r[metric] for r in rs) / len(rs), lr) for lr, rs in per_lr.items()
+                  if all(not r["diverged"] and r[metric] is not None for r in rs)]
+        if scored:
+            chosen.extend(per_lr[min(scored)[1]])
+    return chosen
+
+
+# ----- weights -----------------------------------------------------------------------------------
+
+def save_group_weights(path: Path, params_by_run: dict) -> None:
+    from orbax.checkpoint import v1 as ocp
+
+    ocp.save_pytree(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()})
+
+
+def load_weights(out_dir: str | os.PathLike, name: str, *, seed: int | None = None, lr: float | None = None,
+                 run_id: str | None = None) -> tuple[ModelConfig, dict, dict]:
+    """(config, parameters, row) of a trained model of a sweep folder, found by name (and seed,
+    learning rate or run id where the name is not unique)."""
+    from orbax.checkpoint import v1 as ocp
+
+    out = Path(out_dir)
+    rows = [r for r in read_rows(out / "results.jsonl")
+            if (r["name"] == name or run_id is not None) and (seed is None or r["seed"] == seed)
+            and (lr is None or r["lr"] == lr) and (run_id is None or r["run_id"] == run_id)]
+    if not rows:
+        raise ValueError(f"no trained model named {name!r} (seed={seed}, lr={lr}, run_id={run_id}) in {out}")
+    if len(rows) > 1:
+        raise ValueError(f"{len(rows)} models match {name!r}; give seed=, lr= or run_id=: "
+                         f"{[(r['seed'], r['lr'], r['run_id']) for r in rows]}")
+    row = rows[0]
+    path = out / WEIGHTS_DIR / row["stack"]["id"]
+    if not path.exists():
+        raise FileNotFoundError(f"weights of {name!r} were not saved ({path} missing; was --no-save-weights used?)")
+    tree = ocp.load_pytree(path.resolve())
+    return ModelConfig.from_dict(row["config"]), dict(tree[row["run_id"]]), row
