@@ -129,17 +129,19 @@ def _fmix32(h: jax.Array) -> jax.Array:
 def _index_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 bits for every element of ``shape``, a function of (key, each axis index) only.
 
-    Each axis index is hashed with a salt from the key, and the per-axis hashes are folded in one
-    axis at a time, so the bit for element (i, j, k) does not depend on how long any axis is.
+    Each axis index is hashed on its own (a 1-D array, salted by the key and the axis number);
+    the per-axis hashes are XOR-combined by broadcasting and the result goes through one more
+    avalanche mix. The bit for element (i, j, k) therefore does not depend on how long any axis
+    is, and the per-element cost is one mix, whatever the rank.
     """
     salts = jax.random.key_data(key).astype(jnp.uint32).reshape(-1)
     h = None
     for axis, n in enumerate(shape):
-        idx = jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + salts[axis % salts.shape[0]]
-        idx = _fmix32(idx + jnp.uint32((axis * 0x632BE5AB) % 2**32))
+        salt = salts[axis % salts.shape[0]] ^ jnp.uint32((axis * 0x632BE5AB) % 2**32)
+        idx = _fmix32(_fmix32(jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + salt))
         idx = idx.reshape((1,) * axis + (n,) + (1,) * (len(shape) - axis - 1))
-        h = idx if h is None else _fmix32(h ^ idx)
-    return h
+        h = idx if h is None else h ^ idx
+    return _fmix32(h)
 
 
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:

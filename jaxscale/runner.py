@@ -8,9 +8,10 @@ its end. Result rows follow DESIGN.md §6.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -18,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscale.checkpoint import GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
+from jaxscale.devices import is_writer, model_mesh, padded_stack_size, replicate, shard_models, to_host
 from jaxscale.model import init_params
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
@@ -71,13 +74,15 @@ class RunSettings:
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
 
 
-def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None) -> list[int]:
+def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None,
+                checkpoint_every: int | None = None) -> list[int]:
     """Global steps at which to stop a dispatch: evaluation points, each model's end, epoch ends
-    (when early stopping needs them), and at most ``chunk`` steps apart."""
+    (when early stopping needs them), checkpoints, and at most ``chunk`` steps apart."""
     end = max(totals)
     points = set(range(eval_every, end + 1, eval_every)) | set(totals)
-    if epoch_steps:
-        points |= set(range(epoch_steps, end + 1, epoch_steps))
+    for every in (epoch_steps, checkpoint_every):
+        if every:
+            points |= set(range(every, end + 1, every))
     out, prev = [], 0
     for p in sorted(points):
         while p - prev > chunk:
@@ -95,12 +100,33 @@ def _epoch_mean_losses(train_losses: np.ndarray, start: int, end: int) -> np.nda
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
 
 
+class Interrupted(Exception):
+    """Training stopped on request (a signal) after saving a checkpoint at ``step``."""
+
+    def __init__(self, step: int, checkpoint: str | None):
+        super().__init__(f"interrupted at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+def run_id_for(spec: "ModelSpec", data: TrainData, data_seed: int, stack_id: str | None, index: int) -> str:
+    """A deterministic id: the same model of the same sweep gets the same id when resumed."""
+    key = json.dumps([spec.label, spec.budget.to_dict(), spec.optim.__dict__, spec.cfg.to_dict(),
+                      data.fingerprint, data_seed, stack_id, index], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,
-                mode: str = "stack", stack_id: str | None = None) -> "GroupResult":
-    """Train ``specs`` together (``mode='stack'``: one padded, vmapped program) or, for a single
-    spec, ``mode='alone'`` (the unvmapped step at the true shape) on ``data`` (a ``TrainData``,
-    or a ``Corpus`` read with ``settings``' batch size and sequence length). Returns a
-    ``GroupResult`` with one row per spec, in order."""
+                mode: str = "stack", stack_id: str | None = None, checkpoint: GroupCheckpoint | None = None,
+                checkpoint_every: int | None = None, should_stop=None) -> "GroupResult":
+    """Train ``specs`` together (``mode='stack'``: one padded, vmapped program, its model axis
+    sharded over every device) or, for a single spec, ``mode='alone'`` (the unvmapped step at the
+    true shape) on ``data`` (a ``TrainData``, or a ``Corpus`` read with ``settings``' batch size
+    and sequence length). Returns a ``GroupResult`` with one row per spec, in order.
+
+    With ``checkpoint``, the group resumes from its newest snapshot and saves one every
+    ``checkpoint_every`` steps; when ``should_stop()`` turns true at a dispatch boundary it saves
+    and raises ``Interrupted``.
+    """
     if not specs:
         raise ValueError("train_group: no models given")
     if mode not in ("stack", "alone"):
@@ -126,23 +152,49 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
                          "decay_all (learning rate, weight decay, warmup and budget may differ)")
     optim = specs[0].optim
-    seq_len, batch = data.seq_len, data.batch_size
-    totals = [s.budget.steps(s.cfg, batch, seq_len) for s in specs]
+    seq_len = data.seq_len
+    totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in specs]
     eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
     stacked = mode == "stack"
     t_start = time.perf_counter()
 
-    params = [init_params(s.cfg, s.seed) for s in specs]
+    # A stack's model axis is split over the devices; pad it with inert models (budget 0).
+    k = len(specs)
+    n_dev = jax.device_count() if stacked else 1
+    k_run = padded_stack_size(k, n_dev)
+    run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
+    run_specs = list(specs) + [specs[0]] * (k_run - k)
+    params = [init_params(s.cfg, s.seed) for s in run_specs]
+    hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
     if stacked:
-        params = [pad_params(p, env) for p in params]
-    hypers = [Hyper.make(s.optim, n) for s, n in zip(specs, totals)]
-    if stacked:
-        state = init_states(stack_trees(params), [s.seed for s in specs], optim, stacked=True)
-        hyper, dims = stack_trees(hypers), stack_dims(cfgs)
+        state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
+                            optim, stacked=True)
+        hyper, dims = stack_trees(hypers), stack_dims(run_cfgs)
     else:
         state = init_states(params[0], specs[0].seed, optim, stacked=False)
         hyper, dims = hypers[0], None
-    hyper = jax.tree.map(jnp.asarray, hyper)
+    train_losses = np.full((max(totals), k_run), np.nan)
+    val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
+    step, elapsed_before, compile_s = 0, 0.0, None
+
+    if checkpoint is not None:
+        restored = checkpoint.load({"state": state, "total_steps": np.asarray(hyper.total_steps),
+                                    "train_losses": train_losses})
+        if restored is not None:
+            arrays, meta = restored
+            state, train_losses = arrays["state"], np.asarray(arrays["train_losses"])
+            hyper = hyper._replace(total_steps=np.asarray(arrays["total_steps"]))
+            step, elapsed_before = int(meta["step"]), float(meta["elapsed"])
+            val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
+            compile_s = meta.get("compile_seconds")
+
+    mesh = model_mesh() if stacked and n_dev > 1 else None
+    if mesh is not None:
+        state, hyper, dims = shard_models(state, mesh), shard_models(hyper, mesh), shard_models(dims, mesh)
+        arrays = replicate(data.arrays, mesh)
+    else:
+        state, hyper = jax.tree.map(jnp.asarray, state), jax.tree.map(jnp.asarray, hyper)
+        arrays = data.arrays
 
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked)
@@ -151,58 +203,78 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     val_rows, val_weights = (jnp.asarray(a) for a in data.val)
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
 
-    k = len(specs)
-    train_losses = np.full((max(totals), k), np.nan)
-    val_points: list[list[tuple[int, float]]] = [[] for _ in range(k)]
+    def save(at_step):
+        if checkpoint is None or not is_writer():
+            return None
+        meta = {"step": at_step, "elapsed": elapsed_before + time.perf_counter() - t_start,
+                "val_points": val_points, "compile_seconds": compile_s}
+        host = {"state": to_host(state), "total_steps": np.asarray(to_host(hyper.total_steps)),
+                "train_losses": train_losses}
+        return str(checkpoint.save(host, meta))
+
     progress = Progress(f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}", max(totals),
                         enabled=settings.progress)
-    compile_s, step = None, 0
-    t_train = time.perf_counter()
-    for boundary in _boundaries(totals, eval_every, chunk_len, epoch_steps):
-        if step >= max(np.asarray(hyper.total_steps).reshape(-1)):
+    last_saved, t_train, n_first = step, time.perf_counter(), None
+    for boundary in _boundaries(totals, eval_every, chunk_len, epoch_steps, checkpoint_every):
+        if boundary <= step:
+            continue  # done before the resume
+        if step >= int(np.max(to_host(hyper.total_steps))):
             break  # every model stopped early
         n = boundary - step
         t0 = time.perf_counter()
-        state, losses = chunk_fn(state, hyper, dims, data.arrays, key, jnp.int32(step), jnp.int32(n))
-        losses = np.asarray(losses)[:n].reshape(n, k)
-        if compile_s is None:
-            compile_s = time.perf_counter() - t0
+        state, losses = chunk_fn(state, hyper, dims, arrays, key, jnp.int32(step), jnp.int32(n))
+        losses = np.asarray(to_host(losses))[:n].reshape(n, k_run)
+        if n_first is None:
+            n_first = n
+            if compile_s is None:
+                compile_s = time.perf_counter() - t0
             t_train = time.perf_counter()
         train_losses[step:boundary] = losses
         step = boundary
-        ends = np.asarray(hyper.total_steps).reshape(k)
+        ends = np.asarray(to_host(hyper.total_steps)).reshape(k_run)
         due = [step <= end and (step % eval_every == 0 or step == end) for end in ends]
         if any(due):
-            vals = np.asarray(eval_fn(state.params, dims, val_rows, val_weights)).reshape(k)
-            for i in range(k):
+            vals = np.asarray(to_host(eval_fn(state.params, dims, val_rows, val_weights))).reshape(k_run)
+            for i in range(k_run):
                 if due[i]:
                     val_points[i].append((step, float(vals[i])))
         if epoch_steps and step % epoch_steps == 0:
-            hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k, val_points,
-                                eval_fn, state, dims, val_rows, val_weights)
+            hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
+                                eval_fn, state, dims, val_rows, val_weights, mesh)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
-        progress.update(step, data.tokens_per_step * k * (step - n) / elapsed if step > n else float("nan"),
-                        [float(x) for x in losses[-1]])
+        progress.update(step, data.tokens_per_step * k * (step - n_first) / elapsed if step > n_first
+                        else float("nan"), [float(x) for x in losses[-1][:k]])
+        stop = should_stop is not None and should_stop()
+        if stop or (checkpoint_every and step - last_saved >= checkpoint_every and step < max(totals)):
+            where = save(step)
+            last_saved = step
+            if stop:
+                raise Interrupted(step, where)
     test_rows, test_weights = (jnp.asarray(a) for a in data.test)
-    test = np.asarray(eval_fn(state.params, dims, test_rows, test_weights)).reshape(k)
-    wall = time.perf_counter() - t_start
+    test = np.asarray(to_host(eval_fn(state.params, dims, test_rows, test_weights))).reshape(k_run)
+    wall = elapsed_before + time.perf_counter() - t_start
     steady = time.perf_counter() - t_train
 
-    final = jax.device_get(state)
+    final = to_host(state)
+    if stacked and k_run > k:
+        final = jax.tree.map(lambda x: x[:k], final)
     steps_taken = np.asarray(final.step).reshape(k)
     rows = []
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
-                  "compile_seconds": compile_s, "steady_seconds": steady}
+                  "compile_seconds": compile_s, "steady_seconds": steady,
+                  "devices": n_dev, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
-        get = (lambda x: x[i]) if stacked else (lambda x: x)
-        n_i = int(steps_taken[i]) if not bool(get(final.diverged)) else totals[i]
-        rows.append(_row(spec, n_i, train_losses[: n_i, i], val_points[i], float(test[i]),
-                         bool(get(final.diverged)), data, seq_len, mode, stack_info, wall, settings.data_seed))
+        diverged = bool(np.asarray(final.diverged).reshape(k)[i])
+        n_i = int(steps_taken[i]) if not diverged else totals[i]
+        row = _row(spec, n_i, train_losses[: n_i, i], val_points[i], float(test[i]), diverged, data, seq_len,
+                   mode, stack_info, wall, settings.data_seed)
+        row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
+        rows.append(row)
     return GroupResult(rows, final, tuple(cfgs), stacked)
 
 
-def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw):
+def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw, mesh):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
     the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken)."""
     after_epoch, threshold = rule
@@ -210,17 +282,17 @@ def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eva
     if epoch <= after_epoch:
         return hyper
     means = _epoch_mean_losses(train_losses, step - epoch_steps, step)
-    ends = np.asarray(hyper.total_steps).reshape(k).copy()
+    ends = np.asarray(to_host(hyper.total_steps)).reshape(k).copy()
     stop = (means < threshold) & (ends > step)
     if not stop.any():
         return hyper
-    vals = np.asarray(eval_fn(state.params, dims, vr, vw)).reshape(k)
+    vals = np.asarray(to_host(eval_fn(state.params, dims, vr, vw))).reshape(k)
     for i in np.nonzero(stop)[0]:
         ends[i] = step
         if not val_points[i] or val_points[i][-1][0] != step:
             val_points[i].append((step, float(vals[i])))
-    new = jnp.asarray(ends.reshape(np.asarray(hyper.total_steps).shape), jnp.int32)
-    return hyper._replace(total_steps=new)
+    new = ends.reshape(np.shape(hyper.total_steps)).astype(np.int32)
+    return hyper._replace(total_steps=shard_models(new, mesh) if mesh is not None else jnp.asarray(new))
 
 
 @dataclass(frozen=True)
@@ -256,7 +328,7 @@ def _row(spec: ModelSpec, steps: int, losses: np.ndarray, val_points, test_loss:
     finite = losses[np.isfinite(losses)]
     last = finite[-N_LAST_FOR_TRAIN_LOSS:] if finite.size else finite
     return {
-        "run_id": uuid.uuid4().hex[:12], "name": cfg.name, "config": cfg.to_dict(),
+        "run_id": None, "name": cfg.name, "config": cfg.to_dict(),
         "params": counts.total, "embedding_params": counts.embedding,
         "non_embedding_params": counts.non_embedding,
         "flops_per_token": fpt.total,

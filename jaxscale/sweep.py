@@ -6,6 +6,9 @@ Output folder layout:
   results.jsonl      one row per trained model (appended as each group finishes)
   plan.json          the groups the planner chose, with the device profile and cost estimates
   weights/<group>/   orbax (v1) checkpoint of {run_id: true-shape parameters} for the group
+  sweep.json         the settings of the sweep, compared on resume
+  checkpoints/<group>/  training snapshots of an unfinished group (orbax v1, atomic); rows.json
+                     of a finished group
   selected.jsonl     with --select best-lr: the run_ids chosen per (size, budget)
 """
 
@@ -15,16 +18,19 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from jaxscale.checkpoint import GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
+from jaxscale.devices import is_writer
 from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan
 from jaxscale.results import append_rows, read_rows
-from jaxscale.runner import GroupResult, ModelSpec, RunSettings, train_group
+from jaxscale.runner import GroupResult, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.train import Budget, OptimConfig
 
 WEIGHTS_DIR = "weights"
@@ -52,43 +58,123 @@ class SweepResult:
 def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings = RunSettings(), *,
               mode: str = "auto", out: str | os.PathLike | None = None, save_weights: bool = True,
               profile: DeviceProfile | None = None, row_hook: Callable[[dict, ModelSpec, GroupResult, int], None] | None = None,
+              checkpoint_every: int | None = None, should_stop=None, record: dict | None = None,
               log=sys.stdout) -> SweepResult:
     """Plan ``specs`` into groups and train them; ``row_hook(row, spec, group_result, i)`` may add
-    fields (e.g. task metrics) to each row before it is written."""
+    fields (e.g. task metrics) to each row before it is written.
+
+    With ``out``, the sweep is resumable: rerunning it on the same folder skips finished groups,
+    resumes an unfinished one from its last checkpoint (saved every ``checkpoint_every`` steps,
+    at the end of each group, and when ``should_stop()`` turns true), and ends with the same rows
+    as an uninterrupted run. A rerun whose settings (``record`` plus the models, data and run
+    settings) differ from those recorded in ``out/sweep.json`` is refused, naming the setting.
+    """
     if not specs:
         raise ValueError("run_sweep: no models")
-    profile = profile or calibrate(measure=mode == "auto")
-    steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-    groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
-    print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
-          f"{len(groups)} program{'s' if len(groups) != 1 else ''}):\n{describe(groups, specs)}", file=log)
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        _write_json(out_path / "plan.json", {
-            "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
-            "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
+    recorded = _sweep_record(specs, data, settings, mode, record)
+    plan_file = out_path / "plan.json" if out_path is not None else None
+    if out_path is not None and (out_path / "sweep.json").exists():
+        _check_same(json.loads((out_path / "sweep.json").read_text()), recorded, out_path)
+    if plan_file is not None and plan_file.exists():
+        groups = [Group(**{k: (tuple(v) if k == "indices" else v) for k, v in g.items() if k != "models"})
+                  for g in json.loads(plan_file.read_text())["groups"]]
+        print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
+    else:
+        profile = profile or calibrate(measure=mode == "auto")
+        steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
+        groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
+        print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
+              f"{len(groups)} program{'s' if len(groups) != 1 else ''}):\n{describe(groups, specs)}", file=log)
+        if out_path is not None and is_writer():
+            out_path.mkdir(parents=True, exist_ok=True)
+            _write_json(out_path / "sweep.json", recorded)
+            _write_json(plan_file, {
+                "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
+                "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
+    written = _written_run_ids(out_path)
     rows = []
     for g in groups:
         group_specs = [specs[i] for i in g.indices]
-        result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id)
-        for i, (row, spec) in enumerate(zip(result.rows, group_specs)):
-            row["stack"]["planned_seconds"] = g.estimated_s
-            if row_hook is not None:
-                row_hook(row, spec, result, i)
-        if out_path is not None:
-            if save_weights:
-                save_group_weights(out_path / WEIGHTS_DIR / g.id,
-                                   {row["run_id"]: result.params(i) for i, row in enumerate(result.rows)})
-            append_rows(out_path / "results.jsonl", result.rows)
-        s = result.rows[0]["stack"]
-        total_tokens = sum(r["tokens"] for r in result.rows)
-        print(f"{g.id} done: {len(result.rows)} model(s), compile {s['compile_seconds']:.1f}s, "
-              f"wall {result.rows[0]['wall_seconds']:.1f}s (planned {g.estimated_s:.1f}s), "
-              f"{total_tokens / max(result.rows[0]['wall_seconds'], 1e-9):,.0f} tok/s total, "
-              f"padded-FLOP util {s['padded_flops_util']:.1%}", file=log)
-        rows.extend(result.rows)
+        ckpt = GroupCheckpoint(out_path / "checkpoints" / g.id) if out_path is not None else None
+        done_file = ckpt.folder / "rows.json" if ckpt is not None else None
+        if done_file is not None and done_file.exists():
+            group_rows = json.loads(done_file.read_text())
+        else:
+            ids = [run_id_for(s, data, settings.data_seed, g.id, i) for i, s in enumerate(group_specs)]
+            if out_path is not None and all(i in written for i in ids):
+                rows.extend(written[i] for i in ids)
+                continue
+            result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
+                                 checkpoint_every=checkpoint_every, should_stop=should_stop)
+            group_rows = result.rows
+            for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
+                row["stack"]["planned_seconds"] = g.estimated_s
+                if row_hook is not None:
+                    row_hook(row, spec, result, i)
+            if out_path is not None and is_writer():
+                if save_weights:
+                    save_group_weights(out_path / WEIGHTS_DIR / g.id,
+                                       {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
+                ckpt.folder.mkdir(parents=True, exist_ok=True)
+                _write_json(done_file, group_rows)  # the group's rows, before they are appended
+            _report_group(g, group_rows, log)
+        if out_path is not None and is_writer():
+            append_rows(out_path / "results.jsonl", [r for r in group_rows if r["run_id"] not in written])
+            written.update({r["run_id"]: r for r in group_rows})
+            _clear_checkpoint_arrays(ckpt)
+        rows.extend(group_rows)
     return SweepResult(rows, groups, out_path)
+
+
+def _report_group(g: Group, group_rows: list, log) -> None:
+    s = group_rows[0]["stack"]
+    total_tokens = sum(r["tokens"] for r in group_rows)
+    print(f"{g.id} done: {len(group_rows)} model(s), compile {s['compile_seconds'] or 0:.1f}s, "
+          f"wall {group_rows[0]['wall_seconds']:.1f}s (planned {g.estimated_s:.1f}s), "
+          f"{total_tokens / max(group_rows[0]['wall_seconds'], 1e-9):,.0f} tok/s total, "
+          f"padded-FLOP util {s['padded_flops_util']:.1%}", file=log)
+
+
+def _clear_checkpoint_arrays(ckpt: GroupCheckpoint | None) -> None:
+    """A finished group needs only its rows.json; drop its training snapshots."""
+    if ckpt is None or not ckpt.folder.exists():
+        return
+    for child in ckpt.folder.iterdir():
+        if child.name != "rows.json":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+
+
+def _written_run_ids(out_path: Path | None) -> dict:
+    if out_path is None or not (out_path / "results.jsonl").exists():
+        return {}
+    return {r["run_id"]: r for r in read_rows(out_path / "results.jsonl")}
+
+
+def _sweep_record(specs, data, settings, mode, record) -> dict:
+    return {"command": record or {}, "mode": mode, "data": data.fingerprint,
+            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"},
+            "models": [{"label": s.label, "config": s.cfg.to_dict(), "budget": s.budget.to_dict(),
+                        "optim": dataclasses.asdict(s.optim)} for s in specs]}
+
+
+def _check_same(old: dict, new: dict, out_path: Path) -> None:
+    """Refuse a resume whose settings differ from the recorded ones, naming the first difference."""
+    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new, default=str))
+    for section in ("command", "mode", "data", "settings", "models"):
+        a, b = old.get(section), new.get(section)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if a.get(key) != b.get(key):
+                    name = f"--{key.replace('_', '-')}" if section == "command" else f"{section}.{key}"
+                    raise ValueError(f"{out_path} holds a sweep run with different settings: {name} was "
+                                     f"{a.get(key)!r}, now {b.get(key)!r}. Use the same command to resume, "
+                                     f"or a new --out folder")
+        raise ValueError(f"{out_path} holds a sweep run with different settings: {section} differs "
+                         f"({'corpus/task fingerprint' if section == 'data' else section}). Use the same "
+                         f"command to resume, or a new --out folder")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -121,7 +207,7 @@ def select_best_lr(rows: Sequence[dict], metric: str = "val_loss") -> list[dict]
 def save_group_weights(path: Path, params_by_run: dict) -> None:
     from orbax.checkpoint import v1 as ocp
 
-    ocp.save_pytree(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()})
+    ocp.save(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()})
 
 
 def load_weights(out_dir: str | os.PathLike, name: str, *, seed: int | None = None, lr: float | None = None,
@@ -143,5 +229,5 @@ def load_weights(out_dir: str | os.PathLike, name: str, *, seed: int | None = No
     path = out / WEIGHTS_DIR / row["stack"]["id"]
     if not path.exists():
         raise FileNotFoundError(f"weights of {name!r} were not saved ({path} missing; was --no-save-weights used?)")
-    tree = ocp.load_pytree(path.resolve())
+    tree = ocp.load(path.resolve())
     return ModelConfig.from_dict(row["config"]), dict(tree[row["run_id"]]), row

@@ -4,6 +4,8 @@ stacks, or one of the notebook's workloads as a preset."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from jaxscale.commands import _common as c
 
@@ -37,6 +39,14 @@ def register(sub) -> None:
     p.add_argument("--select", choices=("best-lr",), default=None,
                    help="best-lr: report the learning rate with the lowest validation loss per (size, budget)")
     p.add_argument("--no-save-weights", action="store_true", help="do not save final weights")
+    p.add_argument("--checkpoint-every", type=c.positive_int, default=None,
+                   help="also checkpoint every N steps inside a stack (always: at the end of each stack "
+                        "and on SIGINT/SIGTERM)")
+    p.add_argument("--resume", action="store_true",
+                   help="require an existing sweep in --out to resume (rerunning the same command on the "
+                        "same --out resumes anyway)")
+    p.add_argument("--distributed", action="store_true",
+                   help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
     p.set_defaults(func=run)
 
@@ -50,7 +60,14 @@ def run(args) -> int:
     from jaxscale.results import append_rows
     from jaxscale.sweep import expand, run_sweep, select_best_lr
 
+    from jaxscale.devices import maybe_init_distributed
+    from jaxscale.runner import Interrupted
+    from jaxscale.signals import graceful_stop
+
+    maybe_init_distributed(args.distributed)
     enable_compilation_cache()
+    if args.resume and not (args.out and (Path(args.out) / "sweep.json").exists()):
+        raise ValueError(f"--resume: no sweep to resume in --out {args.out!r}")
     out = c.out_dir(args, "sweep")
     hook = None
     if args.preset:
@@ -69,8 +86,17 @@ def run(args) -> int:
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
-    result = run_sweep(specs, data, settings, mode=args.mode, out=out, save_weights=not args.no_save_weights,
-                       row_hook=hook)
+    record = {k: v for k, v in vars(args).items()
+              if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed")}
+    with graceful_stop() as stop:
+        try:
+            result = run_sweep(specs, data, settings, mode=args.mode, out=out,
+                               save_weights=not args.no_save_weights, row_hook=hook,
+                               checkpoint_every=args.checkpoint_every, should_stop=stop, record=record)
+        except Interrupted as err:
+            print(f"\ninterrupted at step {err.step}; checkpoint saved in {err.checkpoint}.\n"
+                  f"resume with the same command: {' '.join(sys.argv)}", file=sys.stderr)
+            return stop.exit_code
     print()
     for row in result.rows:
         extra = ""

@@ -1,0 +1,168 @@
+"""Invariants 5 and 6: sweeps resume exactly after an interruption, a kill, or a kill inside a
+checkpoint save; a resume with changed settings is refused; signals checkpoint and exit."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxscale.checkpoint import GroupCheckpoint
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.data.source import from_corpus
+from jaxscale.results import read_rows
+from jaxscale.runner import Interrupted, ModelSpec, RunSettings, train_group
+from jaxscale.sweep import expand, run_sweep
+from jaxscale.train import Budget, OptimConfig
+
+SETTINGS = RunSettings(batch_size=4, seq_len=32, eval_windows=8, progress=False, steps_per_dispatch=10)
+
+
+def _data():
+    return from_corpus(load_corpus(), seq_len=32, batch_size=4, eval_max_windows=8)
+
+
+def _specs():
+    cfgs = [create_model_config("ladder/l1"), create_model_config("ladder/l2")]
+    return [ModelSpec(c, seed=i, optim=OptimConfig(lr=3e-3), budget=Budget("steps", 40 + 10 * i))
+            for i, c in enumerate(cfgs)]
+
+
+def _curve(row):
+    return [p["train_loss"] for p in row["curve"]]
+
+
+def test_interrupted_group_resumes_to_the_same_rows(tmp_path):
+    data, specs = _data(), _specs()
+    reference = train_group(specs, data, SETTINGS, mode="stack", stack_id="g")
+    ckpt = GroupCheckpoint(tmp_path / "ck")
+    calls = {"n": 0}
+
+    def stop_after_two():
+        calls["n"] += 1
+        return calls["n"] >= 2
+
+    with pytest.raises(Interrupted) as info:
+        train_group(specs, data, SETTINGS, mode="stack", stack_id="g", checkpoint=ckpt, should_stop=stop_after_two)
+    assert 0 < info.value.step < 50 and ckpt.latest() is not None
+    resumed = train_group(specs, data, SETTINGS, mode="stack", stack_id="g", checkpoint=ckpt)
+    for a, b in zip(reference.rows, resumed.rows):
+        assert a["run_id"] == b["run_id"]
+        np.testing.assert_allclose(_curve(a), _curve(b), rtol=0, atol=1e-6)
+        assert abs(a["test_loss"] - b["test_loss"]) <= 1e-6
+        assert [p.get("val_loss") for p in a["curve"]] == pytest.approx([p.get("val_loss") for p in b["curve"]])
+
+
+def test_resume_with_changed_setting_is_refused(tmp_path):
+    data = _data()
+    specs = expand([create_model_config("ladder/l1")], seeds=[0], lrs=[3e-3], budgets=[Budget("steps", 5)])
+    run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False,
+              record={"lrs": [3e-3], "seeds": [0]}, log=open(os.devnull, "w"))
+    assert len(read_rows(tmp_path / "results.jsonl")) == 1
+    with pytest.raises(ValueError, match=r"--lrs was \[0.003\], now \[0.001\]"):
+        run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, record={"lrs": [1e-3], "seeds": [0]})
+    with pytest.raises(ValueError, match="settings.batch_size"):
+        run_sweep(specs, data, RunSettings(batch_size=8, progress=False), mode="sequential", out=tmp_path,
+                  record={"lrs": [3e-3], "seeds": [0]})
+    # the same command resumes: nothing retrained, no duplicate rows
+    run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, record={"lrs": [3e-3], "seeds": [0]},
+              log=open(os.devnull, "w"))
+    assert len(read_rows(tmp_path / "results.jsonl")) == 1
+
+
+# ----- the CLI in a subprocess: kills, crashes inside a save, signals -----------------------------
+
+SWEEP = ["-m", "jaxscale.cli", "sweep", "--family", "ladder", "--sizes", "l1", "l2", "--seeds", "0", "1",
+         "--steps", "240", "--batch-size", "4", "--seq-len", "32", "--eval-windows", "8", "--mode", "stack",
+         "--checkpoint-every", "20", "--no-save-weights", "--quiet"]
+
+
+def _env(**extra):
+    env = dict(os.environ, JAXSCALE_COMPILATION_CACHE="off", **extra)
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _sweep(out, **env):
+    return subprocess.run([sys.executable, *SWEEP, "--out", str(out)], env=_env(**env), capture_output=True,
+                          text=True, timeout=600)
+
+
+def _wait_for_checkpoint(out: Path, proc, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if list(out.glob("checkpoints/*/LATEST")):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended before its first checkpoint: {proc.stderr.read()}")
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def _rows_by_id(out):
+    return {r["run_id"]: r for r in read_rows(out / "results.jsonl")}
+
+
+def _assert_same_rows(a_out, b_out):
+    a, b = _rows_by_id(a_out), _rows_by_id(b_out)
+    assert a.keys() == b.keys() and len(a) == 4
+    for rid in a:
+        np.testing.assert_allclose(_curve(a[rid]), _curve(b[rid]), rtol=0, atol=1e-6)
+        assert abs(a[rid]["test_loss"] - b[rid]["test_loss"]) <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    done = _sweep(out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_point_then_resume(tmp_path, uninterrupted):
+    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(tmp_path)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(tmp_path, proc)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 2.0))
+    proc.kill()
+    proc.wait()
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    _assert_same_rows(uninterrupted, tmp_path)
+
+
+@pytest.mark.slow
+def test_kill_inside_a_checkpoint_save_keeps_the_previous_one(tmp_path, uninterrupted):
+    crashed = _sweep(tmp_path, JAXSCALE_TEST_CRASH_IN_SAVE="3")
+    assert crashed.returncode == 86, crashed.stderr
+    latest = (next(tmp_path.glob("checkpoints/*")) / "LATEST").read_text()
+    assert latest == "step-000000040"  # the 2nd save; the 3rd died half-written
+    assert list(tmp_path.glob("checkpoints/*/.step-000000060.partial"))
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    _assert_same_rows(uninterrupted, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_then_resumes(tmp_path, uninterrupted):
+    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(tmp_path)], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(tmp_path, proc)
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 10
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "resume with the same command" in err
+    assert list(tmp_path.glob("checkpoints/*/LATEST"))
+    done = _sweep(tmp_path)
+    assert done.returncode == 0, done.stderr
+    _assert_same_rows(uninterrupted, tmp_path)

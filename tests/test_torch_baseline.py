@@ -1,0 +1,117 @@
+"""The eager-PyTorch baseline (benchmarks/torch_baseline.py): same models as jaxscale, and both
+notebook workload paths run. Skipped where torch (the optional ``bench`` extra) is not installed."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from jaxscale.config import family_configs  # noqa: E402
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_baseline.py"
+
+
+@pytest.fixture(scope="module")
+def tb():
+    spec = importlib.util.spec_from_file_location("torch_baseline", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # One intra-op thread: on shared CI cores torch's spinning worker threads can make a step
+    # 10-30x slower; these tests check correctness, not speed.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield module
+    torch.set_num_threads(threads)
+
+
+EXPECTED = {
+    "notebook-scaling": [50_676, 88_052, 167_092, 291_540, 473_684],
+    "notebook-emergence": [24_164, 67_444, 147_940, 277_940, 469_732],
+}
+
+
+@pytest.mark.parametrize("family", sorted(EXPECTED))
+def test_parameter_counts_match_jaxscale(tb, family):
+    for cfg, expected in zip(family_configs(family), EXPECTED[family]):
+        model = tb.build_model(cfg, seed=0)
+        assert tb.count_parameters(model) == cfg.param_counts().total == expected
+
+
+def test_logits_match_jaxscale_forward(tb):
+    """With jaxscale's initial weights loaded, the torch model's logits equal jaxscale's (no dropout)."""
+    import jax.numpy as jnp
+    from jaxscale.model import forward, init_params
+
+    cfg = family_configs("notebook-scaling")[2].replace(dropout=0.0)
+    p = init_params(cfg, seed=3)
+    model = tb.build_model(cfg, seed=0)
+    d, L = cfg.d_model, cfg.n_layers
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    with torch.no_grad():
+        model.tok_emb.weight.copy_(t(p["tok_emb"]))
+        model.pos_emb.weight.copy_(t(p["pos_emb"]))
+        for i, blk in enumerate(model.blocks):
+            blk.ln1.weight.copy_(t(p["ln1_scale"][i])); blk.ln1.bias.copy_(t(p["ln1_bias"][i]))
+            blk.qkv.weight.copy_(t(p["wqkv"][i].reshape(d, 3 * d).T))
+            blk.qkv.bias.copy_(t(p["bqkv"][i].reshape(3 * d)))
+            blk.proj.weight.copy_(t(p["wo"][i].reshape(d, d).T)); blk.proj.bias.copy_(t(p["bo"][i]))
+            blk.ln2.weight.copy_(t(p["ln2_scale"][i])); blk.ln2.bias.copy_(t(p["ln2_bias"][i]))
+            blk.fc1.weight.copy_(t(p["w1"][i].T)); blk.fc1.bias.copy_(t(p["b1"][i]))
+            blk.fc2.weight.copy_(t(p["w2"][i].T)); blk.fc2.bias.copy_(t(p["b2"][i]))
+        model.ln_f.weight.copy_(t(p["lnf_scale"])); model.ln_f.bias.copy_(t(p["lnf_bias"]))
+        model.head.weight.copy_(t(p["head_w"].T)); model.head.bias.copy_(t(p["head_b"]))
+    assert L == len(model.blocks)
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, (2, 24))
+    model.eval()
+    with torch.no_grad():
+        ours = model(torch.from_numpy(tokens)).numpy()
+    theirs = np.asarray(forward({k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(tokens), cfg))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_init_statistics(tb):
+    cfg = family_configs("notebook-scaling")[-1]
+    model = tb.build_model(cfg, seed=0)
+    resid = 0.02 / math.sqrt(2 * cfg.n_layers)
+    assert abs(model.head.weight.std().item() - 0.02) < 2e-3
+    assert abs(model.blocks[0].fc2.weight.std().item() - resid) < 1e-3
+    assert model.blocks[0].qkv.bias.abs().max().item() == 0.0
+    assert torch.all(model.ln_f.weight == 1.0)
+
+
+@pytest.mark.parametrize("workload", ["notebook-scaling", "notebook-emergence"])
+def test_short_workload_runs(tb, workload):
+    res = tb.run_workload(workload, steps=3, test_sequences=10)
+    assert res["workload"] == workload
+    assert res["torch_version"] == torch.__version__ and res["threads"] >= 1
+    assert math.isfinite(res["total_seconds"]) and res["total_seconds"] > 0
+    assert [m["params"] for m in res["models"]] == EXPECTED[workload]
+    for m in res["models"]:
+        assert m["steps"] == 3
+        assert math.isfinite(m["seconds"]) and math.isfinite(m["step_ms_median"])
+        if workload == "notebook-scaling":
+            assert math.isfinite(m["loss"]) and m["loss"] > 0
+        else:
+            assert 0.0 <= m["accuracy"] <= 1.0 and m["epochs"] == 1
+
+
+def test_json_cli(tb, capsys):
+    import json
+
+    assert tb.main(["--workload", "notebook-scaling", "--steps", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["workload"] == "notebook-scaling" and len(res["models"]) == 5
+    for field in ("torch_version", "threads", "total_seconds"):
+        assert field in res
+    for m in res["models"]:
+        assert {"name", "params", "steps", "seconds", "step_ms_median", "loss"} <= set(m)
+
+
+def test_steady_step(tb):
+    res = tb.steady_step("notebook-emergence", iters=2, warmup=1)
+    assert len(res["models"]) == 5 and all(m["steps"] == 2 for m in res["models"])
+    assert math.isclose(res["sum_step_ms_median"], sum(m["step_ms_median"] for m in res["models"]))
