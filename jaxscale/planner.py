@@ -2,11 +2,15 @@
 
 Cost of one group (one compiled program):
 
-    compile_s + max_steps × step_s,   step_s = overhead_s + K · (padded FLOPs per step / flop_rate)
+    compile_s + max_steps × step_s,
+    step_s = overhead_s + K · (per_model_s + padded FLOPs per step / flop_rate
+                               + padded parameters × param_s)
 
-where padded FLOPs are those of the group's envelope (every model pays for the largest), and
-``overhead_s`` is the per-step cost that does not grow with the model (dispatch, loop control,
-small-kernel launches). On an accelerator the notebook's models are far below the FLOP rate, so
+where padded FLOPs and parameters are those of the group's envelope (every model pays for the
+largest), ``overhead_s`` is the per-step cost that does not grow with the model (dispatch, loop
+control, small-kernel launches) and ``param_s`` the memory traffic of the optimiser update per
+parameter (AdamW reads and writes about 28 bytes per parameter per step: on a CPU with ~8 GB/s
+this, not the FLOPs, bounds the notebook's batch-of-one models). On an accelerator the notebook's models are far below the FLOP rate, so
 ``overhead_s`` dominates and one big stack wins; on a CPU a step of K models costs about K times
 a step of one, so what stacking saves is compile time and per-step overhead, against padding
 waste. ``auto`` searches every partition of each compatible bucket into groups that are
@@ -32,9 +36,9 @@ MODES = ("auto", "stack", "sequential")
 # CPU numbers were measured on the 2-core development machine (jaxscale bench); accelerator
 # numbers are conservative defaults.
 PLATFORM_DEFAULTS = {
-    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "compile_s": 5.0},
-    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "compile_s": 15.0},
-    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "compile_s": 20.0},
+    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 3.5e-9, "compile_s": 6.0},
+    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0},
+    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0},
 }
 
 
@@ -45,12 +49,14 @@ class DeviceProfile:
     overhead_s: float
     per_model_s: float
     compile_s: float
+    param_s: float = 0.0
     devices: int = 1
     source: str = "table"
 
-    def step_seconds(self, padded_flops_per_step: float, k: int) -> float:
+    def step_seconds(self, padded_flops_per_step: float, k: int, padded_params: int = 0) -> float:
         per_device = -(-k // self.devices)  # models per device, rounded up
-        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / self.flop_rate)
+        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / self.flop_rate
+                                               + padded_params * self.param_s)
 
 
 def measure_matmul_peak(n: int = 512, repeats: int = 5) -> float:
@@ -80,7 +86,7 @@ def calibrate(measure: bool = True) -> DeviceProfile:
     else:
         peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
     return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
-                         devices=len(devices), source=source)
+                         param_s=d["param_s"], devices=len(devices), source=source)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,8 @@ def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, al
     k = len(cfgs)
     flops = env.flops_per_token().total * tokens_per_step  # training FLOPs of one step
     useful = sum(c.flops_per_token().total for c in cfgs) / (k * env.flops_per_token().total)
-    return profile.compile_s + max(steps) * profile.step_seconds(flops, k), useful
+    step_s = profile.step_seconds(flops, k, env.param_counts().total)
+    return profile.compile_s + max(steps) * step_s, useful
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
