@@ -163,13 +163,15 @@ _NOTEBOOK_EMERGENCE = _family("notebook-emergence", dict(vocab_size=100, max_seq
 })
 
 # Byte-level ladder (vocab 256, context 64, no dropout, head size 16 so any rungs can share a
-# padded stack). Rungs l1-l6 (3.4k to 199k non-embedding parameters) fit a CPU study; the rest
-# are for accelerators. MLP width 4·d.
+# padded stack, MLP width 4·d). Rungs l1-l8 (3.3k to 100k non-embedding, 13k to 137k total
+# parameters: 30× in non-embedding) are what the 10-minute CPU study trains at ~20 tokens per
+# parameter; l9-l16 (to 25M non-embedding) are for accelerators.
 _LADDER = _family("ladder", dict(vocab_size=256, max_seq_len=64, dropout=0.0), {
-    "l1": (16, 1, 1, 64), "l2": (32, 2, 1, 128), "l3": (32, 2, 2, 128), "l4": (48, 3, 2, 192),
-    "l5": (64, 4, 2, 256), "l6": (64, 4, 4, 256), "l7": (96, 6, 4, 384), "l8": (128, 8, 4, 512),
-    "l9": (128, 8, 6, 512), "l10": (192, 12, 6, 768), "l11": (256, 16, 8, 1024),
-    "l12": (384, 24, 8, 1536), "l13": (512, 32, 8, 2048),
+    "l1": (16, 1, 1, 64), "l2": (16, 1, 2, 64), "l3": (32, 2, 1, 128), "l4": (32, 2, 2, 128),
+    "l5": (32, 2, 3, 128), "l6": (48, 3, 2, 192), "l7": (48, 3, 3, 192), "l8": (64, 4, 2, 256),
+    "l9": (64, 4, 4, 256), "l10": (96, 6, 4, 384), "l11": (128, 8, 4, 512), "l12": (128, 8, 6, 512),
+    "l13": (192, 12, 6, 768), "l14": (256, 16, 8, 1024), "l15": (384, 24, 8, 1536),
+    "l16": (512, 32, 8, 2048),
 })
 
 FAMILIES: dict[str, dict[str, ModelConfig]] = {

@@ -21,7 +21,8 @@ def test_notebook_family_totals(family):
     assert [c.param_counts().total for c in family_configs(family)] == NOTEBOOK_TOTALS[family]
 
 
-@pytest.mark.parametrize("cfg", [c for fam in FAMILIES.values() for c in fam.values()][:-2], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [c for fam in FAMILIES.values() for c in fam.values()
+                                 if c.param_counts().total < 3_000_000], ids=lambda c: c.name)
 def test_counts_equal_parameter_tree(cfg):
     params = init_params(cfg, 0)
     counts = cfg.param_counts()
