@@ -9,7 +9,6 @@ every lane has converged, and a converged lane is frozen so it cannot drift.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 from typing import Callable
@@ -20,8 +19,10 @@ import numpy as np
 import optax
 
 __all__ = [
+    "as_positive_array", "check_seed_losses", "Estimate", "make_estimate", "log_space_fit_stats",
+    "distinct_best",
     "huber", "run_lbfgs", "LBFGSResult", "bootstrap_weights", "seed_bootstrap_means",
-    "percentile_interval", "Interval", "float64", "check_positive_finite", "check_same_length",
+    "percentile_interval", "float64", "check_same_length",
 ]
 
 
@@ -54,9 +55,9 @@ def _make_solver(max_linesearch_steps: int, memory_size: int):
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "objective", "max_iter", "max_linesearch_steps", "memory_size"))
+    "objective", "max_iter", "max_linesearch_steps", "memory_size", "prune_after"))
 def _lbfgs_batched(objective, x0, shared, lane, *, max_iter, max_linesearch_steps, memory_size,
-                   gtol, ftol):
+                   gtol, ftol, fatol, prune_after, prune_ratio):
     """Run L-BFGS on every lane of ``x0`` (K, P). ``shared`` is broadcast to every lane; ``lane``
     is a pytree whose leaves have a leading K axis (per-lane data, e.g. bootstrap weights)."""
     solver = _make_solver(max_linesearch_steps, memory_size)
@@ -95,7 +96,12 @@ def _lbfgs_batched(objective, x0, shared, lane, *, max_iter, max_linesearch_step
         gnorm = jnp.sqrt(jnp.sum(g_new * g_new, axis=-1))
         ok = jnp.all(jnp.isfinite(x_new), axis=-1) & jnp.isfinite(v_new)
         small_step = jnp.abs(v_old - v_new) <= ftol * jnp.maximum(jnp.abs(v_new), 1e-30)
-        now_done = (gnorm <= gtol) | (small_step & (it > 0)) | ~ok
+        now_done = (gnorm <= gtol) | (small_step & (it > 0)) | (v_new <= fatol) | ~ok
+        if prune_after is not None:
+            # Lanes still far above the best lane after `prune_after` iterations are in worse
+            # basins: stop spending iterations on them.
+            best = jnp.min(jnp.where(jnp.isfinite(v_new), v_new, jnp.inf))
+            now_done = now_done | ((it >= prune_after) & (v_new > prune_ratio * best))
         keep = done | ~ok
         sel = lambda a, b: jnp.where(  # noqa: E731
             jnp.reshape(keep, keep.shape + (1,) * (a.ndim - 1)), a, b)
@@ -112,16 +118,177 @@ def _lbfgs_batched(objective, x0, shared, lane, *, max_iter, max_linesearch_step
 
 def run_lbfgs(objective: Callable, x0, shared=None, lane=None, *, max_iter: int = 200,
               max_linesearch_steps: int = 12, memory_size: int = 10, gtol: float = 1e-9,
-              ftol: float = 1e-12) -> LBFGSResult:
+              ftol: float = 1e-12, fatol: float = 0.0, prune_after: int | None = None,
+              prune_ratio: float = 1.5) -> LBFGSResult:
     """Minimise ``objective(x, shared, lane_k)`` from every row of ``x0`` (K, P), all lanes at once.
 
     ``shared`` is passed unchanged to every lane; ``lane`` is a pytree whose leaves have a leading
-    axis of length K (one slice per lane), or ``None``.
+    axis of length K (one slice per lane), or ``None``. A lane stops when its gradient norm is
+    at most ``gtol``, its objective changed by at most ``ftol`` (relative) in one iteration, or
+    its objective is at most ``fatol`` (an exact fit), or after ``max_iter`` iterations. With
+    ``prune_after``, a lane whose objective is still above ``prune_ratio`` times the best lane's
+    after that many iterations is stopped (use it when only the best lane matters).
     ``objective`` must be a hashable module-level function (it is a static argument of ``jit``).
     """
     x0 = jnp.asarray(x0)
     x, v, gn, done, it = _lbfgs_batched(
         objective, x0, shared, lane, max_iter=int(max_iter),
         max_linesearch_steps=int(max_linesearch_steps), memory_size=int(memory_size),
-        gtol=gtol, ftol=ftol)
+        gtol=gtol, ftol=ftol, fatol=fatol, prune_after=prune_after, prune_ratio=prune_ratio)
     return LBFGSResult(np.asarray(x), np.asarray(v), np.asarray(gn), np.asarray(done), int(it))
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+def as_positive_array(name: str, value, *, min_len: int = 1) -> np.ndarray:
+    """``value`` as a 1-D float64 array of finite, strictly positive numbers, else ``ValueError``
+    naming ``name``."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: expected numbers, got {value!r}") from err
+    arr = np.atleast_1d(arr)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+    if arr.size < min_len:
+        raise ValueError(f"{name}: need at least {min_len} points, got {arr.size}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name}: {int(bad.sum())} value(s) are NaN or infinite "
+                         f"(first at index {int(np.argmax(bad))})")
+    if (arr <= 0).any():
+        raise ValueError(f"{name}: all values must be > 0; {int((arr <= 0).sum())} are not "
+                         f"(first at index {int(np.argmax(arr <= 0))})")
+    return arr
+
+
+def check_same_length(**arrays: np.ndarray) -> int:
+    """Raise ``ValueError`` naming the arrays when their lengths differ; return the length."""
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        desc = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ValueError(f"mismatched lengths: {desc}")
+    return next(iter(lengths.values()))
+
+
+def check_seed_losses(seed_losses, n: int) -> np.ndarray | None:
+    """Per-point seed losses as an (n, S) float64 array with NaN for missing seeds."""
+    if seed_losses is None:
+        return None
+    arr = np.asarray(seed_losses, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"seed_losses: expected shape ({n}, S), got {arr.shape}")
+    present = np.isfinite(arr)
+    if not present.any(axis=1).all():
+        raise ValueError("seed_losses: every point needs at least one finite seed loss")
+    if (arr[present] <= 0).any():
+        raise ValueError("seed_losses: losses must be > 0")
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# Bootstrap resampling and intervals
+# --------------------------------------------------------------------------------------------
+
+def bootstrap_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Case-resampling bootstrap as multiplicity weights: (B, n) counts summing to n per row."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def seed_bootstrap_means(seed_losses: np.ndarray, n_resamples: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Resample each point's seeds with replacement and average: (B, n) resampled mean losses.
+
+    ``seed_losses`` is (n, S) with NaN where a point has fewer than S seeds."""
+    n, S = seed_losses.shape
+    counts = np.isfinite(seed_losses).sum(axis=1)                      # (n,)
+    filled = np.where(np.isfinite(seed_losses), seed_losses, 0.0)
+    # Sort each row so the present seeds come first, then draw indices below each row's count.
+    order = np.argsort(~np.isfinite(seed_losses), axis=1, kind="stable")
+    packed = np.take_along_axis(filled, order, axis=1)                 # (n, S)
+    draws = np.floor(rng.random((n_resamples, n, S)) * counts[None, :, None]).astype(int)
+    picked = np.take_along_axis(np.broadcast_to(packed, (n_resamples, n, S)), draws, axis=2)
+    mask = np.arange(S)[None, None, :] < counts[None, :, None]
+    return (picked * mask).sum(axis=2) / counts[None, :]
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """A fitted quantity: point value, 95% interval (or None without a bootstrap) and the
+    bootstrap standard error."""
+    value: float
+    ci95: tuple[float, float] | None = None
+    se: float | None = None
+
+    def to_json(self):
+        if self.ci95 is None:
+            return float(self.value)
+        return {"value": float(self.value), "ci95": [float(self.ci95[0]), float(self.ci95[1])],
+                "se": None if self.se is None else float(self.se)}
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __str__(self) -> str:
+        if self.ci95 is None:
+            return f"{self.value:.6g}"
+        return f"{self.value:.6g} [{self.ci95[0]:.6g}, {self.ci95[1]:.6g}]"
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (NaNs ignored)."""
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
+    return (float(lo), float(hi))
+
+
+def make_estimate(value: float, samples: np.ndarray | None, level: float = 0.95) -> Estimate:
+    if samples is None or len(samples) < 2:
+        return Estimate(float(value))
+    s = np.asarray(samples, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        return Estimate(float(value))
+    return Estimate(float(value), percentile_interval(s, level), float(np.std(s, ddof=1)))
+
+
+def log_space_fit_stats(log_pred: np.ndarray, log_y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """(R² of log-loss, RMSE of log-loss, residuals log ŷ − log y)."""
+    resid = np.asarray(log_pred, np.float64) - np.asarray(log_y, np.float64)
+    ss_res = float(np.sum(resid ** 2))
+    ss_tot = float(np.sum((log_y - np.mean(log_y)) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return r2, float(np.sqrt(np.mean(resid ** 2))), resid
+
+
+def distinct_best(params: np.ndarray, values: np.ndarray, k: int, tol: float = 1e-3) -> np.ndarray:
+    """Indices of the ``k`` lowest finite values whose parameter vectors differ (max-abs) by more
+    than ``tol`` from every one kept before them."""
+    finite = np.isfinite(values) & np.all(np.isfinite(params), axis=1)
+    order = np.argsort(np.where(finite, values, np.inf), kind="stable")
+    order = order[finite[order]]
+    keys = np.round(np.clip(params[order] / tol, -1e15, 1e15)).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    kept = order[np.sort(first)]
+    return kept[:k]
+
+
+def padded_size(n: int, minimum: int = 16) -> int:
+    """Data are padded (with zero weight) to a power of two, so fits of similar sizes share one
+    compiled program instead of compiling per point count."""
+    return max(minimum, 1 << (int(n) - 1).bit_length())
+
+
+def pad(values: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
+    """Pad the last axis of ``values`` to ``size`` with ``fill``."""
+    values = np.asarray(values, np.float64)
+    extra = size - values.shape[-1]
+    if extra < 0:
+        raise ValueError(f"pad: {values.shape[-1]} > {size}")
+    widths = [(0, 0)] * (values.ndim - 1) + [(0, extra)]
+    return np.pad(values, widths, constant_values=fill)

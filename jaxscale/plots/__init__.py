@@ -1,1 +1,1 @@
-"""Matplotlib figures (Agg backend) from result rows and fits; no fitting happens here."""
+"""Matplotlib figures (Agg backend) from fit results: ``power_law`` and ``chinchilla``."""

@@ -1,0 +1,63 @@
+"""``jaxscale allocate``: split a compute budget C = 6·N·D between parameters and tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXAMPLES = """examples:
+  jaxscale allocate --compute 1e21                      # rule of thumb, 20 tokens per parameter
+  jaxscale allocate --compute 1e19 1e21 1e23 --tokens-per-param 25
+  jaxscale fit chinchilla runs.csv --json > fit.json
+  jaxscale allocate --compute 1e21 1e23 --fit fit.json  # from a fitted Approach-3 law
+  jaxscale allocate --compute 5.76e23 --fit fit.json --json
+
+Rule of thumb: D = r*N with C = 6*N*D gives N = (C/(6r))^(1/2), D = r*N.
+Fitted law: N_opt = G*(C/6)^a, D_opt = C/(6*N_opt), from E, A, B, alpha, beta in FILE
+(the output of `jaxscale fit chinchilla --json`, its "approach3" entry).
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "allocate", help="compute-optimal parameters and tokens for a FLOP budget",
+        description="Compute-optimal allocation of training FLOPs C = 6*N*D.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--compute", type=float, nargs="+", required=True, metavar="C",
+                   help="one or more training budgets in FLOPs")
+    p.add_argument("--fit", metavar="FILE",
+                   help="JSON from `jaxscale fit chinchilla --json` (uses its approach3 law)")
+    p.add_argument("--tokens-per-param", type=float, default=20.0, metavar="R",
+                   help="rule-of-thumb tokens per parameter (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxscale.fit.allocation import allocation_table, load_law
+    law = load_law(args.fit) if args.fit else None
+    rows = allocation_table(args.compute, tokens_per_param=args.tokens_per_param, law=law)
+    if law is None:
+        method = {"method": "rule_of_thumb", "tokens_per_param": args.tokens_per_param}
+    else:
+        method = {"method": "fitted_law", "fit": str(args.fit), "law": law.to_json()}
+    if args.json:
+        print(json.dumps({"allocation": rows, **method}, indent=2))
+        return 0
+    if law is None:
+        print(f"rule of thumb: {args.tokens_per_param:g} tokens per parameter, C = 6*N*D")
+    else:
+        print(f"fitted law from {args.fit}: E={law.E:.5g} A={law.A:.5g} B={law.B:.5g} "
+              f"alpha={law.alpha:.5g} beta={law.beta:.5g}  (a={law.a:.4f}, b={law.b:.4f}, "
+              f"G={law.G:.5g})")
+    head = f"{'compute (FLOPs)':>16} {'params N':>12} {'tokens D':>12} {'D/N':>8}"
+    if law is not None:
+        head += f" {'loss':>8}"
+    print(head)
+    for r in rows:
+        line = (f"{r['compute']:>16.4g} {r['params']:>12.4g} {r['tokens']:>12.4g} "
+                f"{r['tokens_per_param']:>8.2f}")
+        if law is not None:
+            line += f" {r['loss']:>8.4f}"
+        print(line)
+    return 0

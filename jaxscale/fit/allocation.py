@@ -1,0 +1,182 @@
+"""Compute-optimal allocation of a training budget C = 6·N·D between parameters N and tokens D.
+
+All arithmetic here is numpy float64 (no JAX, no global ``jax_enable_x64``): allocations are
+exact closed forms, and C = 6·N·D holds to rounding.
+
+* The rule of thumb with r tokens per parameter: D = r·N and C = 6·N·D give
+  N = (C / (6·r))^½ and D = r·N. (A formula circulating in course material, N = 0.6·C^½ and
+  D = 20·C^½, violates C = 6·N·D by a factor of 72; it is not reproduced here.)
+* A fitted Chinchilla law L(N, D) = E + A/N^α + B/D^β: minimising L along C = 6·N·D gives
+  N_opt(C) = G·(C/6)^a and D_opt(C) = G⁻¹·(C/6)^b with a = β/(α+β), b = α/(α+β) and
+  G = (αA / (βB))^(1/(α+β)) (Hoffmann et al. 2022, Appendix D).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Allocation", "ChinchillaLaw", "HOFFMANN_2022", "chinchilla_optimal_allocation",
+    "allocation_from_law", "allocation_table", "law_from_json", "load_law",
+]
+
+
+class Allocation(NamedTuple):
+    """Parameters and tokens for a compute budget (numpy float64; scalars for scalar input)."""
+    params: Any
+    tokens: Any
+
+
+def _budgets(compute, name: str = "compute") -> np.ndarray:
+    arr = np.asarray(compute, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError(f"{name}: no compute budget given")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: budgets must be finite, got {compute!r}")
+    if np.any(arr <= 0):
+        raise ValueError(f"{name}: budgets must be > 0 FLOPs, got {compute!r}")
+    return arr
+
+
+def _out(x: np.ndarray):
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def chinchilla_optimal_allocation(compute, tokens_per_param: float = 20.0) -> Allocation:
+    """Rule-of-thumb allocation: N = (C / (6·r))^½ parameters and D = r·N tokens, r tokens per
+    parameter (20 by default, Hoffmann et al.'s ratio), so that C = 6·N·D exactly.
+
+    >>> n, d = chinchilla_optimal_allocation(1e21)
+    >>> round(6 * n * d / 1e21, 12)
+    1.0
+    """
+    C = _budgets(compute)
+    r = float(tokens_per_param)
+    if not math.isfinite(r) or r <= 0:
+        raise ValueError(f"tokens_per_param: must be a finite number > 0, got {tokens_per_param!r}")
+    N = np.sqrt(C / (6.0 * r))
+    return Allocation(_out(N), _out(r * N))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChinchillaLaw:
+    """Point values of L(N, D) = E + A/N^α + B/D^β and its compute-optimal frontier."""
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+
+    def __post_init__(self):
+        for k in ("E", "A", "B", "alpha", "beta"):
+            v = getattr(self, k)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+                raise ValueError(f"{k}: must be a finite number, got {v!r}")
+        for k in ("A", "B", "alpha", "beta"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"{k}: must be > 0, got {getattr(self, k)!r}")
+
+    @property
+    def a(self) -> float:
+        """Exponent of N_opt ∝ C^a: β/(α+β)."""
+        return self.beta / (self.alpha + self.beta)
+
+    @property
+    def b(self) -> float:
+        """Exponent of D_opt ∝ C^b: α/(α+β)."""
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+    def loss(self, N, D):
+        N = np.asarray(N, np.float64)
+        D = np.asarray(D, np.float64)
+        return _out(self.E + self.A / N ** self.alpha + self.B / D ** self.beta)
+
+    def n_opt(self, compute):
+        C = _budgets(compute)
+        return _out(self.G * (C / 6.0) ** self.a)
+
+    def d_opt(self, compute):
+        C = _budgets(compute)
+        # D = C/(6N) exactly, so C = 6·N·D holds to rounding (G⁻¹·(C/6)^b is the same number).
+        return _out(C / (6.0 * (self.G * (C / 6.0) ** self.a)))
+
+    def loss_opt(self, compute):
+        return self.loss(self.n_opt(compute), self.d_opt(compute))
+
+    def to_json(self) -> dict:
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta,
+                "a": self.a, "b": self.b, "G": self.G}
+
+
+#: Hoffmann et al. (2022), Approach 3, unrounded values from the paper's LaTeX source.
+HOFFMANN_2022 = ChinchillaLaw(E=1.6933737, A=406.401, B=410.723, alpha=0.33917084, beta=0.2849083)
+
+
+def allocation_from_law(compute, law: ChinchillaLaw) -> Allocation:
+    """Compute-optimal (N, D) under a fitted law; C = 6·N·D holds to rounding."""
+    C = _budgets(compute)
+    N = law.G * (C / 6.0) ** law.a
+    return Allocation(_out(N), _out(C / (6.0 * N)))
+
+
+def allocation_table(budgets: Sequence[float], *, tokens_per_param: float = 20.0,
+                     law: ChinchillaLaw | None = None) -> list[dict]:
+    """One row per budget: ``compute``, ``params``, ``tokens``, ``tokens_per_param``, and the
+    predicted ``loss`` when a law is given (the law's allocation is used then)."""
+    C = np.atleast_1d(_budgets(budgets, "budgets"))
+    if law is None:
+        N, D = chinchilla_optimal_allocation(C, tokens_per_param)
+    else:
+        N, D = allocation_from_law(C, law)
+    N, D = np.atleast_1d(N), np.atleast_1d(D)
+    rows = []
+    for i, c in enumerate(C):
+        row = {"compute": float(c), "params": float(N[i]), "tokens": float(D[i]),
+               "tokens_per_param": float(D[i] / N[i])}
+        if law is not None:
+            row["loss"] = float(law.loss(N[i], D[i]))
+        rows.append(row)
+    return rows
+
+
+def _num(obj, key: str) -> float:
+    if key not in obj:
+        raise ValueError(f"fit file: approach-3 entry lacks {key!r}")
+    v = obj[key]
+    if isinstance(v, dict):
+        v = v.get("value")
+    if not isinstance(v, (int, float)):
+        raise ValueError(f"fit file: {key!r} is not a number: {v!r}")
+    return float(v)
+
+
+def law_from_json(obj: dict) -> ChinchillaLaw:
+    """A law from ``jaxscale fit chinchilla --json`` output (its ``approach3`` entry) or from a
+    flat object with ``E``, ``A``, ``B``, ``alpha``, ``beta`` (numbers or ``{"value": ...}``)."""
+    if not isinstance(obj, dict):
+        raise ValueError("fit file: expected a JSON object")
+    if "approach3" in obj:
+        obj = obj["approach3"]
+    return ChinchillaLaw(**{k: _num(obj, k) for k in ("E", "A", "B", "alpha", "beta")})
+
+
+def load_law(path: str | os.PathLike) -> ChinchillaLaw:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"fit file {str(path)!r} does not exist")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"fit file {str(path)!r} is not JSON: {err}") from err
+    return law_from_json(obj)

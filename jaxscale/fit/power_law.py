@@ -1,0 +1,312 @@
+"""Power laws with an irreducible term: L(N) = A·N^-α + B in model size, and
+L(C) = E + k·C^-γ in training compute (the same function under other names).
+
+The fit minimises a sum of Huber terms on the log-loss residual of the log-sum-exp form
+``log L̂ = LSE(a − α·log x, b)`` (A = e^a, B = e^b, so both stay positive), with optax's L-BFGS
+from a grid of starting points advanced together under ``jax.vmap``. Intervals come from a case
+bootstrap (optionally also resampling each point's seeds), refitted under ``jax.vmap`` with every
+resample warm-started from the full-data optimum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import warnings
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxscale.fit import _optim
+from jaxscale.fit._optim import Estimate
+
+__all__ = [
+    "PowerLawFit", "BacktestResult", "ExtrapolationWarning", "fit_power_law", "fit_compute_law",
+    "backtest_power_law", "IMPROVEMENT_FACTORS",
+]
+
+#: The notebook's "k× more parameters" factors.
+IMPROVEMENT_FACTORS: tuple[float, ...] = (2, 5, 10, 100, 1000)
+MIN_POINTS = 4
+
+
+class ExtrapolationWarning(UserWarning):
+    """A prediction lies more than one decade outside the range of the fitted data."""
+
+
+def _objective(x, shared, lane):
+    """Sum of Huber terms on log L̂ − log L; x = (a', α, b) with u = log x − log x_ref."""
+    u, log_y, mask, delta = shared
+    if lane is None:            # the full-data fit
+        w, ly = mask, log_y
+    elif isinstance(lane, tuple):  # bootstrap weights and resampled seed means
+        w, ly = lane
+    else:                       # bootstrap weights only
+        w, ly = lane, log_y
+    a, alpha, b = x[0], x[1], x[2]
+    t1 = a - alpha * u
+    t2 = jnp.broadcast_to(b, u.shape)
+    m = jnp.maximum(t1, t2)
+    pred = m + jnp.log(jnp.exp(t1 - m) + jnp.exp(t2 - m))
+    return jnp.sum(w * _optim.huber(pred - ly, delta))
+
+
+def _grid(log_y: np.ndarray) -> np.ndarray:
+    y_min = float(np.exp(log_y.min()))
+    y_ref = float(np.exp(log_y.mean()))
+    starts = []
+    for alpha, frac, shift in itertools.product(
+            (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5),
+            (0.01, 0.3, 0.6, 0.8, 0.9, 0.97),
+            (-1.0, 0.0, 1.0)):
+        B = frac * y_min
+        a = np.log(max(y_ref - B, 0.01 * y_ref)) + shift
+        starts.append((a, alpha, np.log(B)))
+    return np.asarray(starts, dtype=np.float64)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PowerLawFit:
+    """A fitted ``L = A·x^-α + B`` (size form) or ``L = E + k·C^-γ`` (compute form).
+
+    ``A``, ``alpha``, ``B`` are :class:`Estimate` objects (value, 95% interval, bootstrap SE);
+    the compute form also answers to ``k``, ``gamma`` and ``E``. Goodness of fit is in log space:
+    ``r2_log`` (R² of log-loss), ``rmse_log`` and ``residuals`` (log L̂ − log L)."""
+    form: str
+    A: Estimate
+    alpha: Estimate
+    B: Estimate
+    x: np.ndarray
+    y: np.ndarray
+    residuals: np.ndarray
+    r2_log: float
+    rmse_log: float
+    n: int
+    objective: float
+    delta: float
+    converged: bool
+    bootstrap_params: np.ndarray | None = None   # (n_bootstrap, 3): A, alpha, B
+    labels: tuple[str, ...] | None = None
+
+    # -- compute-form names ----------------------------------------------------------------
+    @property
+    def E(self) -> Estimate:
+        return self.B
+
+    @property
+    def k(self) -> Estimate:
+        return self.A
+
+    @property
+    def gamma(self) -> Estimate:
+        return self.alpha
+
+    @property
+    def n_bootstrap(self) -> int:
+        return 0 if self.bootstrap_params is None else int(self.bootstrap_params.shape[0])
+
+    @property
+    def x_name(self) -> str:
+        return "C" if self.form == "compute" else "N"
+
+    def _check_extrapolation(self, x: np.ndarray) -> None:
+        lo, hi = float(self.x.min()), float(self.x.max())
+        far = (x > 10 * hi) | (x < lo / 10)
+        if np.any(far):
+            worst = float(np.max(np.abs(np.log10(np.where(x > hi, x / hi, lo / x)))))
+            warnings.warn(
+                f"prediction at {self.x_name} up to {worst:.2f} decades outside the fitted range "
+                f"[{lo:.3g}, {hi:.3g}]: a power-law extrapolation this far is unreliable",
+                ExtrapolationWarning, stacklevel=3)
+
+    def predict(self, x, *, band: bool = False, level: float = 0.95):
+        """Predicted loss at ``x``; with ``band=True`` return ``(loss, lo, hi)``, the bootstrap
+        percentile band (``lo = hi = loss`` without a bootstrap). Warns
+        (:class:`ExtrapolationWarning`) more than a decade outside the data."""
+        xs = _optim.as_positive_array("x", x)
+        self._check_extrapolation(xs)
+        pred = self.A.value * xs ** -self.alpha.value + self.B.value
+        scalar = np.ndim(x) == 0
+        if not band:
+            return float(pred[0]) if scalar else pred
+        if self.bootstrap_params is None:
+            lo = hi = pred
+        else:
+            P = self.bootstrap_params
+            curves = P[:, 0:1] * xs[None, :] ** -P[:, 1:2] + P[:, 2:3]
+            lo = np.nanpercentile(curves, 50 * (1 - level), axis=0)
+            hi = np.nanpercentile(curves, 50 * (1 + level), axis=0)
+        if scalar:
+            return float(pred[0]), float(lo[0]), float(hi[0])
+        return pred, lo, hi
+
+    def inverse(self, target_loss):
+        """The size (or compute) at which the law reaches ``target_loss``:
+        x = (A / (L − B))^(1/α). ``ValueError`` when the target is at or below the irreducible
+        term B, which no size reaches."""
+        t = np.asarray(target_loss, dtype=np.float64)
+        if not np.all(np.isfinite(t)):
+            raise ValueError(f"target_loss: must be finite, got {target_loss!r}")
+        B = self.B.value
+        if np.any(t <= B):
+            raise ValueError(
+                f"target_loss: {float(np.min(t)):.6g} is at or below the irreducible loss "
+                f"{'E' if self.form == 'compute' else 'B'} = {B:.6g}; no {self.x_name} reaches it")
+        out = (self.A.value / (t - B)) ** (1.0 / self.alpha.value)
+        return float(out) if np.ndim(target_loss) == 0 else out
+
+    def improvement(self, factors: Sequence[float] = IMPROVEMENT_FACTORS,
+                    reference: float | None = None) -> dict[float, dict[str, float]]:
+        """The notebook's "k× more parameters → x% lower loss": for each factor k, the percent
+        drop of the predicted total loss from ``reference`` (default: the largest fitted x) to
+        k·reference, and of the reducible part alone (1 − k^-α, independent of the reference)."""
+        ref = float(self.x.max()) if reference is None else float(reference)
+        if not np.isfinite(ref) or ref <= 0:
+            raise ValueError(f"reference: must be > 0, got {reference!r}")
+        base = self.A.value * ref ** -self.alpha.value + self.B.value
+        out = {}
+        for k in factors:
+            if k <= 0:
+                raise ValueError(f"factors: must be > 0, got {k!r}")
+            new = self.A.value * (k * ref) ** -self.alpha.value + self.B.value
+            out[float(k)] = {
+                "loss": float(new),
+                "total_pct": float(100 * (1 - new / base)),
+                "reducible_pct": float(100 * (1 - k ** -self.alpha.value)),
+            }
+        return out
+
+    def to_json(self) -> dict:
+        names = ("k", "gamma", "E") if self.form == "compute" else ("A", "alpha", "B")
+        out = {"form": self.form,
+               "law": "L = E + k*C^-gamma" if self.form == "compute" else "L = A*N^-alpha + B"}
+        for nm, est in zip(names, (self.A, self.alpha, self.B)):
+            out[nm] = est.to_json()
+        out.update({"r2_log": self.r2_log, "rmse_log": self.rmse_log, "n": self.n,
+                    "objective": self.objective, "n_bootstrap": self.n_bootstrap,
+                    "converged": self.converged})
+        return out
+
+
+def _validate(x, y, name_x: str):
+    xs = _optim.as_positive_array(name_x, x, min_len=MIN_POINTS)
+    ys = _optim.as_positive_array("y", y, min_len=MIN_POINTS)
+    _optim.check_same_length(**{name_x: xs, "y": ys})
+    if np.unique(xs).size < 3:
+        raise ValueError(f"{name_x}: need at least 3 distinct values to fit a power law with an "
+                         f"irreducible term, got {np.unique(xs).size}")
+    return xs, ys
+
+
+def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int = 0,
+                  seed_losses=None, labels: Sequence[str] | None = None, level: float = 0.95,
+                  form: str = "size") -> PowerLawFit:
+    """Fit ``y = A·x^-α + B`` (all of A, α, B > 0).
+
+    x, y: positive finite arrays of equal length (≥ 4 points, ≥ 3 distinct x).
+    delta: Huber threshold on the log-loss residual.
+    bootstrap: number of case-bootstrap resamples for the intervals (0: point fit only).
+    seed_losses: optional (n, S) per-seed losses (NaN for missing seeds); each resample then also
+        resamples every point's seeds and refits to their mean.
+    """
+    if form not in ("size", "compute"):
+        raise ValueError(f"form: must be 'size' or 'compute', got {form!r}")
+    xs, ys = _validate(x, y, "compute" if form == "compute" else "x")
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap: must be >= 0, got {bootstrap}")
+    if not delta > 0:
+        raise ValueError(f"delta: must be > 0, got {delta}")
+    seeds = _optim.check_seed_losses(seed_losses, xs.size)
+    if labels is not None:
+        labels = tuple(str(s) for s in labels)
+        if len(labels) != xs.size:
+            raise ValueError(f"labels: expected {xs.size}, got {len(labels)}")
+
+    log_x, log_y = np.log(xs), np.log(ys)
+    x_ref = float(log_x.mean())
+    u = log_x - x_ref
+    n_pad = _optim.padded_size(xs.size)
+    with _optim.float64():
+        shared = (jnp.asarray(_optim.pad(u, n_pad)), jnp.asarray(_optim.pad(log_y, n_pad)),
+                  jnp.asarray(_optim.pad(np.ones_like(u), n_pad)), jnp.asarray(float(delta)))
+        res = _optim.run_lbfgs(_objective, jnp.asarray(_grid(log_y)), shared, None,
+                               max_iter=300, max_linesearch_steps=20,
+                               fatol=1e-20 * n_pad)
+        best = int(np.nanargmin(np.where(np.isfinite(res.values), res.values, np.inf)))
+        theta = res.params[best]
+        boot = None
+        if bootstrap > 0:
+            rng = np.random.default_rng(seed)
+            W = _optim.bootstrap_weights(xs.size, bootstrap, rng)
+            lane = jnp.asarray(_optim.pad(W, n_pad))
+            if seeds is not None:
+                LY = np.log(_optim.seed_bootstrap_means(seeds, bootstrap, rng))
+                lane = (lane, jnp.asarray(_optim.pad(LY, n_pad)))
+            rb = _optim.run_lbfgs(_objective, jnp.asarray(np.tile(theta, (bootstrap, 1))), shared,
+                                  lane, max_iter=200,
+                                  max_linesearch_steps=10, ftol=1e-10)
+            p = rb.params
+            boot = np.stack([np.exp(p[:, 0] + p[:, 1] * x_ref), p[:, 1], np.exp(p[:, 2])], axis=1)
+    a, alpha, b = (float(v) for v in theta)
+    A, B = float(np.exp(a + alpha * x_ref)), float(np.exp(b))
+    log_pred = np.logaddexp(a - alpha * u, b)
+    r2, rmse, resid = _optim.log_space_fit_stats(log_pred, log_y)
+    est = [_optim.make_estimate(v, None if boot is None else boot[:, i], level)
+           for i, v in enumerate((A, alpha, B))]
+    return PowerLawFit(form=form, A=est[0], alpha=est[1], B=est[2], x=xs, y=ys, residuals=resid,
+                       r2_log=r2, rmse_log=rmse, n=int(xs.size), objective=float(res.values[best]),
+                       delta=float(delta), converged=bool(res.converged[best]),
+                       bootstrap_params=boot, labels=labels)
+
+
+def fit_compute_law(compute, loss, **kwargs) -> PowerLawFit:
+    """Fit ``L(C) = E + k·C^-γ``; the same estimator as :func:`fit_power_law` (k ↔ A, γ ↔ α,
+    E ↔ B)."""
+    return fit_power_law(compute, loss, form="compute", **kwargs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """A fit on all but the largest ``holdout`` sizes, and its predictions for them."""
+    fit: PowerLawFit
+    x_held: np.ndarray
+    y_held: np.ndarray
+    predicted: np.ndarray
+    rel_error: np.ndarray          # (predicted − observed) / observed
+    decades: np.ndarray            # log10(x_held / largest fitted x)
+
+    @property
+    def mean_abs_rel_error(self) -> float:
+        return float(np.mean(np.abs(self.rel_error)))
+
+    def to_json(self) -> dict:
+        return {"holdout": int(self.x_held.size), "x": self.x_held.tolist(),
+                "observed": self.y_held.tolist(), "predicted": self.predicted.tolist(),
+                "rel_error": self.rel_error.tolist(), "decades_beyond": self.decades.tolist(),
+                "mean_abs_rel_error": self.mean_abs_rel_error}
+
+
+def backtest_power_law(x, y, *, holdout: int = 1, **fit_kwargs) -> BacktestResult:
+    """Fit without the ``holdout`` largest distinct x values, predict those points, and report
+    the relative error. Warns (:class:`ExtrapolationWarning`) when a held-out point lies more than
+    one decade beyond the fitted data."""
+    xs, ys = _validate(x, y, "x")
+    distinct = np.unique(xs)
+    if holdout < 1 or distinct.size - holdout < 3:
+        raise ValueError(f"holdout: must leave at least 3 distinct sizes to fit; {distinct.size} "
+                         f"distinct sizes, holdout={holdout}")
+    cut = distinct[-holdout]
+    train = xs < cut
+    if train.sum() < MIN_POINTS:
+        raise ValueError(f"holdout: leaves {int(train.sum())} points to fit, need {MIN_POINTS}")
+    fit_kwargs = dict(fit_kwargs)
+    for key in ("seed_losses", "labels"):
+        if fit_kwargs.get(key) is not None:
+            fit_kwargs[key] = [v for v, t in zip(fit_kwargs[key], train) if t]
+    fit = fit_power_law(xs[train], ys[train], **fit_kwargs)
+    held_x, held_y = xs[~train], ys[~train]
+    pred = fit.predict(held_x)
+    decades = np.log10(held_x / xs[train].max())
+    return BacktestResult(fit=fit, x_held=held_x, y_held=held_y, predicted=np.asarray(pred),
+                          rel_error=(pred - held_y) / held_y, decades=decades)

@@ -1,0 +1,248 @@
+"""Turn CSV files and result rows into the arrays the fits take.
+
+CSV files: columns are matched case-insensitively through aliases (``N``/``params``/``Model Size``,
+``D``/``tokens``, ``C``/``Training FLOP``, ``loss``). When only compute is given, tokens are derived
+as D = C/(6·N) and the returned notes say so.
+
+Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
+:class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
+with the lowest mean ``val_loss`` is kept; its seeds are averaged (their individual losses are kept
+in ``seed_losses`` so a bootstrap can resample them).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["FitData", "DivergedRowsWarning", "load_csv", "rows_to_data", "load_source",
+           "CSV_ALIASES"]
+
+CSV_ALIASES: dict[str, tuple[str, ...]] = {
+    "N": ("N", "params", "Model Size", "n_params", "parameters", "non_embedding_params"),
+    "D": ("D", "tokens", "n_tokens", "Training Tokens"),
+    "C": ("C", "Training FLOP", "flops", "compute", "FLOPs"),
+    "loss": ("loss", "L", "test_loss", "final_loss"),
+    "name": ("name", "size", "label"),
+    "run_id": ("run_id", "run"),
+    "intermediate": ("intermediate",),
+}
+
+
+class DivergedRowsWarning(UserWarning):
+    """Result rows were dropped because they diverged or have no finite loss."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FitData:
+    """Points for a fit: N (parameters), D (tokens, may be None), C (training FLOPs, may be
+    None), loss; optional per-point names, run ids, intermediate flags and per-seed losses."""
+    N: np.ndarray
+    loss: np.ndarray
+    D: np.ndarray | None = None
+    C: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
+    run_ids: tuple[str, ...] | None = None
+    intermediate: np.ndarray | None = None
+    seed_losses: np.ndarray | None = None
+    x_kind: str = "N"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return int(self.N.size)
+
+    @property
+    def compute(self) -> np.ndarray:
+        if self.C is not None:
+            return self.C
+        if self.D is None:
+            raise ValueError("source: has neither tokens (D) nor compute (C)")
+        return 6.0 * self.N * self.D
+
+    def subset(self, mask: np.ndarray, note: str | None = None) -> "FitData":
+        mask = np.asarray(mask)
+        pick = (lambda v: None if v is None else v[mask])  # noqa: E731
+        pick_t = (lambda v: None if v is None else tuple(np.asarray(v, object)[mask]))  # noqa: E731
+        return dataclasses.replace(
+            self, N=self.N[mask], loss=self.loss[mask], D=pick(self.D), C=pick(self.C),
+            names=pick_t(self.names), run_ids=pick_t(self.run_ids),
+            intermediate=pick(self.intermediate), seed_losses=pick(self.seed_losses),
+            notes=self.notes + ((note,) if note else ()))
+
+    def drop_highest(self, k: int) -> "FitData":
+        """Drop the points whose loss is at least the k-th largest (Besiroglu et al.'s filter)."""
+        if k <= 0:
+            return self
+        if k >= self.n:
+            raise ValueError(f"drop_highest: {k} would drop all {self.n} points")
+        cut = np.sort(self.loss)[-k]
+        return self.subset(self.loss < cut, f"dropped the {int((self.loss >= cut).sum())} "
+                                            f"point(s) with loss >= {cut:.4g}")
+
+    def longest_run_per_size(self) -> "FitData":
+        """One point per size: the one with the most tokens (for a fit of loss against size)."""
+        if self.D is None:
+            return self
+        keep = np.zeros(self.n, bool)
+        for s in np.unique(self.N):
+            idx = np.nonzero(self.N == s)[0]
+            keep[idx[np.argmax(self.D[idx])]] = True
+        if keep.all():
+            return self
+        return self.subset(keep, f"kept the longest run of each size ({int(keep.sum())} of "
+                                 f"{self.n} points)")
+
+
+def _find(header: Sequence[str], key: str) -> str | None:
+    lower = {h.strip().lower(): h for h in header}
+    for alias in CSV_ALIASES[key]:
+        if alias.lower() in lower:
+            return lower[alias.lower()]
+    return None
+
+
+def _floats(rows, col, path, what):
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            out.append(float(r[col]))
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: row {i + 2}, column {col!r} ({what}) is not a number: "
+                             f"{r[col]!r}") from None
+    return np.asarray(out, np.float64)
+
+
+def _check_positive(arr, path, col, what):
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{path}: column {col!r} ({what}) must be finite and > 0; row {i + 2} "
+                         f"holds {arr[i]!r}")
+
+
+def load_csv(path: str | os.PathLike) -> FitData:
+    """Read a CSV of runs. Needs N and loss columns, and D or C for Chinchilla fits."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"CSV file {str(path)!r} does not exist")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    cols = {k: _find(header, k) for k in CSV_ALIASES}
+    missing = [k for k in ("N", "loss") if cols[k] is None]
+    if missing:
+        raise ValueError(
+            f"{path}: CSV lacks needed column(s) "
+            + "; ".join(f"{k} (any of {', '.join(CSV_ALIASES[k])})" for k in missing)
+            + f"; found {', '.join(header) or 'no header'}")
+    if not rows:
+        raise ValueError(f"{path}: CSV has no data rows")
+    N = _floats(rows, cols["N"], path, "N")
+    L = _floats(rows, cols["loss"], path, "loss")
+    _check_positive(N, path, cols["N"], "N")
+    _check_positive(L, path, cols["loss"], "loss")
+    notes = []
+    D = C = None
+    if cols["D"] is not None:
+        D = _floats(rows, cols["D"], path, "D")
+        _check_positive(D, path, cols["D"], "D")
+    if cols["C"] is not None:
+        C = _floats(rows, cols["C"], path, "C")
+        _check_positive(C, path, cols["C"], "C")
+        if D is None:
+            D = C / (6.0 * N)
+            notes.append(f"tokens derived as D = C/(6N) from column {cols['C']!r}")
+    names = tuple(r[cols["name"]] for r in rows) if cols["name"] else None
+    run_ids = tuple(r[cols["run_id"]] for r in rows) if cols["run_id"] else None
+    inter = None
+    if cols["intermediate"]:
+        inter = np.asarray([str(r[cols["intermediate"]]).strip().lower() in ("1", "true", "yes")
+                            for r in rows])
+    return FitData(N=N, loss=L, D=D, C=C, names=names, run_ids=run_ids, intermediate=inter,
+                   x_kind=cols["N"], notes=tuple(notes))
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: str = "test_loss",
+                 select_by: str = "val_loss") -> FitData:
+    """Result rows → one point per (size name, token budget): the learning rate with the lowest
+    mean ``select_by`` loss is kept, and its seeds' ``y`` losses averaged."""
+    if x not in ("non_embedding_params", "params"):
+        raise ValueError(f"x: must be 'non_embedding_params' or 'params', got {x!r}")
+    kept, dropped = [], []
+    for i, r in enumerate(rows):
+        for field in (x, "tokens", "name"):
+            if field not in r:
+                raise ValueError(f"rows: row {i} lacks field {field!r}")
+        if r.get("diverged") or not _finite(r.get(y)) or r[y] <= 0:
+            dropped.append(str(r.get("run_id", r.get("name", i))))
+        else:
+            kept.append(r)
+    if dropped:
+        warnings.warn(f"dropped {len(dropped)} diverged row(s) or row(s) without a finite {y}: "
+                      + ", ".join(dropped[:8]) + (" ..." if len(dropped) > 8 else ""),
+                      DivergedRowsWarning, stacklevel=2)
+    if not kept:
+        raise ValueError("rows: no usable (non-diverged) rows")
+    groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
+    for r in kept:
+        groups[(str(r["name"]), float(r["tokens"]))][r.get("lr")].append(r)
+    N, D, C, L, names, seeds, n_lr_choices = [], [], [], [], [], [], 0
+    for (name, tokens), by_lr in groups.items():
+        def score(rs):
+            vals = [rr.get(select_by) for rr in rs]
+            vals = [v for v in vals if _finite(v)]
+            return float(np.mean(vals)) if vals else math.inf
+        if len(by_lr) > 1:
+            n_lr_choices += 1
+        best = min(by_lr.values(), key=score)
+        losses = [float(rr[y]) for rr in best]
+        N.append(float(best[0][x]))
+        D.append(tokens)
+        flops = best[0].get("flops")
+        C.append(float(flops) if _finite(flops) else 6.0 * float(best[0][x]) * tokens)
+        L.append(float(np.mean(losses)))
+        names.append(name)
+        seeds.append(losses)
+    S = max(len(s) for s in seeds)
+    seed_losses = None
+    if S > 1:
+        seed_losses = np.full((len(seeds), S), np.nan)
+        for i, s in enumerate(seeds):
+            seed_losses[i, :len(s)] = s
+    notes = [f"x = {x}, y = {y}; {len(N)} (size, budget) points from {len(kept)} rows"]
+    if n_lr_choices:
+        notes.append(f"best learning rate by {select_by} chosen for {n_lr_choices} point(s)")
+    if S > 1:
+        notes.append(f"seeds averaged (up to {S} per point; the bootstrap resamples them)")
+    order = np.lexsort((np.asarray(D), np.asarray(N)))
+    arr = lambda v: np.asarray(v, np.float64)[order]  # noqa: E731
+    return FitData(N=arr(N), loss=arr(L), D=arr(D), C=arr(C),
+                   names=tuple(np.asarray(names, object)[order]),
+                   seed_losses=None if seed_losses is None else seed_losses[order],
+                   x_kind=x, notes=tuple(notes))
+
+
+def load_source(path: str | os.PathLike, *, x: str = "non_embedding_params",
+                y: str = "test_loss") -> FitData:
+    """A CSV (``.csv``) or a result-row file (anything else: JSON Lines)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"source {str(path)!r} does not exist")
+    if path.suffix.lower() == ".csv":
+        return load_csv(path)
+    from jaxscale.results import read_rows
+    return rows_to_data(read_rows(path), x=x, y=y)

@@ -1,0 +1,215 @@
+"""Chinchilla Approaches 1-3 (Hoffmann et al. 2022) against synthetic laws and the published
+replication data (Besiroglu et al. 2024, arXiv:2404.10102; targets T3-T5 of the reference notes).
+"""
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxscale.fit import (HOFFMANN_2022, ChinchillaLaw, IntermediatePointsWarning,
+                          IsoFLOPGridWarning, fit_approach1, fit_approach2, fit_approach3,
+                          hoffmann_grid, surface_isoflop_optima)
+
+REFERENCE = (Path(__file__).resolve().parents[2] / "shared" / "reference"
+             / "epoch_chinchilla_svg_extracted_data.csv")
+
+
+def synthetic_grid(law=HOFFMANN_2022, n_sizes=12, n_tokens=12):
+    N, D = np.meshgrid(np.geomspace(5e7, 1.6e10, n_sizes), np.geomspace(2.5e8, 3e11, n_tokens))
+    N, D = N.ravel(), D.ravel()
+    return N, D, law.loss(N, D)
+
+
+def test_hoffmann_grid_is_4500_starts():
+    g = hoffmann_grid()
+    assert g.shape == (4500, 5)
+    assert sorted(set(g[:, 0])) == [0, 5, 10, 15, 20, 25]
+    assert sorted(set(g[:, 2])) == [-1, -0.5, 0, 0.5, 1]
+    assert sorted(set(g[:, 3])) == [0, 0.5, 1, 1.5, 2]
+
+
+def test_noiseless_recovery_to_1e_3():
+    N, D, L = synthetic_grid()
+    fit = fit_approach3(N, D, L)
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(fit, k).value == pytest.approx(getattr(HOFFMANN_2022, k), rel=1e-3), k
+    assert fit.a.value == pytest.approx(HOFFMANN_2022.a, rel=1e-3)
+    assert fit.G.value == pytest.approx(HOFFMANN_2022.G, rel=1e-3)
+    assert fit.n == 144 and fit.n_starts == 4500 and fit.converged
+
+
+def _a3_coverage(replicates, bootstrap, noise=0.003):
+    true = {k: getattr(HOFFMANN_2022, k) for k in ("E", "A", "B", "alpha", "beta")}
+    hits = {k: 0 for k in true}
+    N, D, L = synthetic_grid()
+    for r in range(replicates):
+        rng = np.random.default_rng(500 + r)
+        y = L * np.exp(noise * rng.standard_normal(L.size))
+        fit = fit_approach3(N, D, y, bootstrap=bootstrap, seed=r)
+        for k, v in true.items():
+            lo, hi = getattr(fit, k).ci95
+            hits[k] += lo <= v <= hi
+    return {k: h / replicates for k, h in hits.items()}
+
+
+def test_a3_interval_coverage_small():
+    cov = _a3_coverage(replicates=3, bootstrap=200)
+    assert all(c >= 2 / 3 for c in cov.values()), cov
+
+
+@pytest.mark.slow
+def test_a3_interval_coverage_50_replicates():
+    cov = _a3_coverage(replicates=50, bootstrap=200)
+    assert all(c >= 0.90 for c in cov.values()), cov
+
+
+def _reference_points():
+    if not REFERENCE.exists():
+        pytest.skip(f"reference data not present at {REFERENCE}")
+    with REFERENCE.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    N = np.array([float(r["Model Size"]) for r in rows])
+    C = np.array([float(r["Training FLOP"]) for r in rows])
+    L = np.array([float(r["loss"]) for r in rows])
+    keep = L < np.sort(L)[-5]  # Epoch drops the 5 highest losses: 240 points remain
+    return N[keep], C[keep] / (6 * N[keep]), L[keep]
+
+
+@pytest.fixture(scope="module")
+def reference_fit():
+    N, D, L = _reference_points()
+    return fit_approach3(N, D, L, bootstrap=1000, seed=0)
+
+
+def test_reference_t3_parameters(reference_fit):
+    # T3 (Besiroglu et al. 2024 replication, sum of Huber terms, delta 1e-3, 4,500 starts):
+    # A 477.8, B 2143.4, E 1.8172, alpha 0.3473, beta 0.3672, objective 1.0183e-3.
+    f = reference_fit
+    assert f.n == 240
+    assert f.alpha.value == pytest.approx(0.3473, rel=5e-3)
+    assert f.beta.value == pytest.approx(0.3672, rel=5e-3)
+    assert f.E.value == pytest.approx(1.8172, rel=5e-3)
+    assert f.A.value == pytest.approx(477.8, rel=2e-2)
+    assert f.B.value == pytest.approx(2143.4, rel=2e-2)
+    assert f.objective == pytest.approx(1.0183e-3, rel=1e-3)
+
+
+def test_reference_t4_bootstrap_standard_errors(reference_fit):
+    # T4: SEs alpha 0.0154, beta 0.0206, E 0.0257 (4,000 resamples); a = 0.513 +- 0.020.
+    f = reference_fit
+    assert f.alpha.se == pytest.approx(0.0154, rel=0.15)
+    assert f.beta.se == pytest.approx(0.0206, rel=0.15)
+    assert f.E.se == pytest.approx(0.0257, rel=0.15)
+    assert f.a.se == pytest.approx(0.020, rel=0.15)
+    assert f.alpha.ci95 == pytest.approx((0.317, 0.373), abs=0.01)
+    assert f.beta.ci95 == pytest.approx((0.331, 0.415), abs=0.015)
+
+
+def test_derived_quantities_and_allocation_consistency():
+    N, D, L = synthetic_grid()
+    fit = fit_approach3(N, D, L)
+    al, be = fit.alpha.value, fit.beta.value
+    assert fit.a.value == pytest.approx(be / (al + be))
+    assert fit.b.value == pytest.approx(al / (al + be))
+    C = np.array([1e20, 1e22, 1e24])
+    assert np.allclose(6 * fit.n_opt(C) * fit.d_opt(C) / C, 1.0, atol=1e-12)
+    assert fit.n_opt(1e22) == pytest.approx(fit.G.value * (1e22 / 6) ** fit.a.value)
+    assert fit.d_opt(1e22) == pytest.approx((1e22 / 6) ** fit.b.value / fit.G.value)
+    js = fit.to_json()
+    assert {"E", "A", "B", "alpha", "beta", "a", "b", "G"} <= set(js)
+
+
+def isoflop_data(law, budgets, span=16.0, n=15, centre_shift=1.0):
+    Ns, Ds, Ls = [], [], []
+    for C in budgets:
+        n_grid = law.n_opt(C) * centre_shift * np.geomspace(1 / span, span, n)
+        d = C / (6 * n_grid)
+        Ns += list(n_grid)
+        Ds += list(d)
+        Ls += list(law.loss(n_grid, d))
+    return np.array(Ns), np.array(Ds), np.array(Ls)
+
+
+def test_t5_approach2_bias_on_hoffmann_surface():
+    # T5 uses the paper's rounded parameters (E 1.69, A 406.4, B 410.7, alpha 0.34, beta 0.28):
+    # 5 IsoFLOP budgets 1e17..1e21, 15 sizes on a +-16x grid -> D_opt(1e24) ~ 3.83e12 vs 4.04e12.
+    law = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
+    N, D, L = isoflop_data(law, np.geomspace(1e17, 1e21, 5))
+    with pytest.warns(IsoFLOPGridWarning, match="spans 256x"):
+        fit = fit_approach2(N, D, L)
+    assert law.d_opt(1e24) == pytest.approx(4.04e12, rel=5e-3)
+    assert fit.d_opt(1e24) == pytest.approx(3.83e12, rel=1e-2)
+    assert fit.d_opt(1e24) / law.d_opt(1e24) - 1 == pytest.approx(-0.051, abs=0.005)
+    # with alpha = beta the parabola is unbiased
+    sym = ChinchillaLaw(E=1.69, A=406.4, B=410.7, alpha=0.3, beta=0.3)
+    N, D, L = isoflop_data(sym, np.geomspace(1e17, 1e21, 5))
+    with pytest.warns(IsoFLOPGridWarning):
+        fit = fit_approach2(N, D, L)
+    assert fit.d_opt(1e24) == pytest.approx(sym.d_opt(1e24), rel=1e-6)
+
+
+def test_approach2_narrow_centred_grid_is_accurate_and_quiet():
+    N, D, L = isoflop_data(HOFFMANN_2022, np.geomspace(1e18, 1e22, 5), span=3.0, n=9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IsoFLOPGridWarning)
+        fit = fit_approach2(N, D, L)
+    assert fit.a.value == pytest.approx(HOFFMANN_2022.a, abs=0.01)
+    assert fit.a.value + fit.b.value == pytest.approx(1.0)
+    assert fit.to_json()["n_budgets"] == 5
+
+
+def test_approach2_off_centre_grid_warns():
+    N, D, L = isoflop_data(HOFFMANN_2022, np.geomspace(1e18, 1e22, 4), span=3.0, n=9,
+                           centre_shift=2.5)
+    with pytest.warns(IsoFLOPGridWarning, match="edge|off-centre"):
+        fit_approach2(N, D, L)
+
+
+def test_surface_isoflop_optima_matches_closed_form():
+    C = np.array([1e18, 1e21, 1e24])
+    n_opt, d_opt = surface_isoflop_optima(HOFFMANN_2022, C)
+    assert np.allclose(n_opt, HOFFMANN_2022.n_opt(C), rtol=1e-6)
+    assert np.allclose(6 * n_opt * d_opt, C, rtol=1e-12)
+
+
+def _approach1_runs(law=HOFFMANN_2022):
+    sizes = np.geomspace(1e7, 1e10, 31)
+    N, D = [], []
+    for n in sizes:
+        for tpp in np.geomspace(1, 400, 25):  # end-of-schedule points of runs of many lengths
+            N.append(n)
+            D.append(tpp * n)
+    N, D = np.array(N), np.array(D)
+    return N, D, law.loss(N, D)
+
+
+def test_approach1_envelope_recovers_exponent():
+    N, D, L = _approach1_runs()
+    fit = fit_approach1(N, D, L, budgets=np.geomspace(1e17, 1e20, 8))
+    assert fit.a.value == pytest.approx(HOFFMANN_2022.a, abs=0.03)
+    assert fit.b.value == pytest.approx(HOFFMANN_2022.b, abs=0.03)
+    assert fit.budgets.size == 8
+
+
+def test_approach1_warns_on_intermediate_points():
+    N, D, L = _approach1_runs()
+    run_id = [f"size{n:.3g}" for n in N]  # every point of one size from one run
+    with pytest.warns(IntermediatePointsWarning, match="run_id"):
+        fit_approach1(N, D, L, run_id=run_id)
+    with pytest.warns(IntermediatePointsWarning, match="intermediate"):
+        fit_approach1(N, D, L, intermediate=np.arange(N.size) % 2 == 0)
+
+
+@pytest.mark.parametrize("N, D, L, match", [
+    ([1e8] * 3, [1e9] * 3, [3.0] * 3, "N: need at least 6"),
+    ([1e8] * 6, [1e9] * 7, [3.0] * 6, "mismatched lengths"),
+    ([1e8] * 5 + [np.nan], [1e9] * 6, [3.0] * 6, "N: .*NaN"),
+    ([1e8] * 6, [1e9] * 5 + [0.0], [3.0] * 6, "D: .*> 0"),
+    ([1e8] * 6, [1e9] * 6, [3.0] * 5 + [-1.0], "loss: .*> 0"),
+])
+def test_bad_input(N, D, L, match):
+    with pytest.raises(ValueError, match=match):
+        fit_approach3(N, D, L)

@@ -1,0 +1,131 @@
+"""`jaxscale fit` and `jaxscale allocate` on tiny CSV and result-row fixtures."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from jaxscale.cli import main
+from jaxscale.fit import HOFFMANN_2022, DivergedRowsWarning
+from jaxscale.fit.sources import load_csv, rows_to_data
+from jaxscale.results import append_rows
+
+
+def _chinchilla_csv(path, flops_only=True):
+    N, D = np.meshgrid(np.geomspace(5e7, 1.6e10, 12), np.geomspace(2.5e8, 3e11, 12))
+    N, D = N.ravel(), D.ravel()
+    L = HOFFMANN_2022.loss(N, D)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        if flops_only:
+            w.writerow(["Model Size", "Training FLOP", "loss"])
+            w.writerows(zip(N, 6 * N * D, L))
+        else:
+            w.writerow(["params", "tokens", "loss"])
+            w.writerows(zip(N, D, L))
+    return path
+
+
+def _row(name, n, tokens, lr, seed, loss, val, diverged=False):
+    return {"run_id": f"{name}-{tokens:g}-{lr}-{seed}", "name": name, "config": {},
+            "params": n * 1.2, "embedding_params": n * 0.2, "non_embedding_params": n,
+            "flops_per_token": 6 * n, "seed": seed, "lr": lr, "batch_size": 8, "seq_len": 64,
+            "steps": 100, "tokens": tokens, "flops": 6 * n * tokens, "train_loss": loss,
+            "val_loss": val, "test_loss": loss, "curve": [], "diverged": diverged,
+            "corpus": {"name": "t", "fingerprint": "x"}, "mode": "stack",
+            "stack": {"id": 0, "size": 4}, "wall_seconds": 1.0, "versions": {}, "device": "cpu"}
+
+
+def _rows_file(path):
+    rows = []
+    for i, n in enumerate(np.geomspace(1e4, 1e7, 7)):
+        name = f"s{i}"
+        good = 400 * n ** -0.34 + 1.7
+        for seed in (0, 1):
+            noise = 1 + 0.002 * (seed - 0.5)
+            rows.append(_row(name, n, 1e6, 1e-3, seed, good * noise, good * noise))
+            rows.append(_row(name, n, 1e6, 1e-2, seed, good * 1.2, good * 1.2))  # worse lr
+    rows.append(_row("s0", 1e4, 1e6, 1e-1, 0, float("nan"), float("nan"), diverged=True))
+    append_rows(path, rows)
+    return path
+
+
+def test_rows_to_data_picks_best_lr_averages_seeds_drops_diverged(tmp_path):
+    from jaxscale.results import read_rows
+    rows = read_rows(_rows_file(tmp_path / "r.jsonl"))
+    with pytest.warns(DivergedRowsWarning, match="1 diverged"):
+        data = rows_to_data(rows)
+    assert data.n == 7 and data.seed_losses.shape == (7, 2)
+    expected = 400 * data.N ** -0.34 + 1.7
+    assert np.allclose(data.loss, expected, rtol=1e-9)  # the good lr, seeds averaged
+    with pytest.warns(DivergedRowsWarning):
+        total = rows_to_data(rows, x="params")
+    assert np.allclose(total.N, data.N * 1.2)
+
+
+def test_csv_aliases_and_derived_tokens(tmp_path):
+    d = load_csv(_chinchilla_csv(tmp_path / "a.csv"))
+    assert d.n == 144 and any("D = C/(6N)" in n for n in d.notes)
+    d2 = load_csv(_chinchilla_csv(tmp_path / "b.csv", flops_only=False))
+    assert np.allclose(d.D, d2.D, rtol=1e-9)
+
+
+def test_csv_without_columns_is_a_clean_error(tmp_path, capsys):
+    p = tmp_path / "bad.csv"
+    p.write_text("size,value\n1,2\n")
+    with pytest.raises(ValueError, match="N \\(any of N, params, Model Size"):
+        load_csv(p)
+    assert main(["fit", "power-law", str(p)]) == 2
+    assert "lacks needed column" in capsys.readouterr().err
+    assert main(["fit", "chinchilla", str(tmp_path / "missing.csv")]) == 2
+
+
+def test_fit_chinchilla_json_and_allocate(tmp_path, capsys):
+    src = _chinchilla_csv(tmp_path / "runs.csv")
+    assert main(["fit", "chinchilla", str(src), "--approach", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    a3 = out["approach3"]
+    assert {"E", "A", "B", "alpha", "beta", "a", "b", "G"} <= set(a3)
+    assert a3["alpha"] == pytest.approx(HOFFMANN_2022.alpha, rel=1e-3)
+    fit_file = tmp_path / "fit.json"
+    fit_file.write_text(json.dumps(out))
+    assert main(["allocate", "--compute", "1e21", "1e23", "--fit", str(fit_file), "--json"]) == 0
+    alloc = json.loads(capsys.readouterr().out)
+    assert alloc["method"] == "fitted_law"
+    for row in alloc["allocation"]:
+        assert 6 * row["params"] * row["tokens"] == pytest.approx(row["compute"], rel=1e-9)
+        assert row["params"] == pytest.approx(HOFFMANN_2022.n_opt(row["compute"]), rel=1e-2)
+    assert main(["allocate", "--compute", "1e21"]) == 0
+    assert "tokens per parameter" in capsys.readouterr().out
+
+
+def test_fit_chinchilla_approaches_1_and_2_json(tmp_path, capsys):
+    src = _chinchilla_csv(tmp_path / "runs.csv", flops_only=False)
+    assert main(["fit", "chinchilla", str(src), "--approach", "1", "--json"]) == 0
+    a1 = json.loads(capsys.readouterr().out)["approach1"]
+    assert {"a", "b", "k_N", "k_D"} <= set(a1)
+
+
+def test_fit_power_law_on_rows(tmp_path, capsys):
+    src = _rows_file(tmp_path / "rows.jsonl")
+    with pytest.warns(DivergedRowsWarning):
+        rc = main(["fit", "power-law", str(src), "--json", "--bootstrap", "50",
+                   "--plot", str(tmp_path / "figs")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    pl = out["power_law"]
+    assert {"A", "alpha", "B", "r2_log", "rmse_log", "n", "improvement", "backtest"} <= set(pl)
+    assert pl["alpha"]["value"] == pytest.approx(0.34, rel=0.02)
+    assert set(pl["alpha"]) >= {"value", "ci95"}
+    assert (tmp_path / "figs" / "power_law.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.warns(DivergedRowsWarning):
+        assert main(["fit", "power-law", str(src), "--bootstrap", "50"]) == 0
+    assert "% lower" in capsys.readouterr().out
+
+
+def test_help_has_examples(capsys):
+    for argv in (["fit", "--help"], ["fit", "chinchilla", "--help"], ["allocate", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "examples:" in capsys.readouterr().out
