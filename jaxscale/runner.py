@@ -45,7 +45,8 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.cfg.name} seed={self.seed} lr={self.optim.lr:g}"
+        budget = "" if self.budget.kind == "steps" else f" {self.budget.kind}={self.budget.value:.3g}"
+        return f"{self.cfg.name} seed={self.seed} lr={self.optim.lr:g}{budget}"
 
 
 @dataclass(frozen=True)

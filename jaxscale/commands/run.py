@@ -1,67 +1,99 @@
-"""``jaxscale run``: the main job on the built-in default.
+"""``jaxscale run``: the main job, the default study end to end on the built-in corpus.
 
-For now (issue 3) it trains one small ladder model on the built-in corpus and reports its curve
-and losses against the corpus' unigram entropy and ln V; the studies issue turns it into the full
-default study (sweep, fits, figures, report).
+Sweeps the byte-level ladder (learning-rate grid and seeds inside each stack) at ~20 tokens per
+parameter, fits the power law on test loss against non-embedding and total parameters with a
+backtest, runs an IsoFLOP grid and fits Chinchilla Approaches 1-3, and writes ``results.jsonl``,
+``fits.json``, the figures and ``report.md`` into one folder. Rerunning it resumes the newest
+unfinished run under ``./runs/`` (``--fresh`` starts anew).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-
-from jaxscale.commands import _common as c
+import datetime as _dt
+import os
+import sys
+import time
+from pathlib import Path
 
 EXAMPLES = """examples:
-  jaxscale run                      # one small model on the built-in corpus, then its report
-  jaxscale run --out runs/first --steps 300
+  jaxscale run                    # the default study (CPU: <= 10 minutes), or resume the last unfinished one
+  jaxscale run --fresh            # start a new one even if an unfinished run exists
+  jaxscale run --scale quick      # a 2-minute version (fewer sizes, shorter budgets)
+  jaxscale run --scale gpu --out runs/gpu   # the same study, larger, for an accelerator
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="the main job: train on the built-in corpus and report",
-                       description="The main job on the built-in default corpus.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="ladder/l3", help="model to train (default ladder/l3)")
-    p.add_argument("--steps", type=c.positive_int, default=600, help="optimiser steps (default 600)")
-    p.add_argument("--lr", type=c.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--corpus", default="pystdlib", help="corpus (default: the built-in pystdlib)")
-    p.add_argument("--out", default=None, help="output folder (default: a new folder under ./runs/)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    from jaxscale.study import SCALES
+
+    p = sub.add_parser("run", help="the main job: the default scaling study end to end",
+                       description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=sorted(SCALES), default="cpu",
+                   help="study size: cpu (default, <= 10 min on 2 cores), quick, smoke, gpu")
+    p.add_argument("--out", default=None, help="output folder (default: resume the newest unfinished "
+                                               "./runs/run-*, else a new one)")
+    p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming")
+    p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto", help="planner mode")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
 
-def unigram_cross_entropy(train, val) -> float:
-    """Validation cross-entropy (nats) under the train split's token frequencies (add-one)."""
-    import numpy as np
+def choose_out(args) -> tuple[Path, bool]:
+    from jaxscale.study import newest_unfinished
 
-    counts = np.bincount(train, minlength=int(max(train.max(), val.max())) + 1).astype(float) + 1.0
-    logp = np.log(counts / counts.sum())
-    return float(-np.mean(logp[val]))
+    if args.out:
+        path = Path(args.out)
+        return path, path.exists()
+    if not args.fresh:
+        previous = newest_unfinished("runs")
+        if previous is not None:
+            return previous, True
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"run-{stamp}-{args.scale}", False
 
 
 def run(args) -> int:
     from jaxscale.compile_cache import enable_compilation_cache
-    from jaxscale.config import create_model_config
-    from jaxscale.data.corpus import load_corpus
-    from jaxscale.results import append_row
-    from jaxscale.runner import ModelSpec, RunSettings, train_group
-    from jaxscale.train import Budget, OptimConfig
+    from jaxscale.report import write_figures, write_report
+    from jaxscale.runner import Interrupted
+    from jaxscale.signals import graceful_stop
+    from jaxscale.study import DONE_MARKER, SCALES, run_study
 
     enable_compilation_cache()
-    cfg = create_model_config(args.model)
-    corpus = load_corpus(args.corpus, vocab_size=cfg.vocab_size)
-    out = c.out_dir(args, "run")
-    spec = ModelSpec(cfg, 0, OptimConfig(lr=args.lr), Budget("steps", args.steps))
-    row = train_group([spec], corpus, RunSettings(progress=not args.quiet), mode="alone").rows[0]
-    append_row(out / "results.jsonl", row)
-    h1 = unigram_cross_entropy(corpus.train, corpus.val)
-    print(f"corpus {corpus.name}: {corpus.info()['tokens']} tokens, fingerprint {corpus.fingerprint[:16]}…")
-    print(c.summary_line(row))
-    print("validation loss along the run:")
-    for point in row["curve"]:
-        if "val_loss" in point:
-            print(f"  step {point['step']:>6}  tokens {point['tokens']:>10,}  val {point['val_loss']:.4f}")
-    print(f"reference: ln V = {math.log(cfg.vocab_size):.4f} (uniform), unigram cross-entropy = {h1:.4f} nats")
-    print(f"wrote {out / 'results.jsonl'} ({row['wall_seconds']:.1f}s)")
-    return 1 if row["diverged"] else 0
+    cfg = SCALES[args.scale]
+    out, resuming = choose_out(args)
+    print(f"{'resuming' if resuming else 'starting'} the {cfg.scale} study in {out}")
+    t0 = time.perf_counter()
+    with graceful_stop() as stop:
+        try:
+            result = run_study(cfg, out, mode=args.mode, progress=not args.quiet)
+        except Interrupted as err:
+            print(f"\ninterrupted at step {err.step}; rerun `jaxscale run` (or with --out {out}) to resume",
+                  file=sys.stderr)
+            return stop.exit_code
+    figures = write_figures(out, result.fits, result.ladder_rows)
+    command = "jaxscale " + " ".join(sys.argv[1:]) if sys.argv and "jaxscale" in sys.argv[0] else "jaxscale run"
+    report = write_report(out, cfg, result.fits, result.ladder_rows, result.isoflop_rows, command=command,
+                          wall_seconds=time.perf_counter() - t0, figures=figures)
+    (out / DONE_MARKER).write_text(_dt.datetime.now().isoformat())
+    _print_summary(result)
+    print(f"\nwrote {out / 'results.jsonl'}, {out / 'fits.json'}, {report} and {len(figures)} figures "
+          f"({time.perf_counter() - t0:.0f}s)")
+    return 0
+
+
+def _print_summary(result) -> None:
+    objs = result.fits["_objects"]
+    for key, label in (("power_law_non_embedding", "non-embedding"), ("power_law_total", "total")):
+        fit, bt = objs[key]
+        print(f"power law vs {label} parameters: L = {fit.A} · N^-({fit.alpha}) + {fit.B}; "
+              f"R² (log) {fit.r2_log:.4f}; backtest error {100 * bt.mean_abs_rel_error:.2f}%")
+    for i in (1, 2, 3):
+        f = objs.get(f"approach{i}")
+        if f is None:
+            print(f"Approach {i}: not identified ({result.fits[f'approach{i}']['error']})")
+        else:
+            print(f"Approach {i}: N_opt ∝ C^{f.a}, D_opt ∝ C^{f.b}")
+    for w in result.warnings:
+        print(f"warning: {w}")

@@ -1,0 +1,172 @@
+"""The study's figures and ``report.md``: every number in the report is read from the fit objects.
+
+The report holds the fitted laws with 95% intervals and R² (in log space), the per-size table,
+the backtests, the compute-optimal allocation from Approaches 2 and 3 next to the
+20-tokens-per-parameter rule (budgets far beyond the data are marked as extrapolations), the
+figures inline, the exact command, versions, device and corpus fingerprint.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+EXTRAPOLATION_DECADES = 1.0
+FAR_BUDGETS = (1e18, 1e19, 1e20, 1e21)  # the course's allocation table
+
+
+def _est(e) -> str:
+    lo, hi = e.ci95 if e.ci95 is not None else (math.nan, math.nan)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{e.value:.4g}"
+    return f"{e.value:.4g} [{lo:.4g}, {hi:.4g}]"
+
+
+def write_figures(out: Path, fits: dict, ladder: list) -> dict[str, str]:
+    from jaxscale.plots.chinchilla import plot_isoflops, plot_loss_contours, plot_optimal_allocation
+    from jaxscale.plots.power_law import plot_power_law
+
+    objs = fits["_objects"]
+    paths = {}
+    fit, bt = objs["power_law_non_embedding"]
+    paths["power_law"] = plot_power_law(fit, out / "power_law.png", backtest=bt,
+                                        title=f"Test loss vs non-embedding parameters: L = A·N^-α + B, "
+                                              f"α = {fit.alpha.value:.3f}")
+    fit_t, bt_t = objs["power_law_total"]
+    paths["power_law_total"] = plot_power_law(fit_t, out / "power_law_total.png", backtest=bt_t,
+                                              title=f"Test loss vs total parameters: α = {fit_t.alpha.value:.3f}")
+    N, D, L, names = objs["isoflop_points"]
+    if "approach2" in objs:
+        paths["isoflops"] = plot_isoflops(objs["approach2"], N, D, L, out / "isoflops.png", labels=names)
+    approaches = {str(i): objs[f"approach{i}"] for i in (1, 2, 3) if f"approach{i}" in objs}
+    if approaches:
+        paths["allocation"] = plot_optimal_allocation(approaches, out / "allocation.png")
+    if "approach3" in objs:
+        paths["contours"] = plot_loss_contours(objs["approach3"], out / "contours.png")
+    paths["curves"] = plot_curves(ladder, out / "curves.png")
+    return {k: Path(v).name for k, v in paths.items()}
+
+
+def plot_curves(rows: list, path: Path) -> Path:
+    """Validation loss against training tokens, one line per size (its best learning rate, seed
+    mean), log-log."""
+    from jaxscale.plots._common import plt, save
+    from jaxscale.sweep import select_best_lr
+
+    chosen = select_best_lr(rows)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    names = sorted({r["name"] for r in chosen}, key=lambda n: next(r["params"] for r in chosen if r["name"] == n))
+    for i, name in enumerate(names):
+        runs = [r for r in chosen if r["name"] == name]
+        points = [[(p["tokens"], p["val_loss"]) for p in r["curve"] if p.get("val_loss") is not None] for r in runs]
+        n = min(len(p) for p in points)
+        tokens = [p[0] for p in points[0][:n]]
+        mean = np.mean([[v for _, v in p[:n]] for p in points], axis=0)
+        ax.plot(tokens, mean, "o-", ms=3, color=plt.cm.viridis(i / max(len(names) - 1, 1)),
+                label=f"{name.split('/')[-1]} ({runs[0]['params']:,} params, lr {runs[0]['lr']:g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title("Learning curves at the chosen learning rate (mean over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def allocation_rows(fits: dict, max_data_compute: float, local_budgets) -> list[dict]:
+    """Rule of thumb vs Approach 2 and 3 at the local budgets and the course's 1e18-1e21."""
+    from jaxscale.fit import chinchilla_optimal_allocation
+
+    a2, a3 = fits["_objects"].get("approach2"), fits["_objects"].get("approach3")
+    rows = []
+    nan = float("nan")
+    for c in list(local_budgets) + list(FAR_BUDGETS):
+        rule_n, rule_d = chinchilla_optimal_allocation(c, 20.0)
+        n3, lo3, hi3 = (float(v[0]) for v in a3.n_opt_band(c)) if a3 is not None else (nan, nan, nan)
+        decades = math.log10(c / max_data_compute)
+        rows.append({"compute": c, "rule_params": float(rule_n), "rule_tokens": float(rule_d),
+                     "a2_params": float(a2.n_opt(c)) if a2 is not None else nan, "a3_params": n3,
+                     "a3_params_ci": (lo3, hi3), "a3_tokens": float(a3.d_opt(c)) if a3 is not None else nan,
+                     "decades_beyond_data": decades, "extrapolated": decades > EXTRAPOLATION_DECADES})
+    return rows
+
+
+def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command: str, wall_seconds: float,
+                 figures: dict) -> Path:
+    from jaxscale.sweep import select_best_lr
+
+    objs = fits["_objects"]
+    first = ladder[0]
+    lines = [f"# jaxscale study ({cfg.scale} scale)", "",
+             f"Command: `{command}`  ", f"Wall time: {wall_seconds:.0f} s  ",
+             f"Device: {first['device']['kind']} ({first['device']['platform']} × {first['device']['count']})  ",
+             f"Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  ",
+             f"Corpus: {first['corpus']['name']}, fingerprint `{first['corpus']['fingerprint']}`", "",
+             "## 1. Loss against model size", "",
+             f"{len(cfg.sizes)} sizes × {len(cfg.lrs)} learning rates × {len(cfg.seeds)} seeds, each trained at "
+             f"{cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter (batch {cfg.batch_size} × "
+             f"{cfg.seq_len} tokens). The learning rate of each size is chosen on the validation split; the law "
+             "is fitted to the **test** loss (seed mean; the bootstrap resamples sizes and seeds).", "",
+             "| size | params | non-embedding | tokens | lr | val loss | test loss (seed mean) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    chosen = select_best_lr(ladder)
+    for name in sorted({r["name"] for r in chosen}, key=lambda n: next(r["params"] for r in chosen if r["name"] == n)):
+        rs = [r for r in chosen if r["name"] == name]
+        lines.append(f"| {name} | {rs[0]['params']:,} | {rs[0]['non_embedding_params']:,} | {rs[0]['tokens']:,} | "
+                     f"{rs[0]['lr']:g} | {np.mean([r['val_loss'] for r in rs]):.4f} | "
+                     f"{np.mean([r['test_loss'] for r in rs]):.4f} |")
+    lines += ["", "| law | A (k) | α (γ) | B (E) | R² (log) | n | backtest: mean abs. error on the largest |",
+              "|---|---|---|---|---:|---:|---|"]
+    for key, label in (("power_law_non_embedding", "L(N), N = non-embedding"), ("power_law_total", "L(N), N = total")):
+        fit, bt = objs[key]
+        lines.append(f"| {label} | {_est(fit.A)} | {_est(fit.alpha)} | {_est(fit.B)} | {fit.r2_log:.4f} | {fit.n} | "
+                     f"{100 * bt.mean_abs_rel_error:.2f}% on {bt.x_held.size} held out "
+                     f"({max(bt.decades):.2f} decades beyond) |")
+    comp = objs["compute_law"]
+    lines.append(f"| L(C), C = training FLOPs | {_est(comp.k)} | {_est(comp.gamma)} | {_est(comp.E)} | "
+                 f"{comp.r2_log:.4f} | {comp.n} | — |")
+    fit = objs["power_law_non_embedding"][0]
+    imp = fit.improvement()
+    lines += ["", "Scaling returns from the largest size (non-embedding law): " + "; ".join(
+        f"{k:g}× → {v['total_pct']:.1f}% lower loss" for k, v in imp.items()) + ".", "",
+        f"![power law]({figures['power_law']})", "", f"![power law, total parameters]({figures['power_law_total']})",
+        "", f"![learning curves]({figures['curves']})", "",
+        "## 2. Compute-optimal allocation", "",
+        f"IsoFLOP grid: budgets {', '.join(f'{c:.1e}' for c in cfg.isoflop_budgets)} FLOPs (C = 6·N·D, N total "
+        f"parameters) × sizes {', '.join(cfg.isoflop_sizes)}, each at its part-1 learning rate. Approach 1 uses every "
+        "run (end-of-schedule points of several lengths per size); Approach 3 fits L(N, D) = E + A/N^α + B/D^β on "
+        "every run (Huber δ = 1e-3 on log loss, Hoffmann's 4,500-start grid).", "",
+        "| approach | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | R² |", "|---|---|---|---:|"]
+    for i in (1, 2, 3):
+        f = objs.get(f"approach{i}")
+        if f is None:
+            lines.append(f"| {i} | not identified: {fits[f'approach{i}']['error']} | | |")
+        else:
+            lines.append(f"| {i} | {_est(f.a)} | {_est(f.b)} | {f.r2_log:.4f} |")
+    a3 = objs.get("approach3")
+    lines += ["", "Hoffmann et al. (2022) found a ≈ 0.50 / 0.49 / 0.46 (Approaches 1 / 2 / 3).", ""]
+    if a3 is not None:
+        lines += [f"Approach 3: E = {_est(a3.E)}, A = {_est(a3.A)}, B = {_est(a3.B)}, α = {_est(a3.alpha)}, "
+                  f"β = {_est(a3.beta)}, G = {_est(a3.G)}.", ""]
+    lines += ["| budget (FLOPs) | 20 tokens/param: N | D | Approach 2: N_opt | Approach 3: N_opt [95%] | D_opt | |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
+    max_c = max(6.0 * r["params"] * r["tokens"] for r in ladder + iso)
+    for row in allocation_rows(fits, max_c, cfg.isoflop_budgets):
+        lo, hi = row["a3_params_ci"]
+        flag = (f"**extrapolation: {row['decades_beyond_data']:.1f} decades beyond the data**"
+                if row["extrapolated"] else "within the data")
+        lines.append(f"| {row['compute']:.1e} | {row['rule_params']:.3g} | {row['rule_tokens']:.3g} | "
+                     f"{row['a2_params']:.3g} | {row['a3_params']:.3g} [{lo:.3g}, {hi:.3g}] | {row['a3_tokens']:.3g} | {flag} |")
+    lines += ["", "The 1e18–1e21 rows extrapolate the fitted laws many decades beyond what was trained: read them as "
+              "what these small-scale laws imply, not as predictions.", "",
+              ] + [f"![{k}]({figures[k]})\n" for k in ("isoflops", "allocation", "contours") if k in figures]
+    if fits.get("warnings"):
+        lines += ["## Warnings raised by the fits", ""] + [f"- {w}" for w in fits["warnings"]] + [""]
+    lines += ["## Files", "", "`results.jsonl` (every trained model), `fits.json` (every fitted law), "
+              "`ladder/` and `isoflop/` (the two sweeps: rows, plans, settings), the PNG figures above.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,192 @@
+"""The default study (``jaxscale run``): a ladder sweep and an IsoFLOP grid, then every law fitted.
+
+Part 1 trains the ladder at a compute-optimal-style budget (tokens per parameter) with a
+learning-rate grid and several seeds in each stack; each size's learning rate is chosen on the
+validation split, and the power law is fitted to the **test-split** loss against non-embedding
+and against total parameters (at small scale the choice moves the exponent), with a backtest
+that holds out the largest sizes. Part 2 trains an IsoFLOP grid (budgets × sizes, each size at
+its part-1 learning rate, C = 6·N·D with N the total parameters) and fits Chinchilla
+Approaches 1, 2 and 3, whose compute-optimal allocation is set beside the 20-tokens-per-parameter
+rule. Both parts are resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.data.source import from_corpus
+from jaxscale.results import read_rows
+from jaxscale.runner import ModelSpec, RunSettings
+from jaxscale.sweep import expand, run_sweep, select_best_lr
+from jaxscale.train import Budget, OptimConfig
+
+DONE_MARKER = "DONE"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study trains and fits. ``isoflop_budgets`` are in 6·N·D FLOPs."""
+
+    scale: str
+    sizes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    lrs: tuple[float, ...]
+    tokens_per_param: float
+    isoflop_budgets: tuple[float, ...]
+    isoflop_sizes: tuple[str, ...]
+    family: str = "ladder"
+    params_basis: str = "total"
+    batch_size: int = 16
+    seq_len: int = 64
+    corpus: str = "pystdlib"
+    eval_windows: int = 64
+    bootstrap: int = 200
+    holdout: int = 2
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) < 4:
+            raise ValueError(f"StudyConfig.sizes: need at least 4 sizes to fit a law, got {len(self.sizes)}")
+        if len(self.isoflop_budgets) < 3 or len(self.isoflop_sizes) < 3:
+            raise ValueError("StudyConfig: an IsoFLOP grid needs at least 3 budgets and 3 sizes")
+
+
+# The CPU default fits the 10-minute budget of a 2-core machine; `gpu` is the same study larger.
+SCALES: dict[str, StudyConfig] = {
+    "cpu": StudyConfig("cpu", sizes=("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8"), seeds=(0, 1),
+                       lrs=(4e-3, 1e-2), tokens_per_param=20.0,
+                       isoflop_budgets=(3e10, 8e10, 2e11), isoflop_sizes=("l2", "l3", "l4", "l5", "l6")),
+    "quick": StudyConfig("quick", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
+                         tokens_per_param=6.0, isoflop_budgets=(6e9, 1.5e10, 4e10),
+                         isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100),
+    "smoke": StudyConfig("smoke", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
+                         tokens_per_param=0.5, isoflop_budgets=(5e8, 1e9, 2e9),
+                         isoflop_sizes=("l1", "l2", "l3"), batch_size=8, eval_windows=8, bootstrap=20,
+                         holdout=1),
+    "gpu": StudyConfig("gpu", sizes=("l6", "l7", "l8", "l9", "l10", "l11", "l12", "l13", "l14"),
+                       seeds=(0, 1, 2), lrs=(1e-3, 2e-3, 4e-3), tokens_per_param=20.0,
+                       isoflop_budgets=(1e14, 3e14, 1e15, 3e15), isoflop_sizes=("l9", "l10", "l11", "l12", "l13"),
+                       batch_size=64, eval_windows=256, bootstrap=500),
+}
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    out: Path
+    ladder_rows: list
+    isoflop_rows: list
+    fits: dict
+    warnings: list
+
+
+def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", progress: bool = True,
+              log=sys.stdout) -> StudyResult:
+    """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
+    ``fits.json`` there (the report and figures are ``report.write_report``'s)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = load_corpus(cfg.corpus)
+    data = from_corpus(corpus, seq_len=cfg.seq_len, batch_size=cfg.batch_size, eval_max_windows=cfg.eval_windows)
+    settings = RunSettings(batch_size=cfg.batch_size, seq_len=cfg.seq_len, eval_windows=cfg.eval_windows,
+                           n_evals=5, progress=progress)
+    record = {"study": dataclasses.asdict(cfg)}
+    cfgs = [create_model_config(f"{cfg.family}/{s}") for s in cfg.sizes]
+    budget = Budget("tokens_per_param", cfg.tokens_per_param, cfg.params_basis)
+    ladder_specs = expand(cfgs, seeds=cfg.seeds, lrs=cfg.lrs, budgets=[budget], optim=OptimConfig())
+    print(f"part 1: {len(ladder_specs)} models ({len(cfgs)} sizes × {len(cfg.lrs)} learning rates × "
+          f"{len(cfg.seeds)} seeds) at {cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter", file=log)
+    ladder = run_sweep(ladder_specs, data, settings, mode=mode, out=out / "ladder", record=record,
+                       save_weights=False, log=log).rows
+    best_lr = {r["name"]: r["lr"] for r in select_best_lr(ladder)}
+
+    iso_specs = isoflop_specs(cfg, best_lr)
+    print(f"part 2: IsoFLOP grid, {len(cfg.isoflop_budgets)} budgets × {len(cfg.isoflop_sizes)} sizes", file=log)
+    iso = run_sweep(iso_specs, data, settings, mode=mode, out=out / "isoflop", record=record,
+                    save_weights=False, log=log).rows
+    _write_jsonl(out / "results.jsonl", ladder + iso)
+    fits, caught = fit_all(cfg, ladder, iso)
+    (out / "fits.json").write_text(json.dumps({k: v for k, v in fits.items() if k != "_objects"},
+                                              indent=2, default=float))
+    return StudyResult(out, ladder, iso, fits, caught)
+
+
+def isoflop_specs(cfg: StudyConfig, best_lr: dict) -> list[ModelSpec]:
+    """Each budget C × each size N: D = C / (6·N_total) tokens, at the size's chosen rate."""
+    specs = []
+    for c in cfg.isoflop_budgets:
+        for size in cfg.isoflop_sizes:
+            model = create_model_config(f"{cfg.family}/{size}")
+            tokens = c / (6.0 * model.param_counts().total)
+            lr = best_lr.get(model.name, cfg.lrs[0])
+            specs.append(ModelSpec(model, seed=cfg.seeds[0], optim=OptimConfig(lr=lr), budget=Budget("tokens", tokens)))
+    return specs
+
+
+def _write_jsonl(path: Path, rows: list) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def fit_all(cfg: StudyConfig, ladder: list, iso: list) -> tuple[dict, list]:
+    """Every law of the study, as JSON-ready dicts (and the fit objects under ``_objects``)."""
+    from jaxscale.fit import (backtest_power_law, fit_approach1, fit_approach2, fit_approach3,
+                              fit_compute_law, fit_power_law, rows_to_data)
+
+    fits: dict = {"_objects": {}}
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for basis in ("non_embedding_params", "params"):
+            d = rows_to_data(ladder, x=basis, y="test_loss")
+            fit = fit_power_law(d.N, d.loss, bootstrap=cfg.bootstrap, seed_losses=d.seed_losses, labels=d.names)
+            bt = backtest_power_law(d.N, d.loss, holdout=cfg.holdout, bootstrap=0, labels=d.names)
+            key = "power_law_non_embedding" if basis == "non_embedding_params" else "power_law_total"
+            fits[key] = {**fit.to_json(), "backtest": bt.to_json(), "points": {
+                "names": list(d.names), "N": d.N.tolist(), "test_loss": d.loss.tolist()}}
+            fits["_objects"][key] = (fit, bt)
+        d = rows_to_data(ladder, x="params", y="test_loss")
+        compute = fit_compute_law(d.C, d.loss, bootstrap=cfg.bootstrap, seed_losses=d.seed_losses)
+        fits["compute_law"] = compute.to_json()
+        fits["_objects"]["compute_law"] = compute
+        both = rows_to_data(ladder + iso, x="params", y="test_loss")
+        grid = rows_to_data(iso, x="params", y="test_loss")
+        fits["_objects"]["isoflop_points"] = (grid.N, grid.D, grid.loss, grid.names)
+        for key, fn in (("approach1", lambda: fit_approach1(both.N, both.D, both.loss)),
+                        ("approach2", lambda: fit_approach2(grid.N, grid.D, grid.loss)),
+                        ("approach3", lambda: fit_approach3(both.N, both.D, both.loss, bootstrap=cfg.bootstrap))):
+            try:
+                fit = fn()
+            except ValueError as err:  # e.g. no IsoFLOP profile has a minimum: say so, fit the rest
+                fits[key] = {"error": str(err)}
+                continue
+            fits[key] = fit.to_json()
+            fits["_objects"][key] = fit
+    caught = sorted({f"{x.category.__name__}: {x.message}" for x in w})
+    fits["warnings"] = caught
+    return fits, caught
+
+
+def newest_unfinished(root: str | os.PathLike = "runs") -> Path | None:
+    """The newest ``run-*`` folder under ``root`` without a DONE marker (for auto-resume)."""
+    root = Path(root)
+    if not root.exists():
+        return None
+    runs = sorted((p for p in root.glob("run-*") if p.is_dir() and not (p / DONE_MARKER).exists()),
+                  key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def load_rows(out: str | os.PathLike) -> list:
+    return read_rows(Path(out) / "results.jsonl")
