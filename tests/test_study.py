@@ -1,0 +1,75 @@
+"""The main job end to end at the smoke scale: the documented files and fields, the report's
+numbers equal to the fit objects', valid PNG figures; and auto-resume of unfinished runs."""
+
+import json
+import struct
+
+import pytest
+
+from jaxscale.results import missing_fields, read_rows
+from jaxscale.study import DONE_MARKER, SCALES, newest_unfinished, run_study
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path):
+    data = path.read_bytes()[:24]
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    from jaxscale.report import write_figures, write_report
+
+    out = tmp_path_factory.mktemp("study")
+    cfg = SCALES["smoke"]
+    result = run_study(cfg, out, progress=False, log=open("/dev/null", "w"))
+    figures = write_figures(out, result.fits, result.ladder_rows)
+    report = write_report(out, cfg, result.fits, result.ladder_rows, result.isoflop_rows,
+                          command="jaxscale run --scale smoke", wall_seconds=1.0, figures=figures)
+    return cfg, out, result, figures, report
+
+
+def test_documented_files_and_fields(smoke_study):
+    cfg, out, result, figures, report = smoke_study
+    rows = read_rows(out / "results.jsonl")
+    n_ladder = len(cfg.sizes) * len(cfg.seeds) * len(cfg.lrs)
+    assert len(rows) == n_ladder + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
+    assert all(not missing_fields(r) for r in rows)
+    fits = json.loads((out / "fits.json").read_text())
+    for key in ("power_law_non_embedding", "power_law_total", "compute_law", "approach1", "approach2", "approach3"):
+        assert key in fits
+    law = fits["power_law_non_embedding"]
+    assert {"A", "alpha", "B", "r2_log", "backtest"} <= set(law)
+    for name in figures.values():
+        w, h = png_size(out / name)
+        assert w > 400 and h > 300
+    assert (out / "ladder" / "plan.json").exists() and (out / "isoflop" / "sweep.json").exists()
+
+
+def test_report_numbers_are_the_fit_objects(smoke_study):
+    _, out, result, figures, report = smoke_study
+    text = report.read_text()
+    fit, bt = result.fits["_objects"]["power_law_non_embedding"]
+    assert f"{fit.alpha.value:.4g} [{fit.alpha.ci95[0]:.4g}, {fit.alpha.ci95[1]:.4g}]" in text
+    assert f"{fit.r2_log:.4f}" in text and f"{100 * bt.mean_abs_rel_error:.2f}%" in text
+    assert "extrapolation" in text and "1.0e+21" in text
+    for name in figures.values():
+        assert f"({name})" in text
+    assert result.ladder_rows[0]["corpus"]["fingerprint"] in text
+
+
+def test_rerun_resumes_without_training(smoke_study):
+    cfg, out, result, _, _ = smoke_study
+    again = run_study(cfg, out, progress=False, log=open("/dev/null", "w"))
+    assert [r["run_id"] for r in again.ladder_rows] == [r["run_id"] for r in result.ladder_rows]
+    assert [r["test_loss"] for r in again.isoflop_rows] == [r["test_loss"] for r in result.isoflop_rows]
+
+
+def test_newest_unfinished(tmp_path):
+    assert newest_unfinished(tmp_path) is None
+    (tmp_path / "run-a").mkdir()
+    (tmp_path / "run-b").mkdir()
+    (tmp_path / "run-b" / DONE_MARKER).write_text("x")
+    assert newest_unfinished(tmp_path).name == "run-a"
