@@ -141,8 +141,7 @@ def _write_jsonl(path: Path, rows: list) -> None:
 
 def fit_all(cfg: StudyConfig, ladder: list, iso: list) -> tuple[dict, list]:
     """Every law of the study, as JSON-ready dicts (and the fit objects under ``_objects``)."""
-    from jaxscale.fit import (backtest_power_law, fit_approach1, fit_approach2, fit_approach3,
-                              fit_compute_law, fit_power_law, rows_to_data)
+    from jaxscale.fit import backtest_power_law, fit_compute_law, fit_power_law, rows_to_data
 
     fits: dict = {"_objects": {}}
     caught: list[str] = []
@@ -160,22 +159,56 @@ def fit_all(cfg: StudyConfig, ladder: list, iso: list) -> tuple[dict, list]:
         compute = fit_compute_law(d.C, d.loss, bootstrap=cfg.bootstrap, seed_losses=d.seed_losses)
         fits["compute_law"] = compute.to_json()
         fits["_objects"]["compute_law"] = compute
-        both = rows_to_data(ladder + iso, x="params", y="test_loss")
-        grid = rows_to_data(iso, x="params", y="test_loss")
-        fits["_objects"]["isoflop_points"] = (grid.N, grid.D, grid.loss, grid.names)
-        for key, fn in (("approach1", lambda: fit_approach1(both.N, both.D, both.loss)),
-                        ("approach2", lambda: fit_approach2(grid.N, grid.D, grid.loss)),
-                        ("approach3", lambda: fit_approach3(both.N, both.D, both.loss, bootstrap=cfg.bootstrap))):
-            try:
-                fit = fn()
-            except ValueError as err:  # e.g. no IsoFLOP profile has a minimum: say so, fit the rest
-                fits[key] = {"error": str(err)}
-                continue
-            fits[key] = fit.to_json()
-            fits["_objects"][key] = fit
+        approaches = fit_approaches(ladder + iso, iso, bootstrap=cfg.bootstrap)
+        fits["_objects"].update(approaches.pop("_objects"))
+        fits.update(approaches)
     caught = sorted({f"{x.category.__name__}: {x.message}" for x in w})
     fits["warnings"] = caught
     return fits, caught
+
+
+IDENTIFIED_MAX_CI_WIDTH = 0.5  # a 95% interval of an exponent wider than this cannot tell 0.25 from 0.75
+
+
+def fit_approaches(all_rows: list, grid_rows: list, *, bootstrap: int) -> dict:
+    """Chinchilla Approaches 1 and 3 on every run (end-of-schedule points of several lengths per
+    size) and Approach 2 on the IsoFLOP grid's runs. A fit the data cannot support is recorded
+    with its reason (``{"error": …, "identified": False}``), never raised: at small scale an
+    IsoFLOP profile may have no minimum, or Approach 3 may find a non-positive exponent, which is
+    no scaling law. Fit objects go under ``_objects`` (for figures and the report)."""
+    from jaxscale.fit import fit_approach1, fit_approach2, fit_approach3, rows_to_data
+
+    fits: dict = {"_objects": {}}
+    both = rows_to_data(all_rows, x="params", y="test_loss")
+    grid = rows_to_data(grid_rows, x="params", y="test_loss")
+    fits["_objects"]["isoflop_points"] = (grid.N, grid.D, grid.loss, [n.split("/")[-1] for n in grid.names])
+    for key, fn in (("approach1", lambda: fit_approach1(both.N, both.D, both.loss)),
+                    ("approach2", lambda: fit_approach2(grid.N, grid.D, grid.loss)),
+                    ("approach3", lambda: fit_approach3(both.N, both.D, both.loss, bootstrap=bootstrap))):
+        try:
+            fit = fn()
+        except (ValueError, FloatingPointError) as err:
+            fits[key] = {"error": f"{type(err).__name__}: {err}", "identified": False}
+            continue
+        if key == "approach3" and not (fit.alpha.value > 0 and fit.beta.value > 0):
+            fits[key] = {**fit.to_json(), "identified": False,
+                         "error": f"fitted α = {fit.alpha.value:.4g}, β = {fit.beta.value:.4g}: an exponent ≤ 0 "
+                                  "is no scaling law; the runs do not separate N from D at this scale"}
+            continue
+        fits[key] = {**fit.to_json(), "identified": identified(fit)}
+        fits["_objects"][key] = fit
+    return fits
+
+
+def identified(fit) -> bool:
+    """An allocation exponent is identified when it is finite, in (0, 1), and its 95% interval
+    exists and is narrower than ``IDENTIFIED_MAX_CI_WIDTH``."""
+    import math
+
+    a = fit.a
+    if a.ci95 is None or not all(math.isfinite(v) for v in (a.value, *a.ci95)):
+        return False
+    return 0 < a.value < 1 and a.ci95[1] - a.ci95[0] < IDENTIFIED_MAX_CI_WIDTH
 
 
 def newest_unfinished(root: str | os.PathLike = "runs") -> Path | None:

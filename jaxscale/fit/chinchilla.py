@@ -100,7 +100,9 @@ def _a3_log_pred(theta: np.ndarray, lN: np.ndarray, lD: np.ndarray) -> np.ndarra
 
 
 def _derived(E, A, B, alpha, beta):
-    """a, b, G from parameter arrays (numpy, elementwise)."""
+    """a, b, G from parameter arrays (numpy, elementwise). Python floats are made numpy floats,
+    so a negative base (α or β < 0) gives NaN, not a complex number."""
+    E, A, B, alpha, beta = (np.asarray(v, np.float64) for v in (E, A, B, alpha, beta))
     s = alpha + beta
     with np.errstate(all="ignore"):
         G = (alpha * A / (beta * B)) ** (1.0 / s)

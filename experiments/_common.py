@@ -1,0 +1,92 @@
+"""Helpers shared by the experiment scripts: the common flags, the output folder, the combined
+result file and the provenance lines every report starts with.
+
+The scripts are thin layers over the library; this module holds only what every script would
+otherwise repeat (argument parsing, formatting), never training or fitting logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import os
+import sys
+from pathlib import Path
+
+MODES = ("smoke", "quick", "full")
+
+
+def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str, Path]:
+    """The flags every script takes. Returns (args, run mode, output folder).
+
+    ``--smoke`` (seconds of training: the test suite), ``--quick`` (≤ 2 minutes on a 2-core
+    CPU), neither: the full run. ``--mode`` is the planner's (``auto`` groups models into
+    stacks by its cost model; ``stack`` forces one program per sweep, which is what a
+    seconds-long run wants because compiling dominates it).
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a short run: <= 2 minutes on a 2-core CPU")
+    size.add_argument("--smoke", action="store_true", help="a few seconds of training (the test suite)")
+    parser.add_argument("--out", default=None, help=f"output folder (default: a new runs/{name}-<mode>-<time>)")
+    parser.add_argument("--mode", choices=("auto", "stack", "sequential"), default=None,
+                        help="planner mode (default: stack for --smoke, auto otherwise)")
+    args = parser.parse_args(argv)
+    run_mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.mode is None:
+        args.mode = "stack" if run_mode == "smoke" else "auto"
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-{run_mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists() and any(out.iterdir()):
+        print(f"note: {out} is not empty; finished sweeps in it are resumed, not retrained", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, run_mode, out
+
+
+def tag(rows: list, **fields) -> list:
+    """Rows with extra fields (e.g. which part of the experiment made them); copies."""
+    return [{**r, **fields} for r in rows]
+
+
+def write_rows(path: Path, rows: list) -> Path:
+    """All rows of an experiment as one JSON Lines file, replaced atomically."""
+    from jaxscale.results import append_rows
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    append_rows(tmp, rows)
+    os.replace(tmp, path)
+    return path
+
+
+def est(e) -> str:
+    """An Estimate as 'value [lo, hi]' (4 significant digits), or the value alone."""
+    lo, hi = e.ci95 if e.ci95 is not None else (math.nan, math.nan)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{e.value:.4g}"
+    return f"{e.value:.4g} [{lo:.4g}, {hi:.4g}]"
+
+
+def provenance(rows: list, *, command: str, wall_seconds: float, mode: str) -> list[str]:
+    """The report header: command, wall time, device, versions and corpus fingerprint(s)."""
+    first = rows[0]
+    corpora = {}
+    for r in rows:
+        corpora.setdefault(r["corpus"]["fingerprint"], r["corpus"]["name"])
+    dev = first["device"]
+    lines = [f"Command: `{command}` ({mode} run)  ", f"Wall time: {wall_seconds:.0f} s  ",
+             f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
+             f"Device: {dev.get('kind')} ({dev.get('platform')} × {dev.get('count')})  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  "]
+    lines += [f"Corpus: {name}, fingerprint `{fp}`  " for fp, name in corpora.items()]
+    return lines
+
+
+def command_line(script: str, argv=None) -> str:
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python", f"experiments/{script}"] + args)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)

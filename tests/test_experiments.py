@@ -1,0 +1,137 @@
+"""The experiment scripts end to end: ``--smoke`` in the default suite (in-process), ``--quick``
+as a subprocess in the slow suite. Each writes the documented rows, valid PNG figures and a
+report whose numbers are the fits' own."""
+
+import importlib.util
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxscale.results import missing_fields, read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def png_size(path):
+    data = path.read_bytes()[:24]
+    assert data[:8] == PNG_MAGIC, f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def est(e):
+    """The report's 'value [lo, hi]' form of a fit's JSON estimate."""
+    if isinstance(e, dict) and all(math.isfinite(v) for v in e["ci95"]):
+        return f"{e['value']:.4g} [{e['ci95'][0]:.4g}, {e['ci95'][1]:.4g}]"
+    return f"{e['value'] if isinstance(e, dict) else e:.4g}"
+
+
+def check_rows_and_figures(out, parts):
+    rows = read_rows(out / "results.jsonl")
+    assert rows and all(not missing_fields(r) for r in rows)
+    assert {r["part"] for r in rows} == set(parts)
+    report = (out / "report.md").read_text()
+    figures = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    assert figures
+    for name in figures:
+        w, h = png_size(out / name)
+        assert w > 400 and h > 300, (name, w, h)
+    for r in rows:
+        assert r["corpus"]["fingerprint"] in report
+    assert rows[0]["versions"]["jax"] in report and rows[0]["device"]["kind"] in report
+    return rows, report
+
+
+@pytest.fixture(scope="module")
+def power_law_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("power_law")
+    assert load_script("power_law").main(["--smoke", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def chinchilla_smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("chinchilla")
+    assert load_script("chinchilla").main(["--smoke", "--out", str(out)]) == 0
+    return out
+
+
+def test_power_law_smoke(power_law_smoke):
+    out = power_law_smoke
+    rows, report = check_rows_and_figures(out, {"text", "random_tokens"})
+    for name in ("power_law.png", "power_law_total.png", "random_tokens.png", "curves.png"):
+        assert (out / name).exists()
+    fits = json.loads((out / "fits.json").read_text())
+    for key in ("non_embedding", "total"):
+        law = fits["text"][key]
+        for p in ("A", "alpha", "B"):
+            assert est(law[p]) in report, (key, p)
+        assert f"{law['r2_log']:.4f}" in report
+        assert f"{100 * law['backtest']['mean_abs_rel_error']:.2f}%" in report
+    rnd = fits["random_tokens"]
+    assert "6.2146" in report and "No scaling law can be learned" in report
+    for s in rnd["sizes"]:
+        assert f"{s['train_minus_lnv']:+.4f}" in report
+    if rnd["fit"] is not None:
+        assert est(rnd["fit"]["alpha"]) in report
+    else:
+        assert rnd["fit_error"] in report
+    random_rows = [r for r in rows if r["part"] == "random_tokens"]
+    assert all(r["steps"] == 40 and r["corpus"]["name"] == "random-tokens-v500" for r in random_rows)
+    assert all(abs(r["train_loss"] - math.log(500)) < 0.2 for r in random_rows)
+
+
+def test_chinchilla_smoke(chinchilla_smoke):
+    out = chinchilla_smoke
+    rows, report = check_rows_and_figures(out, {"race", "isoflop"})
+    assert (out / "race.png").exists()
+    fits = json.loads((out / "fits.json").read_text())
+    race = fits["race"]
+    # Equal training FLOPs by the model's own formula, up to one step's rounding.
+    for r in (r for r in rows if r["part"] == "race"):
+        step_flops = r["flops_per_token"] * r["batch_size"] * r["seq_len"]
+        assert race["flops"] <= r["flops"] < race["flops"] + step_flops
+        assert r["flops"] == r["flops_per_token"] * r["tokens"]
+    assert f"Winner by validation loss: {race['winner_val']}" in report
+    for e in race["entries"]:
+        assert f"{e['val_mean']:.4f}" in report
+    for i in (1, 2, 3):
+        fit = fits[f"approach{i}"]
+        if "error" in fit:
+            assert fit["error"] in report and "not identified" in report
+        else:
+            assert f"{est(fit['a'])} | {est(fit['b'])}" in report
+    assert "0.50 / 0.50" in report and "0.49 / 0.51" in report and "0.46 / 0.54" in report
+    for c in ("1.0e+18", "1.0e+19", "1.0e+20", "1.0e+21"):
+        assert f"| {c} |" in report
+    assert "extrapolation" in report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["power_law", "chinchilla"])
+def test_quick_subprocess(name, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "report.md").exists() and (tmp_path / "fits.json").exists()
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert rows and all(not missing_fields(r) for r in rows)
+
+
+def test_help_runs():
+    for name in ("power_law", "chinchilla"):
+        proc = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--help"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0 and "--quick" in proc.stdout and "--smoke" in proc.stdout
