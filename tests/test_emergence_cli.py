@@ -62,9 +62,10 @@ def test_missing_file_exits_2(tmp_path, capsys):
     assert main(["emergence", "analyze", str(tmp_path / "nope.csv")]) == 2
 
 
-def test_train_mode_says_not_implemented(capsys):
+def test_train_mode_needs_out(capsys):
+    # train mode itself is tested in test_emergence_study.py
     assert main(["emergence", "--task", "addition", "--family", "ladder"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+    assert "--out is required" in capsys.readouterr().err
     assert main(["emergence"]) == 2
 
 

@@ -4,11 +4,11 @@ Two modes share the command:
 
 * ``jaxscale emergence analyze TABLE.csv`` — published scores by model size (a ``params`` column,
   one column per benchmark, scores in [0, 1]): the interpolated threshold crossing per benchmark
-  and the logistic/Gompertz fits. Implemented here.
-* ``jaxscale emergence --task NAME --family NAME --seeds … --out DIR`` (train, evaluate, analyse)
-  and ``--eval-only DIR`` (recompute every metric from saved weights). The parser accepts them;
-  the run is delegated to :func:`run_train`, which the training engine will provide. Until then
-  it stops with a clear "not implemented yet" error instead of pretending.
+  and the logistic/Gompertz fits.
+* ``jaxscale emergence --task NAME --family NAME --seeds … --out DIR`` trains the family (fitted
+  to the task's vocabulary and row length) on the task as stacks, evaluates every model per
+  example and analyses every metric against size (``jaxscale.emergence_study``);
+  ``--eval-only DIR`` recomputes every metric and the analysis from the saved weights.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ EPILOG = """examples:
   jaxscale emergence analyze scores.csv                   # crossing of 0.5 + fits per benchmark
   jaxscale emergence analyze scores.csv --threshold 0.6 --chance 0.25 --json
   jaxscale emergence analyze scores.csv --n-items 1000 --plot figures/   # intervals + figures
-  jaxscale emergence --task addition --family ladder --seeds 0 1 2 --out runs/add   (coming)
-  jaxscale emergence --eval-only runs/add                                          (coming)
+  jaxscale emergence --task addition --task-arg n_digits=2 --family ladder --sizes l1 l2 l3 l5 \
+      --seeds 0 1 2 --steps 600 --out runs/add          # train, evaluate, analyse
+  jaxscale emergence --task induction --family depth --seeds 0 1 2 --epochs 2 --out runs/ind
+  jaxscale emergence --eval-only runs/add               # recompute every metric from weights
+
+Train mode writes OUT/study.json, results.jsonl (rows with 'metrics'), outputs/<run_id>.npz
+(per-example outputs), weights/, plan.json, analysis.json, summary.md and figures/*.png.
 
 TABLE.csv: a 'params' column (model sizes, strictly increasing), one column per benchmark
 (scores in [0, 1]; an empty cell = not reported) and optionally a 'name' column, e.g.
@@ -39,13 +44,42 @@ def register(subparsers) -> None:
         description="Locate emergent abilities: threshold crossings, sigmoid fits with intervals, "
                     "metric comparisons and forecasts.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from jaxscale.commands import _common as c
+
     train = parser.add_argument_group("train mode (train, evaluate and analyse a family on a task)")
-    train.add_argument("--task", help="task name (see jaxscale.data.tasks.task_names())")
-    train.add_argument("--family", help="model family name (see `jaxscale families`)")
-    train.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds per size (>= 3)")
-    train.add_argument("--out", help="output directory for rows, outputs, summary and figures")
+    train.add_argument("--task", help="task name: notebook-arithmetic, arithmetic, addition, "
+                       "sparse-parity, induction, modular-addition")
+    train.add_argument("--task-arg", action="append", metavar="KEY=VALUE", default=None,
+                       help="a task knob, repeatable (e.g. n_digits=3, reverse=true, n_test=2000)")
+    train.add_argument("--task-seed", type=int, default=0, help="seed the task is generated from")
+    train.add_argument("--family", help="model family (`jaxscale families`, or 'depth': 1- vs "
+                       "2-layer models); vocabulary and context are fitted to the task")
+    train.add_argument("--sizes", nargs="+", default=None, help="sizes of the family (default all)")
+    train.add_argument("--seeds", type=int, nargs="+", default=None,
+                       help="model seeds, the same for every size (>= 3, default 0 1 2)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=c.positive_int, help="optimiser steps per model (default 500)")
+    budget.add_argument("--epochs", type=c.positive_float, help="epochs over the training items")
+    budget.add_argument("--tokens", type=c.positive_float, help="training tokens per model")
+    budget.add_argument("--tokens-per-param", type=c.positive_float,
+                        help="training tokens per parameter")
+    train.add_argument("--lr", type=c.positive_float, default=3e-3, help="peak learning rate (3e-3)")
+    train.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (0.1)")
+    train.add_argument("--batch-size", type=c.positive_int, default=64, help="items per step (64)")
+    train.add_argument("--context", type=c.positive_int, default=None,
+                       help="model context (default: the task's row length - 1)")
+    train.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto",
+                       help="stack planning (default auto: the planner's cost model)")
+    train.add_argument("--threshold", dest="train_threshold", type=float, default=0.5,
+                       help="exact-match level that counts as 'emerged' (default 0.5)")
+    train.add_argument("--scale-axis", choices=("params", "non_embedding_params", "flops"),
+                       default="params", help="model size axis of the analysis (default params)")
+    train.add_argument("--n-boot", dest="train_n_boot", type=int, default=1000,
+                       help="bootstrap replicates for the intervals (default 1000)")
+    train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    train.add_argument("--out", help="output folder (must not hold a study yet)")
     train.add_argument("--eval-only", metavar="DIR",
-                       help="recompute every metric from the saved weights in DIR")
+                       help="recompute every metric and the analysis from the saved weights in DIR")
     parser.set_defaults(func=run, emergence_command=None)
 
     sub = parser.add_subparsers(dest="emergence_command", metavar="MODE")
@@ -72,21 +106,75 @@ def run(args: argparse.Namespace) -> int:
     if args.emergence_command == "analyze":
         return run_analyze(args)
     if args.task or args.eval_only or args.family:
-        try:
-            return run_train(args)
-        except NotImplementedError as err:
-            print(f"jaxscale emergence: error: {err}", file=sys.stderr)
-            return 2
+        return run_train(args)
     print("jaxscale emergence: give a mode: `analyze TABLE.csv`, or --task/--family "
           "(see `jaxscale emergence --help`)", file=sys.stderr)
     return 2
 
 
+def study_spec_from_args(args: argparse.Namespace):
+    """The :class:`~jaxscale.emergence_study.StudySpec` of the train-mode arguments; missing or
+    bad arguments raise ValueError naming the option."""
+    from jaxscale.emergence_study import StudySpec, parse_knobs
+
+    for opt in ("task", "family", "out"):
+        if not getattr(args, opt):
+            raise ValueError(f"--{opt} is required in train mode (or give --eval-only DIR)")
+    budget = {"kind": "steps", "value": 500}
+    for kind in ("steps", "epochs", "tokens", "tokens_per_param"):
+        if getattr(args, kind) is not None:
+            budget = {"kind": kind, "value": getattr(args, kind)}
+    return StudySpec(
+        task=args.task, family=args.family, seeds=tuple(args.seeds or (0, 1, 2)),
+        task_seed=args.task_seed, task_knobs=parse_knobs(args.task_arg),
+        sizes=tuple(args.sizes) if args.sizes else None, budget=budget, lr=args.lr,
+        weight_decay=args.weight_decay, batch_size=args.batch_size, context=args.context,
+        mode=args.mode, threshold=args.train_threshold, n_boot=args.train_n_boot,
+        scale_axis=args.scale_axis)
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """Train-and-analyse and --eval-only modes: provided by the training engine (not yet)."""
-    raise NotImplementedError(
-        "train mode (--task/--family/--seeds/--out) and --eval-only are not implemented yet; "
-        "`jaxscale emergence analyze TABLE.csv` works today")
+    """Train-and-analyse (``--task``/``--family``) and ``--eval-only DIR``."""
+    from jaxscale.compile_cache import enable_compilation_cache
+    from jaxscale.emergence_study import eval_only, run_study
+
+    if args.eval_only:
+        if args.task or args.family:
+            raise ValueError("--eval-only re-analyses a finished study; do not combine it with "
+                             "--task/--family")
+        enable_compilation_cache()
+        result = eval_only(args.eval_only, figures=not args.no_figures)
+        out = args.eval_only
+    else:
+        spec = study_spec_from_args(args)
+        enable_compilation_cache()
+        result = run_study(spec, args.out, figures=not args.no_figures)
+        out = args.out
+    print_result(result)
+    print(f"summary: {out}/summary.md")
+    return 0
+
+
+def print_result(result: dict) -> None:
+    """A short text digest of an emergence analysis (analysis.json has everything)."""
+    print(f"\n{'size':<22}{'params':>10}  {'exact match':>22}  {'token acc':>10}  {'NLL/token':>9}")
+    for e in result["sizes"]:
+        em = e["exact_match"]
+        print(f"{e['name']:<22}{e['scale']:>10,.0f}  {em['mean']:>8.3f}{_fmt_ci((em['lo'], em['hi'])):>14}"
+              f"  {e['token_accuracy']['mean']:>10.3f}  {e['answer_nll_per_token']['mean']:>9.3f}")
+    s = result["series"]["exact_match"]
+    fit = s["logistic"]
+    if fit is not None:
+        flag = "" if fit["identified"] else f" (not identified: {fit['reason']})"
+        print(f"exact match: logistic midpoint {_fmt(fit['midpoint'])}"
+              f"{_fmt_ci(fit['midpoint_ci'])}{flag}; crossing of {result['threshold']:g} at "
+              f"{_fmt(s['crossing'])}{_fmt_ci(s['crossing_ci'])}")
+    if result.get("verdict"):
+        print(f"verdict: {result['verdict']['label']}")
+    bt = result.get("backtest")
+    if bt:
+        print(f"backtest: forecast error {_fmt(bt['forecast_error_decades'])} decades, naive "
+              f"{_fmt(bt['naive_error_decades'])} decades")
 
 
 def _clean(value):
@@ -105,7 +193,8 @@ def _fmt(x: float) -> str:
 
 
 def _fmt_ci(ci) -> str:
-    return "" if not all(math.isfinite(v) for v in ci) else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return "" if not all(v is not None and math.isfinite(v) for v in ci) else (
+        f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -41,18 +41,25 @@ class StreamSampler:
 @dataclass(frozen=True)
 class ExampleSampler:
     """Epochs over a fixed set of ``n`` rows (``arrays['rows']``, ``arrays['weights']``),
-    reshuffled every epoch from the data key, or in order."""
+    reshuffled every epoch from the data key (``fold_in(key, epoch)``), or in order.
+
+    A batch of ``batch_size`` ≤ n consecutive items spans at most two epochs, so only the first
+    and the last row's epochs are permuted (two sorts of n per step, not one per row)."""
 
     batch_size: int
     n: int
     shuffle: bool = True
 
+    def __post_init__(self) -> None:
+        if self.batch_size > self.n:
+            raise ValueError(f"ExampleSampler: batch_size {self.batch_size} exceeds the {self.n} training items")
+
     def __call__(self, arrays, key, step):
         index = step * self.batch_size + jnp.arange(self.batch_size)
         epoch, pos = index // self.n, index % self.n
         if self.shuffle:
-            perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), self.n))(epoch)
-            pos = jnp.take_along_axis(perms, pos[:, None], axis=1)[:, 0]
+            first, last = (jax.random.permutation(jax.random.fold_in(key, e), self.n) for e in (epoch[0], epoch[-1]))
+            pos = jnp.where(epoch == epoch[0], jnp.take(first, pos), jnp.take(last, pos))
         batch = jnp.take(arrays["rows"], pos, axis=0)
         return batch[:, :-1], batch[:, 1:], jnp.take(arrays["weights"], pos, axis=0)
 

@@ -1,0 +1,347 @@
+"""Emergence studies end to end: train a model family on a synthetic task as stacks, evaluate
+every model per example, and analyse the metrics against model size.
+
+The CLI (``jaxscale emergence --task … --family …``) and ``experiments/emergence.py`` are thin
+layers over :func:`run_study` and :func:`eval_only`. A study folder holds:
+
+  study.json          what was run: task name, seed and knobs, family, sizes, seeds, budget,
+                      optimiser, threshold (``--eval-only`` rebuilds the task from it)
+  results.jsonl       one row per trained model (DESIGN.md §6 fields) plus ``metrics`` (every
+                      metric of ``jaxscale.metrics.metric_table``), ``task`` and ``outputs``
+  plan.json, weights/ the sweep's plan and orbax weights (``jaxscale.sweep.load_weights``)
+  outputs/<run_id>.npz  per-example outputs (greedy answers, per-token log-probabilities), so
+                      every metric can be recomputed without a model
+  analysis.json, summary.md, figures/*.png   written by ``jaxscale.emergence_report``
+
+Why the family is *adapted* to the task: the named families carry the byte vocabulary (256) and
+a 64-token context, while the tasks use 14-40 tokens and rows of 6-30 tokens. Replacing the
+vocabulary and context by the task's keeps the head size (so sizes still share one padded
+stack) and spends the parameters on the blocks rather than on unused embedding rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+from jaxscale.config import ModelConfig, create_model_config, family_configs
+from jaxscale.train import Budget, OptimConfig
+
+__all__ = ["MIN_SEEDS", "STUDY_FAMILIES", "StudySpec", "study_family", "task_configs",
+           "build_task", "prepare", "run_study", "eval_only", "evaluate_model", "evaluation_hook",
+           "parse_knobs", "records_from_outputs"]
+
+MIN_SEEDS = 3  # the seed level of the hierarchical bootstrap needs spread to resample
+
+# Families defined for task studies (head size 16 throughout, so any members share a stack).
+# "depth": one- and two-layer models at matched widths (in-context copying needs an induction
+# head, which one layer cannot form: Olsson et al. 2022); fixed here, unlike the ladder's rung
+# names, so a study's sizes mean the same shapes in every version.
+STUDY_FAMILIES: dict[str, dict[str, tuple[int, int, int, int]]] = {
+    "depth": {"w16-l1": (16, 1, 1, 64), "w32-l1": (32, 2, 1, 128), "w64-l1": (64, 4, 1, 256),
+              "w16-l2": (16, 1, 2, 64), "w32-l2": (32, 2, 2, 128), "w48-l2": (48, 3, 2, 192),
+              "w64-l2": (64, 4, 2, 256)},
+}
+
+
+def study_family(family: str, sizes: Sequence[str] | None = None) -> list[ModelConfig]:
+    """Configs of ``family`` (a named family of ``jaxscale.config`` or of ``STUDY_FAMILIES``),
+    restricted to ``sizes`` (in the order given) when given."""
+    if family in STUDY_FAMILIES:
+        table = {name: ModelConfig(vocab_size=256, d_model=d, n_heads=h, n_layers=n, d_ff=f,
+                                   max_seq_len=64, name=f"{family}/{name}")
+                 for name, (d, h, n, f) in STUDY_FAMILIES[family].items()}
+        if not sizes:
+            return list(table.values())
+        unknown = [s for s in sizes if s not in table]
+        if unknown:
+            raise ValueError(f"sizes: family {family!r} has no size {unknown[0]!r}; its sizes "
+                             f"are {list(table)}")
+        return [table[s] for s in sizes]
+    try:
+        cfgs = family_configs(family)
+    except ValueError:
+        raise ValueError(f"family {family!r} is unknown; known families: "
+                         f"{sorted([*STUDY_FAMILIES, 'ladder', 'notebook-emergence', 'notebook-scaling'])}"
+                         ) from None
+    return cfgs if not sizes else [create_model_config(f"{family}/{s}") for s in sizes]
+
+
+def task_configs(task, cfgs: Sequence[ModelConfig], *, context: int | None = None,
+                 adapt_vocab: bool = True) -> list[ModelConfig]:
+    """``cfgs`` fitted to ``task``: vocabulary = the task's (a larger one only wastes
+    parameters), context = ``context`` or the task's row length − 1 (inputs are rows[:, :-1]).
+    Raises ValueError when the context is too short or a kept vocabulary too small."""
+    need = task.seq_len - 1
+    ctx = need if context is None else int(context)
+    if ctx < need:
+        raise ValueError(f"context: models see {ctx} tokens but task {task.name!r} needs "
+                         f"max_seq_len >= {need} (rows of {task.seq_len} tokens)")
+    out = []
+    for cfg in cfgs:
+        vocab = task.vocab_size if adapt_vocab else cfg.vocab_size
+        if vocab < task.vocab_size:
+            raise ValueError(f"vocab_size: model {cfg.name!r} has {vocab} tokens, task "
+                             f"{task.name!r} needs {task.vocab_size}")
+        out.append(cfg.replace(vocab_size=vocab, max_seq_len=ctx))
+    return out
+
+
+def parse_knobs(items: Sequence[str] | None) -> dict:
+    """``["n_digits=3", "reverse=true"]`` → ``{"n_digits": 3, "reverse": True}`` (values read as
+    JSON where they parse, else kept as strings)."""
+    knobs = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"task-arg: expected KEY=VALUE, got {item!r}")
+        text = value.strip()
+        try:
+            knobs[key.strip()] = json.loads(text.lower() if text.lower() in ("true", "false")
+                                            else text)
+        except json.JSONDecodeError:
+            knobs[key.strip()] = text
+    return knobs
+
+
+def build_task(name: str, seed: int = 0, knobs: dict | None = None):
+    """The task ``name`` from ``seed`` and ``knobs``; errors name the task or the knob."""
+    import inspect
+
+    from jaxscale.data.tasks import TASKS, make_task
+
+    if name not in TASKS:
+        raise ValueError(f"task: unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    knobs = dict(knobs or {})
+    accepted = set(inspect.signature(TASKS[name]).parameters) - {"seed"}
+    unknown = sorted(set(knobs) - accepted)
+    if unknown:
+        raise ValueError(f"task-arg: task {name!r} has no knob {unknown[0]!r}; its knobs are "
+                         f"{sorted(accepted)}")
+    return make_task(name, seed=seed, **knobs)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """Everything a study needs to be re-run; written to ``study.json``.
+
+    ``budget`` is a :class:`~jaxscale.train.Budget` dict or ``{"kind": "epochs", "value": E}``
+    (epochs over the training items, converted to steps once the data are built).
+    ``scale_axis`` is the row field that analyses use as model size.
+    """
+
+    task: str
+    family: str
+    seeds: tuple[int, ...]
+    task_seed: int = 0
+    task_knobs: dict = dataclasses.field(default_factory=dict)
+    sizes: tuple[str, ...] | None = None
+    budget: dict = dataclasses.field(default_factory=lambda: {"kind": "steps", "value": 500})
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.1
+    batch_size: int = 64
+    context: int | None = None
+    data_seed: int = 0
+    mode: str = "auto"
+    threshold: float = 0.5
+    n_boot: int = 1000
+    scale_axis: str = "params"
+    tolerance: float = 2.0
+
+    def __post_init__(self):
+        seeds = tuple(int(s) for s in self.seeds)
+        if len(set(seeds)) < MIN_SEEDS:
+            raise ValueError(f"seeds: intervals over seeds need at least {MIN_SEEDS} distinct "
+                             f"seeds per size, got {list(seeds)}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds: must not repeat, got {list(seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        if self.sizes is not None:
+            object.__setattr__(self, "sizes", tuple(self.sizes))
+        if self.budget.get("kind") not in ("steps", "tokens", "tokens_per_param", "epochs"):
+            raise ValueError(f"budget: kind must be steps, tokens, tokens_per_param or epochs, "
+                             f"got {self.budget.get('kind')!r}")
+        if not self.budget.get("value", 0) > 0:
+            raise ValueError(f"budget: value must be > 0, got {self.budget.get('value')!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if self.mode not in ("auto", "stack", "sequential"):
+            raise ValueError(f"mode must be auto, stack or sequential, got {self.mode!r}")
+        if self.scale_axis not in ("params", "non_embedding_params", "flops"):
+            raise ValueError(f"scale_axis must be params, non_embedding_params or flops, got "
+                             f"{self.scale_axis!r}")
+        if self.batch_size < 1 or self.n_boot < 0:
+            raise ValueError("batch_size must be >= 1 and n_boot >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StudySpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _budget(spec: StudySpec, steps_per_epoch: int) -> Budget:
+    b = spec.budget
+    if b["kind"] == "epochs":
+        return Budget("steps", max(1, int(round(b["value"] * steps_per_epoch))))
+    return Budget(b["kind"], b["value"], b.get("params_basis", "total"))
+
+
+def evaluation_hook(task, out: Path | None, tolerance: float = 2.0):
+    """A sweep row hook: evaluate the trained model on ``task.test``, save the per-example
+    outputs to ``out/outputs/<run_id>.npz`` and put every metric in ``row['metrics']`` (and the
+    per-subtask tables in ``row['subtask_metrics']`` for tasks with subtasks)."""
+    def hook(row, spec, result, i):
+        outputs, metrics, by_subtask = evaluate_model(task, spec.cfg, result.params(i), tolerance)
+        row["metrics"] = metrics
+        if by_subtask is not None:
+            row["subtask_metrics"] = by_subtask
+        row["task"] = {"name": task.name, "params": dict(task.params)}
+        if out is not None:
+            rel = Path("outputs") / f"{row['run_id']}.npz"
+            (out / "outputs").mkdir(parents=True, exist_ok=True)
+            outputs.save(out / rel)
+            row["outputs"] = str(rel)
+    return hook
+
+
+_FORWARD_CACHE: dict = {}
+
+
+def _logits_fn(cfg: ModelConfig, params: dict):
+    """A logits function whose parameters are *arguments* of one jitted program per config, so
+    the seeds of a size share a compile instead of baking their weights in as constants.
+
+    Evaluation passes whole task rows (T tokens), but a model trained on the task only needs a
+    context of T − 1 (the last token is never an input). The model therefore reads rows[:, :-1]
+    and the last position gets zero logits: evaluation never reads it (position T − 1 predicts
+    nothing inside the row), and causality keeps every other position unchanged."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxscale.model import forward
+
+    if cfg not in _FORWARD_CACHE:
+        def fwd(p, t):
+            logits = forward(p, t[:, :-1], cfg)
+            return jnp.concatenate([logits, jnp.zeros_like(logits[:, :1])], axis=1)
+        _FORWARD_CACHE[cfg] = jax.jit(fwd)
+    fwd = _FORWARD_CACHE[cfg]
+    params = jax.tree.map(jax.numpy.asarray, params)
+    return lambda tokens: fwd(params, tokens)
+
+
+def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0):
+    """(per-example outputs, metric dict, per-subtask metric dicts or None) on ``task.test``."""
+    from jaxscale.evaluate import evaluate
+    from jaxscale.metrics import metric_table, metric_tables_by_subtask
+
+    outputs = evaluate(_logits_fn(cfg, params), task.test, jit=False)
+    metrics = metric_table(outputs, tolerance=tolerance).as_dict()
+    by_subtask = None
+    if outputs.subtask_N is not None:
+        by_subtask = {str(k): t.as_dict()
+                      for k, t in metric_tables_by_subtask(outputs, tolerance).items()}
+    return outputs, metrics, by_subtask
+
+
+def prepare(spec: StudySpec):
+    """(task, train data, model specs, run settings) of a study, validated before training."""
+    from jaxscale.data.source import from_task
+    from jaxscale.runner import ModelSpec, RunSettings
+
+    task = build_task(spec.task, spec.task_seed, spec.task_knobs)
+    cfgs = task_configs(task, study_family(spec.family, spec.sizes), context=spec.context)
+    data = from_task(task, batch_size=spec.batch_size)
+    budget = _budget(spec, data.steps_per_epoch)
+    optim = OptimConfig(lr=spec.lr, weight_decay=spec.weight_decay, warmup_frac=spec.warmup_frac)
+    specs = [ModelSpec(cfg, seed, optim, budget) for cfg in cfgs for seed in spec.seeds]
+    settings = RunSettings(batch_size=spec.batch_size, data_seed=spec.data_seed, n_evals=4,
+                           progress=sys.stderr.isatty())
+    return task, data, specs, settings
+
+
+def _write_json(path: Path, obj) -> None:
+    from jaxscale.results import _jsonable
+
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
+              figures: bool = True) -> dict:
+    """Train, evaluate and analyse; returns the analysis dict (also in ``out/analysis.json``).
+    Progress goes to ``log`` (default: the current ``sys.stdout``)."""
+    from jaxscale.emergence_report import analyse_and_write
+    from jaxscale.sweep import run_sweep
+
+    log = log or sys.stdout
+    out = Path(out)
+    task, data, specs, settings = prepare(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "results.jsonl").exists():
+        raise ValueError(f"out: {out} already holds results.jsonl; choose a new folder (or use "
+                         "--eval-only to re-analyse it)")
+    _write_json(out / "study.json", {**spec.to_dict(), "task_description": task.description,
+                                     "data": data.info})
+    print(f"task {task.name}: {task.description}; {data.info['train_items']} training items, "
+          f"{task.test.num_examples} test items; {len(specs)} models", file=log)
+    result = run_sweep(specs, data, settings, mode=spec.mode, out=out, save_weights=True,
+                       row_hook=evaluation_hook(task, out, spec.tolerance), log=log)
+    return analyse_and_write(result.rows, spec, task, out, figures=figures, log=log)
+
+
+def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True) -> dict:
+    """Recompute every model's outputs and metrics from the saved weights of study folder
+    ``out`` (no training), then the analysis. The task is rebuilt from ``study.json`` and must
+    reproduce the fingerprint recorded at training time."""
+    from jaxscale.data.source import from_task
+    from jaxscale.emergence_report import analyse_and_write
+    from jaxscale.results import read_rows
+    from jaxscale.sweep import load_weights
+
+    log = log or sys.stdout
+    out = Path(out)
+    if not (out / "study.json").exists() or not (out / "results.jsonl").exists():
+        raise ValueError(f"eval-only: {out} is not a study folder (needs study.json and "
+                         "results.jsonl, written by `jaxscale emergence --task …`)")
+    saved = json.loads((out / "study.json").read_text())
+    spec = StudySpec.from_dict(saved)
+    task = build_task(spec.task, spec.task_seed, spec.task_knobs)
+    fingerprint = from_task(task, batch_size=spec.batch_size).fingerprint
+    if saved.get("data", {}).get("fingerprint") not in (None, fingerprint):
+        raise ValueError(f"eval-only: task {task.name!r} rebuilt from study.json has fingerprint "
+                         f"{fingerprint[:12]}…, training used {saved['data']['fingerprint'][:12]}…")
+    rows = read_rows(out / "results.jsonl")
+    (out / "outputs").mkdir(exist_ok=True)
+    for row in rows:
+        cfg, params, _ = load_weights(out, row["name"], run_id=row["run_id"])
+        outputs, metrics, by_subtask = evaluate_model(task, cfg, params, spec.tolerance)
+        outputs.save(out / "outputs" / f"{row['run_id']}.npz")
+        row["metrics"] = metrics
+        if by_subtask is not None:
+            row["subtask_metrics"] = by_subtask
+    print(f"eval-only: recomputed the metrics of {len(rows)} models from {out / 'weights'}",
+          file=log)
+    return analyse_and_write(rows, spec, task, out, figures=figures, log=log, recomputed=True)
+
+
+def records_from_outputs(rows: Sequence[dict], out: Path, tolerance: float = 2.0) -> list[dict]:
+    """Every row's metrics recomputed from its saved per-example outputs (no model needed)."""
+    from jaxscale.evaluate import load_outputs
+    from jaxscale.metrics import metric_table
+
+    out_rows = []
+    for row in rows:
+        o = load_outputs(out / row["outputs"])
+        out_rows.append({**row, "metrics": metric_table(o, tolerance=tolerance).as_dict()})
+    return out_rows
