@@ -163,15 +163,15 @@ _NOTEBOOK_EMERGENCE = _family("notebook-emergence", dict(vocab_size=100, max_seq
 })
 
 # Byte-level ladder (vocab 256, context 64, no dropout, head size 16 so any rungs can share a
-# padded stack, MLP width 4·d). Rungs l1-l8 (3.3k to 100k non-embedding, 13k to 137k total
-# parameters: 30× in non-embedding) are what the 10-minute CPU study trains at ~20 tokens per
-# parameter; l9-l16 (to 25M non-embedding) are for accelerators.
+# padded stack, MLP width 4·d). Rungs l1-l8 (3.3k to 85k non-embedding, 13k to 113k total
+# parameters) are what the 10-minute CPU study trains at ~20 tokens per parameter; l9-l17 (to
+# 25M non-embedding; the whole ladder spans 7,600×) are for accelerators.
 _LADDER = _family("ladder", dict(vocab_size=256, max_seq_len=64, dropout=0.0), {
-    "l1": (16, 1, 1, 64), "l2": (16, 1, 2, 64), "l3": (32, 2, 1, 128), "l4": (32, 2, 2, 128),
-    "l5": (32, 2, 3, 128), "l6": (48, 3, 2, 192), "l7": (48, 3, 3, 192), "l8": (64, 4, 2, 256),
-    "l9": (64, 4, 4, 256), "l10": (96, 6, 4, 384), "l11": (128, 8, 4, 512), "l12": (128, 8, 6, 512),
-    "l13": (192, 12, 6, 768), "l14": (256, 16, 8, 1024), "l15": (384, 24, 8, 1536),
-    "l16": (512, 32, 8, 2048),
+    "l1": (16, 1, 1, 64), "l2": (16, 1, 2, 64), "l3": (16, 1, 3, 64), "l4": (32, 2, 1, 128),
+    "l5": (32, 2, 2, 128), "l6": (32, 2, 3, 128), "l7": (48, 3, 2, 192), "l8": (48, 3, 3, 192),
+    "l9": (64, 4, 2, 256), "l10": (64, 4, 4, 256), "l11": (96, 6, 4, 384), "l12": (128, 8, 4, 512),
+    "l13": (128, 8, 6, 512), "l14": (192, 12, 6, 768), "l15": (256, 16, 8, 1024),
+    "l16": (384, 24, 8, 1536), "l17": (512, 32, 8, 2048),
 })
 
 FAMILIES: dict[str, dict[str, ModelConfig]] = {

@@ -63,18 +63,18 @@ class StudyConfig:
 # The CPU default fits the 10-minute budget of a 2-core machine; `gpu` is the same study larger.
 SCALES: dict[str, StudyConfig] = {
     "cpu": StudyConfig("cpu", sizes=("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8"), seeds=(0, 1),
-                       lrs=(4e-3, 1e-2), tokens_per_param=20.0,
-                       isoflop_budgets=(3e10, 8e10, 2e11), isoflop_sizes=("l2", "l3", "l4", "l5", "l6")),
+                       lrs=(4e-3, 1e-2), tokens_per_param=20.0, params_basis="non_embedding",
+                       isoflop_budgets=(4e10, 1e11, 2.5e11), isoflop_sizes=("l3", "l4", "l5", "l6", "l7")),
     "quick": StudyConfig("quick", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
-                         tokens_per_param=6.0, isoflop_budgets=(6e9, 1.5e10, 4e10),
+                         tokens_per_param=6.0, params_basis="non_embedding", isoflop_budgets=(6e9, 1.5e10, 4e10),
                          isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100),
     "smoke": StudyConfig("smoke", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=0.5, isoflop_budgets=(5e8, 1e9, 2e9),
                          isoflop_sizes=("l1", "l2", "l3"), batch_size=8, eval_windows=8, bootstrap=20,
                          holdout=1),
-    "gpu": StudyConfig("gpu", sizes=("l6", "l7", "l8", "l9", "l10", "l11", "l12", "l13", "l14"),
+    "gpu": StudyConfig("gpu", sizes=("l7", "l8", "l9", "l10", "l11", "l12", "l13", "l14", "l15"),
                        seeds=(0, 1, 2), lrs=(1e-3, 2e-3, 4e-3), tokens_per_param=20.0,
-                       isoflop_budgets=(1e14, 3e14, 1e15, 3e15), isoflop_sizes=("l9", "l10", "l11", "l12", "l13"),
+                       isoflop_budgets=(1e14, 3e14, 1e15, 3e15), isoflop_sizes=("l10", "l11", "l12", "l13", "l14"),
                        batch_size=64, eval_windows=256, bootstrap=500),
 }
 

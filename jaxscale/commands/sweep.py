@@ -100,8 +100,9 @@ def run(args) -> int:
     print()
     for row in result.rows:
         extra = ""
-        if "metrics" in row and row["metrics"].get("tolerance_match"):
-            extra = f" | ±2 accuracy {row['metrics']['tolerance_match']['rate']:.3f}"
+        tm = row.get("metrics", {}).get("tolerance_match")
+        if tm is not None:  # MetricTable.as_dict is flat: the rate itself (older rows: {"rate": ...})
+            extra = f" | ±2 accuracy {tm['rate'] if isinstance(tm, dict) else tm:.3f}"
         print(c.summary_line(row) + extra)
     if args.select == "best-lr":
         chosen = select_best_lr(result.rows)

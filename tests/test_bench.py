@@ -1,0 +1,145 @@
+"""The throughput benchmark: FLOP formula against hand counts, MFU arithmetic, the peak table, the
+``jaxscale bench --json`` fields on a tiny CPU config, and the throughput experiment's smoke run.
+No timing thresholds: these check the arithmetic and the outputs, never the speed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxscale import bench
+from jaxscale.cli import main
+from jaxscale.config import ModelConfig, create_model_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flop_formula_hand_count_notebook_scaling_nano():
+    # d=32, H=2, L=2, d_ff=64, V=500, T=32 (context), causal.
+    cfg = create_model_config("notebook-scaling/nano")
+    d, f, L, V, T = 32, 64, 2, 500, 32
+    # one block: LNs 128; QKV 3,072 + 96; out 1,024 + 32; MLP 2,048 + 64 + 2,048 + 32 = 8,544
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d)
+    assert block == 8_544 == cfg.block_params()
+    n_non_emb = L * block + 2 * d
+    assert n_non_emb == 17_152
+    expected = 6 * n_non_emb + 6 * d * V + (12 * L * T * d) // 2
+    assert expected == 102_912 + 96_000 + 12_288 == 211_200
+    got = cfg.flops_per_token(seq_len=T)
+    assert (got.non_embedding, got.head, got.attention, got.total) == (102_912, 96_000, 12_288, expected)
+    assert bench.flops_per_step(cfg, 4, T) == expected * 4 * T
+
+
+def test_flop_formula_hand_count_wide_config_at_shorter_sequence():
+    # The realistic CPU config of the issue: d=256, 4 heads, 4 layers, d_ff=1024, V=256, trained at T=128.
+    cfg = ModelConfig(vocab_size=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, max_seq_len=256)
+    # one block: LNs 1,024; QKV 196,608 + 768; out 65,536 + 256; MLP 262,144 + 1,024 + 262,144 + 256
+    assert cfg.block_params() == 789_760
+    n_non_emb = 4 * 789_760 + 512
+    got = cfg.flops_per_token(seq_len=128)
+    assert got.non_embedding == 6 * n_non_emb == 18_957_312
+    assert got.head == 6 * 256 * 256 == 393_216
+    assert got.attention == 12 * 4 * 128 * 256 // 2 == 786_432
+    assert got.total == 20_136_960
+    assert cfg.flops_per_token(causal=False, seq_len=128).attention == 2 * got.attention
+
+
+def test_mfu_arithmetic_on_a_fake_timing():
+    cfg = create_model_config("notebook-scaling/nano")
+    b, t = 4, 24
+    per_step = bench.flops_per_step(cfg, b, t)
+    # two models, one stack step of 10 ms, a 1 TFLOP/s device, 2 devices
+    out = bench.throughput([cfg, cfg], 0.010, b, t, peak_flops=1e12, devices=2)
+    assert out["tokens_per_s"] == pytest.approx(2 * b * t / 0.010)
+    assert out["model_flops_per_s"] == pytest.approx(2 * per_step / 0.010)
+    assert out["mfu"] == pytest.approx(2 * per_step / 0.010 / (1e12 * 2))
+    assert bench.mfu(5e11, 1e12) == 0.5
+    with pytest.raises(ValueError):
+        bench.mfu(1.0, 0.0)
+    with pytest.raises(ValueError):
+        bench.throughput([cfg], 0.0, b, t, 1e12)
+
+
+def test_mode_result_sums_true_flops_and_reports_padding():
+    """The stack's MFU counts each model's true size; its padded utilisation is separate."""
+    small, big = create_model_config("notebook-scaling/nano"), create_model_config("notebook-scaling/micro")
+    specs = [bench.BenchSpec(small, 0), bench.BenchSpec(big, 0)]
+    g = bench.GroupTiming([small.name, big.name], [0, 0], "stack", 2, "envelope", 10, 1.5, 1.4, 1, 0,
+                          [0.02, 0.02, 0.03], padded_flops_util=0.8)
+    m = bench._mode_result("stack", [((0, 1), g)], specs, 4, 24, 1e12, 1, 100)
+    true = bench.flops_per_step(small, 4, 24) + bench.flops_per_step(big, 4, 24)
+    assert m["step_s"] == 0.02
+    assert m["model_flops_per_s"] == pytest.approx(true / 0.02)
+    assert m["mfu"] == pytest.approx(true / 0.02 / 1e12)
+    assert m["groups"][0]["padded_flops_per_s"] == pytest.approx(2 * bench.flops_per_step(big, 4, 24) / 0.02)
+    assert m["groups"][0]["padded_flops_util"] == 0.8
+    assert [p["tokens_per_s"] for p in m["per_model"]] == [pytest.approx(96 / 0.02)] * 2
+    assert m["estimated_end_to_end_s"] == pytest.approx(1.4 + 100 * 0.02)
+    r = bench._ratios({"stack": {"tokens_per_s": 8.0}, "sequential": {"tokens_per_s": 5.0}}, 2)
+    assert r["stack_vs_sequential"] == 1.6 and r["stack_target"]["met"]
+
+
+def test_peak_table_by_device_kind():
+    assert bench.table_peak("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
+    assert bench.table_peak("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
+    assert bench.table_peak("NVIDIA H200", "bfloat16")[0] == 989e12
+    assert bench.table_peak("NVIDIA A100-SXM4-40GB", "float32")[0] == 19.5e12
+    assert bench.table_peak("TPU v4", "bfloat16")[0] == 275e12
+    assert bench.table_peak("TPU v5 lite", "bfloat16")[0] == 197e12
+    assert bench.table_peak("TPU v5p", "bfloat16")[0] == 459e12
+    assert bench.table_peak("TPU v6 lite", "bfloat16")[0] == 918e12
+    peak, source = bench.table_peak("TPU v4", "float32")
+    assert peak == 275e12 and "no float32" in source
+    assert bench.table_peak("cpu", "float32") is None
+
+
+def test_bench_json_has_the_documented_fields(capsys):
+    rc = main(["bench", "--d-model", "16", "--n-heads", "1", "--n-layers", "1", "--seq-len", "8", "--batch-size", "2",
+               "--k", "2", "--modes", "stack", "sequential", "--steps-per-dispatch", "2", "--repeats", "2", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    for key in ("device", "devices", "peak_flops", "peak_source", "flop_formula", "modes", "ratios", "recompiles",
+                "models", "batch_size", "seq_len"):
+        assert key in res, key
+    assert res["device"]["platform"] == "cpu" and res["peak_source"].startswith("measured")
+    assert res["recompiles"] == 0
+    assert set(res["modes"]) == {"stack", "sequential"}
+    for mode in res["modes"].values():
+        assert mode["tokens_per_s"] > 0 and 0 < mode["mfu"] < 1.5
+        assert len(mode["per_model"]) == 2
+        for p in mode["per_model"]:
+            assert p["tokens_per_s"] > 0 and p["mfu"] > 0
+        for g in mode["groups"]:
+            assert {"tokens_per_s", "mfu", "padded_flops_util", "compile_s", "step_ms",
+                    "recompiles_after_first"} <= set(g)
+            assert g["step_ms"]["repeats"] == 2
+    assert res["modes"]["stack"]["groups"][0]["k"] == 2
+    assert "stack_vs_sequential" in res["ratios"]
+
+
+def test_bench_bad_input_is_a_clean_error(capsys):
+    assert main(["bench", "--family", "ladder", "--sizes", "nope"]) == 2
+    assert "unknown sizes" in capsys.readouterr().err
+    assert main(["bench"]) == 2
+
+
+def test_vs_torch_without_torch_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[bench\]'"):
+        bench.check_torch()
+
+
+def test_throughput_experiment_smoke_writes_its_files(tmp_path):
+    out = tmp_path / "tp"
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "throughput.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("report.md", "throughput.json", "tokens_per_s_vs_k.png", "mfu_vs_size.png"):
+        assert (out / name).stat().st_size > 0, name
+    res = json.loads((out / "throughput.json").read_text())
+    assert res["stack"]["points"] and res["mfu"]["points"] and res["recompiles"] == 0
