@@ -273,18 +273,10 @@ def plot_race(race: dict, notebook: list, path: Path) -> Path:
 
 
 def write_figures(out: Path, race: dict, fits: dict) -> dict:
-    from jaxscale.plots.chinchilla import plot_isoflops, plot_loss_contours, plot_optimal_allocation
+    from jaxscale.report import write_chinchilla_figures
 
-    objs = fits["_objects"]
     paths = {"race": plot_race(race, notebook_race_counted(), out / "race.png")}
-    N, D, L, names = objs["isoflop_points"]
-    if "approach2" in objs:
-        paths["isoflops"] = plot_isoflops(objs["approach2"], N, D, L, out / "isoflops.png", labels=names)
-    approaches = {str(i): objs[f"approach{i}"] for i in (1, 2, 3) if f"approach{i}" in objs}
-    if approaches:
-        paths["allocation"] = plot_optimal_allocation(approaches, out / "allocation.png")
-    if "approach3" in objs:
-        paths["contours"] = plot_loss_contours(objs["approach3"], out / "contours.png")
+    paths.update(write_chinchilla_figures(out, fits["_objects"]))
     return {k: Path(v).name for k, v in paths.items()}
 
 

@@ -309,7 +309,7 @@ def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, 
               f"ln V = ln {V_RANDOM} = {LN_V:.4f} nats, reached only by predicting uniform; a larger model can do no "
               f"better, it can only fit noise in the training batches (which raises held-out loss). The measured "
               f"losses sit at the floor:", "",
-              f"| size | params | first-step loss | notebook metric (per seed) | − ln V | test loss (seed mean) | − ln V |",
+              "| size | params | first-step loss | notebook metric (per seed) | − ln V | test loss (seed mean) | − ln V |",
               "|---|---:|---:|---|---:|---:|---:|"]
     for s in rnd["sizes"]:
         lines.append(f"| {s['name']} | {s['params']:,} | {np.nanmean(s['first_step_loss']):.4f} | "

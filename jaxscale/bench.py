@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -109,20 +108,10 @@ def table_peak(device_kind: str, dtype: str = "bfloat16") -> tuple[float, str] |
 
 
 def measure_matmul_peak(dtype: str = "float32", n: int = 1024, repeats: int = 7) -> float:
-    """FLOP/s of a jitted chain of three n×n matmuls in ``dtype`` on the default device (best of
-    ``repeats``, synchronised): the CPU's practical matmul peak, the denominator of CPU MFU."""
-    import jax
-    import jax.numpy as jnp
+    """The CPU's practical matmul peak (the planner's measurement at a larger size, more repeats)."""
+    from jaxscale.planner import measure_matmul_peak as measure
 
-    x = (jnp.ones((n, n), jnp.float32) / n).astype(dtype)
-    f = jax.jit(lambda a: a @ a @ a @ a)
-    f(x).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 3 * 2 * n**3 / best
+    return measure(dtype, n=n, repeats=repeats)
 
 
 def device_peak(dtype: str = "float32", *, measure: bool = True) -> dict:

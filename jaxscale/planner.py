@@ -59,12 +59,14 @@ class DeviceProfile:
                                                + padded_params * self.param_s)
 
 
-def measure_matmul_peak(n: int = 512, repeats: int = 5) -> float:
-    """FLOP/s of a jitted float32 n×n matmul chain on the default device (best of ``repeats``)."""
+def measure_matmul_peak(dtype: str = "float32", n: int = 512, repeats: int = 5) -> float:
+    """FLOP/s of a jitted chain of three n×n matmuls in ``dtype`` on the default device (best of
+    ``repeats``, synchronised): the practical matmul peak (the planner's rate, the CPU's MFU
+    denominator in ``bench``)."""
     import jax
     import jax.numpy as jnp
 
-    x = jnp.ones((n, n), jnp.float32) / n
+    x = (jnp.ones((n, n), jnp.float32) / n).astype(dtype)
     f = jax.jit(lambda a: a @ a @ a @ a)
     f(x).block_until_ready()
     best = float("inf")

@@ -25,7 +25,6 @@ def _est(e) -> str:
 
 
 def write_figures(out: Path, fits: dict, ladder: list) -> dict[str, str]:
-    from jaxscale.plots.chinchilla import plot_isoflops, plot_loss_contours, plot_optimal_allocation
     from jaxscale.plots.power_law import plot_power_law
 
     objs = fits["_objects"]
@@ -37,6 +36,17 @@ def write_figures(out: Path, fits: dict, ladder: list) -> dict[str, str]:
     fit_t, bt_t = objs["power_law_total"]
     paths["power_law_total"] = plot_power_law(fit_t, out / "power_law_total.png", backtest=bt_t,
                                               title=f"Test loss vs total parameters: α = {fit_t.alpha.value:.3f}")
+    paths.update(write_chinchilla_figures(out, objs))
+    paths["curves"] = plot_curves(ladder, out / "curves.png")
+    return {k: Path(v).name for k, v in paths.items()}
+
+
+def write_chinchilla_figures(out: Path, objs: dict) -> dict:
+    """IsoFLOP profiles, N_opt/D_opt against C and loss contours, for the approaches that were
+    identified (``fit_approaches``' ``_objects``)."""
+    from jaxscale.plots.chinchilla import plot_isoflops, plot_loss_contours, plot_optimal_allocation
+
+    paths = {}
     N, D, L, names = objs["isoflop_points"]
     if "approach2" in objs:
         paths["isoflops"] = plot_isoflops(objs["approach2"], N, D, L, out / "isoflops.png", labels=names)
@@ -45,8 +55,7 @@ def write_figures(out: Path, fits: dict, ladder: list) -> dict[str, str]:
         paths["allocation"] = plot_optimal_allocation(approaches, out / "allocation.png")
     if "approach3" in objs:
         paths["contours"] = plot_loss_contours(objs["approach3"], out / "contours.png")
-    paths["curves"] = plot_curves(ladder, out / "curves.png")
-    return {k: Path(v).name for k, v in paths.items()}
+    return paths
 
 
 def plot_curves(rows: list, path: Path) -> Path:
@@ -103,7 +112,7 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
     lines = [f"# jaxscale study ({cfg.scale} scale)", "",
              f"Command: `{command}`  ", f"Wall time: {wall_seconds:.0f} s  ",
              f"Device: {first['device']['kind']} ({first['device']['platform']} × {first['device']['count']})  ",
-             f"Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  ",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  ",
              f"Corpus: {first['corpus']['name']}, fingerprint `{first['corpus']['fingerprint']}`", "",
              "## 1. Loss against model size", "",
              f"{len(cfg.sizes)} sizes × {len(cfg.lrs)} learning rates × {len(cfg.seeds)} seeds, each trained at "

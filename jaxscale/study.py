@@ -20,8 +20,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus

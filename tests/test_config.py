@@ -1,8 +1,6 @@
 """Configs: validation errors, named families, and analytic counts against real trees and hand counts."""
 
-import math
 
-import numpy as np
 import pytest
 
 from jaxscale.config import FAMILIES, ModelConfig, create_model_config, family_configs, list_families

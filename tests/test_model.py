@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxscale.config import ModelConfig, create_model_config
+from jaxscale.config import ModelConfig
 from jaxscale.model import GPT, ModelDims, cross_entropy, dropout, forward, init_params
 from jaxscale.stack import envelope, pad_params
 

@@ -3,7 +3,6 @@ under its own cost model, one stack for overhead-bound models on an accelerator.
 
 import pytest
 
-from jaxscale.config import family_configs
 from jaxscale.planner import DeviceProfile, plan
 from jaxscale.presets import make_preset
 

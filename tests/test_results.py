@@ -1,7 +1,5 @@
 """Result rows: atomic appends, NaN-safe JSON, and a truncated last line reported, not fatal."""
 
-import json
-import math
 
 import pytest
 

@@ -1,7 +1,6 @@
 """Invariants 5 and 6: sweeps resume exactly after an interruption, a kill, or a kill inside a
 checkpoint save; a resume with changed settings is refused; signals checkpoint and exit."""
 
-import json
 import os
 import random
 import signal

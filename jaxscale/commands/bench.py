@@ -4,7 +4,6 @@ one after another and as the planner groups them, side by side; optionally again
 from __future__ import annotations
 
 import argparse
-import sys
 
 from jaxscale.commands import _common as c
 
