@@ -33,12 +33,8 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 FLOP_FORMULA = ("training FLOPs/token = 6*N_non_embedding + 6*d_model*vocab (LM head) + 6*n_layers*T*d_model "
@@ -463,112 +459,6 @@ def _ratios(out_modes: dict, k: int) -> dict:
                              "met": r["stack_vs_sequential"] >= 0.8 * k,
                              "meaning": "stack aggregate tokens/s >= 0.8*K x sequential aggregate tokens/s"}
     return r
-
-
-# ----- eager PyTorch comparison (subprocesses: the library never imports torch) -----------------
-
-def torch_baseline_path() -> Path:
-    return Path(__file__).resolve().parents[1] / "benchmarks" / "torch_baseline.py"
-
-
-def check_torch() -> Path:
-    """The baseline script's path; a clear error when torch or the script is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise ValueError("--vs-torch needs PyTorch, which is not installed: pip install -e '.[bench]' "
-                         "(torch==2.13.0, CPU build)")
-    path = torch_baseline_path()
-    if not path.exists():
-        raise ValueError(f"--vs-torch needs the eager baseline script {path} (a source checkout of jaxscale)")
-    return path
-
-
-def _run_json(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> tuple[dict | None, float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    out = proc.stdout.strip().splitlines()
-    for line in reversed(out):
-        if line.startswith("{"):
-            return json.loads(line), wall, proc.stdout
-    return None, wall, proc.stdout
-
-
-def torch_steady_step(family: str) -> dict:
-    """The eager baseline's "five eager steps" (sum of the family's median step times)."""
-    res, wall, _ = _run_json([sys.executable, str(check_torch()), "--steady-step", family, "--json"])
-    return res
-
-
-def torch_workload(name: str) -> dict:
-    """The eager baseline's notebook workload end to end; ``wall_s`` includes interpreter start."""
-    res, wall, _ = _run_json([sys.executable, str(check_torch()), "--workload", name, "--json"])
-    res["wall_s"] = wall
-    return res
-
-
-def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None) -> dict:
-    """``jaxscale sweep --preset … --mode …`` as a subprocess (its own interpreter: the cache is
-    honest), wall time included interpreter start; ``cache_dir`` None disables the cache."""
-    env = dict(os.environ)
-    env["JAXSCALE_COMPILATION_CACHE"] = cache_dir or "off"
-    with tempfile.TemporaryDirectory(prefix="jaxscale-bench-") as out:
-        cmd = [sys.executable, "-m", "jaxscale.cli", "sweep", "--preset", preset, "--mode", mode,
-               "--out", out, "--quiet", "--no-save-weights"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-        rows = [json.loads(l) for l in (Path(out) / "results.jsonl").read_text().splitlines() if l.strip()]
-    compile_s = sum({r["stack"]["id"]: r["stack"]["compile_seconds"] or 0.0 for r in rows}.values())
-    return {"mode": mode, "wall_s": wall, "compile_s_in_rows": compile_s, "models": len(rows)}
-
-
-def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bool, modes: Sequence[str],
-             log=None) -> dict:
-    """Eager PyTorch against jaxscale on a notebook workload, side by side in one run.
-
-    * steady state: the baseline's five eager steps (sum of medians) against each mode's step of
-      the same five models (``bench_result``), ratio = torch ms ÷ jaxscale ms;
-    * end to end (presets): ``torch_baseline.py --workload`` against ``jaxscale sweep --preset``
-      per mode, cold (fresh compilation-cache folder) and warm (the same folder again), all as
-      subprocesses, ratio = torch wall ÷ jaxscale wall (both include interpreter start).
-    """
-    say = log or (lambda *_: None)
-    if preset_or_family not in ("notebook-scaling", "notebook-emergence"):
-        raise ValueError(f"--vs-torch: the eager baseline covers the notebook workloads (notebook-scaling, "
-                         f"notebook-emergence), not {preset_or_family!r}")
-    check_torch()
-    out: dict = {"workload": preset_or_family}
-    say(f"eager torch: steady-state steps of {preset_or_family} ...")
-    steady = torch_steady_step(preset_or_family)
-    out["torch_steady"] = steady
-    if bench_result is not None and bench_result.get("n_models") == len(steady["models"]):
-        t_ms = steady["sum_step_ms_median"]
-        out["steady_ratio"] = {m: t_ms / (1e3 * r["step_s"]) for m, r in bench_result["modes"].items()}
-        say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(
-            f"{m} {1e3 * r['step_s']:.2f} ms (x{out['steady_ratio'][m]:.2f})" for m, r in bench_result["modes"].items()))
-    if end_to_end:
-        say(f"eager torch: {preset_or_family} end to end ...")
-        tw = torch_workload(preset_or_family)
-        out["torch_end_to_end"] = {"wall_s": tw["wall_s"], "total_seconds": tw["total_seconds"],
-                                   "threads": tw.get("threads"), "load_avg_1m": tw.get("load_avg_1m")}
-        say(f"  torch {tw['wall_s']:.1f}s wall ({tw['total_seconds']:.1f}s in-process)")
-        e2e = {}
-        for mode in modes:
-            with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
-                cold = jaxscale_sweep_e2e(preset_or_family, mode, cache)
-                warm = jaxscale_sweep_e2e(preset_or_family, mode, cache)
-            e2e[mode] = {"cold": cold, "warm": warm, "ratio_cold": tw["wall_s"] / cold["wall_s"],
-                         "ratio_warm": tw["wall_s"] / warm["wall_s"]}
-            say(f"  jaxscale sweep --mode {mode}: cold {cold['wall_s']:.1f}s (x{e2e[mode]['ratio_cold']:.2f}), "
-                f"warm {warm['wall_s']:.1f}s (x{e2e[mode]['ratio_warm']:.2f})")
-        out["end_to_end"] = e2e
-    return out
 
 
 def format_report(res: dict) -> str:

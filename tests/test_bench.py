@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxscale import bench
+from jaxscale import bench, bench_torch
 from jaxscale.cli import main
 from jaxscale.config import ModelConfig, create_model_config
 
@@ -131,7 +131,7 @@ def test_vs_torch_without_torch_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(ValueError, match=r"pip install -e '\.\[bench\]'"):
-        bench.check_torch()
+        bench_torch.check_torch()
 
 
 def test_throughput_experiment_smoke_writes_its_files(tmp_path):

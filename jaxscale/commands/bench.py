@@ -136,10 +136,10 @@ def build(args):
 
 
 def run(args) -> int:
-    from jaxscale import bench
+    from jaxscale import bench, bench_torch
 
     if args.vs_torch:
-        bench.check_torch()  # fail before any timing
+        bench_torch.check_torch()  # fail before any timing
     specs, data, optim, budget, workload = build(args)
     if args.vs_torch and workload is None:
         raise ValueError("--vs-torch compares the notebook workloads: use --preset or --family "
@@ -148,7 +148,7 @@ def run(args) -> int:
     res = bench.run_bench(specs, data, optim=optim, modes=args.modes, steps_per_dispatch=args.steps_per_dispatch,
                           repeats=args.repeats, budget_steps=budget, log=log)
     if args.vs_torch:
-        res["vs_torch"] = bench.vs_torch(workload, res, end_to_end=bool(args.preset) and not args.no_end_to_end,
+        res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=bool(args.preset) and not args.no_end_to_end,
                                          modes=args.modes, log=log)
     if args.json:
         print(bench.to_json(res))

@@ -21,7 +21,7 @@ import optax
 __all__ = [
     "as_positive_array", "check_seed_losses", "Estimate", "make_estimate", "log_space_fit_stats",
     "distinct_best",
-    "huber", "run_lbfgs", "LBFGSResult", "bootstrap_weights", "seed_bootstrap_means",
+    "huber", "run_lbfgs", "LBFGSResult", "bootstrap_weights", "bootstrap_lane", "seed_bootstrap_means",
     "percentile_interval", "float64", "check_same_length",
 ]
 
@@ -195,6 +195,17 @@ def check_seed_losses(seed_losses, n: int) -> np.ndarray | None:
 def bootstrap_weights(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """Case-resampling bootstrap as multiplicity weights: (B, n) counts summing to n per row."""
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def bootstrap_lane(n: int, n_pad: int, n_resamples: int, seed: int, seed_losses: np.ndarray | None):
+    """The per-resample inputs of a vmapped bootstrap refit: case weights (B, n_pad) and, with
+    per-seed losses, each resample's seed-resampled log losses (B, n_pad) as a second lane."""
+    rng = np.random.default_rng(seed)
+    lane = jnp.asarray(pad(bootstrap_weights(n, n_resamples, rng), n_pad))
+    if seed_losses is None:
+        return lane
+    log_y = np.log(seed_bootstrap_means(seed_losses, n_resamples, rng))
+    return lane, jnp.asarray(pad(log_y, n_pad))
 
 
 def seed_bootstrap_means(seed_losses: np.ndarray, n_resamples: int,

@@ -257,12 +257,7 @@ def fit_approach3(N, D, loss, *, bootstrap: int = 0, seed: int = 0, delta: float
         converged = bool(r2.converged[best])
         boot = None
         if bootstrap > 0:
-            rng = np.random.default_rng(seed)
-            W = _optim.bootstrap_weights(Ns.size, bootstrap, rng)
-            lane = jnp.asarray(_optim.pad(W, n_pad))
-            if seeds is not None:
-                LY = np.log(_optim.seed_bootstrap_means(seeds, bootstrap, rng))
-                lane = (lane, jnp.asarray(_optim.pad(LY, n_pad)))
+            lane = _optim.bootstrap_lane(Ns.size, n_pad, bootstrap, seed, seeds)
             rb = _optim.run_lbfgs(_a3_objective, jnp.asarray(np.tile(theta, (bootstrap, 1))),
                                   shared, lane, max_iter=300,
                                   max_linesearch_steps=6, ftol=1e-10)

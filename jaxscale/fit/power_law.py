@@ -237,12 +237,7 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int 
         theta = res.params[best]
         boot = None
         if bootstrap > 0:
-            rng = np.random.default_rng(seed)
-            W = _optim.bootstrap_weights(xs.size, bootstrap, rng)
-            lane = jnp.asarray(_optim.pad(W, n_pad))
-            if seeds is not None:
-                LY = np.log(_optim.seed_bootstrap_means(seeds, bootstrap, rng))
-                lane = (lane, jnp.asarray(_optim.pad(LY, n_pad)))
+            lane = _optim.bootstrap_lane(xs.size, n_pad, bootstrap, seed, seeds)
             rb = _optim.run_lbfgs(_objective, jnp.asarray(np.tile(theta, (bootstrap, 1))), shared,
                                   lane, max_iter=200,
                                   max_linesearch_steps=10, ftol=1e-10)
