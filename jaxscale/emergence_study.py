@@ -216,27 +216,25 @@ def evaluation_hook(task, out: Path | None, tolerance: float = 2.0):
 _FORWARD_CACHE: dict = {}
 
 
-def _logits_fn(cfg: ModelConfig, params: dict):
-    """A logits function whose parameters are *arguments* of one jitted program per config, so
-    the seeds of a size share a compile instead of baking their weights in as constants.
+def task_logits_fn(cfg: ModelConfig):
+    """``logits(params, rows)`` for task rows, one stable function per config, so that
+    ``evaluate(..., params=p)`` compiles once per config and passes the weights as arguments
+    (the seeds of a size share a compile instead of baking their weights in as constants).
 
     Evaluation passes whole task rows (T tokens), but a model trained on the task only needs a
     context of T − 1 (the last token is never an input). The model therefore reads rows[:, :-1]
     and the last position gets zero logits: evaluation never reads it (position T − 1 predicts
     nothing inside the row), and causality keeps every other position unchanged."""
-    import jax
     import jax.numpy as jnp
 
     from jaxscale.model import forward
 
     if cfg not in _FORWARD_CACHE:
-        def fwd(p, t):
-            logits = forward(p, t[:, :-1], cfg)
-            return jnp.concatenate([logits, jnp.zeros_like(logits[:, :1])], axis=1)
-        _FORWARD_CACHE[cfg] = jax.jit(fwd)
-    fwd = _FORWARD_CACHE[cfg]
-    params = jax.tree.map(jax.numpy.asarray, params)
-    return lambda tokens: fwd(params, tokens)
+        def logits(p, t):
+            out = forward(p, t[:, :-1], cfg)
+            return jnp.concatenate([out, jnp.zeros_like(out[:, :1])], axis=1)
+        _FORWARD_CACHE[cfg] = logits
+    return _FORWARD_CACHE[cfg]
 
 
 def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0):
@@ -244,7 +242,7 @@ def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0)
     from jaxscale.evaluate import evaluate
     from jaxscale.metrics import metric_table, metric_tables_by_subtask
 
-    outputs = evaluate(_logits_fn(cfg, params), task.test, jit=False)
+    outputs = evaluate(task_logits_fn(cfg), task.test, params=params)
     metrics = metric_table(outputs, tolerance=tolerance).as_dict()
     by_subtask = None
     if outputs.subtask_N is not None:

@@ -19,6 +19,7 @@ longest answer length with per-row masks), so one compiled program serves the wh
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Callable
 
@@ -143,13 +144,34 @@ def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, 
     )
 
 
+_JITTED: dict = {}
+
+
+def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: bool):
+    """The per-batch program. With ``params``, the parameters are *arguments* of one compiled
+    program per (``logits_fn``, task shape), cached here, so models of one config share a compile
+    and their weights are never baked in as constants."""
+    if not with_params:
+        fn = lambda tok, s, l: _eval_batch(  # noqa: E731
+            logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer)
+        return jax.jit(fn) if jit else fn
+    key = (logits_fn, pad_id, n_answer)
+    if key not in _JITTED:
+        def fn(params, tok, s, l):
+            return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer)
+        _JITTED[key] = jax.jit(fn)
+    return _JITTED[key]
+
+
 def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
-             jit: bool = True) -> PerExampleOutputs:
+             jit: bool = True, params=None) -> PerExampleOutputs:
     """Evaluate ``logits_fn`` on every example of ``split``; see the module docstring.
 
-    ``logits_fn`` maps int32 [B, T] tokens to [B, T, V] logits (V ≥ the split's vocabulary). The
-    split is cut into batches of ``batch_size`` rows (the last one padded by repeating rows, whose
-    results are dropped), so the function is traced once.
+    ``logits_fn`` maps int32 [B, T] tokens to [B, T, V] logits (V ≥ the split's vocabulary); with
+    ``params`` it is ``logits_fn(params, tokens)``, a stable (hashable) function whose compiled
+    program is reused across calls (the way to evaluate many models of one config). The split is
+    cut into batches of ``batch_size`` rows (the last one padded by repeating rows, whose results
+    are dropped), so the function is traced once.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -157,10 +179,9 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     if n == 0:
         raise ValueError(f"split {split.name!r} has no examples")
     n_answer = split.max_answer_len
-    fn = lambda tok, s, l: _eval_batch(  # noqa: E731
-        logits_fn, tok, s, l, pad_id=split.pad_id, n_answer=n_answer)
-    if jit:
-        fn = jax.jit(fn)
+    fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None)
+    if params is not None:
+        fn = functools.partial(fn, jax.tree.map(jnp.asarray, params))
     bsz = min(batch_size, n)
     n_pad = -n % bsz
     take = np.concatenate([np.arange(n), np.full(n_pad, n - 1)])

@@ -102,3 +102,25 @@ def test_outputs_round_trip_through_npz(addition, tmp_path):
     assert back.task == "addition" and back.vocab_size == out.vocab_size
     assert back.answer_probs_NV is None and back.subtask_N is None
     assert metric_table(back).as_dict() == metric_table(out).as_dict()
+
+
+def test_params_as_arguments_match_a_closure_and_share_one_program(addition):
+    """``evaluate(fn, split, params=p)`` passes the weights as arguments of one cached program:
+    it must score exactly like the closure form, and a second set of weights must reuse it."""
+    from jaxscale.config import ModelConfig
+    from jaxscale.emergence_study import task_logits_fn
+    from jaxscale.evaluate import _JITTED
+    from jaxscale.model import init_params
+
+    cfg = ModelConfig(vocab_size=addition.vocab_size, d_model=16, n_heads=1, n_layers=1, d_ff=32,
+                      max_seq_len=16, dropout=0.0)
+    split = addition.test.take(np.arange(40))
+    fn = task_logits_fn(cfg)
+    for seed in (0, 1):
+        params = jax.tree.map(jnp.asarray, init_params(cfg, seed))
+        by_args = evaluate(fn, split, params=params)
+        by_closure = evaluate(lambda tok, p=params: fn(p, tok), split)
+        np.testing.assert_array_equal(by_args.pred_NA, by_closure.pred_NA)
+        np.testing.assert_allclose(by_args.token_logprob_NA, by_closure.token_logprob_NA, rtol=1e-5, atol=1e-6)
+    programs = [v for k, v in _JITTED.items() if k[0] is fn]
+    assert len(programs) == 1 and programs[0]._cache_size() == 1
