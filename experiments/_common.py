@@ -25,6 +25,9 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     stacks by its cost model; ``stack`` forces one program per sweep, which is what a
     seconds-long run wants because compiling dominates it).
     """
+    from jaxscale.host import tune_malloc
+
+    tune_malloc()  # before jax starts its CPU threads; see jaxscale/host.py
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a short run: <= 2 minutes on a 2-core CPU")

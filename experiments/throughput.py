@@ -205,6 +205,9 @@ def main(argv=None) -> int:
     g.add_argument("--smoke", action="store_true", help="a few seconds (tests)")
     parser.add_argument("--out", default=None, help="output folder (default runs/throughput-<time>)")
     args = parser.parse_args(argv)
+    from jaxscale.host import tune_malloc
+
+    tune_malloc()  # before jax starts its CPU threads; see jaxscale/host.py
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = Path(args.out or f"runs/throughput-{_dt.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)

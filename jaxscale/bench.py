@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from jaxscale.host import allocator_description
+
 FLOP_FORMULA = ("training FLOPs/token = 6*N_non_embedding + 6*d_model*vocab (LM head) + 6*n_layers*T*d_model "
                 "(attention QK^T and AV: 12*L*T*d, halved for the causal mask as in MaxText); "
                 "2 FLOPs per multiply-add, forward+backward = 3x forward, embedding lookup not counted; "
@@ -391,6 +393,7 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
         "recompile_check": "ok: no compilation after each program's first dispatch" if recompiles == 0
         else f"FAILED: {recompiles} compilations after the first dispatch",
         "compilation_cache": "off (compile times are cold unless a program was compiled earlier in this process)",
+        "host_allocator": allocator_description(),
         "load_avg_1m": {"before": load_before, "after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "cpu_count": os.cpu_count(), "jax_platforms": os.environ.get("JAX_PLATFORMS"),
         "versions": versions(), "accelerator_note": None if jax.devices()[0].platform != "cpu" else
@@ -470,7 +473,7 @@ def format_report(res: dict) -> str:
              f"batch {res['batch_size']} x seq {res['seq_len']}, dtype {res['dtype']}, "
              f"{res['steps_per_dispatch']} steps per dispatch, {res['repeats']} timed dispatches; "
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
-             f"{res['cpu_count']} cores"]
+             f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]
     for mode, m in res["modes"].items():
         lines.append(f"\n[{mode}] {len(m['groups'])} program(s): one step of all {res['n_models']} models "
                      f"{1e3 * m['step_s']:.3f} ms, {m['tokens_per_s']:,.0f} tok/s, "

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxscale.host import tune_malloc
+
+    tune_malloc()  # before jax starts its CPU threads; see jaxscale/host.py
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,0 +1,31 @@
+"""The host allocator settings (jaxscale/host.py): applied once, reported, and switchable off."""
+
+import subprocess
+import sys
+
+import pytest
+
+CODE = ("import jaxscale.host as h; a = h.tune_malloc(); b = h.tune_malloc(); "
+        "print(repr(a), repr(b), repr(h.allocator_description()))")
+
+
+def _run(env_value):
+    import os
+    env = dict(os.environ)
+    env.pop("JAXSCALE_MALLOC", None)
+    if env_value is not None:
+        env["JAXSCALE_MALLOC"] = env_value
+    return subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, env=env,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_applied_once_and_described():
+    from jaxscale.host import DESCRIPTION
+    out = _run(None)
+    assert out == f"{DESCRIPTION!r} {DESCRIPTION!r} {DESCRIPTION!r}", out
+
+
+def test_off_leaves_the_allocator_alone():
+    out = _run("off")
+    assert out == "None None \"the C library's defaults\"", out
