@@ -24,9 +24,9 @@ identify at this scale is reported as such.
 Modes. ``--smoke``: seconds of training (the test suite); ``--quick``: short budgets (the
 plumbing, not the conclusions), meant for <= 2 minutes on an idle 2-core CPU; default: the race
 at 20 tokens per parameter for the balanced model and a 3 × 5 IsoFLOP grid, 2 seeds each.
-Measured on the shared 2-core development CPU while other jobs ran (load average ~8): smoke
-197 s wall (51 s CPU); quick 390 s wall (135 s CPU, beside a concurrent test run); the default
-run was not measured (estimate: ~12 minutes idle).
+Measured on the idle 2-core development CPU: quick 99 s wall with no compilation cache
+(``JAXSCALE_COMPILATION_CACHE=off``), 66 s with a warm one; the default run was not measured
+(estimate: ~12 minutes idle).
 
 Writes into OUT: results.jsonl (every trained model; field ``part`` is ``race`` or
 ``isoflop``), fits.json, race.png, isoflops.png, allocation.png, contours.png, report.md;

@@ -21,9 +21,10 @@ ln V and what a power-law fit does with them.
 
 Modes. ``--smoke``: a few seconds of training (the test suite); ``--quick``: ladder l1-l5 at 4
 tokens per parameter, 2 seeds of the random preset, meant for <= 2 minutes on an idle 2-core CPU;
-default: ladder l1-l8 at 20 tokens per parameter, 3 seeds of the random preset. Measured on the
-shared 2-core development CPU while other jobs ran (load average 6-8): smoke 109 s wall (51 s
-CPU), quick 283 s wall (100 s CPU); the default run was not measured (estimate: ~8 minutes idle).
+default: ladder l1-l8 at 20 tokens per parameter, 3 seeds of the random preset. Measured on
+the idle 2-core development CPU: quick 69 s wall with no compilation cache
+(``JAXSCALE_COMPILATION_CACHE=off``), 40 s with a warm one; the default run was not measured
+(estimate: ~8 minutes idle).
 
 Writes into OUT: results.jsonl (every trained model; field ``part`` is ``text`` or
 ``random_tokens``), fits.json, power_law.png and power_law_total.png (four panels each),

@@ -12,7 +12,8 @@ Part 2 (compute-bound models): MFU of single models of growing size (model FLOP/
 size ÷ the measured matmul peak), ending with the realistic CPU config of the throughput issue
 (width 256, 4 layers, context 256, batch 32, dropout off; target ≥ 35% of the peak).
 
-Modes: ``--smoke`` a few seconds (the test suite), ``--quick`` ≤ 2 minutes on the 2-core CPU,
+Modes: ``--smoke`` a few seconds (the test suite), ``--quick`` ≤ 2 minutes on the 2-core CPU
+(measured: 50 s wall with no compilation cache),
 default a fuller run (several minutes). Writes OUT/throughput.json, OUT/report.md,
 OUT/tokens_per_s_vs_k.png and OUT/mfu_vs_size.png.
 """

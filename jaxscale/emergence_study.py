@@ -45,7 +45,8 @@ MIN_SEEDS = 3  # the seed level of the hierarchical bootstrap needs spread to re
 STUDY_FAMILIES: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "depth": {"w16-l1": (16, 1, 1, 64), "w32-l1": (32, 2, 1, 128), "w64-l1": (64, 4, 1, 256),
               "w16-l2": (16, 1, 2, 64), "w32-l2": (32, 2, 2, 128), "w48-l2": (48, 3, 2, 192),
-              "w64-l2": (64, 4, 2, 256)},
+              "w64-l2": (64, 4, 2, 256), "w80-l2": (80, 5, 2, 320), "w96-l2": (96, 6, 2, 384),
+              "w128-l2": (128, 8, 2, 512)},
 }
 
 

@@ -61,8 +61,8 @@ class StudyConfig:
 # The CPU default fits the 10-minute budget of a 2-core machine; `gpu` is the same study larger.
 SCALES: dict[str, StudyConfig] = {
     "cpu": StudyConfig("cpu", sizes=("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8"), seeds=(0, 1),
-                       lrs=(4e-3, 1e-2), tokens_per_param=20.0, params_basis="non_embedding",
-                       isoflop_budgets=(4e10, 1e11, 2.5e11), isoflop_sizes=("l3", "l4", "l5", "l6", "l7")),
+                       lrs=(6e-3, 1.5e-2), tokens_per_param=20.0, params_basis="non_embedding",
+                       isoflop_budgets=(6e10, 1.5e11, 4e11), isoflop_sizes=("l2", "l3", "l4", "l5", "l6")),
     "quick": StudyConfig("quick", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=6.0, params_basis="non_embedding", isoflop_budgets=(6e9, 1.5e10, 4e10),
                          isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100),
