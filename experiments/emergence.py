@@ -16,7 +16,7 @@ metric?) and the forecast backtest.
 
 Modes: ``--smoke`` a few seconds of training (the default test suite), ``--quick`` ≤ 2 minutes
 on an idle 2-core CPU (measured: 45 s wall with no compilation cache, 33 s warm), default ≤ 20
-minutes. Writes OUT/report.md, OUT/experiment.json,
+minutes (measured: 423 s, the transition's midpoint identified). Writes OUT/report.md, OUT/experiment.json,
 OUT/notebook_emergence_2x2.png, OUT/notebook/ (sweep rows) and OUT/transition/ (the study
 folder: rows, outputs, weights, summary.md, figures).
 """
@@ -33,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-# Transition study per mode, chosen by measurement on the 2-core development CPU (shared with
-# other jobs): plain 2-digit addition, 400 steps × 256 items for every size. One seed measured
-# exact match 0.09 / 0.10 / 0.09 for widths 16 / 32 (1 layer) / 32 (2 layers), 4k-27k parameters,
-# and 0.92 for width 64 (2 layers, 102k): the multi-token answer is learned only above a size. Quick and smoke run the same
+# Transition study per mode, chosen by measurement on the idle 2-core development CPU: plain
+# 2-digit addition, 400 steps × 256 items for every size of the two-layer "depth" models, 3 seeds.
+# Measured (`jaxscale emergence --task addition --task-arg n_digits=2 --family depth --sizes
+# w16-l2 … w128-l2 --steps 400 --batch-size 256`, 434 s): exact match 0.085 / 0.090 / 0.108 for
+# 7k / 27k / 58k parameters, 0.36 at 102k (one seed of three learned it), 0.99 / 1.00 / 1.00 at
+# 159k / 227k / 401k: logistic midpoint 8.7e4 [6.5e4, 1.03e5]. Quick and smoke run the same
 # pipeline on shortened budgets (too short for the transition; they test the plumbing).
 TRANSITION = {
     "smoke": dict(knobs={"n_digits": 2, "n_train": 2000, "n_test": 200},
@@ -44,7 +46,8 @@ TRANSITION = {
     "quick": dict(knobs={"n_digits": 2, "n_test": 1000},
                   sizes=("w16-l1", "w32-l1", "w32-l2", "w64-l2"), steps=60, batch_size=64, n_boot=300),
     "full": dict(knobs={"n_digits": 2, "n_test": 1000},
-                 sizes=("w16-l1", "w32-l1", "w32-l2", "w48-l2", "w64-l2"), steps=400, batch_size=256, n_boot=1000),
+                 sizes=("w16-l2", "w32-l2", "w48-l2", "w64-l2", "w80-l2", "w96-l2", "w128-l2"), steps=400,
+                 batch_size=256, n_boot=1000),
 }
 NOTEBOOK_STEPS = {"smoke": 30, "quick": 600, "full": None}  # None: the preset's own budget
 SEEDS = (0, 1, 2)
