@@ -100,17 +100,20 @@ def size_table(pts: dict, n_boot: int = 1000, seed: int = 0) -> list[dict]:
     return table
 
 
-def _series(pts, key, threshold, floor, n_boot, seed):
+def _series(pts, key, threshold, floor, n_boot, seed, fit_floor=False):
     from jaxscale.fit.emergence import analyze_series
 
     return analyze_series(PROPORTIONS[key], pts["scale"], pts[key + "_successes"],
-                          pts[key + "_n"], threshold, floor=floor, n_boot=n_boot, seed=seed)
+                          pts[key + "_n"], threshold, floor=floor, fit_floor=fit_floor,
+                          n_boot=n_boot, seed=seed)
 
 
 def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "params",
-            vocab_size: int | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+            vocab_size: int | None = None, n_boot: int = 1000, seed: int = 0,
+            fit_floor: bool = False) -> dict:
     """The whole analysis of a study's rows. Returns a dict with JSON-ready ``as_json`` and the
-    fit objects (``series``, ``backtest``, ``forecast``) for the figures."""
+    fit objects (``series``, ``backtest``, ``forecast``) for the figures. ``fit_floor``: the
+    sigmoids fit their lower plateau (above chance) instead of holding it at chance."""
     from jaxscale.fit.emergence import backtest, emergence_verdict, forecast_crossing
 
     pts = size_points(rows, scale_axis)
@@ -123,7 +126,7 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
         if key not in pts or key == "teacher_forced_token_accuracy":
             continue
         floor = 1.0 / vocab_size if key == "token_accuracy" and vocab_size else 0.0
-        series[key] = _series(pts, key, threshold, floor, n_boot, seed)
+        series[key] = _series(pts, key, threshold, floor, n_boot, seed, fit_floor)
     out["series"] = {k: s.as_dict() for k, s in series.items()}
 
     if n_sizes >= 3:
@@ -230,7 +233,9 @@ def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
                 flag = "" if fit["identified"] else f" — NOT IDENTIFIED ({fit['reason']})"
                 lines.append(f"- {kind}: midpoint {_f(fit['midpoint'])}{_ci(*fit['midpoint_ci'])}, "
                              f"10–90% width {_f(fit['width_decades'])} decades"
-                             f"{_ci(*fit['width_ci'])}, AIC {_f(fit['aic'], 5)}{flag}")
+                             f"{_ci(*fit['width_ci'])}, "
+                             + (f"floor {_f(fit['floor'])} (fitted), " if fit.get("floor_fitted") else "")
+                             + f"AIC {_f(fit['aic'], 5)}{flag}")
         lines.append("")
     v = a["verdict"]
     lines += ["## Verdict", ""]
@@ -296,7 +301,7 @@ def analyse_and_write(rows, spec, task, out: Path, *, figures: bool = True, log=
     from jaxscale.emergence_study import _write_json
 
     analysis = analyse(rows, threshold=spec.threshold, scale_axis=spec.scale_axis,
-                       vocab_size=task.vocab_size, n_boot=spec.n_boot)
+                       vocab_size=task.vocab_size, n_boot=spec.n_boot, fit_floor=spec.fit_floor)
     result = analysis["as_json"]
     result["models"] = [{"run_id": r["run_id"], "name": r["name"], "seed": r["seed"],
                          "params": r["params"], "metrics": r.get("metrics")} for r in rows]

@@ -154,6 +154,7 @@ class StudySpec:
     n_boot: int = 1000
     scale_axis: str = "params"
     tolerance: float = 2.0
+    fit_floor: bool = False  # sigmoids fit their lower plateau instead of holding it at chance
 
     def __post_init__(self):
         seeds = tuple(int(s) for s in self.seeds)
@@ -299,10 +300,12 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
     return analyse_and_write(result.rows, spec, task, out, figures=figures, log=log)
 
 
-def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True) -> dict:
+def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True,
+              fit_floor: bool | None = None) -> dict:
     """Recompute every model's outputs and metrics from the saved weights of study folder
     ``out`` (no training), then the analysis. The task is rebuilt from ``study.json`` and must
-    reproduce the fingerprint recorded at training time."""
+    reproduce the fingerprint recorded at training time. ``fit_floor`` (None: as in the study)
+    overrides the analysis setting."""
     from jaxscale.data.source import from_task
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.results import read_rows
@@ -315,6 +318,8 @@ def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True) -> dict
                          "results.jsonl, written by `jaxscale emergence --task …`)")
     saved = json.loads((out / "study.json").read_text())
     spec = StudySpec.from_dict(saved)
+    if fit_floor is not None:
+        spec = dataclasses.replace(spec, fit_floor=bool(fit_floor))
     task = build_task(spec.task, spec.task_seed, spec.task_knobs)
     fingerprint = from_task(task, batch_size=spec.batch_size).fingerprint
     if saved.get("data", {}).get("fingerprint") not in (None, fingerprint):

@@ -247,3 +247,25 @@ def test_measure_emergent_ability_interpolates_in_log_size():
 def test_measure_emergent_ability_rejects_bad_tables(sizes, scores, match):
     with pytest.raises(ValueError, match=match):
         measure_emergent_ability(sizes, scores)
+
+
+def test_fitted_floor_recovers_a_plateau_above_chance():
+    """Small models that score 0.1 by partial competence, then a sharp logistic rise (midpoint at
+    10^5, 10-90% width 0.5 decades): with ``fit_floor`` the fit finds the plateau, the midpoint
+    and the width inside their intervals; holding the floor at chance (0) instead widens the
+    fitted jump and fits worse (higher AIC despite one parameter fewer)."""
+    c, x0, k = 0.1, 5.0, LOGISTIC_WIDTH / 0.5
+    truth = lambda N: c + (1 - c) * sigmoid(k * (np.log10(N) - x0))  # noqa: E731
+    scale, s, n = simulate(truth, n_items=1000, seed=3)
+    free = fit_sigmoid(scale, s, n, kind="logistic", fit_floor=True, n_boot=N_BOOT)
+    fixed = fit_sigmoid(scale, s, n, kind="logistic", n_boot=N_BOOT)
+    assert free.floor_fitted and not fixed.floor_fitted and free.chance == 0.0
+    assert free.floor == pytest.approx(c, abs=0.02)
+    assert free.x0_ci[0] <= x0 <= free.x0_ci[1]
+    assert free.width_ci[0] <= 0.5 <= free.width_ci[1]
+    assert free.boot_params_B4.shape[1] == 4 and np.all(free.boot_params_B4[:, 3] >= 0)
+    assert fixed.floor == 0.0 and abs(fixed.width) > 1.5 * abs(free.width)
+    assert free.aic < fixed.aic
+    # the curve and the level solver use the fitted floor
+    assert free.predict(np.array([1e3]))[0] == pytest.approx(c, abs=0.02)
+    assert free.scale_at((free.floor + free.ceiling) / 2) == pytest.approx(free.midpoint, rel=1e-6)

@@ -84,6 +84,12 @@ def test_eval_only_reproduces_the_metrics_from_weights(study, capsys):
                                                              rel=1e-5, abs=1e-6)
     for e0, e1 in zip(first["sizes"], again["sizes"]):
         assert e1["exact_match"]["mean"] == e0["exact_match"]["mean"]
+    assert again["series"]["exact_match"]["logistic"]["floor_fitted"] is False
+    # --fit-floor re-analyses with the lower plateau fitted (at or above chance, below the ceiling)
+    assert main(["emergence", "--eval-only", str(study), "--no-figures", "--fit-floor"]) == 0
+    floored = json.loads((study / "analysis.json").read_text())["series"]["exact_match"]["logistic"]
+    assert floored["floor_fitted"] is True and 0.0 <= floored["floor"] < 1.0
+    assert "(fitted)" in (study / "summary.md").read_text()
     # the saved outputs alone give the same metrics again (no model needed)
     rows = records_from_outputs(read_rows(study / "results.jsonl"), study)
     assert [r["metrics"]["exact_match"] for r in rows] == [before[r["run_id"]]["exact_match"]

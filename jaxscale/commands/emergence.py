@@ -76,6 +76,10 @@ def register(subparsers) -> None:
                        default="params", help="model size axis of the analysis (default params)")
     train.add_argument("--n-boot", dest="train_n_boot", type=int, default=1000,
                        help="bootstrap replicates for the intervals (default 1000)")
+    train.add_argument("--fit-floor", action="store_true",
+                       help="let the sigmoid fits find the lower plateau (small models that score "
+                            "above chance by partial competence) instead of holding it at chance; "
+                            "with --eval-only it overrides the study's setting")
     train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     train.add_argument("--out", help="output folder (must not hold a study yet)")
     train.add_argument("--eval-only", metavar="DIR",
@@ -130,7 +134,7 @@ def study_spec_from_args(args: argparse.Namespace):
         sizes=tuple(args.sizes) if args.sizes else None, budget=budget, lr=args.lr,
         weight_decay=args.weight_decay, batch_size=args.batch_size, context=args.context,
         mode=args.mode, threshold=args.train_threshold, n_boot=args.train_n_boot,
-        scale_axis=args.scale_axis)
+        scale_axis=args.scale_axis, fit_floor=args.fit_floor)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -143,7 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError("--eval-only re-analyses a finished study; do not combine it with "
                              "--task/--family")
         enable_compilation_cache()
-        result = eval_only(args.eval_only, figures=not args.no_figures)
+        result = eval_only(args.eval_only, figures=not args.no_figures,
+                           fit_floor=True if args.fit_floor else None)
         out = args.eval_only
     else:
         spec = study_spec_from_args(args)

@@ -49,17 +49,17 @@ def _draw_fit(ax, fit: SigmoidFit, grid, label_prefix: str = "") -> None:
     mid = "" if fit.identified else " (not identified)"
     ax.plot(grid, fit.predict(grid), label=f"{label_prefix}{fit.kind} fit, midpoint "
             f"{fit.midpoint:.3g}{mid}", **style)
-    if fit.boot_params_B3.size:  # pointwise 95% band from the bootstrap refits
-        b = fit.boot_params_B3
+    if fit.boot_params_B4.size:  # pointwise 95% band from the bootstrap refits
+        b = fit.boot_params_B4
         curves = np.stack([_replica_curve(fit, p, grid) for p in b[:: max(1, len(b) // 200)]])
         lo, hi = np.percentile(curves, [2.5, 97.5], axis=0)
         ax.fill_between(grid, lo, hi, alpha=0.15, color=style.get("color"))
 
 
 def _replica_curve(fit: SigmoidFit, params, grid) -> np.ndarray:
-    """The fit's curve with (x0, k, ceiling) replaced by one bootstrap replicate."""
+    """The fit's curve with (x0, k, ceiling, floor) replaced by one bootstrap replicate."""
     return dataclasses.replace(fit, x0=float(params[0]), k=float(params[1]),
-                               ceiling=float(params[2])).predict(grid)
+                               ceiling=float(params[2]), floor=float(params[3])).predict(grid)
 
 
 def plot_series(ax, analysis: SeriesAnalysis, threshold: float, xlabel: str = "parameters",

@@ -111,10 +111,10 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
             nll_BS = np.maximum(nll_BS + noise * se_S[pick_BS], 1e-12)
         a_B, b_B = _loglog_ols(np.broadcast_to(u_S, nll_BS.shape), np.log10(nll_BS))
         theta0 = np.array([[link_fit.x0, link_fit.k + np.log(-np.expm1(-link_fit.k)), 0.0]])
-        th_B3, v_B = fit_binomial_batch(link, -np.log10(nll_BS), s_BS, n_BS, 0.0, False,
+        th_B4, v_B = fit_binomial_batch(link, -np.log10(nll_BS), s_BS, n_BS, 0.0, False,
                                         np.repeat(theta0, n_boot, 0))
-        p_B3 = unpack_params(th_B3, 0.0, False)
-        xs_B = link_fit.x_at(threshold, p_B3[:, 0], p_B3[:, 1], p_B3[:, 2])
+        p_B4 = unpack_params(th_B4, 0.0, False)
+        xs_B = link_fit.x_at(threshold, p_B4[:, 0], p_B4[:, 1], p_B4[:, 2], p_B4[:, 3])
         boot = np.where(np.isfinite(v_B), _solve_log10_scale(a_B, b_B, xs_B), np.nan)
         if np.mean(np.isfinite(boot)) >= ci:
             lo, hi = np.nanpercentile(boot, [50 * (1 - ci), 50 * (1 + ci)])

@@ -1,8 +1,9 @@
 """Logistic and Gompertz fits of a success rate against log scale, by binomial likelihood.
 
-Model: y(x) = c + (d − c)·f(k·(x − x0)), x = log10(scale), with c the chance floor (fixed), d the
-ceiling (1, or fitted in (c, 1]), k > 0 the rate per decade and x0 the **midpoint** (y halfway
-between c and d), for both shapes:
+Model: y(x) = c + (d − c)·f(k·(x − x0)), x = log10(scale), with c the floor (the chance rate,
+fixed; or, with ``fit_floor``, fitted in [chance, d) for tasks whose small models plateau above
+chance by partial competence), d the ceiling (1, or fitted in (c, 1]), k > 0 the rate per decade
+and x0 the **midpoint** (y halfway between c and d), for both shapes:
 
 * logistic  f(z) = 1/(1 + e^−z); 10–90% width 2·ln 9 / k decades;
 * Gompertz  f(z) = exp(−ln 2 · e^−z); 10–90% width ln(ln 10 / ln(10/9)) / k ≈ 3.08/k decades.
@@ -57,22 +58,24 @@ def _inverse_shape(kind: str, q):
     return np.log(_LN2) - np.log(-np.log(q))
 
 
-def _unpack(theta, floor, fit_ceiling):
-    x0, rho, eta = theta[0], theta[1], theta[2]
+def _unpack(theta, floor, fit_ceiling, fit_floor):
+    """(x0, k, ceiling d, floor c) from the optimiser's unconstrained (x0, ρ, η, τ)."""
+    x0, rho, eta, tau = theta[0], theta[1], theta[2], theta[3]
     k = jax.nn.softplus(rho)
     d = jnp.where(fit_ceiling > 0, floor + (1 - floor) * jax.nn.sigmoid(eta), 1.0)
-    return x0, k, d
+    c = jnp.where(fit_floor > 0, floor + (d - floor) * jax.nn.sigmoid(tau), floor)
+    return x0, k, d, c
 
 
 def _nll(theta, shared, lane):
     """Mean binomial NLL per trial; one function for both shapes (``is_gompertz`` is data), so
     both share one compiled program."""
-    floor, fit_ceiling, is_gompertz = shared
+    floor, fit_ceiling, fit_floor, is_gompertz = shared
     x_S, s_S, n_S = lane
-    x0, k, d = _unpack(theta, floor, fit_ceiling)
+    x0, k, d, c = _unpack(theta, floor, fit_ceiling, fit_floor)
     z_S = k * (x_S - x0)
     f_S = jnp.where(is_gompertz > 0, shape_fn("gompertz", z_S), shape_fn("logistic", z_S))
-    y_S = jnp.clip(floor + (d - floor) * f_S, _EPS, 1 - _EPS)
+    y_S = jnp.clip(c + (d - c) * f_S, _EPS, 1 - _EPS)
     ll = s_S * jnp.log(y_S) + (n_S - s_S) * jnp.log1p(-y_S)
     return -jnp.sum(ll) / jnp.sum(n_S)
 
@@ -83,29 +86,34 @@ def _bucket(n: int, minimum: int) -> int:
 
 
 def fit_binomial_batch(kind: str, x_KS, s_KS, n_KS, floor: float, fit_ceiling: bool,
-                       theta0_K3) -> tuple[np.ndarray, np.ndarray]:
+                       theta0_K4, fit_floor: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Fit K data sets (rows of ``x_KS``/``s_KS``/``n_KS``; ``x_KS`` may be one shared row
-    [S]) from starts ``theta0_K3``, all in one vmapped L-BFGS run.
+    [S]) from starts ``theta0_K4``, all in one vmapped L-BFGS run.
 
-    Returns (theta_K3, mean binomial NLL per trial _K); parameters are (x0, softplus⁻¹ k, logit
-    of the ceiling share). Points and lanes are padded to power-of-two sizes (padded points
-    carry zero trials, padded lanes repeat the first) so fits of similar size share a compile.
+    Returns (theta_K4, mean binomial NLL per trial _K); parameters are (x0, softplus⁻¹ k, logit
+    of the ceiling share, logit of the floor's share of [chance, ceiling)); starts with three
+    columns get τ = 0 appended (unused unless ``fit_floor``). Points and lanes are padded to
+    power-of-two sizes (padded points carry zero trials, padded lanes repeat the first) so fits
+    of similar size share a compile.
     """
     if kind not in SIGMOID_KINDS:
         raise ValueError(f"kind must be one of {SIGMOID_KINDS}, got {kind!r}")
     s_KS, n_KS = np.asarray(s_KS, np.float64), np.asarray(n_KS, np.float64)
     x_KS = np.broadcast_to(np.asarray(x_KS, np.float64), s_KS.shape)
-    theta0_K3 = np.asarray(theta0_K3, np.float64)
+    theta0_K4 = np.asarray(theta0_K4, np.float64)
+    if theta0_K4.shape[-1] == 3:
+        theta0_K4 = np.concatenate([theta0_K4, np.zeros_like(theta0_K4[:, :1])], axis=1)
     K, S = s_KS.shape
     pk, ps = _bucket(K, 256) - K, _bucket(S, 16) - S
     x_KP = np.pad(np.concatenate([x_KS, np.repeat(x_KS[:1], pk, 0)]), ((0, 0), (0, ps)),
                   mode="edge")
     s_KP = np.pad(np.concatenate([s_KS, np.repeat(s_KS[:1], pk, 0)]), ((0, 0), (0, ps)))
     n_KP = np.pad(np.concatenate([n_KS, np.repeat(n_KS[:1], pk, 0)]), ((0, 0), (0, ps)))
-    theta0 = np.concatenate([theta0_K3, np.repeat(theta0_K3[:1], pk, 0)])
+    theta0 = np.concatenate([theta0_K4, np.repeat(theta0_K4[:1], pk, 0)])
     with float64():
         shared = (jnp.asarray(floor, jnp.float64),
                   jnp.asarray(1.0 if fit_ceiling else 0.0, jnp.float64),
+                  jnp.asarray(1.0 if fit_floor else 0.0, jnp.float64),
                   jnp.asarray(1.0 if kind == "gompertz" else 0.0, jnp.float64))
         lane = (jnp.asarray(x_KP), jnp.asarray(s_KP), jnp.asarray(n_KP))
         res = run_lbfgs(_nll, jnp.asarray(theta0), shared, lane, max_iter=300)
@@ -113,13 +121,15 @@ def fit_binomial_batch(kind: str, x_KS, s_KS, n_KS, floor: float, fit_ceiling: b
     return np.asarray(res.params, np.float64)[:K], values
 
 
-def unpack_params(theta_K3, floor: float, fit_ceiling: bool) -> np.ndarray:
-    """(x0, k, ceiling) per row from optimiser parameters, in numpy float64."""
-    theta_K3 = np.atleast_2d(np.asarray(theta_K3, np.float64))
-    k = np.logaddexp(0.0, theta_K3[:, 1])
-    d = (floor + (1 - floor) / (1 + np.exp(-theta_K3[:, 2])) if fit_ceiling
+def unpack_params(theta_K4, floor: float, fit_ceiling: bool, fit_floor: bool = False) -> np.ndarray:
+    """(x0, k, ceiling, floor) per row from optimiser parameters, in numpy float64."""
+    theta_K4 = np.atleast_2d(np.asarray(theta_K4, np.float64))
+    k = np.logaddexp(0.0, theta_K4[:, 1])
+    d = (floor + (1 - floor) / (1 + np.exp(-theta_K4[:, 2])) if fit_ceiling
          else np.ones_like(k))
-    return np.stack([theta_K3[:, 0], k, d], axis=1)
+    c = (floor + (d - floor) / (1 + np.exp(-theta_K4[:, 3])) if fit_floor and theta_K4.shape[1] > 3
+         else np.full_like(k, floor))
+    return np.stack([theta_K4[:, 0], k, d, c], axis=1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,7 +156,9 @@ class SigmoidFit:
     width_ci: tuple[float, float]
     identified: bool
     reason: str
-    boot_params_B3: np.ndarray  # (x0, k, ceiling) per bootstrap replicate, empty without one
+    boot_params_B4: np.ndarray  # (x0, k, ceiling, floor) per bootstrap replicate, empty without one
+    chance: float = 0.0         # the floor given (the fitted ``floor`` is ≥ it when ``floor_fitted``)
+    floor_fitted: bool = False
 
     @property
     def midpoint(self) -> float:
@@ -163,12 +175,13 @@ class SigmoidFit:
         f = np.asarray(shape_fn(self.kind, jnp.asarray(self.k * (x - self.x0))), np.float64)
         return self.floor + (self.ceiling - self.floor) * f
 
-    def x_at(self, level: float, x0=None, k=None, ceiling=None):
+    def x_at(self, level: float, x0=None, k=None, ceiling=None, floor=None):
         """Axis position where the curve equals ``level`` (NaN when it never does)."""
         x0 = self.x0 if x0 is None else x0
         k = self.k if k is None else k
         d = self.ceiling if ceiling is None else ceiling
-        q = (level - self.floor) / (np.asarray(d, np.float64) - self.floor)
+        c = np.asarray(self.floor if floor is None else floor, np.float64)
+        q = (level - c) / (np.asarray(d, np.float64) - c)
         ok = (q > 0) & (q < 1)
         return np.where(ok, x0 + _inverse_shape(self.kind, np.where(ok, q, 0.5)) / k, np.nan)
 
@@ -178,10 +191,10 @@ class SigmoidFit:
 
     def scale_at_ci(self, level: float, ci: float = 0.95) -> tuple[float, float]:
         """Bootstrap interval of :meth:`scale_at` (NaN when most replicates never reach it)."""
-        b = self.boot_params_B3
+        b = self.boot_params_B4
         if b.size == 0:
             return (float("nan"), float("nan"))
-        xs = self.x_at(level, b[:, 0], b[:, 1], b[:, 2])
+        xs = self.x_at(level, b[:, 0], b[:, 1], b[:, 2], b[:, 3])
         if np.mean(np.isfinite(xs)) < ci:
             return (float("nan"), float("nan"))
         lo, hi = from_x(np.nanpercentile(xs, [50 * (1 - ci), 50 * (1 + ci)]), self.log_scale,
@@ -189,24 +202,28 @@ class SigmoidFit:
         return (float(min(lo, hi)), float(max(lo, hi)))
 
 
-def _start_grid(x_S: np.ndarray, kind: str, fit_ceiling: bool) -> np.ndarray:
+def _start_grid(x_S: np.ndarray, kind: str, fit_ceiling: bool, fit_floor: bool) -> np.ndarray:
     lo, hi = float(x_S.min()), float(x_S.max())
     span = max(hi - lo, 1e-6)
     starts = []
     for x0 in np.linspace(lo, hi, 5):
         for width in (span / 6, span / 2, span * 1.5):
             k = width_constant(kind) / width
-            starts.append([x0, k + np.log(-np.expm1(-k)), 3.0 if fit_ceiling else 0.0])
+            for tau in ((-3.0, -1.0) if fit_floor else (0.0,)):
+                starts.append([x0, k + np.log(-np.expm1(-k)), 3.0 if fit_ceiling else 0.0, tau])
     return np.asarray(starts)
 
 
 def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: float = 0.0,
-                fit_ceiling: bool = False, log_scale: bool = True, decreasing: bool = False,
-                n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> SigmoidFit:
+                fit_ceiling: bool = False, fit_floor: bool = False, log_scale: bool = True,
+                decreasing: bool = False, n_boot: int = 1000, seed: int = 0,
+                ci: float = 0.95) -> SigmoidFit:
     """Fit ``successes``/``trials`` (one point per scale and seed) against log10(scale).
 
     ``floor`` is the chance rate (0 for multi-token exact match, 1/K for K-way choice); with
-    ``fit_ceiling`` the top asymptote is fitted in (floor, 1], else fixed at 1. Fractional
+    ``fit_floor`` the bottom asymptote is fitted in [floor, ceiling) instead (a plateau of
+    partial competence, e.g. sums without a carry); with ``fit_ceiling`` the top asymptote is
+    fitted in (floor, 1], else fixed at 1. Fractional
     ``successes`` are allowed (a rate times its count: quasi-binomial). ``n_boot`` > 0 adds
     hierarchical-bootstrap intervals (needs integer-like ``trials``).
     """
@@ -221,24 +238,24 @@ def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: floa
     x_S = to_x(scale, log_scale, decreasing)
     if np.unique(x_S).size < 2:
         raise ValueError("fit_sigmoid needs at least 2 distinct scales")
-    starts = _start_grid(x_S, kind, fit_ceiling)
+    starts = _start_grid(x_S, kind, fit_ceiling, fit_floor)
     K = starts.shape[0]
-    theta_K3, nll_K = fit_binomial_batch(kind, x_S, np.tile(s_S, (K, 1)), np.tile(n_S, (K, 1)),
-                                         floor, fit_ceiling, starts)
+    theta_K4, nll_K = fit_binomial_batch(kind, x_S, np.tile(s_S, (K, 1)), np.tile(n_S, (K, 1)),
+                                         floor, fit_ceiling, starts, fit_floor)
     best = int(np.argmin(nll_K))
-    theta = theta_K3[best]
-    x0, k, d = (float(v) for v in unpack_params(theta, floor, fit_ceiling)[0])
+    theta = theta_K4[best]
+    x0, k, d, c = (float(v) for v in unpack_params(theta, floor, fit_ceiling, fit_floor)[0])
     nll_total = float(nll_K[best] * n_S.sum())
-    n_params = 3 if fit_ceiling else 2
+    n_params = 2 + int(fit_ceiling) + int(fit_floor)
     lo, hi = float(x_S.min()), float(x_S.max())
 
-    boot = np.zeros((0, 3))
+    boot = np.zeros((0, 4))
     x0_ci = width_ci = (float("nan"), float("nan"))
     if n_boot > 0:
         s_BS, n_BS = hierarchical_resample(x_S, s_S, n_S, n_boot, seed)
-        tb_B3, vb_B = fit_binomial_batch(kind, x_S, s_BS, n_BS, floor, fit_ceiling,
-                                         np.tile(theta, (n_boot, 1)))
-        boot = unpack_params(tb_B3[np.isfinite(vb_B)], floor, fit_ceiling)
+        tb_B4, vb_B = fit_binomial_batch(kind, x_S, s_BS, n_BS, floor, fit_ceiling,
+                                         np.tile(theta, (n_boot, 1)), fit_floor)
+        boot = unpack_params(tb_B4[np.isfinite(vb_B)], floor, fit_ceiling, fit_floor)
         q = [50 * (1 - ci), 50 * (1 + ci)]
         x0_ci = tuple(float(v) for v in np.percentile(boot[:, 0], q))
         width_ci = tuple(float(v) for v in np.percentile(width_constant(kind) / boot[:, 1], q))
@@ -249,7 +266,8 @@ def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: floa
     elif np.isfinite(x0_ci[0]) and x0_ci[1] - x0_ci[0] > hi - lo:
         reason = "midpoint interval wider than the measured range"
     return SigmoidFit(
-        kind=kind, x0=x0, k=k, floor=float(floor), ceiling=d, width=width_constant(kind) / k,
+        kind=kind, x0=x0, k=k, floor=c, ceiling=d, width=width_constant(kind) / k,
         nll=nll_total, aic=2 * nll_total + 2 * n_params, n_points=int(x_S.size),
         x_range=(lo, hi), log_scale=log_scale, decreasing=decreasing, x0_ci=x0_ci,
-        width_ci=width_ci, identified=not reason, reason=reason, boot_params_B3=boot)
+        width_ci=width_ci, identified=not reason, reason=reason, boot_params_B4=boot,
+        chance=float(floor), floor_fitted=bool(fit_floor))

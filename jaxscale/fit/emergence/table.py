@@ -58,6 +58,7 @@ class SeriesAnalysis:
                 return None
             return dict(midpoint=f.midpoint, midpoint_ci=list(f.midpoint_ci),
                         width_decades=abs(f.width), width_ci=list(f.width_ci), floor=f.floor,
+                        floor_fitted=f.floor_fitted,
                         identified=f.identified, reason=f.reason, aic=f.aic)
         c = self.crossing
         best = self.best_fit
@@ -69,9 +70,11 @@ class SeriesAnalysis:
 
 
 def analyze_series(name: str, scale, successes, trials, threshold: float = 0.5, *,
-                   floor: float = 0.0, log_scale: bool = True, decreasing: bool = False,
-                   n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> SeriesAnalysis:
-    """Everything about one success-rate series; one point per (scale, seed)."""
+                   floor: float = 0.0, fit_floor: bool = False, log_scale: bool = True,
+                   decreasing: bool = False, n_boot: int = 1000, seed: int = 0,
+                   ci: float = 0.95) -> SeriesAnalysis:
+    """Everything about one success-rate series; one point per (scale, seed). ``floor`` is the
+    chance rate; ``fit_floor`` lets the sigmoids fit their lower plateau above it."""
     scale = np.asarray(scale, np.float64).reshape(-1)
     s_S = np.asarray(successes, np.float64).reshape(-1)
     n_S = np.asarray(trials, np.float64).reshape(-1)
@@ -82,7 +85,8 @@ def analyze_series(name: str, scale, successes, trials, threshold: float = 0.5, 
     fits = {}
     for kind in ("logistic", "gompertz"):
         fits[kind] = None if x_M.size < 3 else fit_sigmoid(
-            scale, s_S, n_S, kind=kind, floor=floor, log_scale=log_scale, decreasing=decreasing,
+            scale, s_S, n_S, kind=kind, floor=floor, fit_floor=fit_floor, log_scale=log_scale,
+            decreasing=decreasing,
             n_boot=n_boot, seed=seed, ci=ci)
     return SeriesAnalysis(
         name=name, scales=tuple(crossing.scales), scores=tuple(y_M.tolist()), crossing=crossing,
