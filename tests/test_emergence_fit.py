@@ -269,3 +269,13 @@ def test_fitted_floor_recovers_a_plateau_above_chance():
     # the curve and the level solver use the fitted floor
     assert free.predict(np.array([1e3]))[0] == pytest.approx(c, abs=0.02)
     assert free.scale_at((free.floor + free.ceiling) / 2) == pytest.approx(free.midpoint, rel=1e-6)
+
+
+def test_forecast_powers_of_ten_saturate_instead_of_raising():
+    """A loss exponent near zero puts the solved crossing thousands of decades out (the
+    emergence --smoke run hit 10**x OverflowError): such a forecast must read as infinitely far,
+    and ordinary values stay exact."""
+    from jaxscale.fit.emergence.forecast import _pow10
+
+    assert _pow10(5000.0) == math.inf and _pow10(-5000.0) == 0.0
+    assert _pow10(5.0) == 1e5 and math.isnan(_pow10(float("nan")))

@@ -119,6 +119,22 @@ def test_chinchilla_smoke(chinchilla_smoke):
     assert "extrapolation" in report
 
 
+def test_emergence_smoke(tmp_path):
+    """The emergence script's --smoke run end to end (its analysis must survive a study far too
+    short to show a transition: an earlier version crashed forecasting it)."""
+    import json
+
+    assert load_script("emergence").main(["--smoke", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    for text in ("fingerprint", "Device", "midpoint", "backtest", "exact match"):
+        assert text in report, text
+    w, h = png_size(tmp_path / "notebook_emergence_2x2.png")
+    assert w > 400 and h > 300
+    analysis = json.loads((tmp_path / "transition" / "analysis.json").read_text())
+    assert analysis["series"]["exact_match"]["logistic"]["floor_fitted"] is True
+    assert read_rows(tmp_path / "notebook" / "results.jsonl")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["power_law", "chinchilla"])
 def test_quick_subprocess(name, tmp_path):

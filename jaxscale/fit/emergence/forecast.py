@@ -68,6 +68,13 @@ def _loglog_ols(u_KS: np.ndarray, v_KS: np.ndarray) -> tuple[np.ndarray, np.ndar
     return vm[:, 0] - b * um[:, 0], b
 
 
+def _pow10(log10_value) -> float:
+    """10^v as a float, inf past float range: a loss that barely falls puts the forecast
+    crossing absurdly far out, which must read as "never in range", not crash the analysis."""
+    with np.errstate(over="ignore"):
+        return float(np.power(10.0, np.float64(log10_value)))
+
+
 def _solve_log10_scale(a, b, x_star):
     """log10 N* from ℓ* = 10^(−x*) and log10 ℓ = a + b·log10 N (NaN unless the loss falls)."""
     a, b, x_star = (np.asarray(v, np.float64) for v in (a, b, x_star))
@@ -118,10 +125,10 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
         boot = np.where(np.isfinite(v_B), _solve_log10_scale(a_B, b_B, xs_B), np.nan)
         if np.mean(np.isfinite(boot)) >= ci:
             lo, hi = np.nanpercentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
-            interval = (float(10 ** lo), float(10 ** hi))
+            interval = (_pow10(lo), _pow10(hi))
     return Forecast(
-        threshold=float(threshold), scale=float(10 ** log10_n), ci=interval,
-        loss_exponent=-b, loss_log10_prefactor=a, loss_at_threshold=float(10 ** -x_star),
+        threshold=float(threshold), scale=_pow10(log10_n), ci=interval,
+        loss_exponent=-b, loss_log10_prefactor=a, loss_at_threshold=_pow10(-x_star),
         link=link_fit, fit_scales=tuple(np.unique(scale).tolist()),
         extrapolation_decades=float(log10_n - u_S.max()), boot_log10_scale_B=boot)
 
