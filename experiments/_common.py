@@ -17,6 +17,19 @@ from pathlib import Path
 MODES = ("smoke", "quick", "full")
 
 
+def prepare_process(*, compilation_cache: bool = True) -> None:
+    """What every script does first: the host allocator settings (before JAX starts its CPU
+    threads; see ``jaxscale/host.py``) and, unless the script times compiles, the persistent
+    compilation cache."""
+    from jaxscale.host import tune_malloc
+
+    tune_malloc()
+    if compilation_cache:
+        from jaxscale.compile_cache import enable_compilation_cache
+
+        enable_compilation_cache()
+
+
 def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str, Path]:
     """The flags every script takes. Returns (args, run mode, output folder).
 
@@ -25,9 +38,6 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     stacks by its cost model; ``stack`` forces one program per sweep, which is what a
     seconds-long run wants because compiling dominates it).
     """
-    from jaxscale.host import tune_malloc
-
-    tune_malloc()  # before jax starts its CPU threads; see jaxscale/host.py
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a short run: <= 2 minutes on a 2-core CPU")
@@ -36,6 +46,7 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     parser.add_argument("--mode", choices=("auto", "stack", "sequential"), default=None,
                         help="planner mode (default: stack for --smoke, auto otherwise)")
     args = parser.parse_args(argv)
+    prepare_process()
     run_mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     if args.mode is None:
         args.mode = "stack" if run_mode == "smoke" else "auto"

@@ -379,10 +379,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
 
 
 def main(argv=None) -> int:
-    args, mode, out = _common.parse_args(__doc__, "chinchilla", argv)
-    from jaxscale.compile_cache import enable_compilation_cache
-
-    enable_compilation_cache()
+    args, mode, out = _common.parse_args(__doc__, "chinchilla", argv)  # also prepare_process()
     plan = PLANS[mode]
     t0 = time.perf_counter()
     race_rows, flops = run_race(out, plan, args.mode)

@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 # Transition study per mode, chosen by measurement on the idle 2-core development CPU: plain
 # 2-digit addition, 400 steps × 256 items for every size of the two-layer "depth" models, 3 seeds.
 # Measured (`jaxscale emergence --task addition --task-arg n_digits=2 --family depth --sizes
@@ -272,9 +275,7 @@ def main(argv=None) -> int:
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = Path(args.out or f"runs/emergence-{mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)
-    from jaxscale.compile_cache import enable_compilation_cache
-
-    enable_compilation_cache()
+    _common.prepare_process()
     t0 = time.perf_counter()
     nb = run_notebook(out, mode)
     tr = run_transition(out, mode)

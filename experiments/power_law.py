@@ -348,10 +348,7 @@ def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, 
 
 
 def main(argv=None) -> int:
-    args, mode, out = _common.parse_args(__doc__, "power_law", argv)
-    from jaxscale.compile_cache import enable_compilation_cache
-
-    enable_compilation_cache()
+    args, mode, out = _common.parse_args(__doc__, "power_law", argv)  # also prepare_process()
     plan = PLANS[mode]
     t0 = time.perf_counter()
     text_rows = run_text(out, plan, args.mode)

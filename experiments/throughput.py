@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 # Per mode: the stack sizes, the overhead-bound model and its data, the MFU ladder (name,
 # d_model, n_layers, context = seq_len, batch), steps per dispatch and repeats.
 PLANS = {
@@ -206,9 +209,7 @@ def main(argv=None) -> int:
     g.add_argument("--smoke", action="store_true", help="a few seconds (tests)")
     parser.add_argument("--out", default=None, help="output folder (default runs/throughput-<time>)")
     args = parser.parse_args(argv)
-    from jaxscale.host import tune_malloc
-
-    tune_malloc()  # before jax starts its CPU threads; see jaxscale/host.py
+    _common.prepare_process(compilation_cache=False)  # compile times are measured cold
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     out = Path(args.out or f"runs/throughput-{_dt.datetime.now():%Y%m%d-%H%M%S}")
     out.mkdir(parents=True, exist_ok=True)

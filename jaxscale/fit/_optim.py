@@ -22,6 +22,7 @@ __all__ = [
     "as_positive_array", "check_seed_losses", "Estimate", "make_estimate", "log_space_fit_stats",
     "distinct_best",
     "huber", "run_lbfgs", "LBFGSResult", "bootstrap_weights", "bootstrap_lane", "seed_bootstrap_means",
+    "lane_weights_and_targets",
     "percentile_interval", "float64", "check_same_length",
 ]
 
@@ -206,6 +207,17 @@ def bootstrap_lane(n: int, n_pad: int, n_resamples: int, seed: int, seed_losses:
         return lane
     log_y = np.log(seed_bootstrap_means(seed_losses, n_resamples, rng))
     return lane, jnp.asarray(pad(log_y, n_pad))
+
+
+def lane_weights_and_targets(lane, mask, log_y):
+    """(weights, log targets) an objective sums over, from what ``bootstrap_lane`` made: the
+    full-data fit (``lane`` None: the padding mask and the data), bootstrap case weights alone,
+    or case weights with seed-resampled log losses (a tuple)."""
+    if lane is None:
+        return mask, log_y
+    if isinstance(lane, tuple):
+        return lane
+    return lane, log_y
 
 
 def seed_bootstrap_means(seed_losses: np.ndarray, n_resamples: int,

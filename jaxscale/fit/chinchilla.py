@@ -79,12 +79,7 @@ def hoffmann_grid() -> np.ndarray:
 
 def _a3_objective(x, shared, lane):
     lN, lD, log_y, mask, delta = shared
-    if lane is None:            # the full-data fit
-        w, ly = mask, log_y
-    elif isinstance(lane, tuple):  # bootstrap weights and resampled seed means
-        w, ly = lane
-    else:                       # bootstrap weights only
-        w, ly = lane, log_y
+    w, ly = _optim.lane_weights_and_targets(lane, mask, log_y)
     a, b, e, alpha, beta = x[0], x[1], x[2], x[3], x[4]
     t1 = a - alpha * lN
     t2 = b - beta * lD

@@ -38,12 +38,7 @@ class ExtrapolationWarning(UserWarning):
 def _objective(x, shared, lane):
     """Sum of Huber terms on log L̂ − log L; x = (a', α, b) with u = log x − log x_ref."""
     u, log_y, mask, delta = shared
-    if lane is None:            # the full-data fit
-        w, ly = mask, log_y
-    elif isinstance(lane, tuple):  # bootstrap weights and resampled seed means
-        w, ly = lane
-    else:                       # bootstrap weights only
-        w, ly = lane, log_y
+    w, ly = _optim.lane_weights_and_targets(lane, mask, log_y)
     a, alpha, b = x[0], x[1], x[2]
     t1 = a - alpha * u
     t2 = jnp.broadcast_to(b, u.shape)
