@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from jaxscale.config import ModelConfig
+from jaxscale.rng import fold, index_bits
 
 LN_EPS = 1e-5
 INIT_STD = 0.02
@@ -117,39 +118,12 @@ class GPT(nnx.Module):
 
 # ----- dropout by element index ------------------------------------------------------------------
 
-def _fmix32(h: jax.Array) -> jax.Array:
-    """MurmurHash3's 32-bit finaliser: a bijective avalanche mix of a uint32."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def _index_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint32 bits for every element of ``shape``, a function of (key, each axis index) only.
-
-    Each axis index is hashed on its own (a 1-D array, salted by the key and the axis number);
-    the per-axis hashes are XOR-combined by broadcasting and the result goes through one more
-    avalanche mix. The bit for element (i, j, k) therefore does not depend on how long any axis
-    is, and the per-element cost is one mix, whatever the rank.
-    """
-    salts = jax.random.key_data(key).astype(jnp.uint32).reshape(-1)
-    h = None
-    for axis, n in enumerate(shape):
-        salt = salts[axis % salts.shape[0]] ^ jnp.uint32((axis * 0x632BE5AB) % 2**32)
-        idx = _fmix32(_fmix32(jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + salt))
-        idx = idx.reshape((1,) * axis + (n,) + (1,) * (len(shape) - axis - 1))
-        h = idx if h is None else h ^ idx
-    return _fmix32(h)
-
-
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     """Inverted dropout with index-derived keep bits; identity when ``key`` is None or rate 0."""
     if key is None or rate == 0.0:
         return x
     threshold = jnp.uint32(min(int(round(rate * 2**32)), 2**32 - 1))
-    keep = _index_bits(key, x.shape) >= threshold
+    keep = index_bits(key, x.shape) >= threshold
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
@@ -197,7 +171,7 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     fmask = _mask(None if dims is None else dims.d_ff, F)
     width = None if dims is None else dims.d_model.astype(jnp.float32)
     n_layers = L if dims is None else dims.n_layers
-    key = lambda *ids: None if dropout_key is None else _fold(dropout_key, *ids)
+    key = lambda *ids: None if dropout_key is None else fold(dropout_key, *ids)
 
     x_BTD = jnp.take(params["tok_emb"], tokens_BT, axis=0) + params["pos_emb"][None, :T, :]
     x_BTD = dropout(x_BTD, rate, key(0, 0))
@@ -232,12 +206,6 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     if "head_w" in params:
         return _mm("btd,dv->btv", h_BTD, params["head_w"], dt) + params["head_b"][None, None]
     return _mm("btd,vd->btv", h_BTD, params["tok_emb"], dt)
-
-
-def _fold(key: jax.Array, *ids) -> jax.Array:
-    for i in ids:
-        key = jax.random.fold_in(key, i)
-    return key
 
 
 def cross_entropy(logits_BTV: jax.Array, targets_BT: jax.Array,

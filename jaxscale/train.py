@@ -30,7 +30,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxscale.config import ModelConfig
+from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
 from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward
+from jaxscale.rng import fold
 
 PARAMS_BASES = ("total", "non_embedding")
 
@@ -149,32 +151,80 @@ def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:
     return jnp.where(t < warm, warm_lr, cos_lr)
 
 
+class FlatState(NamedTuple):
+    """A ``TrainState`` with the parameters and Adam moments as flat vectors (``flat.py``): what
+    the compiled training loop carries from step to step."""
+
+    params_P: jax.Array
+    mu_P: jax.Array
+    nu_P: jax.Array
+    count: jax.Array      # Adam's step count (optax's ``ScaleByAdamState.count``)
+    step: jax.Array
+    diverged: jax.Array
+    key: jax.Array
+
+
+def to_flat(state: TrainState, layout: FlatLayout) -> FlatState:
+    """One model's state as flat vectors (inside ``jax.vmap`` for a stack)."""
+    adam = state.opt_state[1]
+    return FlatState(ravel(layout, state.params), ravel(layout, adam.mu), ravel(layout, adam.nu), adam.count,
+                     state.step, state.diverged, state.key)
+
+
+def from_flat(fs: FlatState, layout: FlatLayout, like: TrainState) -> TrainState:
+    """The named-tree state back from flat vectors; ``like`` gives the optimiser state's structure."""
+    adam = like.opt_state[1]._replace(count=fs.count, mu=split_leaves(layout, fs.mu_P), nu=split_leaves(layout, fs.nu_P))
+    opt_state = (like.opt_state[0], adam) + tuple(like.opt_state[2:])
+    return TrainState(split_leaves(layout, fs.params_P), opt_state, fs.step, fs.diverged, fs.key)
+
+
+def state_layout(state: TrainState, optim: OptimConfig, *, stacked: bool) -> FlatLayout:
+    return layout_of(state.params, DECAYED, decay_all=optim.decay_all, batch_dims=int(stacked))
+
+
+def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
+              weights_BT: jax.Array | None = None, *, cfg: ModelConfig, optim: OptimConfig, layout: FlatLayout,
+              dims: ModelDims | None = None) -> tuple[FlatState, dict]:
+    """One AdamW step of one model on its flat state. Frozen (state unchanged) once diverged or out
+    of budget. ``weights`` select the target positions in the loss (None: all).
+
+    The arithmetic is optax's ``clip_by_global_norm`` then ``scale_by_adam`` (``make_tx``), written
+    out over the flat vector so that it is one fused loop (tests check it against optax)."""
+    def loss_fn(params_P):
+        key = fold(fs.key, fs.step) if cfg.dropout > 0 else None
+        logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key)
+        return cross_entropy(logits, targets_BT, weights_BT)
+
+    loss, g_P = jax.value_and_grad(loss_fn)(fs.params_P)
+    grad_norm = jnp.sqrt(jnp.sum(g_P * g_P))
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    g_P = jnp.where(grad_norm < optim.clip_norm, g_P, (g_P / grad_norm) * optim.clip_norm)
+    count = optax.safe_increment(fs.count)
+    mu_P = (1 - optim.beta1) * g_P + optim.beta1 * fs.mu_P
+    nu_P = (1 - optim.beta2) * (g_P * g_P) + optim.beta2 * fs.nu_P
+    mu_hat = mu_P / (1 - optim.beta1 ** count).astype(mu_P.dtype)
+    nu_hat = nu_P / (1 - optim.beta2 ** count).astype(nu_P.dtype)
+    direction = mu_hat / (jnp.sqrt(nu_hat) + optim.eps)
+    lr = lr_at(fs.step, hyper, optim.min_lr_ratio)
+    decay = jnp.where(decay_mask(layout), hyper.weight_decay * fs.params_P, 0.0)
+    params_P = fs.params_P - lr * (direction + decay)
+    active = (fs.step < hyper.total_steps) & ~fs.diverged
+    update = active & finite
+    keep = lambda new, old: jnp.where(update, new, old)
+    new = FlatState(keep(params_P, fs.params_P), keep(mu_P, fs.mu_P), keep(nu_P, fs.nu_P), keep(count, fs.count),
+                    fs.step + update.astype(jnp.int32), fs.diverged | (active & ~finite), fs.key)
+    metrics = {"loss": jnp.where(active, loss, jnp.nan), "grad_norm": grad_norm, "lr": lr, "active": active}
+    return new, metrics
+
+
 def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
                weights_BT: jax.Array | None = None, *, cfg: ModelConfig, optim: OptimConfig,
                dims: ModelDims | None = None) -> tuple[TrainState, dict]:
-    """One AdamW step of one model. Frozen (state unchanged) once diverged or out of budget.
-    ``weights`` select the target positions in the loss (None: all)."""
-    def loss_fn(params):
-        key = jax.random.fold_in(state.key, state.step) if cfg.dropout > 0 else None
-        logits = forward(params, inputs_BT, cfg, dims=dims, dropout_key=key)
-        return cross_entropy(logits, targets_BT, weights_BT)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    direction, opt_state = make_tx(optim).update(grads, state.opt_state, state.params)
-    lr = lr_at(state.step, hyper, optim.min_lr_ratio)
-    decayed = lambda name: optim.decay_all or name in DECAYED
-    params = {name: p - lr * (direction[name] + (hyper.weight_decay * p if decayed(name) else 0.0))
-              for name, p in state.params.items()}
-    active = (state.step < hyper.total_steps) & ~state.diverged
-    update = active & finite
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(update, n, o), new, old)
-    new_state = TrainState(keep(params, state.params), keep(opt_state, state.opt_state),
-                           state.step + update.astype(jnp.int32), state.diverged | (active & ~finite),
-                           state.key)
-    metrics = {"loss": jnp.where(active, loss, jnp.nan), "grad_norm": grad_norm, "lr": lr, "active": active}
-    return new_state, metrics
+    """One AdamW step of one model (``flat_step`` on the named-tree state)."""
+    layout = state_layout(state, optim, stacked=False)
+    fs, metrics = flat_step(to_flat(state, layout), hyper, inputs_BT, targets_BT, weights_BT, cfg=cfg,
+                            optim=optim, layout=layout, dims=dims)
+    return from_flat(fs, layout, state), metrics
 
 
 @functools.lru_cache(maxsize=64)
@@ -183,23 +233,28 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
     chunk length reuses one compiled program). ``sampler(arrays, data_key, step)`` draws the batch
     every model of the stack trains on. Returns the state and per-step losses [max_steps(, K)]
-    (NaN where a model was inactive or beyond ``n``)."""
-    def one(state, hyper, dims, inputs, targets, weights):
-        return train_step(state, hyper, inputs, targets, weights, cfg=cfg, optim=optim, dims=dims)
-
-    step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
-
+    (NaN where a model was inactive or beyond ``n``). The loop carries the flat state
+    (``FlatState``): converted once on the way in and once on the way out."""
     def chunk(state, hyper, dims, arrays, key, start, n):
+        layout = state_layout(state, optim, stacked=stacked)
+
+        def one(fs, hyper, dims, inputs, targets, weights):
+            return flat_step(fs, hyper, inputs, targets, weights, cfg=cfg, optim=optim, layout=layout, dims=dims)
+
+        step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
+        convert = (lambda f: jax.vmap(f)) if stacked else (lambda f: f)
         k = hyper.lr.shape if stacked else ()
         losses = jnp.full((max_steps,) + k, jnp.nan, jnp.float32)
 
         def body(i, carry):
-            state, losses = carry
+            fs, losses = carry
             inputs, targets, weights = sampler(arrays, key, start + i)
-            state, metrics = step_fn(state, hyper, dims, inputs, targets, weights)
-            return state, losses.at[i].set(metrics["loss"])
+            fs, metrics = step_fn(fs, hyper, dims, inputs, targets, weights)
+            return fs, losses.at[i].set(metrics["loss"])
 
-        return jax.lax.fori_loop(0, n, body, (state, losses))
+        fs = convert(lambda st: to_flat(st, layout))(state)
+        fs, losses = jax.lax.fori_loop(0, n, body, (fs, losses))
+        return convert(lambda f, st: from_flat(f, layout, st))(fs, state), losses
 
     return jax.jit(chunk, donate_argnums=(0,))
 

@@ -165,12 +165,13 @@ def test_experiment_quick_writes_report_and_figures(tmp_path):
 
 
 def test_example_sampler_shuffles_whole_epochs():
-    """Every epoch visits each item once, in the permutation fold_in(key, epoch), including
+    """Every epoch visits each item once, in the permutation rng.permutation(rng.fold(key, epoch)), including
     batches that cross an epoch boundary (the engine permutes only the epochs a batch touches)."""
     import jax
     import jax.numpy as jnp
 
     from jaxscale.data.source import ExampleSampler
+    from jaxscale.rng import fold, permutation
 
     n, b = 37, 16
     arrays = {"rows": jnp.arange(n * 5, dtype=jnp.int32).reshape(n, 5), "weights": jnp.ones((n, 4))}
@@ -180,5 +181,5 @@ def test_example_sampler_shuffles_whole_epochs():
         inputs, _, _ = ExampleSampler(b, n, True)(arrays, key, step)
         seen.extend(int(r) // 5 for r in inputs[:, 0])
     for e in range(len(seen) // n):
-        expected = jax.random.permutation(jax.random.fold_in(key, e), n)
+        expected = permutation(fold(key, e), n)
         assert seen[e * n:(e + 1) * n] == [int(v) for v in expected], e

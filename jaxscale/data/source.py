@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.stream import eval_windows, sample_batch
+from jaxscale.rng import fold, permutation
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class StreamSampler:
 @dataclass(frozen=True)
 class ExampleSampler:
     """Epochs over a fixed set of ``n`` rows (``arrays['rows']``, ``arrays['weights']``),
-    reshuffled every epoch from the data key (``fold_in(key, epoch)``), or in order.
+    reshuffled every epoch from the data key (``rng.permutation(rng.fold(key, epoch))``), or in order.
 
     A batch of ``batch_size`` ≤ n consecutive items spans at most two epochs, so only the first
     and the last row's epochs are permuted (two sorts of n per step, not one per row)."""
@@ -58,7 +58,7 @@ class ExampleSampler:
         index = step * self.batch_size + jnp.arange(self.batch_size)
         epoch, pos = index // self.n, index % self.n
         if self.shuffle:
-            first, last = (jax.random.permutation(jax.random.fold_in(key, e), self.n) for e in (epoch[0], epoch[-1]))
+            first, last = (permutation(fold(key, e), self.n) for e in (epoch[0], epoch[-1]))
             pos = jnp.where(epoch == epoch[0], jnp.take(first, pos), jnp.take(last, pos))
         batch = jnp.take(arrays["rows"], pos, axis=0)
         return batch[:, :-1], batch[:, 1:], jnp.take(arrays["weights"], pos, axis=0)

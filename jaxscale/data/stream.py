@@ -1,7 +1,7 @@
 """Deterministic batches: random training windows drawn on the device, fixed evaluation windows.
 
-Training batches are a pure function of (data seed, global step): window starts are drawn with
-``jax.random`` from ``fold_in(PRNGKey(data_seed), step)``, inside the compiled training loop, so
+Training batches are a pure function of (data seed, global step): window starts are hashed from
+``rng.fold(PRNGKey(data_seed), step)`` (``jaxscale/rng.py``), inside the compiled training loop, so
 there is no host-to-device traffic per step and a resumed or restacked run sees the same batches.
 Every model of a stack sees the same batch at the same step (the usual protocol of scaling-law
 sweeps); models differ by their own seed (initialisation and dropout).
@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscale.rng import fold, index_bits
+
 
 def data_key(data_seed: int) -> jax.Array:
     return jax.random.PRNGKey(data_seed)
@@ -25,7 +27,8 @@ def sample_batch(tokens_N: jax.Array, key: jax.Array, step: jax.Array, batch_siz
                  seq_len: int) -> tuple[jax.Array, jax.Array]:
     """Inputs and next-token targets, each [batch_size, seq_len] int32, for global ``step``."""
     n = tokens_N.shape[0]
-    starts_B = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, n - seq_len)
+    # hashed counters, not threefry (see jaxscale/rng.py); modulo bias < n / 2^32
+    starts_B = (index_bits(fold(key, step), (batch_size,)) % jnp.uint32(n - seq_len)).astype(jnp.int32)
     idx_BT = starts_B[:, None] + jnp.arange(seq_len + 1)[None, :]
     window_BT = jnp.take(tokens_N, idx_BT, axis=0).astype(jnp.int32)
     return window_BT[:, :-1], window_BT[:, 1:]
