@@ -104,13 +104,17 @@ class Group:
     notes: dict = field(default_factory=dict)
 
 
+def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool) -> float:
+    """Estimated training time of one group (compile excluded): its longest run × the step cost."""
+    env = cfgs[0] if alone else envelope(cfgs)
+    flops = env.flops_per_token().total * tokens_per_step  # training FLOPs of one step
+    return max(steps) * profile.step_seconds(flops, len(cfgs), env.param_counts().total)
+
+
 def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool) -> tuple[float, float]:
     env = cfgs[0] if alone else envelope(cfgs)
-    k = len(cfgs)
-    flops = env.flops_per_token().total * tokens_per_step  # training FLOPs of one step
-    useful = sum(c.flops_per_token().total for c in cfgs) / (k * env.flops_per_token().total)
-    step_s = profile.step_seconds(flops, k, env.param_counts().total)
-    return profile.compile_s + max(steps) * step_s, useful
+    useful = sum(c.flops_per_token().total for c in cfgs) / (len(cfgs) * env.flops_per_token().total)
+    return profile.compile_s + estimate_train_seconds(cfgs, steps, profile, tokens_per_step, alone=alone), useful
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,

@@ -20,12 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxscale.checkpoint import GroupCheckpoint
+from jaxscale.compile_mode import COMPILE_MODES, choose_fast
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
 from jaxscale.devices import is_writer, model_mesh, padded_stack_size, replicate, shard_models, to_host
 from jaxscale.model import init_params
+from jaxscale.planner import calibrate, estimate_train_seconds
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
 from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims, stack_trees, unpad_params
@@ -63,6 +65,7 @@ class RunSettings:
     steps_per_dispatch: int = 100
     progress: bool = True
     early_stop: tuple[int, float] | None = None  # (after epoch index, mean-loss threshold)
+    compile_mode: str = "auto"  # "auto" | "full" | "fast": the CPU's code generation (compile_mode.py)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_windows", "steps_per_dispatch", "n_evals"):
@@ -73,6 +76,8 @@ class RunSettings:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"RunSettings.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
 
 
 def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None,
@@ -198,7 +203,10 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         arrays = data.arrays
 
     chunk_len = min(settings.steps_per_dispatch, max(totals))
-    chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked)
+    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
+    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_s,
+                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked, fast_compile=fast)
     eval_fn = make_eval(env, stacked=stacked)
     key = data_key(settings.data_seed)
     val_rows, val_weights = (jnp.asarray(a) for a in data.val)
@@ -263,7 +271,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     rows = []
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
-                  "compile_seconds": compile_s, "steady_seconds": steady,
+                  "compile_seconds": compile_s, "steady_seconds": steady, "fast_compile": fast,
                   "devices": n_dev, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])

@@ -151,9 +151,13 @@ def _written_run_ids(out_path: Path | None) -> dict:
     return {r["run_id"]: r for r in read_rows(out_path / "results.jsonl")}
 
 
+# settings that change neither the models nor their numbers, so a resume may change them
+NOT_RECORDED = ("progress", "compile_mode")
+
+
 def _sweep_record(specs, data, settings, mode, record) -> dict:
     return {"command": record or {}, "mode": mode, "data": data.fingerprint,
-            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"},
+            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_RECORDED},
             "models": [{"label": s.label, "config": s.cfg.to_dict(), "budget": s.budget.to_dict(),
                         "optim": dataclasses.asdict(s.optim)} for s in specs]}
 

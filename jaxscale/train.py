@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxscale.compile_mode import compiler_options
 from jaxscale.config import ModelConfig
 from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
 from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward
@@ -228,13 +229,15 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
 
 
 @functools.lru_cache(maxsize=64)
-def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool):
+def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool,
+                     fast_compile: bool = False):
     """A jitted ``chunk(state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
     ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
     chunk length reuses one compiled program). ``sampler(arrays, data_key, step)`` draws the batch
     every model of the stack trains on. Returns the state and per-step losses [max_steps(, K)]
     (NaN where a model was inactive or beyond ``n``). The loop carries the flat state
-    (``FlatState``): converted once on the way in and once on the way out."""
+    (``FlatState``): converted once on the way in and once on the way out. ``fast_compile``: the
+    CPU's faster-compiling code generation (``compile_mode.py``)."""
     def chunk(state, hyper, dims, arrays, key, start, n):
         layout = state_layout(state, optim, stacked=stacked)
 
@@ -256,7 +259,7 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
         fs, losses = jax.lax.fori_loop(0, n, body, (fs, losses))
         return convert(lambda f, st: from_flat(f, layout, st))(fs, state), losses
 
-    return jax.jit(chunk, donate_argnums=(0,))
+    return jax.jit(chunk, donate_argnums=(0,), compiler_options=compiler_options(fast_compile))
 
 
 @functools.lru_cache(maxsize=64)

@@ -64,13 +64,17 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-norm", type=positive_float, default=1.0, help="global gradient-norm clip (default 1.0)")
     p.add_argument("--out", default=None, help="output folder (default: a new folder under ./runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--compile", choices=("auto", "full", "fast"), default="auto", dest="compile_mode",
+                   help="CPU code generation per training program: auto (fast-compiling when the compile "
+                        "time saved beats the slower steps, by the planner's estimates; default), full, fast")
 
 
 def run_settings(args):
     from jaxscale.runner import RunSettings
 
     return RunSettings(batch_size=args.batch_size, seq_len=args.seq_len, data_seed=args.data_seed,
-                       eval_every=args.eval_every, eval_windows=args.eval_windows, progress=not args.quiet)
+                       eval_every=args.eval_every, eval_windows=args.eval_windows, progress=not args.quiet,
+                       compile_mode=args.compile_mode)
 
 
 def optim_config(args, lr: float):

@@ -4,6 +4,7 @@ stacks, or one of the notebook's workloads as a preset."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def run(args) -> int:
     if args.preset:
         preset = make_preset(args.preset)
         specs, data, settings, hook = preset.specs, preset.data, preset.settings, preset.row_hook
+        settings = dataclasses.replace(settings, compile_mode=args.compile_mode)
         if not args.quiet:
             print(f"preset {args.preset}: {len(specs)} models, the notebook's own workload")
     else:
@@ -87,7 +89,8 @@ def run(args) -> int:
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
     record = {k: v for k, v in vars(args).items()
-              if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed")}
+              if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
+                           "compile_mode")}
     with graceful_stop() as stop:
         try:
             result = run_sweep(specs, data, settings, mode=args.mode, out=out,
