@@ -1,15 +1,18 @@
 """The pure train step, the learning-rate schedule, budgets and evaluation.
 
-One model's step is a pure function ``train_step(state, hyper, inputs, targets) -> (state,
-metrics)`` that *returns* the new state. A stack of models is the same function under
+One model's step is a pure function ``flat_step(flat_state, hyper, inputs, targets) -> (flat_state,
+metrics)`` that *returns* the new state; the training loop carries the parameters and Adam
+moments as flat vectors (``flat.py``), and ``train_step`` is the same step on the named-tree
+``TrainState``. A stack of models is the same function under
 ``jax.vmap`` (``stack.py``); a model alone is that function at its true shape. Everything that
 distinguishes models (learning rate, weight decay, schedule length, step budget, seed) lives in
 the per-model ``Hyper`` and ``TrainState`` arrays, and every reduction (loss, gradient norm,
 clipping, the finite check) is over one model's arrays only, so no model can change another's
 numbers.
 
-Optimiser: AdamW with decoupled weight decay, written as optax's ``clip_by_global_norm`` and
-``scale_by_adam`` followed by ``p ← p − lr_t·(adam_t + wd·p)`` on the decayed parameters
+Optimiser: AdamW with decoupled weight decay: the arithmetic of optax's ``clip_by_global_norm`` and
+``scale_by_adam`` (``make_tx``, which also gives the optimiser state's structure), written out
+over the flat vector, followed by ``p ← p − lr_t·(adam_t + wd·p)`` on the decayed parameters
 (matrices and embeddings; not biases or LayerNorm gains), where lr_t follows linear warmup then
 cosine decay to ``min_lr_ratio``·peak over exactly the run's own steps. Defaults suited to small
 transformers: β₁ 0.9, β₂ 0.95, ε 1e-8, weight decay 0.1, clip 1.0, warmup 10% of the steps.
