@@ -1,0 +1,149 @@
+"""The accelerator targets of the throughput issue, as one short prepared run.
+
+    python benchmarks/device_check.py --out DIR              # on a GPU/TPU machine
+    python benchmarks/device_check.py --out DIR --dry-run    # the same plumbing, tiny, on a CPU
+
+Runs ``jaxscale bench --json`` once per check, each in its own interpreter with a time limit (a
+check that fails or runs out of time is reported as such; the others still run), saves every
+check's log in ``DIR/device_check.log``, and prints and writes ``DIR/summary.json`` (each check's
+verdict with its full bench result: two files, within the device tool's file limits) per target:
+
+* ``mfu_w1024``: bf16 MFU of a width-1024 model (12 layers, 16 heads, context 1024, batch 16,
+  byte vocabulary, dropout off) ≥ 40% of the device's dense bf16 peak (``bench.PEAK_FLOPS``);
+* ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × the
+  aggregate tokens/s of training them one after another (K = 5);
+* ``stack_emergence_k8``: K = 8 seeds of the notebook's emergence ``micro`` model (batch one
+  sequence) as one stack ≥ 0.8·K × sequential;
+* ``stack_emergence``: the notebook's five emergence sizes, stack vs sequential (and ``auto``).
+
+The checks run in that order (most important first) so that a short lease still measures the
+first ones. ``--dry-run`` swaps in tiny configs and float32 so that the whole script runs in
+about a minute on a CPU: it checks the plumbing, not the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MFU_TARGET = 0.40
+STACK_FACTOR = 0.8
+
+CHECKS: tuple[tuple[str, list[str], list[str]], ...] = (
+    # name, full arguments, --dry-run arguments
+    ("mfu_w1024",
+     ["--d-model", "1024", "--n-heads", "16", "--n-layers", "12", "--seq-len", "1024", "--batch-size", "16",
+      "--dropout", "0", "--dtype", "bfloat16", "--modes", "sequential", "--repeats", "5"],
+     ["--d-model", "64", "--n-heads", "2", "--n-layers", "2", "--seq-len", "32", "--batch-size", "4",
+      "--dropout", "0", "--modes", "sequential", "--repeats", "2"]),
+    ("stack_scaling",
+     ["--preset", "notebook-scaling", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
+     ["--preset", "notebook-scaling", "--sizes", "nano", "micro", "--modes", "stack", "sequential",
+      "--repeats", "2", "--steps-per-dispatch", "5"]),
+    ("stack_emergence_k8",
+     ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "8", "--modes", "stack", "sequential",
+      "--repeats", "5"],
+     ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "2", "--modes", "stack", "sequential",
+      "--repeats", "2", "--steps-per-dispatch", "20"]),
+    ("stack_emergence",
+     ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
+     ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "--modes", "stack", "sequential",
+      "--repeats", "2", "--steps-per-dispatch", "20"]),
+)
+
+
+def verdict(name: str, res: dict) -> dict:
+    """The target verdict of one check from its ``jaxscale bench --json`` result (pure)."""
+    device = res.get("device", {}).get("kind", "?")
+    if name.startswith("mfu"):
+        mode = res["modes"]["sequential"]
+        mfu = float(mode["mfu"])
+        return {"check": name, "device": device, "measured": mfu, "target": MFU_TARGET, "met": mfu >= MFU_TARGET,
+                "what": f"{res.get('dtype', '?')} MFU of the model (peak: {res.get('peak_source', '?')})",
+                "tokens_per_s": float(mode["tokens_per_s"])}
+    ratios = res.get("ratios", {})
+    if "stack_vs_sequential" not in ratios:
+        raise ValueError(f"check {name!r}: the bench result has no stack_vs_sequential ratio (modes run: "
+                         f"{sorted(res.get('modes', {}))})")
+    k = int(res["n_models"])
+    need = STACK_FACTOR * k
+    out = {"check": name, "device": device, "measured": float(ratios["stack_vs_sequential"]), "target": need,
+           "met": float(ratios["stack_vs_sequential"]) >= need,
+           "what": f"stack aggregate tokens/s over sequential, K = {k} (target {STACK_FACTOR}·K)"}
+    if "auto_vs_sequential" in ratios:
+        out["auto_vs_sequential"] = float(ratios["auto_vs_sequential"])
+    return out
+
+
+def run_check(name: str, args: list[str], log: Path, timeout: float) -> dict:
+    """One ``jaxscale bench --json`` in a subprocess: its verdict and result (or the error); its
+    stderr is appended to ``log``."""
+    cmd = [sys.executable, "-m", "jaxscale.cli", "bench", *args, "--json"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        _append(log, name, err)
+        return {"check": name, "error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd)}
+    wall = time.perf_counter() - t0
+    _append(log, name, proc.stderr)
+    if proc.returncode != 0:
+        return {"check": name, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-600:]}",
+                "command": " ".join(cmd), "wall_s": wall}
+    try:
+        res = json.loads(proc.stdout)
+        v = verdict(name, res)
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        _append(log, name, proc.stdout)
+        return {"check": name, "error": f"unreadable result: {e}", "command": " ".join(cmd), "wall_s": wall}
+    return {**v, "command": " ".join(cmd), "wall_s": wall, "result": res}
+
+
+def _append(log: Path, name: str, text: str) -> None:
+    with log.open("a") as f:
+        f.write(f"===== {name} =====\n{text}\n")
+
+
+def format_summary(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append(f"  {r['check']:<20} ERROR {r['error']}")
+        else:
+            fmt = (lambda x: f"{x:.1%}") if r["check"].startswith("mfu") else (lambda x: f"{x:.2f}x")
+            lines.append(f"  {r['check']:<20} {fmt(r['measured']):>8} (target {fmt(r['target'])}: "
+                         f"{'met' if r['met'] else 'NOT met'}) on {r['device']} -- {r['what']}; {r['wall_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=os.environ.get("OUT") or "device-check", help="folder for the results")
+    p.add_argument("--dry-run", action="store_true", help="tiny configs on any device: checks the plumbing only")
+    p.add_argument("--only", nargs="+", choices=[c[0] for c in CHECKS], help="run these checks only")
+    p.add_argument("--timeout", type=float, default=150.0, help="seconds per check (default 150)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, full, dry in CHECKS:
+        if args.only and name not in args.only:
+            continue
+        print(f"[device_check] {name} ...", flush=True)
+        rows.append(run_check(name, dry if args.dry_run else full, out / "device_check.log", args.timeout))
+        print(format_summary(rows[-1:]), flush=True)
+        (out / "summary.json").write_text(json.dumps({"dry_run": args.dry_run, "checks": rows}, indent=1))
+    print("\nsummary" + (" (dry run: tiny configs, targets not meaningful)" if args.dry_run else "") + ":")
+    print(format_summary(rows))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The prepared accelerator run (benchmarks/device_check.py): its bench arguments are valid here
+(a typo must not cost a GPU lease), and its verdicts read the bench JSON correctly."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from jaxscale.cli import build_parser, main
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.py"
+
+
+@pytest.fixture(scope="module")
+def dc():
+    spec = importlib.util.spec_from_file_location("device_check", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_check_parses_and_builds_the_intended_workload(dc):
+    from jaxscale.commands.bench import build
+
+    expected_models = {"mfu_w1024": 1, "stack_scaling": 5, "stack_emergence_k8": 8, "stack_emergence": 5}
+    assert [c[0] for c in dc.CHECKS] == list(expected_models)
+    for name, full, dry in dc.CHECKS:
+        for argv in (full, dry):
+            args = build_parser().parse_args(["bench", *argv, "--json"])
+            specs, data, optim, budget, workload = build(args)
+            if argv is full:
+                assert len(specs) == expected_models[name], name
+    args = build_parser().parse_args(["bench", *dc.CHECKS[0][1]])
+    (spec,), *_ = build(args)
+    assert (spec.cfg.d_model, spec.cfg.head_dim, spec.cfg.dtype, spec.cfg.dropout) == (1024, 64, "bfloat16", 0.0)
+
+
+def test_mfu_verdict(dc):
+    res = {"device": {"kind": "NVIDIA H200"}, "dtype": "bfloat16", "peak_source": "table",
+           "modes": {"sequential": {"mfu": 0.45, "tokens_per_s": 1e6}}}
+    v = dc.verdict("mfu_w1024", res)
+    assert v["met"] and v["measured"] == 0.45 and v["target"] == 0.40 and v["device"] == "NVIDIA H200"
+    res["modes"]["sequential"]["mfu"] = 0.39
+    assert not dc.verdict("mfu_w1024", res)["met"]
+
+
+def test_stack_verdict_on_a_real_bench_result(dc, capsys):
+    rc = main(["bench", "--d-model", "16", "--n-heads", "1", "--n-layers", "1", "--seq-len", "8", "--batch-size", "2",
+               "--k", "2", "--modes", "stack", "sequential", "--steps-per-dispatch", "2", "--repeats", "2", "--json"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    v = dc.verdict("stack_emergence_k8", res)
+    assert v["measured"] == pytest.approx(res["ratios"]["stack_vs_sequential"])
+    assert v["target"] == pytest.approx(1.6)  # 0.8 x K, K = 2
+    assert v["met"] == (v["measured"] >= 1.6)
+    del res["ratios"]["stack_vs_sequential"]
+    with pytest.raises(ValueError, match="stack_emergence_k8.*stack_vs_sequential"):
+        dc.verdict("stack_emergence_k8", res)
+
+
+def test_summary_reports_errors_and_verdicts(dc):
+    rows = [{"check": "mfu_w1024", "measured": 0.41, "target": 0.4, "met": True, "device": "gpu", "what": "w",
+             "wall_s": 3.0},
+            {"check": "stack_scaling", "error": "timed out after 150 s"}]
+    text = dc.format_summary(rows)
+    assert "41.0%" in text and "met" in text and "ERROR timed out" in text
