@@ -23,6 +23,7 @@ Conventions (levanter / MaxText / nanoGPT, see the project notes):
 * **Recompiles** are counted with JAX's backend-compile monitoring event: any compilation after
   a program's first dispatch is reported (and ``BenchResult.recompiles`` must be 0).
 
+The FLOP and MFU arithmetic lives in ``mfu.py``, the timing of one program in ``bench_timing.py``.
 The public entry point is ``run_bench``; ``jaxscale bench`` (``commands/bench.py``) and
 ``experiments/throughput.py`` print and plot its result.
 """
@@ -32,252 +33,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from jaxscale.bench_timing import GroupTiming, time_group, time_groups
 from jaxscale.host import allocator_description
+from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
+                          table_peak, throughput)
 
-FLOP_FORMULA = ("training FLOPs/token = 6*N_non_embedding + 6*d_model*vocab (LM head) + 6*n_layers*T*d_model "
-                "(attention QK^T and AV: 12*L*T*d, halved for the causal mask as in MaxText); "
-                "2 FLOPs per multiply-add, forward+backward = 3x forward, embedding lookup not counted; "
-                "summed over each model's TRUE (unpadded) size; T = trained sequence length")
+# The FLOP/MFU arithmetic (mfu.py) and the program timing (bench_timing.py) are re-exported here,
+# so ``jaxscale.bench`` stays the one import for throughput work.
+__all__ = ["MODES", "BenchSpec", "GroupTiming", "run_bench", "format_report", "to_json", "time_group",
+           "time_groups", "auto_steps_per_dispatch", "FLOP_FORMULA", "PEAK_FLOPS", "device_peak",
+           "flops_per_step", "measure_matmul_peak", "mfu", "table_peak", "throughput"]
 
 MODES = ("stack", "sequential", "auto")
-
-# Dense peak FLOP/s per device by device_kind (lower-cased substring, first match wins) and
-# matmul dtype. bf16 figures are the vendors' dense numbers (NVIDIA's "with sparsity" figure
-# halved), as levanter's DEVICE_AVAILABLE_FLOPS lists them. float32 on NVIDIA is the
-# non-tensor-core FP32 rate (XLA may use TF32 tensor cores for float32 matmuls at default
-# precision, so float32 MFU there is an upper bound); TPUs publish no float32 matmul figure, so
-# float32 there falls back to the bf16 peak (said in ``peak_source``).
-PEAK_FLOPS: tuple[tuple[str, str, dict], ...] = (
-    ("h100 pcie", "NVIDIA H100 PCIe", {"bfloat16": 756e12, "float32": 51e12}),
-    ("h200", "NVIDIA H200", {"bfloat16": 989e12, "float32": 67e12}),
-    ("h100", "NVIDIA H100 SXM", {"bfloat16": 989e12, "float32": 67e12}),
-    ("a100", "NVIDIA A100", {"bfloat16": 312e12, "float32": 19.5e12}),
-    ("tpu v4", "TPU v4", {"bfloat16": 275e12}),
-    ("tpu v5 lite", "TPU v5e", {"bfloat16": 197e12}),
-    ("tpu v5e", "TPU v5e", {"bfloat16": 197e12}),
-    ("tpu v5p", "TPU v5p", {"bfloat16": 459e12}),
-    ("tpu v5", "TPU v5p", {"bfloat16": 459e12}),
-    ("tpu v6 lite", "TPU v6e", {"bfloat16": 918e12}),
-    ("tpu v6e", "TPU v6e", {"bfloat16": 918e12}),
-)
-
-
-# ----- FLOPs, peaks and MFU arithmetic -------------------------------------------------------------
-
-def flops_per_step(cfg, batch_size: int, seq_len: int) -> int:
-    """Model (true-size) training FLOPs of one optimiser step of ``cfg``."""
-    return cfg.flops_per_token(seq_len=seq_len).total * batch_size * seq_len
-
-
-def mfu(model_flops_per_s: float, peak_flops: float, devices: int = 1) -> float:
-    """Model FLOP utilisation as a fraction: model FLOP/s ÷ (peak per device × devices)."""
-    if peak_flops <= 0 or devices <= 0:
-        raise ValueError(f"peak_flops and devices must be positive, got {peak_flops}, {devices}")
-    return model_flops_per_s / (peak_flops * devices)
-
-
-def throughput(cfgs: Sequence, step_seconds: float, batch_size: int, seq_len: int, peak_flops: float,
-               devices: int = 1) -> dict:
-    """tokens/s, model FLOP/s and MFU of ``cfgs`` that together take ``step_seconds`` for one
-    optimiser step of each (a stack's step, or the sum of the models' steps one after another)."""
-    if step_seconds <= 0:
-        raise ValueError(f"step_seconds must be positive, got {step_seconds}")
-    tokens = len(cfgs) * batch_size * seq_len
-    flops = sum(flops_per_step(c, batch_size, seq_len) for c in cfgs)
-    return {"tokens_per_s": tokens / step_seconds, "model_flops_per_s": flops / step_seconds,
-            "mfu": mfu(flops / step_seconds, peak_flops, devices)}
-
-
-def table_peak(device_kind: str, dtype: str = "bfloat16") -> tuple[float, str] | None:
-    """(peak FLOP/s, source) from ``PEAK_FLOPS`` for an accelerator's ``device_kind``, or None."""
-    kind = device_kind.lower()
-    for pattern, name, peaks in PEAK_FLOPS:
-        if pattern in kind:
-            if dtype in peaks:
-                return peaks[dtype], f"table: {name} dense {dtype} peak ({peaks[dtype]:.3g} FLOP/s)"
-            return peaks["bfloat16"], (f"table: {name} dense bfloat16 peak ({peaks['bfloat16']:.3g} FLOP/s; "
-                                       f"no {dtype} figure published)")
-    return None
-
-
-def measure_matmul_peak(dtype: str = "float32", n: int = 1024, repeats: int = 7) -> float:
-    """The CPU's practical matmul peak (the planner's measurement at a larger size, more repeats)."""
-    from jaxscale.planner import measure_matmul_peak as measure
-
-    return measure(dtype, n=n, repeats=repeats)
-
-
-def device_peak(dtype: str = "float32", *, measure: bool = True) -> dict:
-    """The peak used for MFU: ``{"peak_flops", "peak_source", "device", "devices"}``."""
-    import jax
-
-    devs = jax.devices()
-    dev = devs[0]
-    info = {"platform": dev.platform, "kind": dev.device_kind, "count": len(devs)}
-    found = table_peak(dev.device_kind, dtype) if dev.platform != "cpu" else None
-    if found is not None:
-        peak, source = found
-    elif measure or dev.platform == "cpu":
-        peak = measure_matmul_peak(dtype)
-        source = (f"measured: best of 7 jitted 1024x1024 {dtype} matmul chains on this {dev.platform} "
-                  f"({peak / 1e9:.1f} GFLOP/s per device, all its cores)")
-    else:
-        raise ValueError(f"no peak known for device kind {dev.device_kind!r}")
-    return {"peak_flops": peak, "peak_source": source, "device": info, "devices": len(devs)}
-
-
-# ----- compile counting ------------------------------------------------------------------------------
-
-class _CompileCounter:
-    """Counts XLA backend compilations (JAX's monitoring event), process-wide."""
-
-    count = 0
-    _registered = False
-
-    @classmethod
-    def ensure(cls) -> None:
-        if cls._registered:
-            return
-        import jax
-
-        def listener(event, duration, **kwargs):
-            if event == "/jax/core/compile/backend_compile_duration":
-                cls.count += 1
-
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        cls._registered = True
-
-
-# ----- timing one group -----------------------------------------------------------------------------
-
-@dataclass
-class GroupTiming:
-    """One compiled program (a stack, or one model alone) timed in steady state."""
-
-    names: list
-    seeds: list
-    mode: str                  # "stack" or "alone"
-    k: int
-    envelope: str
-    steps_per_dispatch: int
-    first_dispatch_s: float    # compile + one dispatch of steps_per_dispatch steps
-    compile_s: float           # first_dispatch_s − the steady time of one dispatch
-    compiles_first: int        # backend compilations during the first dispatch (0: program reused)
-    recompiles: int            # backend compilations after the first dispatch (must be 0)
-    step_s: list               # per-step seconds, one sample per timed dispatch
-    padded_flops_util: float
-
-    @property
-    def step_s_median(self) -> float:
-        return statistics.median(self.step_s)
-
-    def summary(self) -> dict:
-        s = sorted(self.step_s)
-        q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0], s[0], s[0]]
-        return {"models": self.names, "seeds": self.seeds, "mode": self.mode, "k": self.k,
-                "envelope": self.envelope, "steps_per_dispatch": self.steps_per_dispatch,
-                "first_dispatch_s": self.first_dispatch_s, "compile_s": self.compile_s,
-                "compiles_first_dispatch": self.compiles_first, "recompiles_after_first": self.recompiles,
-                "step_ms": {"median": 1e3 * self.step_s_median, "min": 1e3 * s[0], "max": 1e3 * s[-1],
-                            "iqr": 1e3 * (q[2] - q[0]), "spread_pct": 100 * (s[-1] - s[0]) / self.step_s_median,
-                            "repeats": len(s)},
-                "padded_flops_util": self.padded_flops_util}
-
-
-class _GroupRunner:
-    """One program ready to time: state built, first dispatch (compilation) done."""
-
-    def __init__(self, cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool,
-                 steps_per_dispatch: int, max_repeats: int):
-        import jax
-        import jax.numpy as jnp
-
-        from jaxscale.data.stream import data_key
-        from jaxscale.model import init_params
-        from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims, stack_trees
-        from jaxscale.train import Hyper, init_states, make_train_chunk
-
-        if not stacked and len(cfgs) != 1:
-            raise ValueError("time_group: a model alone means one config")
-        _CompileCounter.ensure()
-        self.cfgs, self.seeds, self.stacked = list(cfgs), list(seeds), stacked
-        self.env = envelope(cfgs) if stacked else cfgs[0]
-        n = self.n = int(steps_per_dispatch)
-        big = 2**30  # budgets far beyond the measurement, so no model freezes
-        params = [init_params(c, s) for c, s in zip(cfgs, seeds)]
-        hypers = [Hyper.make(optim, big) for _ in cfgs]
-        if stacked:
-            state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
-                                stacked=True)
-            hyper, dims = jax.tree.map(jnp.asarray, stack_trees(hypers)), stack_dims(cfgs)
-        else:
-            state = init_states(params[0], seeds[0], optim, stacked=False)
-            hyper, dims = jax.tree.map(jnp.asarray, hypers[0]), None
-        self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
-        self.args = (hyper, dims, data.arrays, data_key(0))
-        self.starts = [jnp.int32(i * n) for i in range(max_repeats + 1)]  # made before timing
-        self.count = jnp.int32(n)
-        jax.block_until_ready((state, self.args, self.starts, self.count))
-        self.util = padded_flops_utilisation(cfgs, data.seq_len) if stacked else 1.0
-        c0 = _CompileCounter.count
-        t0 = time.perf_counter()
-        self.state, losses = self.chunk(state, *self.args, self.starts[0], self.count)
-        jax.block_until_ready((self.state, losses))
-        self.first = time.perf_counter() - t0
-        self.compiles_first = _CompileCounter.count - c0
-        self.times: list[float] = []
-        self.recompiles = 0
-
-    def once(self) -> float:
-        """One timed dispatch; returns and records seconds per step."""
-        import jax
-
-        c0 = _CompileCounter.count
-        t0 = time.perf_counter()
-        self.state, losses = self.chunk(self.state, *self.args, self.starts[len(self.times) + 1], self.count)
-        jax.block_until_ready((self.state, losses))
-        dt = (time.perf_counter() - t0) / self.n
-        self.recompiles += _CompileCounter.count - c0
-        self.times.append(dt)
-        return dt
-
-    def timing(self) -> GroupTiming:
-        med = statistics.median(self.times)
-        return GroupTiming([c.name for c in self.cfgs], self.seeds, "stack" if self.stacked else "alone",
-                           len(self.cfgs), self.env.name if self.stacked else self.cfgs[0].name, self.n, self.first,
-                           max(self.first - med * self.n, 0.0), self.compiles_first, self.recompiles, self.times,
-                           self.util)
-
-
-def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
-                repeats: int, log=None) -> list[GroupTiming]:
-    """Time several programs ``(cfgs, seeds, stacked)`` side by side: each is compiled (its first
-    dispatch timed), then the timed dispatches go round-robin (one dispatch of every program per
-    round, ``repeats`` rounds), so a busy machine's slow spells fall on every program alike."""
-    say = log or (lambda *_: None)
-    runners = []
-    for cfgs, seeds, stacked in groups:
-        say(f"  compiling {'a stack of ' + str(len(cfgs)) if stacked else 'alone'}: "
-            f"{', '.join(f'{c.name} seed={s}' for c, s in zip(cfgs, seeds))}")
-        runners.append(_GroupRunner(cfgs, seeds, data, optim, stacked=stacked, steps_per_dispatch=steps_per_dispatch,
-                                    max_repeats=repeats))
-    for _ in range(repeats):
-        for r in runners:
-            r.once()
-    return [r.timing() for r in runners]
-
-
-def time_group(cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool, steps_per_dispatch: int,
-               repeats: int) -> GroupTiming:
-    """Time ``cfgs`` trained together as one padded stack (``stacked``) or, for one config, alone
-    at its true shape, through the engine's ``make_train_chunk``."""
-    return time_groups([(cfgs, seeds, stacked)], data, optim, steps_per_dispatch=steps_per_dispatch,
-                       repeats=repeats)[0]
 
 
 # ----- a whole bench run ---------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Timing compiled training programs in steady state, for ``bench.py``.
+
+A program (a stack, or one model alone) is built through the engine's ``make_train_chunk``,
+compiled by its first dispatch (timed separately), then timed dispatch by dispatch, synchronised
+with ``jax.block_until_ready``. Several programs are timed round-robin so that a shared machine's
+slow spells fall on all of them alike. Compilations are counted with JAX's monitoring event, so
+that a recompile after the first dispatch is reported rather than silently timed.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+# ----- compile counting ------------------------------------------------------------------------------
+
+class _CompileCounter:
+    """Counts XLA backend compilations (JAX's monitoring event), process-wide."""
+
+    count = 0
+    _registered = False
+
+    @classmethod
+    def ensure(cls) -> None:
+        if cls._registered:
+            return
+        import jax
+
+        def listener(event, duration, **kwargs):
+            if event == "/jax/core/compile/backend_compile_duration":
+                cls.count += 1
+
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        cls._registered = True
+
+
+# ----- timing one group -----------------------------------------------------------------------------
+
+@dataclass
+class GroupTiming:
+    """One compiled program (a stack, or one model alone) timed in steady state."""
+
+    names: list
+    seeds: list
+    mode: str                  # "stack" or "alone"
+    k: int
+    envelope: str
+    steps_per_dispatch: int
+    first_dispatch_s: float    # compile + one dispatch of steps_per_dispatch steps
+    compile_s: float           # first_dispatch_s − the steady time of one dispatch
+    compiles_first: int        # backend compilations during the first dispatch (0: program reused)
+    recompiles: int            # backend compilations after the first dispatch (must be 0)
+    step_s: list               # per-step seconds, one sample per timed dispatch
+    padded_flops_util: float
+
+    @property
+    def step_s_median(self) -> float:
+        return statistics.median(self.step_s)
+
+    def summary(self) -> dict:
+        s = sorted(self.step_s)
+        q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0], s[0], s[0]]
+        return {"models": self.names, "seeds": self.seeds, "mode": self.mode, "k": self.k,
+                "envelope": self.envelope, "steps_per_dispatch": self.steps_per_dispatch,
+                "first_dispatch_s": self.first_dispatch_s, "compile_s": self.compile_s,
+                "compiles_first_dispatch": self.compiles_first, "recompiles_after_first": self.recompiles,
+                "step_ms": {"median": 1e3 * self.step_s_median, "min": 1e3 * s[0], "max": 1e3 * s[-1],
+                            "iqr": 1e3 * (q[2] - q[0]), "spread_pct": 100 * (s[-1] - s[0]) / self.step_s_median,
+                            "repeats": len(s)},
+                "padded_flops_util": self.padded_flops_util}
+
+
+class _GroupRunner:
+    """One program ready to time: state built, first dispatch (compilation) done."""
+
+    def __init__(self, cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool,
+                 steps_per_dispatch: int, max_repeats: int):
+        import jax
+        import jax.numpy as jnp
+
+        from jaxscale.data.stream import data_key
+        from jaxscale.model import init_params
+        from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims, stack_trees
+        from jaxscale.train import Hyper, init_states, make_train_chunk
+
+        if not stacked and len(cfgs) != 1:
+            raise ValueError("time_group: a model alone means one config")
+        _CompileCounter.ensure()
+        self.cfgs, self.seeds, self.stacked = list(cfgs), list(seeds), stacked
+        self.env = envelope(cfgs) if stacked else cfgs[0]
+        n = self.n = int(steps_per_dispatch)
+        big = 2**30  # budgets far beyond the measurement, so no model freezes
+        params = [init_params(c, s) for c, s in zip(cfgs, seeds)]
+        hypers = [Hyper.make(optim, big) for _ in cfgs]
+        if stacked:
+            state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
+                                stacked=True)
+            hyper, dims = jax.tree.map(jnp.asarray, stack_trees(hypers)), stack_dims(cfgs)
+        else:
+            state = init_states(params[0], seeds[0], optim, stacked=False)
+            hyper, dims = jax.tree.map(jnp.asarray, hypers[0]), None
+        self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
+        self.args = (hyper, dims, data.arrays, data_key(0))
+        self.starts = [jnp.int32(i * n) for i in range(max_repeats + 1)]  # made before timing
+        self.count = jnp.int32(n)
+        jax.block_until_ready((state, self.args, self.starts, self.count))
+        self.util = padded_flops_utilisation(cfgs, data.seq_len) if stacked else 1.0
+        c0 = _CompileCounter.count
+        t0 = time.perf_counter()
+        self.state, losses = self.chunk(state, *self.args, self.starts[0], self.count)
+        jax.block_until_ready((self.state, losses))
+        self.first = time.perf_counter() - t0
+        self.compiles_first = _CompileCounter.count - c0
+        self.times: list[float] = []
+        self.recompiles = 0
+
+    def once(self) -> float:
+        """One timed dispatch; returns and records seconds per step."""
+        import jax
+
+        c0 = _CompileCounter.count
+        t0 = time.perf_counter()
+        self.state, losses = self.chunk(self.state, *self.args, self.starts[len(self.times) + 1], self.count)
+        jax.block_until_ready((self.state, losses))
+        dt = (time.perf_counter() - t0) / self.n
+        self.recompiles += _CompileCounter.count - c0
+        self.times.append(dt)
+        return dt
+
+    def timing(self) -> GroupTiming:
+        med = statistics.median(self.times)
+        return GroupTiming([c.name for c in self.cfgs], self.seeds, "stack" if self.stacked else "alone",
+                           len(self.cfgs), self.env.name if self.stacked else self.cfgs[0].name, self.n, self.first,
+                           max(self.first - med * self.n, 0.0), self.compiles_first, self.recompiles, self.times,
+                           self.util)
+
+
+def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
+                repeats: int, log=None) -> list[GroupTiming]:
+    """Time several programs ``(cfgs, seeds, stacked)`` side by side: each is compiled (its first
+    dispatch timed), then the timed dispatches go round-robin (one dispatch of every program per
+    round, ``repeats`` rounds), so a busy machine's slow spells fall on every program alike."""
+    say = log or (lambda *_: None)
+    runners = []
+    for cfgs, seeds, stacked in groups:
+        say(f"  compiling {'a stack of ' + str(len(cfgs)) if stacked else 'alone'}: "
+            f"{', '.join(f'{c.name} seed={s}' for c, s in zip(cfgs, seeds))}")
+        runners.append(_GroupRunner(cfgs, seeds, data, optim, stacked=stacked, steps_per_dispatch=steps_per_dispatch,
+                                    max_repeats=repeats))
+    for _ in range(repeats):
+        for r in runners:
+            r.once()
+    return [r.timing() for r in runners]
+
+
+def time_group(cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool, steps_per_dispatch: int,
+               repeats: int) -> GroupTiming:
+    """Time ``cfgs`` trained together as one padded stack (``stacked``) or, for one config, alone
+    at its true shape, through the engine's ``make_train_chunk``."""
+    return time_groups([(cfgs, seeds, stacked)], data, optim, steps_per_dispatch=steps_per_dispatch,
+                       repeats=repeats)[0]
+
