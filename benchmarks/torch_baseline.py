@@ -40,17 +40,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import sys
-import time
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 try:
     from jaxscale.config import ModelConfig, family_configs
@@ -58,330 +53,32 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from jaxscale.config import ModelConfig, family_configs
 
-WORKLOADS = ("notebook-scaling", "notebook-emergence")
-WARMUP_STEPS = 5          # steps excluded from the steady-state median
-LN_EPS = 1e-5
-INIT_STD = 0.02
+# The model, the training loops and the workloads live in sibling modules (_torch_*.py). This file
+# is run by path and loaded by importlib from its path, so neither finds them without this folder
+# on sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _torch_model import INIT_STD, LN_EPS, Block, TorchGPT, build_model, count_parameters  # noqa: E402
+from _torch_training import (EMERGENCE, SCALING, WARMUP_STEPS, _adamw, _emergence_loss,  # noqa: E402
+                             _make_step, _scaling_batch, _scaling_loss, _steady_ms,
+                             arithmetic_accuracy, arithmetic_sequences, train_emergence_model,
+                             train_scaling_model)
+from _torch_workloads import (WORKLOADS, _format_model, _header, _run_once, run_workload,  # noqa: E402
+                              steady_step)
 
-# The notebook's settings.
-SCALING = dict(steps=40, batch=4, seq_len=24, vocab=500, lr=3e-4, weight_decay=0.01,
-               clip=1.0, loss_window=10)
-EMERGENCE = dict(train_sequences=300, test_sequences=100, epochs=20, lr=1e-3, weight_decay=0.01,
-                 clip=1.0, offset=10, tolerance=2, min_epoch=5, stop_loss=0.1)
-
-
-# ----- the model (mirrors jaxscale/model.py) ---------------------------------------------------
-
-class Block(nn.Module):
-    """Pre-LN block: x + Drop(Proj(Attn(LN(x)))), then x + Drop(FC2(GELU(FC1(LN(x)))))."""
-
-    def __init__(self, cfg: ModelConfig, sdpa: bool = False):
-        super().__init__()
-        d = cfg.d_model
-        self.n_heads, self.head_dim, self.rate, self.sdpa = cfg.n_heads, cfg.head_dim, cfg.dropout, sdpa
-        self.ln1 = nn.LayerNorm(d, eps=LN_EPS)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d, eps=LN_EPS)
-        self.fc1 = nn.Linear(d, cfg.d_ff)
-        self.fc2 = nn.Linear(cfg.d_ff, d)
-        self.attn_drop = nn.Dropout(cfg.dropout)
-        self.resid_drop = nn.Dropout(cfg.dropout)
-        self.mlp_drop = nn.Dropout(cfg.dropout)
-        mask = torch.tril(torch.ones(cfg.max_seq_len, cfg.max_seq_len, dtype=torch.bool))
-        self.register_buffer("causal", mask, persistent=False)
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
-        # Fused projection laid out as (qkv, head, head_dim), as jaxscale's wqkv is.
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if self.sdpa:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                               dropout_p=self.rate if self.training else 0.0)
-        else:
-            s = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            s = s.masked_fill(~self.causal[:T, :T], float("-inf"))
-            o = self.attn_drop(torch.softmax(s, dim=-1)) @ v
-        return self.proj(o.transpose(1, 2).reshape(B, T, D))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.resid_drop(self.attention(self.ln1(x)))
-        return x + self.mlp_drop(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
-
-
-class TorchGPT(nn.Module):
-    """Token + learned position embeddings, ``n_layers`` pre-LN blocks, final LN, untied head."""
-
-    def __init__(self, cfg: ModelConfig, sdpa: bool = False):
-        super().__init__()
-        if cfg.tie_embeddings:
-            raise ValueError("the torch baseline builds untied heads only (as the notebook does)")
-        self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(cfg.max_seq_len, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg, sdpa) for _ in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model, eps=LN_EPS)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        resid_std = INIT_STD / math.sqrt(2 * self.cfg.n_layers)
-        with torch.no_grad():
-            for module in self.modules():
-                if isinstance(module, (nn.Linear, nn.Embedding)):
-                    module.weight.normal_(0.0, INIT_STD)
-                if isinstance(module, nn.Linear):
-                    module.bias.zero_()
-                if isinstance(module, nn.LayerNorm):
-                    module.weight.fill_(1.0)
-                    module.bias.zero_()
-            for block in self.blocks:
-                block.proj.weight.normal_(0.0, resid_std)
-                block.fc2.weight.normal_(0.0, resid_std)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        T = tokens.shape[1]
-        pos = torch.arange(T, device=tokens.device)
-        x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos)[None])
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln_f(x))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def build_model(cfg: ModelConfig, seed: int, sdpa: bool = False) -> TorchGPT:
-    """A freshly initialised model whose parameter count is checked against jaxscale's."""
-    torch.manual_seed(seed)
-    model = TorchGPT(cfg, sdpa=sdpa)
-    n, expected = count_parameters(model), cfg.param_counts().total
-    if n != expected:
-        raise AssertionError(f"{cfg.name}: torch model has {n} parameters, jaxscale counts {expected}")
-    return model
-
-
-# ----- the notebook's training steps -------------------------------------------------------------
-
-def _make_step(model: TorchGPT, opt: torch.optim.Optimizer, clip: float,
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-    params = list(model.parameters())
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_norm=clip)
-        opt.step()
-        return loss.item()       # synchronises, as the notebook's loop does
-    return step
-
-
-def _scaling_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-
-
-def _emergence_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits[0, -1:, :], target)
-
-
-def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    # torch defaults otherwise (betas 0.9/0.999, eps 1e-8, decay on every parameter), as the notebook.
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-
-def _steady_ms(step_seconds: Sequence[float]) -> float | None:
-    tail = step_seconds[WARMUP_STEPS:] if len(step_seconds) > WARMUP_STEPS else step_seconds
-    return 1e3 * statistics.median(tail) if tail else None
-
-
-def _scaling_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    torch.manual_seed(step)     # the notebook's "consistent data across models"
-    shape = (SCALING["batch"], SCALING["seq_len"])
-    return torch.randint(0, SCALING["vocab"], shape), torch.randint(0, SCALING["vocab"], shape)
-
-
-def train_scaling_model(cfg: ModelConfig, *, seed: int = 0, steps: int | None = None,
-                        sdpa: bool = False) -> dict:
-    t0 = time.perf_counter()
-    model = build_model(cfg, seed, sdpa)
-    model.train()
-    step = _make_step(model, _adamw(model, SCALING["lr"], SCALING["weight_decay"]),
-                      SCALING["clip"], _scaling_loss)
-    losses, times = [], []
-    for s in range(SCALING["steps"] if steps is None else steps):
-        ts = time.perf_counter()
-        x, y = _scaling_batch(s)
-        losses.append(step(x, y))
-        times.append(time.perf_counter() - ts)
-    return dict(name=cfg.name, params=count_parameters(model), steps=len(times),
-                seconds=time.perf_counter() - t0, step_ms_median=_steady_ms(times),
-                loss=float(np.mean(losses[-SCALING["loss_window"]:])))
-
-
-def arithmetic_sequences(rng: np.random.RandomState, n: int) -> list[tuple[list[int], int]]:
-    """The notebook's task: start in 1..14, step in 1..3; four terms as input, the fifth as target."""
-    out = []
-    for _ in range(n):
-        start, step = int(rng.randint(1, 15)), int(rng.randint(1, 4))
-        seq = [start + i * step for i in range(5)]
-        out.append((seq[:4], seq[4]))
-    return out
-
-
-@torch.no_grad()
-def arithmetic_accuracy(model: TorchGPT, tests: Sequence[tuple[list[int], int]]) -> float:
-    model.eval()
-    off, tol = EMERGENCE["offset"], EMERGENCE["tolerance"]
-    correct = 0
-    for inputs, target in tests:
-        logits = model(torch.tensor([inputs]) + off)
-        correct += abs(int(logits[0, -1].argmax().item()) - off - target) <= tol
-    return correct / len(tests)
-
-
-def train_emergence_model(cfg: ModelConfig, train: Sequence[tuple[list[int], int]],
-                          tests: Sequence[tuple[list[int], int]], *, seed: int = 0,
-                          steps: int | None = None, sdpa: bool = False) -> dict:
-    """Train one sequence per step; ``steps`` caps the total number of steps (for quick checks)."""
-    t0 = time.perf_counter()
-    model = build_model(cfg, seed, sdpa)
-    model.train()
-    step = _make_step(model, _adamw(model, EMERGENCE["lr"], EMERGENCE["weight_decay"]),
-                      EMERGENCE["clip"], _emergence_loss)
-    off = EMERGENCE["offset"]
-    times: list[float] = []
-    epochs, last_epoch_loss = 0, float("nan")
-    for epoch in range(EMERGENCE["epochs"]):
-        epoch_losses = []
-        for inputs, target in train:
-            if steps is not None and len(times) >= steps:
-                break
-            ts = time.perf_counter()
-            x, y = torch.tensor([inputs]) + off, torch.tensor([target + off])
-            epoch_losses.append(step(x, y))
-            times.append(time.perf_counter() - ts)
-        if not epoch_losses:
-            break
-        epochs, last_epoch_loss = epoch + 1, float(np.mean(epoch_losses))
-        if epoch > EMERGENCE["min_epoch"] and last_epoch_loss < EMERGENCE["stop_loss"]:
-            break
-        if steps is not None and len(times) >= steps:
-            break
-    accuracy = arithmetic_accuracy(model, tests)
-    return dict(name=cfg.name, params=count_parameters(model), steps=len(times),
-                seconds=time.perf_counter() - t0, step_ms_median=_steady_ms(times),
-                accuracy=accuracy, epochs=epochs, final_epoch_loss=last_epoch_loss)
-
-
-# ----- workloads ---------------------------------------------------------------------------------
-
-def _header(workload: str) -> dict:
-    # The 1-minute load average at the start: eager torch's intra-op threads degrade badly when the
-    # cores are shared, so a timing taken on a busy machine says so.
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return dict(workload=workload, torch_version=torch.__version__, threads=torch.get_num_threads(),
-                cpu_count=os.cpu_count(), load_avg_1m=load)
-
-
-def _run_once(name: str, *, seed: int, steps: int | None, sdpa: bool, sizes: Sequence[str] | None,
-              test_sequences: int, log: Callable[[str], None] | None) -> dict:
-    configs = family_configs(name)
-    if sizes:
-        configs = [c for c in configs if c.name.split("/", 1)[1] in set(sizes)]
-    models = []
-    t0 = time.perf_counter()
-    if name == "notebook-scaling":
-        for cfg in configs:
-            models.append(train_scaling_model(cfg, seed=seed, steps=steps, sdpa=sdpa))
-            if log:
-                log(_format_model(models[-1]))
-    else:
-        rng = np.random.RandomState(seed)
-        tests = arithmetic_sequences(rng, test_sequences)     # drawn once, as in the notebook
-        for cfg in configs:
-            train = arithmetic_sequences(rng, EMERGENCE["train_sequences"])  # fresh per model
-            models.append(train_emergence_model(cfg, train, tests, seed=seed, steps=steps, sdpa=sdpa))
-            if log:
-                log(_format_model(models[-1]))
-    return dict(_header(name), total_seconds=time.perf_counter() - t0, models=models)
-
-
-def run_workload(name: str, *, repeats: int = 1, seed: int = 0, steps: int | None = None,
-                 sdpa: bool = False, sizes: Sequence[str] | None = None,
-                 test_sequences: int = EMERGENCE["test_sequences"],
-                 log: Callable[[str], None] | None = None) -> dict:
-    """Run one notebook workload eagerly; return the JSON object described in the module doc.
-
-    With ``repeats`` > 1 the workload runs that many times; the object is the fastest run's, with
-    every run's total in ``total_seconds_repeats``. ``steps`` shortens training (scaling: steps
-    per model; emergence: a cap on each model's optimiser steps), ``sizes`` picks family members,
-    ``test_sequences`` sets the emergence test-set size (the notebook's 100 by default).
-    """
-    if name not in WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
-    runs = [_run_once(name, seed=seed, steps=steps, sdpa=sdpa, sizes=sizes,
-                      test_sequences=test_sequences, log=log)
-            for _ in range(max(1, int(repeats)))]
-    best = min(runs, key=lambda r: r["total_seconds"])
-    best["total_seconds_repeats"] = [r["total_seconds"] for r in runs]
-    best["attention"] = "sdpa" if sdpa else "manual"
-    best["seed"] = seed
-    best["steps_override"] = steps
-    return best
-
-
-def steady_step(name: str, *, iters: int = 30, warmup: int = WARMUP_STEPS, seed: int = 0,
-                sdpa: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """Median eager training-step time of each model of a family on a fixed batch, and their sum.
-
-    Each model takes ``warmup`` untimed steps, then ``iters`` timed ones (data made beforehand,
-    so only zero_grad/forward/backward/clip/AdamW/``loss.item()`` are timed).
-    """
-    if name not in WORKLOADS:
-        raise ValueError(f"unknown workload {name!r}; choose from {WORKLOADS}")
-    models = []
-    for cfg in family_configs(name):
-        model = build_model(cfg, seed, sdpa)
-        model.train()
-        if name == "notebook-scaling":
-            opt = _adamw(model, SCALING["lr"], SCALING["weight_decay"])
-            step = _make_step(model, opt, SCALING["clip"], _scaling_loss)
-            x, y = _scaling_batch(0)
-        else:
-            opt = _adamw(model, EMERGENCE["lr"], EMERGENCE["weight_decay"])
-            step = _make_step(model, opt, EMERGENCE["clip"], _emergence_loss)
-            x, y = torch.tensor([[12, 15, 18, 21]]), torch.tensor([24 + 10])
-        for _ in range(warmup):
-            step(x, y)
-        times = []
-        for _ in range(iters):
-            ts = time.perf_counter()
-            step(x, y)
-            times.append(time.perf_counter() - ts)
-        ms = [1e3 * t for t in times]
-        models.append(dict(name=cfg.name, params=count_parameters(model), steps=iters,
-                           step_ms_median=statistics.median(ms), step_ms_min=min(ms),
-                           step_ms_max=max(ms)))
-        if log:
-            log(f"  {cfg.name:<28} {models[-1]['params']:>9,} params  "
-                f"median {models[-1]['step_ms_median']:7.2f} ms/step  "
-                f"(min {min(ms):.2f}, max {max(ms):.2f}, {iters} steps)")
-    return dict(_header(name), mode="steady-step", attention="sdpa" if sdpa else "manual",
-                sum_step_ms_median=sum(m["step_ms_median"] for m in models), models=models)
+# Every name this script defined before the split, re-exported: tests and callers load this file
+# and use its attributes (``module.build_model`` ...).
+__all__ = [
+    "ModelConfig", "family_configs",
+    "INIT_STD", "LN_EPS", "Block", "TorchGPT", "build_model", "count_parameters",
+    "EMERGENCE", "SCALING", "WARMUP_STEPS", "_adamw", "_emergence_loss", "_make_step",
+    "_scaling_batch", "_scaling_loss", "_steady_ms", "arithmetic_accuracy", "arithmetic_sequences",
+    "train_emergence_model", "train_scaling_model",
+    "WORKLOADS", "_format_model", "_header", "_run_once", "run_workload", "steady_step",
+    "_print_summary", "main",
+]
 
 
 # ----- command line ------------------------------------------------------------------------------
-
-def _format_model(m: dict) -> str:
-    result = (f"loss {m['loss']:.4f}" if "loss" in m
-              else f"accuracy {m['accuracy']:.3f} after {m['epochs']} epochs")
-    step_ms = "n/a" if m["step_ms_median"] is None else f"{m['step_ms_median']:.2f} ms/step"
-    return (f"  {m['name']:<28} {m['params']:>9,} params  {m['steps']:>5} steps  "
-            f"{m['seconds']:8.2f} s  {step_ms:>14}  {result}")
-
 
 def _print_summary(res: dict) -> None:
     steps = sum(m["steps"] for m in res["models"])
