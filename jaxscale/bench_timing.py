@@ -82,7 +82,7 @@ class _GroupRunner:
 
         from jaxscale.data.stream import data_key
         from jaxscale.model import init_params
-        from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims, stack_trees
+        from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees
         from jaxscale.train import Hyper, init_states, make_train_chunk
 
         if not stacked and len(cfgs) != 1:
@@ -97,7 +97,7 @@ class _GroupRunner:
         if stacked:
             state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
                                 stacked=True)
-            hyper, dims = jax.tree.map(jnp.asarray, stack_trees(hypers)), stack_dims(cfgs)
+            hyper, dims = jax.tree.map(jnp.asarray, stack_trees(hypers)), stack_dims_if_padded(cfgs)
         else:
             state = init_states(params[0], seeds[0], optim, stacked=False)
             hyper, dims = jax.tree.map(jnp.asarray, hypers[0]), None

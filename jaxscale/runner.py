@@ -30,7 +30,8 @@ from jaxscale.model import init_params
 from jaxscale.planner import calibrate, estimate_train_seconds
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
-from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims, stack_trees, unpad_params
+from jaxscale.stack import (envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees,
+                            unpad_params)
 from jaxscale.train import Budget, Hyper, OptimConfig, init_states, make_eval, make_train_chunk
 
 N_LAST_FOR_TRAIN_LOSS = 10
@@ -175,7 +176,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     if stacked:
         state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
                             optim, stacked=True)
-        hyper, dims = stack_trees(hypers), stack_dims(run_cfgs)
+        hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
     else:
         state = init_states(params[0], specs[0].seed, optim, stacked=False)
         hyper, dims = hypers[0], None

@@ -97,3 +97,27 @@ def test_incompatible_models_cannot_share_a_stack():
     a, b = family_configs("notebook-scaling")[0], family_configs("notebook-emergence")[0]
     with pytest.raises(ValueError, match="vocab_size differs"):
         envelope([a, b])
+
+
+def test_same_shape_stacks_skip_the_padding_masks():
+    import dataclasses
+
+    import chex
+    import jax
+    import jax.numpy as jnp
+
+    from jaxscale.model import ModelDims, forward, init_params
+    from jaxscale.stack import stack_dims_if_padded
+
+    cfg = family_configs("notebook-emergence")[1]
+    # same shape (other names do not matter): no dims, so the forward pass applies no masks
+    assert stack_dims_if_padded([cfg, dataclasses.replace(cfg, name="other")]) is None
+    mixed = stack_dims_if_padded(family_configs("notebook-emergence")[:2])
+    assert mixed is not None and mixed.d_model.tolist() == [32, 48]
+    # ... which is the same computation as the masks at full size (all ones)
+    params = jax.tree.map(jnp.asarray, init_params(cfg, 0))
+    tokens = jnp.arange(10, dtype=jnp.int32).reshape(2, 5) % cfg.vocab_size
+    key = jax.random.key(3)
+    plain = forward(params, tokens, cfg, dropout_key=key)
+    masked = forward(params, tokens, cfg, dims=ModelDims.of(cfg), dropout_key=key)
+    chex.assert_trees_all_close(plain, masked, rtol=1e-5, atol=1e-6)
