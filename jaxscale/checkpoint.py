@@ -73,11 +73,11 @@ class GroupCheckpoint:
 
     def load(self, abstract: dict) -> tuple[dict, dict] | None:
         """(arrays, meta) of the newest complete snapshot, shaped like ``abstract``; None if none."""
-        from orbax.checkpoint import v1 as ocp
-
         path = self.latest()
         if path is None:
-            return None
+            return None  # before importing orbax: a fresh run that saves nothing never needs it
+        from orbax.checkpoint import v1 as ocp
+
         meta = json.loads((path / "meta.json").read_text())
         # Leaves are stored flat and host-side (numpy), then put back into ``abstract``'s
         # structure: loading never depends on device placement or on optimiser state classes.

@@ -1,11 +1,12 @@
 """The GPT, in Flax NNX, built so that a model padded to a larger shape computes exactly what it
 computes alone.
 
-Parameters are plain ``nnx.Param`` arrays with named axes (``PARAM_AXES``); the blocks' arrays
-carry a leading layer axis and are applied with ``lax.scan``, so compile time stays flat as depth
-grows. The forward pass is a pure function of the parameters: the train step splits the module
-(``nnx.split``), differentiates, and *returns* the new state (in-place NNX updates under plain
-``jax.jit`` are silently lost).
+Parameters are plain arrays with named axes (``PARAM_AXES``); the blocks' arrays carry a leading
+layer axis and are applied with ``lax.scan``, so compile time stays flat as depth grows. The
+forward pass is a pure function of the parameters: the train step differentiates it and *returns*
+the new state (in-place NNX updates under plain ``jax.jit`` are silently lost). ``GPT``, the Flax
+NNX module holding the same arrays as ``nnx.Param``, is in ``nnx_gpt.py`` (``jaxscale.model.GPT``
+imports it on first use).
 
 Padding contract (used by ``stack.py``): a model initialised at its true shape and zero-padded
 along every named axis to an envelope, run with ``dims`` = its true sizes, gives the same logits
@@ -26,7 +27,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from jaxscale.config import ModelConfig
 from jaxscale.rng import fold, index_bits
@@ -96,24 +96,14 @@ def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     return params
 
 
-class GPT(nnx.Module):
-    """Pre-LN GPT: embeddings → L × (LN → causal MHA, LN → GELU MLP) → LN → LM head.
-
-    The module holds one ``nnx.Param`` per entry of ``PARAM_AXES``; ``__call__`` runs the pure
-    ``forward``. Training works on ``nnx.split``'s state or on ``params()`` directly.
-    """
-
-    def __init__(self, cfg: ModelConfig, *, seed: int = 0):
-        self.cfg = cfg
-        for name, value in init_params(cfg, seed).items():
-            setattr(self, name, nnx.Param(jnp.asarray(value)))
-
-    def params(self) -> dict[str, jax.Array]:
-        return {name: getattr(self, name)[...] for name in PARAM_AXES if hasattr(self, name)}
-
-    def __call__(self, tokens_BT: jax.Array, *, dims: ModelDims | None = None,
-                 dropout_key: jax.Array | None = None) -> jax.Array:
-        return forward(self.params(), tokens_BT, self.cfg, dims=dims, dropout_key=dropout_key)
+def __getattr__(name: str):
+    """``GPT``, the Flax NNX module, lives in ``nnx_gpt.py`` and is imported on first use: the
+    training path needs only the pure ``forward``, and importing flax cost ~0.3 s of every
+    command-line start here."""
+    if name == "GPT":
+        from jaxscale.nnx_gpt import GPT
+        return GPT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----- dropout by element index ------------------------------------------------------------------
@@ -170,7 +160,7 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     hmask = _mask(None if dims is None else dims.n_heads, H)
     fmask = _mask(None if dims is None else dims.d_ff, F)
     width = None if dims is None else dims.d_model.astype(jnp.float32)
-    n_layers = L if dims is None else dims.n_layers
+    n_layers = None if dims is None else dims.n_layers
     key = lambda *ids: None if dropout_key is None else fold(dropout_key, *ids)
 
     x_BTD = jnp.take(params["tok_emb"], tokens_BT, axis=0) + params["pos_emb"][None, :T, :]
@@ -179,7 +169,9 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
 
     def block(x_BTD, layer):
         p, i = layer
-        active = (i < n_layers).astype(jnp.float32)
+        # a layer beyond the model's true depth adds nothing (only a padded stack has such layers)
+        active = None if dims is None else (i < n_layers).astype(jnp.float32)
+        residual = (lambda y: y) if active is None else (lambda y: active * y)
         h_BTD = _layer_norm(x_BTD, p["ln1_scale"], p["ln1_bias"], cmask, width)
         qkv_BTKHE = _mm("btd,dkhe->btkhe", h_BTD, p["wqkv"], dt) + p["bqkv"][None, None]
         q_BTHE, k_BTHE, v_BTHE = qkv_BTKHE[:, :, 0], qkv_BTKHE[:, :, 1], qkv_BTKHE[:, :, 2]
@@ -190,14 +182,14 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
         if hmask is not None:
             o_BTHE = o_BTHE * hmask[None, None, :, None]
         y_BTD = _mm("bthe,hed->btd", o_BTHE, p["wo"], dt) + p["bo"][None, None]
-        x_BTD = x_BTD + active * dropout(y_BTD, rate, key(2, i))
+        x_BTD = x_BTD + residual(dropout(y_BTD, rate, key(2, i)))
 
         h_BTD = _layer_norm(x_BTD, p["ln2_scale"], p["ln2_bias"], cmask, width)
         u_BTF = jax.nn.gelu(_mm("btd,df->btf", h_BTD, p["w1"], dt) + p["b1"][None, None], approximate=False)
         if fmask is not None:
             u_BTF = u_BTF * fmask[None, None, :]
         y_BTD = _mm("btf,fd->btd", u_BTF, p["w2"], dt) + p["b2"][None, None]
-        x_BTD = x_BTD + active * dropout(y_BTD, rate, key(3, i))
+        x_BTD = x_BTD + residual(dropout(y_BTD, rate, key(3, i)))
         return x_BTD, None
 
     layer_params = {n: params[n] for n in PARAM_AXES if PARAM_AXES[n][0] == "layer"}

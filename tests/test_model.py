@@ -95,3 +95,14 @@ def test_sequence_longer_than_context_is_refused():
     params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
     with pytest.raises(ValueError, match="longer than the context"):
         forward(params, _tokens(t=17), SMALL)
+
+
+def test_the_training_path_does_not_import_flax():
+    """flax is needed only for the NNX module (``jaxscale.model.GPT``), imported on first use;
+    importing it for every sweep cost ~0.3 s of each command-line start."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jaxscale.runner, jaxscale.sweep, jaxscale.train; assert 'flax' not in sys.modules; "
+            "from jaxscale.model import GPT; assert 'flax' in sys.modules and GPT.__name__ == 'GPT'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
