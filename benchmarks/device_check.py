@@ -1,6 +1,8 @@
 """The accelerator targets of the throughput issue, as one short prepared run.
 
-    python benchmarks/device_check.py --out DIR              # on a GPU/TPU machine
+    python benchmarks/device_check.py --out DIR              # on a GPU/TPU machine (≤ 9 min)
+    python3 benchmarks/device_check.py --out $OUT            # the device tool: jax, flax, optax
+                                                             # are there; run from the repo root
     python benchmarks/device_check.py --out DIR --dry-run    # the same plumbing, tiny, on a CPU
 
 Runs ``jaxscale bench --json`` once per check, each in its own interpreter with a time limit (a
@@ -10,10 +12,10 @@ verdict with its full bench result: two files, within the device tool's file lim
 
 * ``mfu_w1024``: bf16 MFU of a width-1024 model (12 layers, 16 heads, context 1024, batch 16,
   byte vocabulary, dropout off) ≥ 40% of the device's dense bf16 peak (``bench.PEAK_FLOPS``);
-* ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × the
-  aggregate tokens/s of training them one after another (K = 5);
 * ``stack_emergence_k8``: K = 8 seeds of the notebook's emergence ``micro`` model (batch one
-  sequence) as one stack ≥ 0.8·K × sequential;
+  sequence) as one stack ≥ 0.8·K × the aggregate tokens/s of training them one after another;
+* ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × sequential
+  (K = 5);
 * ``stack_emergence``: the notebook's five emergence sizes, stack vs sequential (and ``auto``).
 
 The checks run in that order (most important first) so that a short lease still measures the
@@ -34,23 +36,24 @@ from pathlib import Path
 MFU_TARGET = 0.40
 STACK_FACTOR = 0.8
 
-CHECKS: tuple[tuple[str, list[str], list[str]], ...] = (
-    # name, full arguments, --dry-run arguments
-    ("mfu_w1024",
+CHECKS: tuple[tuple[str, float, list[str], list[str]], ...] = (
+    # name, time limit (s) on an accelerator, full arguments, --dry-run arguments. The limits add
+    # up to 9 minutes, inside one 10-minute device command; the most important check runs first.
+    ("mfu_w1024", 130.0,
      ["--d-model", "1024", "--n-heads", "16", "--n-layers", "12", "--seq-len", "1024", "--batch-size", "16",
       "--dropout", "0", "--dtype", "bfloat16", "--modes", "sequential", "--repeats", "5"],
      ["--d-model", "64", "--n-heads", "2", "--n-layers", "2", "--seq-len", "32", "--batch-size", "4",
       "--dropout", "0", "--modes", "sequential", "--repeats", "2"]),
-    ("stack_scaling",
-     ["--preset", "notebook-scaling", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
-     ["--preset", "notebook-scaling", "--sizes", "nano", "micro", "--modes", "stack", "sequential",
-      "--repeats", "2", "--steps-per-dispatch", "5"]),
-    ("stack_emergence_k8",
+    ("stack_emergence_k8", 100.0,
      ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "8", "--modes", "stack", "sequential",
       "--repeats", "5"],
      ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "2", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "20"]),
-    ("stack_emergence",
+    ("stack_scaling", 150.0,
+     ["--preset", "notebook-scaling", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
+     ["--preset", "notebook-scaling", "--sizes", "nano", "micro", "--modes", "stack", "sequential",
+      "--repeats", "2", "--steps-per-dispatch", "5"]),
+    ("stack_emergence", 150.0,
      ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
      ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "20"]),
@@ -128,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=os.environ.get("OUT") or "device-check", help="folder for the results")
     p.add_argument("--dry-run", action="store_true", help="tiny configs on any device: checks the plumbing only")
     p.add_argument("--only", nargs="+", choices=[c[0] for c in CHECKS], help="run these checks only")
-    p.add_argument("--timeout", type=float, default=150.0, help="seconds per check (default 150)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per check (default: each check's own limit, 100-150 s; 9 minutes in all)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, full, dry in CHECKS:
+    for name, limit, full, dry in CHECKS:
         if args.only and name not in args.only:
             continue
         print(f"[device_check] {name} ...", flush=True)
-        rows.append(run_check(name, dry if args.dry_run else full, out / "device_check.log", args.timeout))
+        rows.append(run_check(name, dry if args.dry_run else full, out / "device_check.log", args.timeout or limit))
         print(format_summary(rows[-1:]), flush=True)
         (out / "summary.json").write_text(json.dumps({"dry_run": args.dry_run, "checks": rows}, indent=1))
     print("\nsummary" + (" (dry run: tiny configs, targets not meaningful)" if args.dry_run else "") + ":")

@@ -23,15 +23,16 @@ def dc():
 def test_every_check_parses_and_builds_the_intended_workload(dc):
     from jaxscale.commands.bench import build
 
-    expected_models = {"mfu_w1024": 1, "stack_scaling": 5, "stack_emergence_k8": 8, "stack_emergence": 5}
+    expected_models = {"mfu_w1024": 1, "stack_emergence_k8": 8, "stack_scaling": 5, "stack_emergence": 5}
     assert [c[0] for c in dc.CHECKS] == list(expected_models)
-    for name, full, dry in dc.CHECKS:
+    assert sum(c[1] for c in dc.CHECKS) <= 540  # one 10-minute device command, with start-up to spare
+    for name, _, full, dry in dc.CHECKS:
         for argv in (full, dry):
             args = build_parser().parse_args(["bench", *argv, "--json"])
             specs, data, optim, budget, workload = build(args)
             if argv is full:
                 assert len(specs) == expected_models[name], name
-    args = build_parser().parse_args(["bench", *dc.CHECKS[0][1]])
+    args = build_parser().parse_args(["bench", *dc.CHECKS[0][2]])
     (spec,), *_ = build(args)
     assert (spec.cfg.d_model, spec.cfg.head_dim, spec.cfg.dtype, spec.cfg.dropout) == (1024, 64, "bfloat16", 0.0)
 
