@@ -40,6 +40,7 @@ from jaxscale.bench_timing import GroupTiming, time_group, time_groups
 from jaxscale.host import allocator_description
 from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
                           table_peak, throughput)
+from jaxscale.model import attention_impl
 
 # The FLOP/MFU arithmetic (mfu.py) and the program timing (bench_timing.py) are re-exported here,
 # so ``jaxscale.bench`` stays the one import for throughput work.
@@ -178,7 +179,7 @@ def _model_info(s: BenchSpec, b: int, t: int) -> dict:
             "non_embedding_params": pc.non_embedding,
             "flops_per_token": {"total": f.total, "non_embedding": f.non_embedding, "head": f.head,
                                 "attention": f.attention, "causal": f.causal, "seq_len": f.seq_len},
-            "flops_per_step": flops_per_step(s.cfg, b, t)}
+            "flops_per_step": flops_per_step(s.cfg, b, t), "attention": attention_impl(s.cfg)}
 
 
 def _mode_result(mode, timings, specs, b, t, peak, devices, budget_steps) -> dict:
@@ -240,7 +241,8 @@ def format_report(res: dict) -> str:
              + (f" -- {res['accelerator_note']}" if res.get("accelerator_note") else ""),
              f"peak: {res['peak_flops'] / 1e9:.1f} GFLOP/s per device ({res['peak_source']})",
              f"FLOPs: {res['flop_formula']}",
-             f"batch {res['batch_size']} x seq {res['seq_len']}, dtype {res['dtype']}, "
+             f"batch {res['batch_size']} x seq {res['seq_len']}, dtype {res['dtype']}, attention "
+             f"{'/'.join(sorted({m.get('attention', '?') for m in res['models']}))}, "
              f"{res['steps_per_dispatch']} steps per dispatch, {res['repeats']} timed dispatches; "
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
              f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]

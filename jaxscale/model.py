@@ -22,6 +22,8 @@ and the same gradients on its true entries, and zero gradients on the padding, b
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -117,6 +119,55 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
+# ----- attention implementation ------------------------------------------------------------------
+
+ATTENTION_ENV = "JAXSCALE_ATTENTION"
+ATTENTION_CHOICES = ("auto", "explicit", "xla", "cudnn")
+
+
+def attention_impl(cfg: ModelConfig, platform: str | None = None) -> str:
+    """How the forward pass computes causal attention for ``cfg``: ``explicit`` (scores, softmax
+    and the weighted sum written out: the only one that applies dropout to the attention
+    probabilities), ``xla`` (``jax.nn.dot_product_attention`` lowered by XLA) or ``cudnn`` (the
+    same call as cuDNN's fused flash attention: the [B, H, T, T] probabilities are never written to
+    memory, which at context 1024 is most of a GPU step's memory traffic).
+
+    ``$JAXSCALE_ATTENTION`` = auto (default) | explicit | xla | cudnn. ``auto`` takes ``cudnn``
+    on a GPU for bfloat16 models without dropout whose head size cuDNN supports (a multiple of
+    8, at most 128), else ``explicit``. All three compute the same function (tests check
+    ``xla`` against ``explicit``; ``cudnn`` differs from ``xla`` only in the backend string), and
+    a stack and its models alone always take the same one, so stack == alone is unaffected.
+    """
+    choice = os.environ.get(ATTENTION_ENV, "auto") or "auto"
+    if choice not in ATTENTION_CHOICES:
+        raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_CHOICES}, got {choice!r}")
+    if choice == "auto":
+        platform = platform or jax.default_backend()
+        eligible = (platform == "gpu" and cfg.dtype == "bfloat16" and cfg.dropout == 0.0
+                    and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128)
+        return "cudnn" if eligible else "explicit"
+    if choice != "explicit" and cfg.dropout > 0:
+        raise ValueError(f"{ATTENTION_ENV}={choice} has no attention dropout; the model has dropout "
+                         f"{cfg.dropout} (use explicit or auto)")
+    return choice
+
+
+def _fused_attention(q_BTHE, k_BTHE, v_BTHE, impl: str, dt: str) -> jax.Array:
+    """Causal attention through ``jax.nn.dot_product_attention`` (``impl`` xla or cudnn); float32
+    out. cuDNN takes bfloat16 inputs; if it rejects the shapes while tracing, XLA's version runs
+    instead, with a warning."""
+    cast = (lambda a: a) if dt == "float32" else (lambda a: a.astype(dt))
+    q, k, v = cast(q_BTHE), cast(k_BTHE), cast(v_BTHE)
+    try:
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=impl)
+    except (ValueError, NotImplementedError, RuntimeError) as err:
+        if impl != "cudnn":
+            raise
+        warnings.warn(f"cuDNN attention unavailable ({err}); using XLA's", RuntimeWarning, stacklevel=2)
+        out = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
+    return out.astype(jnp.float32)
+
+
 # ----- the forward pass --------------------------------------------------------------------------
 
 def _mask(n_true: jax.Array | None, n: int) -> jax.Array | None:
@@ -162,6 +213,7 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     width = None if dims is None else dims.d_model.astype(jnp.float32)
     n_layers = None if dims is None else dims.n_layers
     key = lambda *ids: None if dropout_key is None else fold(dropout_key, *ids)
+    attention = attention_impl(cfg)
 
     x_BTD = jnp.take(params["tok_emb"], tokens_BT, axis=0) + params["pos_emb"][None, :T, :]
     x_BTD = dropout(x_BTD, rate, key(0, 0))
@@ -175,10 +227,13 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
         h_BTD = _layer_norm(x_BTD, p["ln1_scale"], p["ln1_bias"], cmask, width)
         qkv_BTKHE = _mm("btd,dkhe->btkhe", h_BTD, p["wqkv"], dt) + p["bqkv"][None, None]
         q_BTHE, k_BTHE, v_BTHE = qkv_BTKHE[:, :, 0], qkv_BTKHE[:, :, 1], qkv_BTKHE[:, :, 2]
-        s_BHTS = _mm("bthe,bshe->bhts", q_BTHE, k_BTHE, dt) / math.sqrt(E)
-        s_BHTS = jnp.where(causal_TT[None, None], s_BHTS, jnp.float32(-1e30))
-        a_BHTS = dropout(jax.nn.softmax(s_BHTS, axis=-1), rate, key(1, i))
-        o_BTHE = _mm("bhts,bshe->bthe", a_BHTS, v_BTHE, dt)
+        if attention == "explicit":
+            s_BHTS = _mm("bthe,bshe->bhts", q_BTHE, k_BTHE, dt) / math.sqrt(E)
+            s_BHTS = jnp.where(causal_TT[None, None], s_BHTS, jnp.float32(-1e30))
+            a_BHTS = dropout(jax.nn.softmax(s_BHTS, axis=-1), rate, key(1, i))
+            o_BTHE = _mm("bhts,bshe->bthe", a_BHTS, v_BTHE, dt)
+        else:
+            o_BTHE = _fused_attention(q_BTHE, k_BTHE, v_BTHE, attention, dt)
         if hmask is not None:
             o_BTHE = o_BTHE * hmask[None, None, :, None]
         y_BTD = _mm("bthe,hed->btd", o_BTHE, p["wo"], dt) + p["bo"][None, None]

@@ -23,7 +23,8 @@ def dc():
 def test_every_check_parses_and_builds_the_intended_workload(dc):
     from jaxscale.commands.bench import build
 
-    expected_models = {"mfu_w1024": 1, "stack_emergence_k8": 8, "stack_scaling": 5, "stack_emergence": 5}
+    expected_models = {"mfu_w1024": 1, "mfu_w1024_explicit_attention": 1, "stack_emergence_k8": 8,
+                       "stack_scaling": 5, "stack_emergence": 5}
     assert [c[0] for c in dc.CHECKS] == list(expected_models)
     assert sum(c[1] for c in dc.CHECKS) <= 540  # one 10-minute device command, with start-up to spare
     for name, _, full, dry in dc.CHECKS:
@@ -39,9 +40,11 @@ def test_every_check_parses_and_builds_the_intended_workload(dc):
 
 def test_mfu_verdict(dc):
     res = {"device": {"kind": "NVIDIA H200"}, "dtype": "bfloat16", "peak_source": "table",
-           "modes": {"sequential": {"mfu": 0.45, "tokens_per_s": 1e6}}}
+           "models": [{"attention": "cudnn"}], "modes": {"sequential": {"mfu": 0.45, "tokens_per_s": 1e6}}}
     v = dc.verdict("mfu_w1024", res)
     assert v["met"] and v["measured"] == 0.45 and v["target"] == 0.40 and v["device"] == "NVIDIA H200"
+    assert "cudnn attention" in v["what"]
+    assert dc.CHECK_ENV["mfu_w1024_explicit_attention"] == {"JAXSCALE_ATTENTION": "explicit"}
     res["modes"]["sequential"]["mfu"] = 0.39
     assert not dc.verdict("mfu_w1024", res)["met"]
 

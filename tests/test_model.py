@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from jaxscale.config import ModelConfig
-from jaxscale.model import GPT, ModelDims, cross_entropy, dropout, forward, init_params
+from jaxscale.model import (ATTENTION_ENV, GPT, ModelDims, attention_impl, cross_entropy, dropout, forward,
+                             init_params)
 from jaxscale.stack import envelope, pad_params
 
 SMALL = ModelConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=16, name="t")
@@ -106,3 +107,52 @@ def test_the_training_path_does_not_import_flax():
     code = ("import sys, jaxscale.runner, jaxscale.sweep, jaxscale.train; assert 'flax' not in sys.modules; "
             "from jaxscale.model import GPT; assert 'flax' in sys.modules and GPT.__name__ == 'GPT'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_fused_attention_equals_the_explicit_one_padded_and_not(monkeypatch):
+    """``jax.nn.dot_product_attention`` (the XLA lowering; the cuDNN one differs only in its
+    backend string) gives the explicit path's logits and gradients, for a model alone and padded
+    into a larger stack envelope (padded heads stay inert)."""
+    small = SMALL.replace(d_model=32, n_heads=2, n_layers=2, d_ff=48)
+    env = envelope([small, SMALL.replace(d_model=64, n_heads=4, n_layers=3, d_ff=128)])
+    p = jax.tree.map(jnp.asarray, init_params(small, 7))
+    padded = jax.tree.map(jnp.asarray, pad_params(init_params(small, 7), env))
+    x = _tokens(seed=4)
+    loss = lambda q, c, d: cross_entropy(forward(q, x, c, dims=d), x)
+    runs = {}
+    for impl in ("explicit", "xla"):
+        monkeypatch.setenv(ATTENTION_ENV, impl)
+        assert attention_impl(small) == impl
+        runs[impl] = (forward(p, x, small), jax.grad(loss)(p, small, None),
+                      forward(padded, x, env, dims=ModelDims.of(small)), jax.grad(loss)(padded, env, ModelDims.of(small)))
+    chex.assert_trees_all_close(runs["xla"], runs["explicit"], atol=2e-6, rtol=2e-5)
+    # causality holds on the fused path too
+    y = x.at[:, 9].set((x[:, 9] + 1) % 64)
+    np.testing.assert_array_equal(np.asarray(forward(p, x, small)[:, :9]), np.asarray(forward(p, y, small)[:, :9]))
+
+
+def test_cudnn_attention_falls_back_to_xla_where_there_is_no_cudnn(monkeypatch):
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU has cuDNN: nothing to fall back from")
+    monkeypatch.setenv(ATTENTION_ENV, "cudnn")
+    p = jax.tree.map(jnp.asarray, init_params(SMALL, 2))
+    with pytest.warns(RuntimeWarning, match="cuDNN attention unavailable"):
+        out = forward(p, _tokens(), SMALL)
+    monkeypatch.setenv(ATTENTION_ENV, "explicit")
+    chex.assert_trees_all_close(out, forward(p, _tokens(), SMALL), atol=2e-6, rtol=2e-5)
+
+
+def test_attention_choice_rule_and_bad_settings(monkeypatch):
+    monkeypatch.delenv(ATTENTION_ENV, raising=False)
+    gpu_ok = SMALL.replace(dtype="bfloat16", dropout=0.0)            # head size 16
+    assert attention_impl(gpu_ok, platform="gpu") == "cudnn"
+    assert attention_impl(gpu_ok, platform="cpu") == "explicit"
+    assert attention_impl(gpu_ok.replace(dtype="float32"), platform="gpu") == "explicit"
+    assert attention_impl(gpu_ok.replace(dropout=0.1), platform="gpu") == "explicit"  # attention dropout
+    assert attention_impl(gpu_ok.replace(d_model=24, n_heads=2), platform="gpu") == "explicit"  # head 12
+    monkeypatch.setenv(ATTENTION_ENV, "flash")
+    with pytest.raises(ValueError, match="JAXSCALE_ATTENTION must be one of"):
+        attention_impl(SMALL)
+    monkeypatch.setenv(ATTENTION_ENV, "xla")
+    with pytest.raises(ValueError, match="no attention dropout"):
+        attention_impl(SMALL.replace(dropout=0.1))
