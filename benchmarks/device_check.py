@@ -10,10 +10,13 @@ check that fails or runs out of time is reported as such; the others still run),
 check's log in ``DIR/device_check.log``, and prints and writes ``DIR/summary.json`` (each check's
 verdict with its full bench result: two files, within the device tool's file limits) per target:
 
-* ``mfu_w1024``: bf16 MFU of a width-1024 model (12 layers, 16 heads, context 1024, batch 16,
-  byte vocabulary, dropout off) ≥ 40% of the device's dense bf16 peak (``bench.PEAK_FLOPS``),
-  with the attention ``auto`` picks (cuDNN's fused attention on a GPU: ``model.attention_impl``);
-  ``mfu_w1024_explicit_attention``: the same with the attention written out, for comparison;
+* ``cudnn_vmap_test``: ``tests/test_attention_gpu.py``: cuDNN's fused attention inside a
+  vmapped padded stack equals the models alone, and equals XLA's attention (upstream batching
+  bugs make this the condition for trusting ``JAXSCALE_ATTENTION=cudnn`` on a GPU);
+* ``mfu_w1024_cudnn``: bf16 MFU of a width-1024 model (12 layers, 16 heads, context 1024, batch
+  16, byte vocabulary, dropout off) ≥ 40% of the device's dense bf16 peak (``bench.PEAK_FLOPS``),
+  with cuDNN's fused attention; ``mfu_w1024_explicit_attention``: the same with the attention
+  written out (the default), for comparison;
 * ``stack_emergence_k8``: K = 8 seeds of the notebook's emergence ``micro`` model (batch one
   sequence) as one stack ≥ 0.8·K × the aggregate tokens/s of training them one after another;
 * ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × sequential
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,25 +46,30 @@ MFU_ARGS = ["--d-model", "1024", "--n-heads", "16", "--n-layers", "12", "--seq-l
             "--dropout", "0", "--dtype", "bfloat16", "--modes", "sequential", "--repeats", "5"]
 MFU_DRY = ["--d-model", "64", "--n-heads", "2", "--n-layers", "2", "--seq-len", "32", "--batch-size", "4",
            "--dropout", "0", "--modes", "sequential", "--repeats", "2"]
-# Checks run with this environment on top of the caller's (the explicit-attention one measures
-# what cuDNN's fused attention, which ``auto`` picks on a GPU, saves).
-CHECK_ENV = {"mfu_w1024_explicit_attention": {"JAXSCALE_ATTENTION": "explicit"}}
+# Checks run with this environment on top of the caller's: the width-1024 model with cuDNN's
+# fused attention (opt-in, ``model.attention_impl``) and with the attention written out.
+CHECK_ENV = {"mfu_w1024_cudnn": {"JAXSCALE_ATTENTION": "cudnn"},
+             "mfu_w1024_explicit_attention": {"JAXSCALE_ATTENTION": "explicit"}}
+# A check that is a pytest file rather than a bench run: cuDNN attention under vmap (the stack)
+# against the models alone, on this GPU; it must pass before cuDNN attention is trusted here.
+PYTEST_CHECKS = {"cudnn_vmap_test": "tests/test_attention_gpu.py"}
 
 CHECKS: tuple[tuple[str, float, list[str], list[str]], ...] = (
     # name, time limit (s) on an accelerator, full arguments, --dry-run arguments. The limits add
     # up to 9 minutes, inside one 10-minute device command; the most important check runs first.
-    ("mfu_w1024", 120.0, MFU_ARGS, MFU_DRY),
+    ("cudnn_vmap_test", 60.0, [], []),
+    ("mfu_w1024_cudnn", 100.0, MFU_ARGS, MFU_DRY),
     ("mfu_w1024_explicit_attention", 80.0, MFU_ARGS, MFU_DRY),
     ("stack_emergence_k8", 90.0,
      ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "8", "--modes", "stack", "sequential",
       "--repeats", "5"],
      ["--preset", "notebook-emergence", "--sizes", "micro", "--k", "2", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "20"]),
-    ("stack_scaling", 125.0,
+    ("stack_scaling", 105.0,
      ["--preset", "notebook-scaling", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
      ["--preset", "notebook-scaling", "--sizes", "nano", "micro", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "5"]),
-    ("stack_emergence", 125.0,
+    ("stack_emergence", 105.0,
      ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "auto", "--repeats", "5"],
      ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "20"]),
@@ -95,6 +104,8 @@ def verdict(name: str, res: dict) -> dict:
 def run_check(name: str, args: list[str], log: Path, timeout: float) -> dict:
     """One ``jaxscale bench --json`` in a subprocess: its verdict and result (or the error); its
     stderr is appended to ``log``."""
+    if name in PYTEST_CHECKS:
+        return run_pytest_check(name, PYTEST_CHECKS[name], log, timeout)
     cmd = [sys.executable, "-m", "jaxscale.cli", "bench", *args, "--json"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", **CHECK_ENV.get(name, {}))
     t0 = time.perf_counter()
@@ -118,6 +129,33 @@ def run_check(name: str, args: list[str], log: Path, timeout: float) -> dict:
     return {**v, "command": " ".join(cmd), "wall_s": wall, "result": res}
 
 
+def run_pytest_check(name: str, path: str, log: Path, timeout: float) -> dict:
+    """A correctness check on the device: ``pytest path``; met when every test passed, skipped
+    (not an error) where the file skips itself (no GPU)."""
+    cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-rs", "-p", "no:cacheprovider", path]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"check": name, "error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd)}
+    wall = time.perf_counter() - t0
+    _append(log, name, proc.stdout + proc.stderr)
+    counts = [line for line in proc.stdout.splitlines()
+              if re.search(r"\d+ (passed|failed|skipped|error)", line) and not line.startswith(("SKIPPED", "FAILED"))]
+    return pytest_verdict(name, proc.returncode, counts[-1].strip("= ") if counts else "(no summary line)",
+                          " ".join(cmd), wall)
+
+
+def pytest_verdict(name: str, returncode: int, summary_line: str, command: str, wall: float) -> dict:
+    """The verdict of a pytest check from its exit status and pytest's summary line (pure)."""
+    base = {"check": name, "device": "?", "command": command, "wall_s": wall, "what": f"pytest: {summary_line}"}
+    if returncode == 0 and "passed" in summary_line and "skipped" not in summary_line:
+        return {**base, "measured": 1.0, "target": 1.0, "met": True}
+    if returncode in (0, 5) and "skipped" in summary_line and "passed" not in summary_line:
+        return {**base, "measured": 0.0, "target": 1.0, "met": False, "skipped": True}
+    return {**base, "measured": 0.0, "target": 1.0, "met": False}
+
+
 def _append(log: Path, name: str, text: str) -> None:
     with log.open("a") as f:
         f.write(f"===== {name} =====\n{text}\n")
@@ -128,6 +166,9 @@ def format_summary(rows: list[dict]) -> str:
     for r in rows:
         if "error" in r:
             lines.append(f"  {r['check']:<20} ERROR {r['error']}")
+        elif r["check"] in PYTEST_CHECKS:
+            state = "skipped" if r.get("skipped") else ("passed" if r["met"] else "FAILED")
+            lines.append(f"  {r['check']:<20} {state} -- {r['what']}; {r['wall_s']:.0f} s")
         else:
             fmt = (lambda x: f"{x:.1%}") if r["check"].startswith("mfu") else (lambda x: f"{x:.2f}x")
             lines.append(f"  {r['check']:<20} {fmt(r['measured']):>8} (target {fmt(r['target'])}: "

@@ -122,33 +122,30 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 # ----- attention implementation ------------------------------------------------------------------
 
 ATTENTION_ENV = "JAXSCALE_ATTENTION"
-ATTENTION_CHOICES = ("auto", "explicit", "xla", "cudnn")
+ATTENTION_CHOICES = ("explicit", "xla", "cudnn")
 
 
-def attention_impl(cfg: ModelConfig, platform: str | None = None) -> str:
-    """How the forward pass computes causal attention for ``cfg``: ``explicit`` (scores, softmax
-    and the weighted sum written out: the only one that applies dropout to the attention
-    probabilities), ``xla`` (``jax.nn.dot_product_attention`` lowered by XLA) or ``cudnn`` (the
-    same call as cuDNN's fused flash attention: the [B, H, T, T] probabilities are never written to
-    memory, which at context 1024 is most of a GPU step's memory traffic).
+def attention_impl(cfg: ModelConfig) -> str:
+    """How the forward pass computes causal attention: ``explicit`` (the default: scores, causal
+    mask, softmax and the weighted sum written out; the only one that applies dropout to the
+    attention probabilities), ``xla`` (``jax.nn.dot_product_attention`` lowered by XLA) or
+    ``cudnn`` (the same call as cuDNN's fused flash attention, which never writes the [B, H, T, T]
+    probabilities to memory: at context 1024 they are most of a GPU step's memory traffic).
 
-    ``$JAXSCALE_ATTENTION`` = auto (default) | explicit | xla | cudnn. ``auto`` takes ``cudnn``
-    on a GPU for bfloat16 models without dropout whose head size cuDNN supports (a multiple of
-    8, at most 128), else ``explicit``. All three compute the same function (tests check
-    ``xla`` against ``explicit``; ``cudnn`` differs from ``xla`` only in the backend string), and
-    a stack and its models alone always take the same one, so stack == alone is unaffected.
+    Chosen by ``$JAXSCALE_ATTENTION``. cuDNN is opt-in: its batching rules under ``vmap`` (every
+    stack) and ``vmap(grad)`` have had correctness bugs upstream (jax-ml/jax#22830, #36702,
+    #38498, #39451), so it is used only where asked for, and ``tests/test_attention_gpu.py`` (run
+    by ``benchmarks/device_check.py``) checks a padded stack against its models alone on the GPU
+    at hand. The three compute the same function (tests check ``xla`` against ``explicit``;
+    ``cudnn`` differs from ``xla`` only in the backend string), and a stack and its models alone
+    always take the same one.
     """
-    choice = os.environ.get(ATTENTION_ENV, "auto") or "auto"
+    choice = os.environ.get(ATTENTION_ENV) or "explicit"
     if choice not in ATTENTION_CHOICES:
         raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_CHOICES}, got {choice!r}")
-    if choice == "auto":
-        platform = platform or jax.default_backend()
-        eligible = (platform == "gpu" and cfg.dtype == "bfloat16" and cfg.dropout == 0.0
-                    and cfg.head_dim % 8 == 0 and cfg.head_dim <= 128)
-        return "cudnn" if eligible else "explicit"
     if choice != "explicit" and cfg.dropout > 0:
         raise ValueError(f"{ATTENTION_ENV}={choice} has no attention dropout; the model has dropout "
-                         f"{cfg.dropout} (use explicit or auto)")
+                         f"{cfg.dropout} (use explicit)")
     return choice
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from jaxscale.cli import build_parser, main
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "device_check.py"
+ROOT = Path(__file__).resolve().parents[1]
+_PATH = ROOT / "benchmarks" / "device_check.py"
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,20 @@ def dc():
 def test_every_check_parses_and_builds_the_intended_workload(dc):
     from jaxscale.commands.bench import build
 
-    expected_models = {"mfu_w1024": 1, "mfu_w1024_explicit_attention": 1, "stack_emergence_k8": 8,
-                       "stack_scaling": 5, "stack_emergence": 5}
+    expected_models = {"cudnn_vmap_test": None, "mfu_w1024_cudnn": 1, "mfu_w1024_explicit_attention": 1,
+                       "stack_emergence_k8": 8, "stack_scaling": 5, "stack_emergence": 5}
     assert [c[0] for c in dc.CHECKS] == list(expected_models)
+    assert all((ROOT / path).is_file() for path in dc.PYTEST_CHECKS.values())
     assert sum(c[1] for c in dc.CHECKS) <= 540  # one 10-minute device command, with start-up to spare
     for name, _, full, dry in dc.CHECKS:
+        if name in dc.PYTEST_CHECKS:
+            continue
         for argv in (full, dry):
             args = build_parser().parse_args(["bench", *argv, "--json"])
             specs, data, optim, budget, workload = build(args)
             if argv is full:
                 assert len(specs) == expected_models[name], name
-    args = build_parser().parse_args(["bench", *dc.CHECKS[0][2]])
+    args = build_parser().parse_args(["bench", *dict((c[0], c[2]) for c in dc.CHECKS)["mfu_w1024_cudnn"]])
     (spec,), *_ = build(args)
     assert (spec.cfg.d_model, spec.cfg.head_dim, spec.cfg.dtype, spec.cfg.dropout) == (1024, 64, "bfloat16", 0.0)
 
@@ -41,12 +45,23 @@ def test_every_check_parses_and_builds_the_intended_workload(dc):
 def test_mfu_verdict(dc):
     res = {"device": {"kind": "NVIDIA H200"}, "dtype": "bfloat16", "peak_source": "table",
            "models": [{"attention": "cudnn"}], "modes": {"sequential": {"mfu": 0.45, "tokens_per_s": 1e6}}}
-    v = dc.verdict("mfu_w1024", res)
+    v = dc.verdict("mfu_w1024_cudnn", res)
     assert v["met"] and v["measured"] == 0.45 and v["target"] == 0.40 and v["device"] == "NVIDIA H200"
     assert "cudnn attention" in v["what"]
-    assert dc.CHECK_ENV["mfu_w1024_explicit_attention"] == {"JAXSCALE_ATTENTION": "explicit"}
     res["modes"]["sequential"]["mfu"] = 0.39
-    assert not dc.verdict("mfu_w1024", res)["met"]
+    assert not dc.verdict("mfu_w1024_cudnn", res)["met"]
+    assert dc.CHECK_ENV["mfu_w1024_explicit_attention"] == {"JAXSCALE_ATTENTION": "explicit"}
+    assert dc.CHECK_ENV["mfu_w1024_cudnn"] == {"JAXSCALE_ATTENTION": "cudnn"}
+
+
+def test_pytest_check_verdicts(dc):
+    ok = dc.pytest_verdict("cudnn_vmap_test", 0, "2 passed in 3.1s", "cmd", 3.1)
+    assert ok["met"] and not ok.get("skipped")
+    skipped = dc.pytest_verdict("cudnn_vmap_test", 0, "2 skipped in 0.5s", "cmd", 0.5)
+    assert not skipped["met"] and skipped["skipped"]
+    failed = dc.pytest_verdict("cudnn_vmap_test", 1, "1 failed, 1 passed in 4s", "cmd", 4.0)
+    assert not failed["met"] and not failed.get("skipped")
+    assert "FAILED" in dc.format_summary([failed]) and "skipped" in dc.format_summary([skipped])
 
 
 def test_stack_verdict_on_a_real_bench_result(dc, capsys):
@@ -64,7 +79,7 @@ def test_stack_verdict_on_a_real_bench_result(dc, capsys):
 
 
 def test_summary_reports_errors_and_verdicts(dc):
-    rows = [{"check": "mfu_w1024", "measured": 0.41, "target": 0.4, "met": True, "device": "gpu", "what": "w",
+    rows = [{"check": "mfu_w1024_cudnn", "measured": 0.41, "target": 0.4, "met": True, "device": "gpu", "what": "w",
              "wall_s": 3.0},
             {"check": "stack_scaling", "error": "timed out after 150 s"}]
     text = dc.format_summary(rows)
