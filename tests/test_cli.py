@@ -38,3 +38,16 @@ def test_bad_input_is_a_clean_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--steps", "0"])
+
+
+def test_sweep_dtype_sets_every_model_and_is_refused_for_presets(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    rc = main(["sweep", "--family", "ladder", "--sizes", "l1", "--seeds", "0", "1", "--steps", "6", "--batch-size", "2",
+               "--eval-windows", "4", "--dtype", "bfloat16", "--no-save-weights", "--quiet", "--out", str(tmp_path)])
+    assert rc == 0
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert len(rows) == 2 and {r["config"]["dtype"] for r in rows} == {"bfloat16"}
+    assert all(r["test_loss"] is not None and r["test_loss"] > 0 for r in rows)
+    capsys.readouterr()
+    assert main(["sweep", "--preset", "notebook-scaling", "--dtype", "bfloat16", "--out", str(tmp_path / "p")]) == 2
+    assert "--dtype: a preset is the notebook's own workload" in capsys.readouterr().err

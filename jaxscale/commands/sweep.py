@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   jaxscale sweep --family ladder --sizes l1 l2 l3 --seeds 0 1 --lrs 1e-3 3e-3 --tokens-per-param 20 --out runs/s1
   jaxscale sweep --family ladder --sizes l1 l3 --tokens 2e5 4e5 8e5 --select best-lr --out runs/grid
   jaxscale sweep --family notebook-scaling --steps 60 --corpus shakespeare --out runs/nb
+  jaxscale sweep --family ladder --sizes l9 l10 l11 --dtype bfloat16 --tokens-per-param 20 --out runs/gpu
   jaxscale sweep --preset notebook-scaling --mode stack --out runs/nb-preset
   jaxscale sweep --preset notebook-emergence --mode sequential --out runs/nb-emergence
 
@@ -33,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--sizes", nargs="+", default=None, help="size names within the family (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
     p.add_argument("--lrs", nargs="+", type=c.positive_float, default=[3e-3], help="peak learning rates (default 3e-3)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                   help="matmul dtype of every model (default: the family's, float32); bfloat16 on GPUs/TPUs "
+                        "(parameters, optimiser state and the loss stay float32)")
     c.add_budget_args(p, several=True)
     p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto",
                    help="auto: the planner's cost model decides (default); stack: one stack per compatible "
@@ -72,6 +76,9 @@ def run(args) -> int:
     out = c.out_dir(args, "sweep")
     hook = None
     if args.preset:
+        if args.dtype:
+            raise ValueError(f"--dtype: a preset is the notebook's own workload (float32); use --family "
+                             f"{args.preset} --dtype {args.dtype} for its sizes in {args.dtype}")
         preset = make_preset(args.preset)
         specs, data, settings, hook = preset.specs, preset.data, preset.settings, preset.row_hook
         settings = dataclasses.replace(settings, compile_mode=args.compile_mode)
@@ -81,6 +88,8 @@ def run(args) -> int:
         cfgs = family_configs(args.family)
         if args.sizes:
             cfgs = [create_model_config(f"{args.family}/{s}") for s in args.sizes]
+        if args.dtype:
+            cfgs = [dataclasses.replace(cf, dtype=args.dtype) for cf in cfgs]
         specs = expand(cfgs, seeds=args.seeds, lrs=args.lrs, budgets=c.budgets_from_args(args, default_steps=200),
                        optim=c.optim_config(args, args.lrs[0]))
         settings = c.run_settings(args)
