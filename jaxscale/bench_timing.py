@@ -78,7 +78,7 @@ class _GroupRunner:
     def __init__(self, cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool,
                  steps_per_dispatch: int, max_repeats: int):
         import jax
-        import jax.numpy as jnp
+        import numpy as np
 
         from jaxscale.data.stream import data_key
         from jaxscale.model import init_params
@@ -97,14 +97,14 @@ class _GroupRunner:
         if stacked:
             state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
                                 stacked=True)
-            hyper, dims = jax.tree.map(jnp.asarray, stack_trees(hypers)), stack_dims_if_padded(cfgs)
+            hyper, dims = jax.device_put(stack_trees(hypers)), stack_dims_if_padded(cfgs)
         else:
             state = init_states(params[0], seeds[0], optim, stacked=False)
-            hyper, dims = jax.tree.map(jnp.asarray, hypers[0]), None
+            hyper, dims = jax.device_put(hypers[0]), None
         self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
         self.args = (hyper, dims, data.arrays, data_key(0))
-        self.starts = [jnp.int32(i * n) for i in range(max_repeats + 1)]  # made before timing
-        self.count = jnp.int32(n)
+        self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 1)]  # made before timing
+        self.count = jax.device_put(np.int32(n))
         jax.block_until_ready((state, self.args, self.starts, self.count))
         self.util = padded_flops_utilisation(cfgs, data.seq_len) if stacked else 1.0
         c0 = _CompileCounter.count

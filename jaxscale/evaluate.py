@@ -181,7 +181,7 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     n_answer = split.max_answer_len
     fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None)
     if params is not None:
-        fn = functools.partial(fn, jax.tree.map(jnp.asarray, params))
+        fn = functools.partial(fn, jax.device_put(params))
     bsz = min(batch_size, n)
     n_pad = -n % bsz
     take = np.concatenate([np.arange(n), np.full(n_pad, n - 1)])
@@ -189,8 +189,7 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
                                  split.answer_len_N[take])
     parts: dict[str, list[np.ndarray]] = {}
     for lo in range(0, n + n_pad, bsz):
-        out = fn(jnp.asarray(tokens_NT[lo:lo + bsz]), jnp.asarray(start_N[lo:lo + bsz]),
-                 jnp.asarray(len_N[lo:lo + bsz]))
+        out = fn(*jax.device_put((tokens_NT[lo:lo + bsz], start_N[lo:lo + bsz], len_N[lo:lo + bsz])))
         for key, value in out.items():
             parts.setdefault(key, []).append(np.asarray(value))
     res = {k: np.concatenate(v)[:n] for k, v in parts.items()}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxscale.checkpoint import GroupCheckpoint
@@ -200,7 +199,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         state, hyper, dims = shard_models(state, mesh), shard_models(hyper, mesh), shard_models(dims, mesh)
         arrays = replicate(data.arrays, mesh)
     else:
-        state, hyper = jax.tree.map(jnp.asarray, state), jax.tree.map(jnp.asarray, hyper)
+        state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
         arrays = data.arrays
 
     chunk_len = min(settings.steps_per_dispatch, max(totals))
@@ -210,7 +209,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked, fast_compile=fast)
     eval_fn = make_eval(env, stacked=stacked)
     key = data_key(settings.data_seed)
-    val_rows, val_weights = (jnp.asarray(a) for a in data.val)
+    val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
 
     def save(at_step):
@@ -232,7 +231,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             break  # every model stopped early
         n = boundary - step
         t0 = time.perf_counter()
-        state, losses = chunk_fn(state, hyper, dims, arrays, key, jnp.int32(step), jnp.int32(n))
+        state, losses = chunk_fn(state, hyper, dims, arrays, key, np.int32(step), np.int32(n))
         losses = np.asarray(to_host(losses))[:n].reshape(n, k_run)
         if n_first is None:
             n_first = n
@@ -260,7 +259,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             last_saved = step
             if stop:
                 raise Interrupted(step, where)
-    test_rows, test_weights = (jnp.asarray(a) for a in data.test)
+    test_rows, test_weights = jax.device_put(tuple(data.test))
     test = np.asarray(to_host(eval_fn(state.params, dims, test_rows, test_weights))).reshape(k_run)
     wall = elapsed_before + time.perf_counter() - t_start
     steady = time.perf_counter() - t_train
@@ -302,7 +301,7 @@ def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eva
         if not val_points[i] or val_points[i][-1][0] != step:
             val_points[i].append((step, float(vals[i])))
     new = ends.reshape(np.shape(hyper.total_steps)).astype(np.int32)
-    return hyper._replace(total_steps=shard_models(new, mesh) if mesh is not None else jnp.asarray(new))
+    return hyper._replace(total_steps=shard_models(new, mesh) if mesh is not None else jax.device_put(new))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxscale.config import ModelConfig
@@ -77,7 +76,7 @@ def unstack_tree(tree, k: int) -> list:
 
 
 def stack_dims(cfgs: Sequence[ModelConfig]) -> ModelDims:
-    return ModelDims(*(jnp.asarray(np.array(v), jnp.int32) for v in zip(
+    return ModelDims(*(jax.device_put(np.asarray(v, np.int32)) for v in zip(
         *[(c.d_model, c.n_heads, c.n_layers, c.d_ff) for c in cfgs])))
 
 

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxscale.compile_mode import compiler_options
@@ -112,8 +113,10 @@ class Hyper(NamedTuple):
 
     @classmethod
     def make(cls, optim: OptimConfig, total_steps: int) -> "Hyper":
-        return cls(jnp.float32(optim.lr), jnp.float32(optim.weight_decay), jnp.int32(total_steps),
-                   jnp.int32(optim.warmup_steps(total_steps)))
+        # host scalars: stacked on the host and sent with one device_put (jnp scalars compile a
+        # conversion program each)
+        return cls(np.float32(optim.lr), np.float32(optim.weight_decay), np.int32(total_steps),
+                   np.int32(optim.warmup_steps(total_steps)))
 
 
 class TrainState(NamedTuple):
@@ -139,8 +142,8 @@ def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainSta
     """``init_state`` in one compiled program: for a stack, over the leading model axis of
     ``params`` (host arrays) and ``seeds`` [K]; alone, for one model."""
     if stacked:
-        return jax.jit(jax.vmap(lambda p, s: init_state(p, s, optim)))(params, jnp.asarray(seeds, jnp.int32))
-    return jax.jit(lambda p, s: init_state(p, s, optim))(params, jnp.int32(seeds))
+        return jax.jit(jax.vmap(lambda p, s: init_state(p, s, optim)))(params, np.asarray(seeds, np.int32))
+    return jax.jit(lambda p, s: init_state(p, s, optim))(params, np.int32(seeds))
 
 
 def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:

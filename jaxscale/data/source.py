@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -92,7 +93,7 @@ def from_corpus(corpus: Corpus, *, seq_len: int, batch_size: int, eval_max_windo
         return w, np.ones((w.shape[0], seq_len), np.float32)
 
     return TrainData(corpus.name, corpus.fingerprint, corpus.vocab_size, seq_len, batch_size,
-                     {"tokens": jnp.asarray(corpus.train)}, sampler, held_out("val"), held_out("test"),
+                     {"tokens": jax.device_put(corpus.train)}, sampler, held_out("val"), held_out("test"),
                      info={"name": corpus.name, "fingerprint": corpus.fingerprint, "kind": "corpus"})
 
 
@@ -122,7 +123,7 @@ def from_task(task, *, batch_size: int, shuffle: bool = True, val_fraction: floa
 
     digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes() + np.ascontiguousarray(test[0]).tobytes())
     return TrainData(task.name, digest.hexdigest(), task.vocab_size, rows.shape[1] - 1, batch_size,
-                     {"rows": jnp.asarray(train_rows), "weights": jnp.asarray(train_w)}, sampler, val, test,
+                     jax.device_put({"rows": train_rows, "weights": train_w}), sampler, val, test,
                      steps_per_epoch=max(1, n // batch_size),
                      info={"name": task.name, "fingerprint": digest.hexdigest(), "kind": "task",
                            "train_items": n, "val_items": int(val[0].shape[0]), "test_items": int(test[0].shape[0])})
