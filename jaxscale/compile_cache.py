@@ -3,7 +3,9 @@
 On a CPU, compiling a training program takes seconds, often more than training the notebook's
 models; the cache makes every later run with the same programs start at once. It lives in
 ``$JAXSCALE_COMPILATION_CACHE`` if set (the value ``off`` disables it), else in the jaxscale
-cache folder (``$XDG_CACHE_HOME/jaxscale/xla`` or ``~/.cache/jaxscale/xla``).
+cache folder (``$XDG_CACHE_HOME/jaxscale/xla`` or ``~/.cache/jaxscale/xla``). Its ``programs/``
+subfolder holds jaxscale's own cache of whole programs, which also skips tracing
+(``program_cache.py``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ def enable_compilation_cache() -> str | None:
     """Point JAX at the cache folder; returns it (None when disabled)."""
     import jax
 
+    from jaxscale import program_cache
+
     setting = os.environ.get("JAXSCALE_COMPILATION_CACHE", "")
     if setting.lower() == "off":
+        program_cache.enable(None)
         return None
     path = setting or str(cache_dir() / "xla")
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    program_cache.enable(os.path.join(path, "programs"))
     return path

@@ -235,6 +235,7 @@ def task_logits_fn(cfg: ModelConfig):
         def logits(p, t):
             out = forward(p, t[:, :-1], cfg)
             return jnp.concatenate([out, jnp.zeros_like(out[:, :1])], axis=1)
+        logits.program_key = ("task_logits", cfg)  # what its compiled programs are built from
         _FORWARD_CACHE[cfg] = logits
     return _FORWARD_CACHE[cfg]
 

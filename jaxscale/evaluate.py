@@ -160,6 +160,11 @@ def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: boo
         def fn(params, tok, s, l):
             return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer)
         _JITTED[key] = jax.jit(fn)
+        program_key = getattr(logits_fn, "program_key", None)  # stable: the program may be kept on disk
+        if program_key is not None:
+            from jaxscale import program_cache
+
+            _JITTED[key] = program_cache.cached(_JITTED[key], "task_eval", (program_key, pad_id, n_answer))
     return _JITTED[key]
 
 

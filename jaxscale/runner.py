@@ -18,6 +18,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from jaxscale import program_cache
 from jaxscale.checkpoint import GroupCheckpoint
 from jaxscale.compile_mode import COMPILE_MODES, choose_fast
 from jaxscale.config import ModelConfig
@@ -206,8 +207,10 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
     fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_s,
                        estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
-    chunk_fn = make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked, fast_compile=fast)
-    eval_fn = make_eval(env, stacked=stacked)
+    chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
+                                                     fast_compile=fast),
+                                    "train_chunk", (env, optim, data.sampler, chunk_len, stacked, fast))
+    eval_fn = program_cache.cached(make_eval(env, stacked=stacked), "eval", (env, stacked))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
@@ -223,7 +226,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
 
     progress = Progress(f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}", max(totals),
                         enabled=settings.progress)
-    last_saved, t_train, n_first = step, time.perf_counter(), None
+    last_saved, t_train, n_first, program_source = step, time.perf_counter(), None, None
     for boundary in _boundaries(totals, eval_every, chunk_len, epoch_steps, checkpoint_every):
         if boundary <= step:
             continue  # done before the resume
@@ -235,6 +238,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         losses = np.asarray(to_host(losses))[:n].reshape(n, k_run)
         if n_first is None:
             n_first = n
+            program_source = chunk_fn.last
             if compile_s is None:
                 compile_s = time.perf_counter() - t0
             t_train = time.perf_counter()
@@ -271,7 +275,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     rows = []
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
-                  "compile_seconds": compile_s, "steady_seconds": steady, "fast_compile": fast,
+                  "compile_seconds": compile_s, "program_cache": program_source,
+                  "steady_seconds": steady, "fast_compile": fast,
                   "devices": n_dev, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])

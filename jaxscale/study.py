@@ -87,9 +87,10 @@ class StudyResult:
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", progress: bool = True,
-              log=sys.stdout) -> StudyResult:
+              log=None) -> StudyResult:
     """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
     ``fits.json`` there (the report and figures are ``report.write_report``'s)."""
+    log = log or sys.stdout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(cfg.corpus)

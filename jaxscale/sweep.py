@@ -59,7 +59,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
               mode: str = "auto", out: str | os.PathLike | None = None, save_weights: bool = True,
               profile: DeviceProfile | None = None, row_hook: Callable[[dict, ModelSpec, GroupResult, int], None] | None = None,
               checkpoint_every: int | None = None, should_stop=None, record: dict | None = None,
-              log=sys.stdout) -> SweepResult:
+              log=None) -> SweepResult:
     """Plan ``specs`` into groups and train them; ``row_hook(row, spec, group_result, i)`` may add
     fields (e.g. task metrics) to each row before it is written.
 
@@ -68,7 +68,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     at the end of each group, and when ``should_stop()`` turns true), and ends with the same rows
     as an uninterrupted run. A rerun whose settings (``record`` plus the models, data and run
     settings) differ from those recorded in ``out/sweep.json`` is refused, naming the setting.
+    ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
     """
+    log = log or sys.stdout
     if not specs:
         raise ValueError("run_sweep: no models")
     out_path = Path(out) if out is not None else None

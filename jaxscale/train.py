@@ -141,9 +141,16 @@ def init_state(params: dict, seed: int | jax.Array, optim: OptimConfig) -> Train
 def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainState:
     """``init_state`` in one compiled program: for a stack, over the leading model axis of
     ``params`` (host arrays) and ``seeds`` [K]; alone, for one model."""
-    if stacked:
-        return jax.jit(jax.vmap(lambda p, s: init_state(p, s, optim)))(params, np.asarray(seeds, np.int32))
-    return jax.jit(lambda p, s: init_state(p, s, optim))(params, np.int32(seeds))
+    seeds = np.asarray(seeds, np.int32) if stacked else np.int32(seeds)
+    return _init_program(optim, stacked)(params, seeds)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_program(optim: OptimConfig, stacked: bool):
+    from jaxscale import program_cache
+
+    fn = jax.vmap(lambda p, s: init_state(p, s, optim)) if stacked else (lambda p, s: init_state(p, s, optim))
+    return program_cache.cached(jax.jit(fn), "init_state", (optim, stacked))
 
 
 def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:

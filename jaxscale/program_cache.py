@@ -1,0 +1,187 @@
+"""Compiled programs kept on disk under what they are built from, so a warm run skips tracing.
+
+Why: JAX's persistent compilation cache is keyed by the *lowered* program, so every run still
+traces and lowers each program before it can look the binary up. On the 2-core development CPU
+that was 3.7 s of a 14 s warm ``jaxscale sweep --preset notebook-emergence --mode sequential``
+(``jax.monitoring`` durations: 2.05 s tracing and 1.69 s lowering of 22 programs, 1.27 s reading
+binaries). This cache is keyed instead by everything a program is built from:
+
+* the jaxscale source (sha256 of every ``.py`` file of the package: any code change is a miss);
+* jax and jaxlib versions, the backend (platform, its version, device kinds and count), the
+  ``XLA_FLAGS``, ``JAX_*`` and ``JAXSCALE_*`` environment variables and the jax settings that
+  change programs (x64, default matmul precision, PRNG implementation);
+* the program's static key: its kind and the frozen configs it closes over (model config,
+  optimiser config, sampler, chunk length, ...), as ``repr``;
+* the abstract signature of the call: the pytree structure and each leaf's shape, dtype, weak
+  type and sharding.
+
+A hit deserialises the binary (``jax.experimental.serialize_executable``) and never traces. A
+miss traces, lowers and compiles as usual (through JAX's own cache), then stores the binary
+atomically. A file that cannot be read back (truncated, from another build) is recompiled and
+overwritten. A miss compiles with JAX's own cache switched off for that compile: an executable
+that JAX read from its cache serialises into a blob that fails when run ("Function ... not
+found", checked with jax 0.10.2 on a CPU), so it must be a fresh compile (a program that JAX's
+cache already held is compiled once more, the first time this cache meets it). The cache is on only where JAX's compilation cache is (``compile_cache.py``: the
+CLI and the experiment scripts), in its folder's ``programs/`` subfolder, and off in a
+multi-process run. ``JAXSCALE_PROGRAM_CACHE=off`` turns it off alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+_FOLDER: Path | None = None
+_SOURCE_HASH: str | None = None
+_LOCK = threading.Lock()
+ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "JAXSCALE_")
+JAX_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
+                "jax_threefry_partitionable")
+
+
+@contextlib.contextmanager
+def _fresh_compile():
+    """JAX's persistent cache switched off (and its once-per-process check reset) for one compile:
+    an executable that JAX read from its own cache serialises into a blob that fails when run."""
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+    with _LOCK:
+        was = bool(jax.config.jax_enable_compilation_cache)
+        jax.config.update("jax_enable_compilation_cache", False)
+        jax_cache.reset_cache()
+        try:
+            yield
+        finally:
+            jax.config.update("jax_enable_compilation_cache", was)
+            jax_cache.reset_cache()
+
+
+def enable(folder: str | os.PathLike | None) -> Path | None:
+    """Store programs in ``folder`` (None: off). Returns the folder in use."""
+    global _FOLDER
+    if folder is None or os.environ.get("JAXSCALE_PROGRAM_CACHE", "").lower() == "off":
+        _FOLDER = None
+    else:
+        _FOLDER = Path(folder)
+        _FOLDER.mkdir(parents=True, exist_ok=True)
+    return _FOLDER
+
+
+def folder() -> Path | None:
+    return _FOLDER
+
+
+def source_hash() -> str:
+    """sha256 over the package's Python files (relative path and content), computed once."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _SOURCE_HASH = h.hexdigest()
+    return _SOURCE_HASH
+
+
+def _environment() -> tuple:
+    import jaxlib
+
+    devices = jax.devices()
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)
+                       and k != "JAXSCALE_PROGRAM_CACHE"))
+    settings = tuple((name, str(getattr(jax.config, name, None))) for name in JAX_SETTINGS)
+    return (source_hash(), jax.__version__, jaxlib.__version__, devices[0].platform,
+            devices[0].client.platform_version, tuple(d.device_kind for d in devices), env, settings)
+
+
+def signature(args: tuple) -> tuple | None:
+    """The abstract signature of ``args``; None when a leaf is not an array (not cacheable)."""
+    leaves, treedef = jax.tree.flatten(args)
+    sig = []
+    for x in leaves:
+        if isinstance(x, jax.Array):
+            sig.append((x.shape, str(x.dtype), bool(getattr(x.aval, "weak_type", False)), repr(x.sharding)))
+        elif hasattr(x, "shape") and hasattr(x, "dtype"):  # numpy arrays and scalars: uncommitted inputs
+            sig.append((tuple(x.shape), str(x.dtype), False, "host"))
+        else:
+            return None
+    return (str(treedef), tuple(sig))
+
+
+class CachedProgram:
+    """``jitted(*args)``, with its compiled binary looked up on disk by the static key and the
+    call's signature before anything is traced. Thread-safe."""
+
+    def __init__(self, jitted: Callable, kind: str, static: Any):
+        self.jitted, self.kind, self.static = jitted, kind, repr(static)
+        self._loaded: dict[tuple, Any] = {}
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+        self.last = "off"  # where the last call's program came from: off | memory | disk | compiled
+
+    def __call__(self, *args):
+        self.last = "off"
+        if _FOLDER is None or jax.process_count() > 1:
+            return self.jitted(*args)
+        sig = signature(args)
+        if sig is None:
+            return self.jitted(*args)
+        compiled = self._loaded.get(sig)
+        self.last = "memory"
+        if compiled is None:
+            with self._lock:
+                compiled = self._loaded.get(sig) or self._load_or_compile(sig, args)
+                self._loaded[sig] = compiled
+        return compiled(*args)
+
+    def _path(self, sig: tuple) -> Path:
+        key = repr((self.kind, self.static, sig, _environment()))
+        return _FOLDER / f"{self.kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pkl"
+
+    def _load_or_compile(self, sig: tuple, args: tuple):
+        from jax.experimental.serialize_executable import deserialize_and_load, serialize
+
+        path = self._path(sig)
+        if path.exists():
+            try:
+                payload, in_tree, out_tree = pickle.loads(path.read_bytes())
+                compiled = deserialize_and_load(payload, in_tree, out_tree)
+                self.hits += 1
+                self.last = "disk"
+                return compiled
+            except Exception:  # unreadable or from another build: compile again and overwrite
+                pass
+        lowered = self.jitted.lower(*args)
+        with _fresh_compile():
+            compiled = lowered.compile()
+        self.misses += 1
+        self.last = "compiled"
+        try:
+            blob = pickle.dumps(serialize(compiled))
+        except Exception:  # this backend or program cannot be serialised: run it uncached
+            return compiled
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+        return compiled
+
+
+_WRAPPED: dict[tuple, CachedProgram] = {}
+
+
+def cached(jitted: Callable, kind: str, static: Any) -> CachedProgram:
+    """Wrap a ``jax.jit`` function whose program is fully determined by ``static`` (frozen
+    configs, whose ``repr`` is stable) and its arguments' signature. One wrapper per (function,
+    kind, static), so programs loaded once stay loaded for the process."""
+    key = (jitted, kind, repr(static))
+    with _LOCK:
+        if key not in _WRAPPED:
+            _WRAPPED[key] = CachedProgram(jitted, kind, static)
+        return _WRAPPED[key]

@@ -1,0 +1,145 @@
+"""The on-disk program cache: a hit runs the same binary without tracing, and every input that
+shapes a program (source, static configs, signature, environment) is part of its key."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxscale import program_cache
+from jaxscale.config import ModelConfig
+from jaxscale.data.corpus import random_tokens_corpus
+from jaxscale.data.source import from_corpus
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, OptimConfig
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXSCALE_PROGRAM_CACHE", raising=False)
+    folder = program_cache.enable(tmp_path / "programs")
+    assert folder is not None, "this jax lacks the switch the program cache needs"
+    yield folder
+    program_cache.enable(None)
+    program_cache._WRAPPED.clear()
+
+
+def _counting_jit():
+    traces = []
+
+    def f(x_N, w):
+        traces.append(1)  # runs only while tracing
+        return {"y": jnp.tanh(x_N * w["a"]) + w["b"]}
+
+    return jax.jit(f), traces
+
+
+ARGS = (jnp.linspace(-2.0, 2.0, 7), {"a": jnp.float32(1.5), "b": jnp.ones((7,))})
+
+
+def test_hit_runs_the_same_program_without_tracing(cache_dir):
+    jitted, traces = _counting_jit()
+    first = program_cache.CachedProgram(jitted, "toy", ("v", 1))(*ARGS)
+    assert len(traces) == 1 and len(list(cache_dir.glob("toy-*.pkl"))) == 1
+    fresh = program_cache.CachedProgram(jitted, "toy", ("v", 1))  # a new process would start like this
+    again = fresh(*ARGS)
+    assert fresh.hits == 1 and fresh.last == "disk" and len(traces) == 1, "a hit must not trace"
+    np.testing.assert_array_equal(np.asarray(again["y"]), np.asarray(first["y"]))
+    np.testing.assert_array_equal(np.asarray(fresh(*ARGS)["y"]), np.asarray(first["y"]))
+    assert fresh.last == "memory"
+
+
+def test_key_covers_static_signature_source_and_environment(cache_dir, monkeypatch):
+    jitted, _ = _counting_jit()
+    prog = program_cache.CachedProgram(jitted, "toy", ("v", 1))
+    sig = program_cache.signature(ARGS)
+    base = prog._path(sig)
+    other_static = program_cache.CachedProgram(jitted, "toy", ("v", 2))._path(sig)
+    other_shape = prog._path(program_cache.signature((jnp.ones(8), ARGS[1])))
+    other_dtype = prog._path(program_cache.signature((ARGS[0].astype(jnp.bfloat16), ARGS[1])))
+    monkeypatch.setenv("JAXSCALE_ATTENTION", "xla")
+    other_env = prog._path(sig)
+    monkeypatch.delenv("JAXSCALE_ATTENTION")
+    monkeypatch.setattr(program_cache, "_SOURCE_HASH", "0" * 64)
+    other_source = prog._path(sig)
+    paths = [base, other_static, other_shape, other_dtype, other_env, other_source]
+    assert len(set(paths)) == len(paths), paths
+
+
+def test_unreadable_file_is_recompiled_and_overwritten(cache_dir):
+    jitted, traces = _counting_jit()
+    expected = np.asarray(jitted(*ARGS)["y"])
+    prog = program_cache.CachedProgram(jitted, "toy", "corrupt")
+    path = prog._path(program_cache.signature(ARGS))
+    path.write_bytes(b"not a program")
+    np.testing.assert_array_equal(np.asarray(prog(*ARGS)["y"]), expected)
+    assert prog.last == "compiled" and path.read_bytes() != b"not a program"
+    fresh = program_cache.CachedProgram(jitted, "toy", "corrupt")
+    np.testing.assert_array_equal(np.asarray(fresh(*ARGS)["y"]), expected)
+    assert fresh.last == "disk"
+
+
+def test_off_means_plain_jit(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSCALE_PROGRAM_CACHE", "off")
+    assert program_cache.enable(tmp_path) is None
+    jitted, traces = _counting_jit()
+    prog = program_cache.CachedProgram(jitted, "toy", "off")
+    prog(*ARGS)
+    assert prog.last == "off" and not list(tmp_path.iterdir())
+
+
+def _train(mode):
+    cfgs = [ModelConfig(name=f"pc{d}", vocab_size=64, d_model=d, n_heads=d // 8, n_layers=2, d_ff=2 * d,
+                        max_seq_len=16) for d in (16, 32)]
+    data = from_corpus(random_tokens_corpus(64, 20_000, seed=3), seq_len=16, batch_size=4,
+                       eval_max_windows=16, vocab_size=64)
+    specs = [ModelSpec(c, 1, OptimConfig(lr=3e-3), Budget("steps", 30)) for c in cfgs]
+    settings = RunSettings(batch_size=4, seq_len=16, progress=False, n_evals=2, steps_per_dispatch=10)
+    if mode == "stack":
+        return train_group(specs, data, settings, mode="stack").rows
+    return train_group(specs[:1], data, settings, mode="alone").rows
+
+
+@pytest.mark.parametrize("mode", ["alone", "stack"])
+def test_training_from_cached_programs_matches_uncached(cache_dir, mode, monkeypatch):
+    first = _train(mode)  # compiles and stores
+    assert first[0]["stack"]["program_cache"] == "compiled"
+    program_cache._WRAPPED.clear()  # forget the loaded programs: the next run reads them from disk
+    again = _train(mode)
+    assert again[0]["stack"]["program_cache"] == "disk"
+    program_cache.enable(None)
+    plain = _train(mode)
+    assert plain[0]["stack"]["program_cache"] == "off"
+    for a, b, c in zip(first, again, plain):
+        assert [p["train_loss"] for p in a["curve"]] == [p["train_loss"] for p in b["curve"]] \
+            == [p["train_loss"] for p in c["curve"]]
+        assert a["val_loss"] == b["val_loss"] == c["val_loss"] and a["test_loss"] == b["test_loss"] == c["test_loss"]
+
+
+def test_a_program_in_jaxs_own_cache_is_stored_runnable(cache_dir, tmp_path):
+    """A binary JAX read from its persistent cache cannot be serialised again (it fails when run):
+    a miss must compile afresh even when JAX's cache holds the program."""
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+    saved = {k: getattr(jax.config, k) for k in ("jax_compilation_cache_dir", "jax_enable_compilation_cache",
+                                                 "jax_persistent_cache_min_compile_time_secs",
+                                                 "jax_persistent_cache_min_entry_size_bytes")}
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))
+        jax.config.update("jax_enable_compilation_cache", True)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        jax_cache.reset_cache()
+        jitted, _ = _counting_jit()
+        expected = np.asarray(jitted(*ARGS)["y"])  # compiled, and written to JAX's cache
+        assert list((tmp_path / "xla").glob("jit_f-*")), "JAX's cache did not store the program"
+        jax.clear_caches()  # the next compile reads JAX's cache
+        program_cache.CachedProgram(jitted, "toy", "jax-cache")(*ARGS)
+        fresh = program_cache.CachedProgram(jitted, "toy", "jax-cache")
+        np.testing.assert_array_equal(np.asarray(fresh(*ARGS)["y"]), expected)
+        assert fresh.last == "disk"
+        assert jax.config.jax_enable_compilation_cache, "JAX's cache must be switched back on"
+    finally:
+        for k, v in saved.items():
+            jax.config.update(k, v)
+        jax_cache.reset_cache()
