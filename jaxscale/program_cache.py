@@ -16,14 +16,17 @@ binaries). This cache is keyed instead by everything a program is built from:
   type and sharding.
 
 A hit deserialises the binary (``jax.experimental.serialize_executable``) and never traces. A
-miss traces, lowers and compiles as usual (through JAX's own cache), then stores the binary
-atomically. A file that cannot be read back (truncated, from another build) is recompiled and
-overwritten. A miss compiles with JAX's own cache switched off for that compile: an executable
-that JAX read from its cache serialises into a blob that fails when run ("Function ... not
-found", checked with jax 0.10.2 on a CPU), so it must be a fresh compile (a program that JAX's
-cache already held is compiled once more, the first time this cache meets it). The cache is on only where JAX's compilation cache is (``compile_cache.py``: the
-CLI and the experiment scripts), in its folder's ``programs/`` subfolder, and off in a
-multi-process run. ``JAXSCALE_PROGRAM_CACHE=off`` turns it off alone.
+miss traces, lowers and compiles, with JAX's own cache switched off for that compile: an
+executable that JAX read from its cache serialises into a blob that fails when run ("Function ...
+not found", checked with jax 0.10.2 on a CPU), so a program that JAX's cache already held is
+compiled once more, the first time this cache meets it. The binary is then stored atomically. A
+file that cannot be read back (truncated, from another build) is recompiled and overwritten.
+
+The cache is on only where JAX's compilation cache is (``compile_cache.py``: the CLI and the
+experiment scripts), in its folder's ``programs/`` subfolder; in a multi-process run it is off.
+A program is loaded onto the devices it was compiled for (``deserialize_and_load``'s default,
+every device, made a one-device program on a 4-device host reject its inputs).
+``JAXSCALE_PROGRAM_CACHE=off`` turns it off alone.
 """
 
 from __future__ import annotations
@@ -102,9 +105,10 @@ def _environment() -> tuple:
 
 
 def signature(args: tuple) -> tuple | None:
-    """The abstract signature of ``args``; None when a leaf is not an array (not cacheable)."""
+    """The abstract signature of ``args`` (with the default device, where host arrays go); None
+    when a leaf is not an array (not cacheable)."""
     leaves, treedef = jax.tree.flatten(args)
-    sig = []
+    sig = [("default device", str(jax.config.jax_default_device or jax.devices()[0]))]
     for x in leaves:
         if isinstance(x, jax.Array):
             sig.append((x.shape, str(x.dtype), bool(getattr(x.aval, "weak_type", False)), repr(x.sharding)))
@@ -151,8 +155,10 @@ class CachedProgram:
         path = self._path(sig)
         if path.exists():
             try:
-                payload, in_tree, out_tree = pickle.loads(path.read_bytes())
-                compiled = deserialize_and_load(payload, in_tree, out_tree)
+                payload, in_tree, out_tree, device_ids = pickle.loads(path.read_bytes())
+                by_id = {d.id: d for d in jax.devices()}
+                compiled = deserialize_and_load(payload, in_tree, out_tree,
+                                                execution_devices=[by_id[i] for i in device_ids])
                 self.hits += 1
                 self.last = "disk"
                 return compiled
@@ -164,7 +170,8 @@ class CachedProgram:
         self.misses += 1
         self.last = "compiled"
         try:
-            blob = pickle.dumps(serialize(compiled))
+            device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
+            blob = pickle.dumps((*serialize(compiled), device_ids))
         except Exception:  # this backend or program cannot be serialised: run it uncached
             return compiled
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")

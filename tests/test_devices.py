@@ -47,3 +47,37 @@ def test_eight_devices_match_one(k):
         assert a_curve.shape == b_curve.shape
         np.testing.assert_allclose(b_curve, a_curve, rtol=1e-5)
         assert b["test"] == pytest.approx(a["test"], rel=1e-5)
+
+
+CACHED_SCRIPT = r"""
+import json, sys
+import jax
+from jaxscale import program_cache
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, OptimConfig
+program_cache.enable(sys.argv[1])
+specs = [ModelSpec(create_model_config("ladder/l1"), seed=i, budget=Budget("steps", 12)) for i in range(3)]
+rows = train_group(specs, load_corpus(), RunSettings(batch_size=2, seq_len=16, eval_windows=4, progress=False),
+                   mode="stack").rows
+print(json.dumps({"source": rows[0]["stack"]["program_cache"], "devices": rows[0]["stack"]["devices"],
+                  "rows": [[p["train_loss"] for p in r["curve"]] + [r["test_loss"]] for r in rows]}))
+"""
+
+
+def test_program_cache_on_four_devices(tmp_path):
+    """On a 4-device host, the sharded stack's programs and the one-device ones (its init) are
+    stored and loaded back onto the devices they were compiled for: a second run gives the
+    same rows. (Loaded onto every device, a one-device program rejected its inputs.)"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env.pop("JAXSCALE_PROGRAM_CACHE", None)
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", CACHED_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert [r["source"] for r in runs] == ["compiled", "disk"] and runs[0]["devices"] == 4
+    assert runs[0]["rows"] == runs[1]["rows"]
+    assert list(tmp_path.glob("train_chunk-*")) and list(tmp_path.glob("init_state-*"))
