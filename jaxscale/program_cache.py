@@ -77,10 +77,6 @@ def enable(folder: str | os.PathLike | None) -> Path | None:
     return _FOLDER
 
 
-def folder() -> Path | None:
-    return _FOLDER
-
-
 def source_hash() -> str:
     """sha256 over the package's Python files (relative path and content), computed once."""
     global _SOURCE_HASH
