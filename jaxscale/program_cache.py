@@ -127,19 +127,42 @@ class CachedProgram:
         self.last = "off"  # where the last call's program came from: off | memory | disk | compiled
 
     def __call__(self, *args):
-        self.last = "off"
-        if _FOLDER is None or jax.process_count() > 1:
+        sig = signature(args)
+        compiled = self._loaded.get(sig) if sig is not None else None
+        if compiled is not None:
+            self.last = "memory"
+        elif sig is None or _FOLDER is None or jax.process_count() > 1:
+            self.last = "off"
             return self.jitted(*args)
+        else:
+            compiled = self._ensure(sig, args)
+        return compiled(*args)
+
+    def compile_for(self, *args) -> str:
+        """Compile (or load) the program for ``args`` without running it, so that a later call
+        with arguments of the same signature starts at once (with the disk cache off, the
+        program is compiled through JAX's own cache and kept in memory). Returns where it came
+        from: ``memory``, ``disk``, ``compiled``, or ``off`` (arguments that cannot be keyed)."""
         sig = signature(args)
         if sig is None:
-            return self.jitted(*args)
-        compiled = self._loaded.get(sig)
-        self.last = "memory"
-        if compiled is None:
+            return "off"
+        if sig in self._loaded:
+            return "memory"
+        if _FOLDER is None or jax.process_count() > 1:
             with self._lock:
-                compiled = self._loaded.get(sig) or self._load_or_compile(sig, args)
-                self._loaded[sig] = compiled
-        return compiled(*args)
+                self._loaded.setdefault(sig, self.jitted.lower(*args).compile())
+            return "compiled"
+        self._ensure(sig, args)
+        return self.last
+
+    def _ensure(self, sig: tuple, args: tuple):
+        with self._lock:
+            compiled = self._loaded.get(sig)
+            if compiled is None:
+                compiled = self._loaded[sig] = self._load_or_compile(sig, args)
+            else:
+                self.last = "memory"
+            return compiled
 
     def _path(self, sig: tuple) -> Path:
         key = repr((self.kind, self.static, sig, _environment()))

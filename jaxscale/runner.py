@@ -18,21 +18,17 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from jaxscale import program_cache
 from jaxscale.checkpoint import GroupCheckpoint
-from jaxscale.compile_mode import COMPILE_MODES, choose_fast
+from jaxscale.compile_mode import COMPILE_MODES
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
-from jaxscale.data.source import TrainData, from_corpus
-from jaxscale.data.stream import data_key
-from jaxscale.devices import is_writer, model_mesh, padded_stack_size, replicate, shard_models, to_host
-from jaxscale.model import init_params
-from jaxscale.planner import calibrate, estimate_train_seconds
+from jaxscale.data.source import TrainData
+from jaxscale.devices import is_writer, shard_models, to_host
+from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
-from jaxscale.stack import (envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees,
-                            unpad_params)
-from jaxscale.train import Budget, Hyper, OptimConfig, init_states, make_eval, make_train_chunk
+from jaxscale.stack import padded_flops_utilisation, unpad_params
+from jaxscale.train import Budget, OptimConfig
 
 N_LAST_FOR_TRAIN_LOSS = 10
 
@@ -67,6 +63,11 @@ class RunSettings:
     progress: bool = True
     early_stop: tuple[int, float] | None = None  # (after epoch index, mean-loss threshold)
     compile_mode: str = "auto"  # "auto" | "full" | "fast": the CPU's code generation (compile_mode.py)
+    # a sweep prepares and compiles the next group while one trains. Off by default: on the
+    # 2-core CPU the compile and the training fought for the cores (notebook-emergence cold,
+    # sequential 38-40 s with it vs 39-41 s without; auto 34-40 s vs 31-32 s). Meant for an
+    # accelerator, where the device trains while the host compiles (not measured yet).
+    compile_ahead: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_windows", "steps_per_dispatch", "n_evals"):
@@ -124,7 +125,8 @@ def run_id_for(spec: "ModelSpec", data: TrainData, data_seed: int, stack_id: str
 
 def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,
                 mode: str = "stack", stack_id: str | None = None, checkpoint: GroupCheckpoint | None = None,
-                checkpoint_every: int | None = None, should_stop=None) -> "GroupResult":
+                checkpoint_every: int | None = None, should_stop=None,
+                prepared: PreparedGroup | None = None) -> "GroupResult":
     """Train ``specs`` together (``mode='stack'``: one padded, vmapped program, its model axis
     sharded over every device) or, for a single spec, ``mode='alone'`` (the unvmapped step at the
     true shape) on ``data`` (a ``TrainData``, or a ``Corpus`` read with ``settings``' batch size
@@ -132,88 +134,19 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
 
     With ``checkpoint``, the group resumes from its newest snapshot and saves one every
     ``checkpoint_every`` steps; when ``should_stop()`` turns true at a dispatch boundary it saves
-    and raises ``Interrupted``.
+    and raises ``Interrupted``. ``prepared``: the group's state and programs, made ahead by
+    ``prepare_group`` with the same arguments (a sweep compiles the next group's programs while
+    this one trains); its setup and compile time count in the rows' ``wall_seconds``.
     """
-    if not specs:
-        raise ValueError("train_group: no models given")
-    if mode not in ("stack", "alone"):
-        raise ValueError(f"mode must be 'stack' or 'alone', got {mode!r}")
-    if mode == "alone" and len(specs) != 1:
-        raise ValueError(f"mode 'alone' trains one model, got {len(specs)}")
-    cfgs = [s.cfg for s in specs]
-    env = envelope(cfgs) if mode == "stack" else cfgs[0]
-    if isinstance(data, Corpus):
-        seq_len = settings.seq_len or env.max_seq_len
-        if seq_len > env.max_seq_len:
-            raise ValueError(f"seq_len {seq_len} exceeds the models' context {env.max_seq_len}")
-        data = from_corpus(data, seq_len=seq_len, batch_size=settings.batch_size,
-                           eval_max_windows=settings.eval_windows, vocab_size=env.vocab_size)
-    if data.seq_len > env.max_seq_len:
-        raise ValueError(f"data {data.name!r} has sequences of {data.seq_len} tokens, longer than the "
-                         f"models' context {env.max_seq_len}")
-    if data.vocab_size > env.vocab_size:
-        raise ValueError(f"data {data.name!r} has vocab {data.vocab_size} > the models' vocab_size {env.vocab_size}")
-    optims = {(s.optim.beta1, s.optim.beta2, s.optim.eps, s.optim.clip_norm, s.optim.min_lr_ratio,
-               s.optim.decay_all) for s in specs}
-    if len(optims) > 1:
-        raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
-                         "decay_all (learning rate, weight decay, warmup and budget may differ)")
-    optim = specs[0].optim
-    seq_len = data.seq_len
-    totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in specs]
-    eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
-    stacked = mode == "stack"
-    t_start = time.perf_counter()
-
-    # A stack's model axis is split over the devices; pad it with inert models (budget 0).
-    k = len(specs)
-    n_dev = jax.device_count() if stacked else 1
-    k_run = padded_stack_size(k, n_dev)
-    run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
-    run_specs = list(specs) + [specs[0]] * (k_run - k)
-    params = [init_params(s.cfg, s.seed) for s in run_specs]
-    hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
-    if stacked:
-        state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
-                            optim, stacked=True)
-        hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
-    else:
-        state = init_states(params[0], specs[0].seed, optim, stacked=False)
-        hyper, dims = hypers[0], None
-    train_losses = np.full((max(totals), k_run), np.nan)
-    val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
-    step, elapsed_before, compile_s = 0, 0.0, None
-
-    if checkpoint is not None:
-        restored = checkpoint.load({"state": state, "total_steps": np.asarray(hyper.total_steps),
-                                    "train_losses": train_losses})
-        if restored is not None:
-            arrays, meta = restored
-            state, train_losses = arrays["state"], np.asarray(arrays["train_losses"])
-            hyper = hyper._replace(total_steps=np.asarray(arrays["total_steps"]))
-            step, elapsed_before = int(meta["step"]), float(meta["elapsed"])
-            val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
-            compile_s = meta.get("compile_seconds")
-
-    mesh = model_mesh() if stacked and n_dev > 1 else None
-    if mesh is not None:
-        state, hyper, dims = shard_models(state, mesh), shard_models(hyper, mesh), shard_models(dims, mesh)
-        arrays = replicate(data.arrays, mesh)
-    else:
-        state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
-        arrays = data.arrays
-
-    chunk_len = min(settings.steps_per_dispatch, max(totals))
-    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_s,
-                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
-    chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
-                                                     fast_compile=fast),
-                                    "train_chunk", (env, optim, data.sampler, chunk_len, stacked, fast))
-    eval_fn = program_cache.cached(make_eval(env, stacked=stacked), "eval", (env, stacked))
-    key = data_key(settings.data_seed)
-    val_rows, val_weights = jax.device_put(tuple(data.val))
-    epoch_steps = data.steps_per_epoch if settings.early_stop else None
+    g = prepared or prepare_group(specs, data, settings, mode=mode, stack_id=stack_id, checkpoint=checkpoint)
+    if tuple(g.specs) != tuple(specs) or g.mode != mode:
+        raise ValueError("train_group: `prepared` was made for other models or another mode")
+    data, k, k_run, totals, eval_every, stacked = g.data, g.k, g.k_run, g.totals, g.eval_every, g.stacked
+    state, hyper, dims, arrays, key, mesh = g.state, g.hyper, g.dims, g.arrays, g.key, g.mesh
+    chunk_fn, eval_fn, val_rows, val_weights = g.chunk_fn, g.eval_fn, g.val_rows, g.val_weights
+    train_losses, val_points, step, elapsed_before = g.train_losses, g.val_points, g.step, g.elapsed_before
+    compile_s, chunk_len, epoch_steps, cfgs, env, seq_len = g.compile_s, g.chunk_len, g.epoch_steps, g.cfgs, g.env, g.seq_len
+    t_start = time.perf_counter() - g.seconds  # the setup (and a compile made ahead) count as wall time
 
     def save(at_step):
         if checkpoint is None or not is_writer():
@@ -238,9 +171,9 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         losses = np.asarray(to_host(losses))[:n].reshape(n, k_run)
         if n_first is None:
             n_first = n
-            program_source = chunk_fn.last
+            program_source = g.program_source or chunk_fn.last
             if compile_s is None:
-                compile_s = time.perf_counter() - t0
+                compile_s = g.compile_ahead_s if g.compile_ahead_s is not None else time.perf_counter() - t0
             t_train = time.perf_counter()
         train_losses[step:boundary] = losses
         step = boundary
@@ -276,8 +209,9 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
                   "compile_seconds": compile_s, "program_cache": program_source,
-                  "steady_seconds": steady, "fast_compile": fast,
-                  "devices": n_dev, "inert_models": k_run - k}
+                  "compiled_ahead": g.compile_ahead_s is not None,
+                  "steady_seconds": steady, "fast_compile": g.fast,
+                  "devices": g.n_dev, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])
         n_i = int(steps_taken[i]) if not diverged else totals[i]

@@ -20,14 +20,18 @@ import json
 import os
 import shutil
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+import jax
 
 from jaxscale.checkpoint import GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
+from jaxscale.group_setup import prepare_group
 from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, ModelSpec, RunSettings, run_id_for, train_group
@@ -95,37 +99,63 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                 "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
     written = _written_run_ids(out_path)
+
+    def checkpoint_of(g: Group) -> GroupCheckpoint | None:
+        return GroupCheckpoint(out_path / "checkpoints" / g.id) if out_path is not None else None
+
+    def finished(g: Group) -> bool:
+        ckpt = checkpoint_of(g)
+        if ckpt is not None and (ckpt.folder / "rows.json").exists():
+            return True
+        ids = [run_id_for(specs[i], data, settings.data_seed, g.id, j) for j, i in enumerate(g.indices)]
+        return out_path is not None and all(i in written for i in ids)
+
+    def prepare(g: Group):  # in the background, while the group before it trains
+        return prepare_group([specs[i] for i in g.indices], data, settings, mode=g.mode, stack_id=g.id,
+                             checkpoint=checkpoint_of(g)).compile()
+
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead") \
+        if settings.compile_ahead and len(groups) > 1 and jax.process_count() == 1 else None
+    futures: dict[str, Future] = {}
     rows = []
-    for g in groups:
-        group_specs = [specs[i] for i in g.indices]
-        ckpt = GroupCheckpoint(out_path / "checkpoints" / g.id) if out_path is not None else None
-        done_file = ckpt.folder / "rows.json" if ckpt is not None else None
-        if done_file is not None and done_file.exists():
-            group_rows = json.loads(done_file.read_text())
-        else:
-            ids = [run_id_for(s, data, settings.data_seed, g.id, i) for i, s in enumerate(group_specs)]
-            if out_path is not None and all(i in written for i in ids):
-                rows.extend(written[i] for i in ids)
+    try:
+        for n, g in enumerate(groups):
+            group_specs = [specs[i] for i in g.indices]
+            ckpt = checkpoint_of(g)
+            done_file = ckpt.folder / "rows.json" if ckpt is not None else None
+            if done_file is not None and done_file.exists():
+                group_rows = json.loads(done_file.read_text())
+            elif finished(g):
+                rows.extend(written[run_id_for(s, data, settings.data_seed, g.id, j)]
+                            for j, s in enumerate(group_specs))
                 continue
-            result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
-                                 checkpoint_every=checkpoint_every, should_stop=should_stop)
-            group_rows = result.rows
-            for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
-                row["stack"]["planned_seconds"] = g.estimated_s
-                if row_hook is not None:
-                    row_hook(row, spec, result, i)
+            else:
+                upcoming = next((h for h in groups[n + 1:] if not finished(h)), None)
+                if ahead is not None and upcoming is not None and upcoming.id not in futures:
+                    futures[upcoming.id] = ahead.submit(prepare, upcoming)
+                prepared = futures.pop(g.id).result() if g.id in futures else None
+                result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
+                                     checkpoint_every=checkpoint_every, should_stop=should_stop, prepared=prepared)
+                group_rows = result.rows
+                for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
+                    row["stack"]["planned_seconds"] = g.estimated_s
+                    if row_hook is not None:
+                        row_hook(row, spec, result, i)
+                if out_path is not None and is_writer():
+                    if save_weights:
+                        save_group_weights(out_path / WEIGHTS_DIR / g.id,
+                                           {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
+                    ckpt.folder.mkdir(parents=True, exist_ok=True)
+                    _write_json(done_file, group_rows)  # the group's rows, before they are appended
+                _report_group(g, group_rows, log)
             if out_path is not None and is_writer():
-                if save_weights:
-                    save_group_weights(out_path / WEIGHTS_DIR / g.id,
-                                       {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
-                ckpt.folder.mkdir(parents=True, exist_ok=True)
-                _write_json(done_file, group_rows)  # the group's rows, before they are appended
-            _report_group(g, group_rows, log)
-        if out_path is not None and is_writer():
-            append_rows(out_path / "results.jsonl", [r for r in group_rows if r["run_id"] not in written])
-            written.update({r["run_id"]: r for r in group_rows})
-            _clear_checkpoint_arrays(ckpt)
-        rows.extend(group_rows)
+                append_rows(out_path / "results.jsonl", [r for r in group_rows if r["run_id"] not in written])
+                written.update({r["run_id"]: r for r in group_rows})
+                _clear_checkpoint_arrays(ckpt)
+            rows.extend(group_rows)
+    finally:
+        if ahead is not None:  # an interrupted sweep waits for a compile under way, then drops it
+            ahead.shutdown(wait=True, cancel_futures=True)
     return SweepResult(rows, groups, out_path)
 
 
@@ -154,7 +184,7 @@ def _written_run_ids(out_path: Path | None) -> dict:
 
 
 # settings that change neither the models nor their numbers, so a resume may change them
-NOT_RECORDED = ("progress", "compile_mode")
+NOT_RECORDED = ("progress", "compile_mode", "compile_ahead")
 
 
 def _sweep_record(specs, data, settings, mode, record) -> dict:

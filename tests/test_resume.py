@@ -165,3 +165,29 @@ def test_sigterm_checkpoints_and_exits_then_resumes(tmp_path, uninterrupted):
     done = _sweep(tmp_path)
     assert done.returncode == 0, done.stderr
     _assert_same_rows(uninterrupted, tmp_path)
+
+
+def test_compile_ahead_gives_the_same_rows_and_survives_an_interruption(tmp_path):
+    """``compile_ahead`` prepares the next group in a thread while one trains: the rows must be
+    those of the plain sweep, and a stop inside the first group must leave a sweep that resumes
+    to them (the prepared group is dropped, not half-used)."""
+    import dataclasses
+
+    data = _data()
+    specs = _specs() + [ModelSpec(create_model_config("ladder/l1"), seed=5, optim=OptimConfig(lr=1e-3),
+                                  budget=Budget("steps", 30))]
+    ahead = dataclasses.replace(SETTINGS, compile_ahead=True)
+    plain = run_sweep(specs, data, SETTINGS, mode="sequential", save_weights=False).rows
+    calls = {"n": 0}
+
+    def stop_once():
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    with pytest.raises(Interrupted):
+        run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False, should_stop=stop_once)
+    resumed = run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False).rows
+    assert [r["stack"]["compiled_ahead"] for r in resumed] == [False, True, True]
+    for a, b in zip(plain, resumed):
+        assert _curve(a) == _curve(b) and a["test_loss"] == b["test_loss"]
+    assert [r["run_id"] for r in read_rows(tmp_path / "results.jsonl")] == [r["run_id"] for r in resumed]

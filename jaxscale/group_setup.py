@@ -1,0 +1,178 @@
+"""A group's setup: its models' initial (or restored) state, padded and stacked, and its compiled
+programs, made before the host loop runs (``runner.train_group``).
+
+Why a separate step: on a CPU a training program takes seconds to compile, and a batch-of-one
+model trains on about one core. A sweep therefore prepares the next group (state and compile) in
+a background thread while the current group trains, so the compiles of a many-group plan
+overlap with training instead of adding up (``sweep.run_sweep``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import jax
+import numpy as np
+
+from jaxscale import program_cache
+from jaxscale.checkpoint import GroupCheckpoint
+from jaxscale.compile_mode import choose_fast
+from jaxscale.config import ModelConfig
+from jaxscale.data.corpus import Corpus
+from jaxscale.data.source import TrainData, from_corpus
+from jaxscale.data.stream import data_key
+from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models
+from jaxscale.model import init_params
+from jaxscale.planner import calibrate, estimate_train_seconds
+from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
+from jaxscale.train import Hyper, init_states, make_eval, make_train_chunk
+
+if TYPE_CHECKING:
+    from jaxscale.runner import ModelSpec, RunSettings
+
+
+@dataclass
+class PreparedGroup:
+    """Everything the host loop of one group starts from. ``seconds``: time spent preparing
+    (and compiling, if ``compile`` ran); ``compile_ahead_s``: the compile's share, None if the
+    programs were not compiled ahead; ``program_source``: where the training program came from."""
+
+    specs: tuple
+    mode: str
+    data: TrainData
+    cfgs: list[ModelConfig]
+    env: ModelConfig
+    seq_len: int
+    k: int
+    k_run: int
+    totals: list[int]
+    eval_every: int
+    stacked: bool
+    state: Any
+    hyper: Any
+    dims: Any
+    arrays: Any
+    key: Any
+    mesh: Any
+    chunk_fn: Any
+    eval_fn: Any
+    val_rows: Any
+    val_weights: Any
+    train_losses: np.ndarray
+    val_points: list
+    step: int
+    elapsed_before: float
+    compile_s: float | None
+    chunk_len: int
+    epoch_steps: int | None
+    fast: bool
+    n_dev: int
+    seconds: float = 0.0
+    compile_ahead_s: float | None = None
+    program_source: str | None = None
+
+    def compile(self) -> "PreparedGroup":
+        """Compile (or load) the training and evaluation programs for this group's arguments,
+        without running them."""
+        t0 = time.perf_counter()
+        self.program_source = self.chunk_fn.compile_for(self.state, self.hyper, self.dims, self.arrays, self.key,
+                                                        np.int32(self.step), np.int32(self.chunk_len))
+        self.eval_fn.compile_for(self.state.params, self.dims, self.val_rows, self.val_weights)
+        self.compile_ahead_s = time.perf_counter() - t0
+        self.seconds += self.compile_ahead_s
+        return self
+
+
+def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settings: "RunSettings", *,
+                  mode: str = "stack", stack_id: str | None = None,
+                  checkpoint: GroupCheckpoint | None = None) -> PreparedGroup:
+    """The setup of ``runner.train_group`` (same arguments and checks), restored from
+    ``checkpoint``'s newest snapshot if there is one; programs are not compiled yet."""
+    t_start = time.perf_counter()
+    if not specs:
+        raise ValueError("prepare_group: no models given")
+    if mode not in ("stack", "alone"):
+        raise ValueError(f"mode must be 'stack' or 'alone', got {mode!r}")
+    if mode == "alone" and len(specs) != 1:
+        raise ValueError(f"mode 'alone' trains one model, got {len(specs)}")
+    cfgs = [s.cfg for s in specs]
+    env = envelope(cfgs) if mode == "stack" else cfgs[0]
+    if isinstance(data, Corpus):
+        seq_len = settings.seq_len or env.max_seq_len
+        if seq_len > env.max_seq_len:
+            raise ValueError(f"seq_len {seq_len} exceeds the models' context {env.max_seq_len}")
+        data = from_corpus(data, seq_len=seq_len, batch_size=settings.batch_size,
+                           eval_max_windows=settings.eval_windows, vocab_size=env.vocab_size)
+    if data.seq_len > env.max_seq_len:
+        raise ValueError(f"data {data.name!r} has sequences of {data.seq_len} tokens, longer than the "
+                         f"models' context {env.max_seq_len}")
+    if data.vocab_size > env.vocab_size:
+        raise ValueError(f"data {data.name!r} has vocab {data.vocab_size} > the models' vocab_size {env.vocab_size}")
+    optims = {(s.optim.beta1, s.optim.beta2, s.optim.eps, s.optim.clip_norm, s.optim.min_lr_ratio,
+               s.optim.decay_all) for s in specs}
+    if len(optims) > 1:
+        raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
+                         "decay_all (learning rate, weight decay, warmup and budget may differ)")
+    optim = specs[0].optim
+    seq_len = data.seq_len
+    totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in specs]
+    eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
+    stacked = mode == "stack"
+
+    # A stack's model axis is split over the devices; pad it with inert models (budget 0).
+    k = len(specs)
+    n_dev = jax.device_count() if stacked else 1
+    k_run = padded_stack_size(k, n_dev)
+    run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
+    run_specs = list(specs) + [specs[0]] * (k_run - k)
+    params = [init_params(s.cfg, s.seed) for s in run_specs]
+    hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
+    if stacked:
+        state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
+                            optim, stacked=True)
+        hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
+    else:
+        state = init_states(params[0], specs[0].seed, optim, stacked=False)
+        hyper, dims = hypers[0], None
+    train_losses = np.full((max(totals), k_run), np.nan)
+    val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
+    step, elapsed_before, compile_s = 0, 0.0, None
+
+    if checkpoint is not None:
+        restored = checkpoint.load({"state": state, "total_steps": np.asarray(hyper.total_steps),
+                                    "train_losses": train_losses})
+        if restored is not None:
+            arrays, meta = restored
+            state, train_losses = arrays["state"], np.asarray(arrays["train_losses"])
+            hyper = hyper._replace(total_steps=np.asarray(arrays["total_steps"]))
+            step, elapsed_before = int(meta["step"]), float(meta["elapsed"])
+            val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
+            compile_s = meta.get("compile_seconds")
+
+    mesh = model_mesh() if stacked and n_dev > 1 else None
+    if mesh is not None:
+        state, hyper, dims = shard_models(state, mesh), shard_models(hyper, mesh), shard_models(dims, mesh)
+        arrays = replicate(data.arrays, mesh)
+    else:
+        state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
+        arrays = data.arrays
+
+    chunk_len = min(settings.steps_per_dispatch, max(totals))
+    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
+    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_s,
+                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
+                                                     fast_compile=fast),
+                                    "train_chunk", (env, optim, data.sampler, chunk_len, stacked, fast))
+    eval_fn = program_cache.cached(make_eval(env, stacked=stacked), "eval", (env, stacked))
+    key = data_key(settings.data_seed)
+    val_rows, val_weights = jax.device_put(tuple(data.val))
+    epoch_steps = data.steps_per_epoch if settings.early_stop else None
+
+    return PreparedGroup(tuple(specs), mode, data, cfgs, env, seq_len, k, k_run, totals, eval_every, stacked,
+                         state, hyper, dims, arrays, key, mesh, chunk_fn, eval_fn, val_rows, val_weights,
+                         train_losses, val_points, step, elapsed_before, compile_s, chunk_len, epoch_steps,
+                         fast, n_dev, seconds=time.perf_counter() - t_start)
