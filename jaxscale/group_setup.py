@@ -172,7 +172,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
 
-    return PreparedGroup(tuple(specs), mode, data, cfgs, env, seq_len, k, k_run, totals, eval_every, stacked,
-                         state, hyper, dims, arrays, key, mesh, chunk_fn, eval_fn, val_rows, val_weights,
-                         train_losses, val_points, step, elapsed_before, compile_s, chunk_len, epoch_steps,
-                         fast, n_dev, seconds=time.perf_counter() - t_start)
+    return PreparedGroup(
+        specs=tuple(specs), mode=mode, data=data, cfgs=cfgs, env=env, seq_len=seq_len, k=k, k_run=k_run,
+        totals=totals, eval_every=eval_every, stacked=stacked, state=state, hyper=hyper, dims=dims,
+        arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, val_rows=val_rows,
+        val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
+        elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
+        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start)
