@@ -133,9 +133,11 @@ def run_pytest_check(name: str, path: str, log: Path, timeout: float) -> dict:
     """A correctness check on the device: ``pytest path``; met when every test passed, skipped
     (not an error) where the file skips itself (no GPU)."""
     cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-rs", "-p", "no:cacheprovider", path]
+    # tests/conftest.py defaults JAX_PLATFORMS to cpu when it is unset; here the accelerator must be seen
+    env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", ""))  # "": every platform JAX finds
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"check": name, "error": f"timed out after {timeout:.0f} s", "command": " ".join(cmd)}
     wall = time.perf_counter() - t0
