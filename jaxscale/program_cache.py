@@ -127,6 +127,9 @@ class CachedProgram:
         self.last = "off"  # where the last call's program came from: off | memory | disk | compiled
 
     def __call__(self, *args):
+        if not self._loaded and (_FOLDER is None or jax.process_count() > 1):
+            self.last = "off"  # nothing to look up: no per-call signature work
+            return self.jitted(*args)
         sig = signature(args)
         compiled = self._loaded.get(sig) if sig is not None else None
         if compiled is not None:

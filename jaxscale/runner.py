@@ -80,6 +80,8 @@ class RunSettings:
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"RunSettings.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if not isinstance(self.compile_ahead, bool):
+            raise ValueError(f"RunSettings.compile_ahead must be True or False, got {self.compile_ahead!r}")
 
 
 def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None,

@@ -78,6 +78,14 @@ def test_bad_optim_config(field, value):
 def test_bad_run_settings():
     with pytest.raises(ValueError, match="RunSettings.batch_size"):
         RunSettings(batch_size=0)
+    with pytest.raises(ValueError, match="RunSettings.compile_ahead"):
+        RunSettings(compile_ahead="yes")
     with pytest.raises(ValueError, match="mode 'alone' trains one model"):
         spec = ModelSpec(create_model_config("ladder/l1"))
         train_group([spec, spec], load_corpus(), QUIET, mode="alone")
+    from jaxscale.group_setup import prepare_group
+
+    other = ModelSpec(create_model_config("ladder/l1"), seed=1)
+    with pytest.raises(ValueError, match="`prepared` was made for other models"):
+        train_group([spec], load_corpus(), QUIET, mode="alone",
+                    prepared=prepare_group([other], load_corpus(), QUIET, mode="alone"))
