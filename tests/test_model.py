@@ -92,6 +92,46 @@ def test_bfloat16_matmuls_close_to_float32():
     assert float(jnp.max(jnp.abs(a - b))) < 0.05
 
 
+def _dot_operand_dtypes(jaxpr) -> list[tuple[str, str]]:
+    """(lhs, rhs) dtypes of every dot_general in a jaxpr, sub-jaxprs (scan, custom_vjp) included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for sub in jax.core.jaxprs_in_params(eqn.params):
+            found.extend(_dot_operand_dtypes(sub))
+    return found
+
+
+def _bf16_loss_and_grad(params, x, cfg):
+    return jax.value_and_grad(lambda p: cross_entropy(forward(p, x[:, :-1], cfg), x[:, 1:]))(params)
+
+
+def test_bfloat16_training_step_has_no_float32_matmuls():
+    """Every matmul of a bfloat16 model's forward and backward pass takes bfloat16 operands: a
+    float32 cotangent against a bfloat16 weight would run the backward matmuls at float32 speed
+    (model._low_precision_mm)."""
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    cfg = SMALL.replace(dtype="bfloat16", dropout=0.0)
+    jaxpr = jax.make_jaxpr(lambda p, x: _bf16_loss_and_grad(p, x, cfg))(params, _tokens(t=9)).jaxpr
+    dtypes = _dot_operand_dtypes(jaxpr)
+    assert len(dtypes) >= 3 * 6  # the six matmuls of a layer (one scan body), forward and two backward
+    assert all(d == ("bfloat16", "bfloat16") for d in dtypes), sorted(set(dtypes))
+
+
+def test_bfloat16_gradients_close_to_float32():
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    x = _tokens(t=9)
+    loss32, g32 = _bf16_loss_and_grad(params, x, SMALL.replace(dropout=0.0))
+    loss16, g16 = _bf16_loss_and_grad(params, x, SMALL.replace(dtype="bfloat16", dropout=0.0))
+    assert abs(float(loss32 - loss16)) < 0.02
+    for name in g32:
+        a, b = np.asarray(g32[name]).ravel(), np.asarray(g16[name]).ravel()
+        assert g16[name].dtype == jnp.float32, name
+        rel = np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12)
+        assert rel < 0.05, (name, rel)
+
+
 def test_sequence_longer_than_context_is_refused():
     params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
     with pytest.raises(ValueError, match="longer than the context"):
