@@ -16,7 +16,8 @@ verdict with its full bench result: two files, within the device tool's file lim
 * ``mfu_w1024_cudnn``: bf16 MFU of a width-1024 model (12 layers, 16 heads, context 1024, batch
   16, byte vocabulary, dropout off) ≥ 40% of the device's dense bf16 peak (``bench.PEAK_FLOPS``),
   with cuDNN's fused attention; ``mfu_w1024_explicit_attention``: the same with the attention
-  written out (the default), for comparison;
+  written out (the default), for comparison. Both also trace one dispatch (``bench --profile``):
+  their result's ``profile`` lists the 25 device ops with the most time per step;
 * ``stack_emergence_k8``: K = 8 seeds of the notebook's emergence ``micro`` model (batch one
   sequence) as one stack ≥ 0.8·K × the aggregate tokens/s of training them one after another;
 * ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × sequential
@@ -36,6 +37,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,6 +109,8 @@ def run_check(name: str, args: list[str], log: Path, timeout: float) -> dict:
     if name in PYTEST_CHECKS:
         return run_pytest_check(name, PYTEST_CHECKS[name], log, timeout)
     cmd = [sys.executable, "-m", "jaxscale.cli", "bench", *args, "--json"]
+    if name.startswith("mfu"):  # where the step's time goes; the trace itself stays out of DIR (size)
+        cmd += ["--profile", tempfile.mkdtemp(prefix=f"jaxscale-{name}-"), "--profile-top", "25"]
     env = dict(os.environ, PYTHONUNBUFFERED="1", **CHECK_ENV.get(name, {}))
     t0 = time.perf_counter()
     try:
@@ -175,6 +179,10 @@ def format_summary(rows: list[dict]) -> str:
             fmt = (lambda x: f"{x:.1%}") if r["check"].startswith("mfu") else (lambda x: f"{x:.2f}x")
             lines.append(f"  {r['check']:<20} {fmt(r['measured']):>8} (target {fmt(r['target'])}: "
                          f"{'met' if r['met'] else 'NOT met'}) on {r['device']} -- {r['what']}; {r['wall_s']:.0f} s")
+            for g in r.get("result", {}).get("modes", {}).get("sequential", {}).get("groups", []):
+                prof = g.get("profile") or {}
+                lines.extend(f"      {o['us_per_step']:10.1f} us/step {100 * o['share']:5.1f}%  {o['op'][:60]}"
+                             for o in prof.get("ops", [])[:8])
     return "\n".join(lines)
 
 

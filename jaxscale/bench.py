@@ -41,6 +41,7 @@ from jaxscale.host import allocator_description
 from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
                           table_peak, throughput)
 from jaxscale.model import attention_impl
+from jaxscale.op_profile import format_table
 
 # The FLOP/MFU arithmetic (mfu.py) and the program timing (bench_timing.py) are re-exported here,
 # so ``jaxscale.bench`` stays the one import for throughput work.
@@ -87,7 +88,8 @@ def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, token
 
 def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[str] = MODES,
               steps_per_dispatch: int | None = None, repeats: int = 5, budget_steps: int = 1000,
-              measure_peak: bool = True, peak: dict | None = None, log=None) -> dict:
+              measure_peak: bool = True, peak: dict | None = None, log=None, profile_dir=None,
+              profile_top: int = 15) -> dict:
     """Bench ``specs`` on ``data`` (a ``TrainData``: its batch size, sequence length and sampler)
     in each of ``modes``; returns the JSON-ready result (see ``jaxscale bench --help``).
 
@@ -95,6 +97,8 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     mode's estimated end-to-end time (compile + steps × step time). ``peak`` (a ``device_peak``
     result) skips the peak measurement; otherwise a CPU's matmul peak is measured before and after
     the timings and the higher one is used (a busy machine lowers both the peak and the steps).
+    ``profile_dir``: after the timings, one traced dispatch of every program; each group's
+    ``profile`` gives its ``profile_top`` ops by time (``op_profile``).
     """
     import jax
 
@@ -133,7 +137,8 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
              for mode in modes}
     unique = list(dict.fromkeys((tuple(ix), st) for groups in plans.values() for ix, st in groups))
     timed = time_groups([([specs[i].cfg for i in ix], [specs[i].seed for i in ix], st) for ix, st in unique],
-                        data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats, log=say)
+                        data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats, log=say,
+                        profile_dir=profile_dir, profile_top=profile_top)
     cache = dict(zip(unique, timed))
     out_modes = {}
     for mode in modes:
@@ -259,6 +264,8 @@ def format_report(res: dict) -> str:
                          f"{g['tokens_per_s']:>11,.0f} tok/s MFU {100 * g['mfu']:5.1f}% "
                          f"padded-util {100 * g['padded_flops_util']:5.1f}% compile {g['compile_s']:5.1f}s "
                          f"recompiles {g['recompiles_after_first']}")
+            if g.get("profile"):
+                lines.append(format_table(g["profile"]))
         for p in m["per_model"]:
             lines.append(f"    {p['name']:<28} seed {p['seed']:<3} {p['tokens_per_s']:>11,.0f} tok/s "
                          f"MFU {100 * p['mfu']:5.2f}%")

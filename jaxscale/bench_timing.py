@@ -54,6 +54,7 @@ class GroupTiming:
     recompiles: int            # backend compilations after the first dispatch (must be 0)
     step_s: list               # per-step seconds, one sample per timed dispatch
     padded_flops_util: float
+    profile: dict | None = None  # op_profile.op_table of one traced dispatch (bench --profile)
 
     @property
     def step_s_median(self) -> float:
@@ -69,7 +70,7 @@ class GroupTiming:
                 "step_ms": {"median": 1e3 * self.step_s_median, "min": 1e3 * s[0], "max": 1e3 * s[-1],
                             "iqr": 1e3 * (q[2] - q[0]), "spread_pct": 100 * (s[-1] - s[0]) / self.step_s_median,
                             "repeats": len(s)},
-                "padded_flops_util": self.padded_flops_util}
+                "padded_flops_util": self.padded_flops_util, "profile": self.profile}
 
 
 class _GroupRunner:
@@ -103,7 +104,7 @@ class _GroupRunner:
             hyper, dims = jax.device_put(hypers[0]), None
         self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
         self.args = (hyper, dims, data.arrays, data_key(0))
-        self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 1)]  # made before timing
+        self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 2)]  # made before timing
         self.count = jax.device_put(np.int32(n))
         jax.block_until_ready((state, self.args, self.starts, self.count))
         self.util = padded_flops_utilisation(cfgs, data.seq_len) if stacked else 1.0
@@ -115,6 +116,7 @@ class _GroupRunner:
         self.compiles_first = _CompileCounter.count - c0
         self.times: list[float] = []
         self.recompiles = 0
+        self.profile: dict | None = None
 
     def once(self) -> float:
         """One timed dispatch; returns and records seconds per step."""
@@ -129,19 +131,35 @@ class _GroupRunner:
         self.times.append(dt)
         return dt
 
+    def traced(self, folder, top: int) -> dict:
+        """One more dispatch, under the profiler (not one of the timed samples): its op table."""
+        import jax
+
+        from jaxscale import op_profile
+
+        def run():
+            self.state, losses = self.chunk(self.state, *self.args, self.starts[-1], self.count)
+            jax.block_until_ready((self.state, losses))
+
+        trace = op_profile.capture(run, folder)
+        events, names = op_profile.load_events(trace)
+        return {**op_profile.op_table(events, names, steps=self.n, top=top), "trace": str(trace)}
+
     def timing(self) -> GroupTiming:
         med = statistics.median(self.times)
         return GroupTiming([c.name for c in self.cfgs], self.seeds, "stack" if self.stacked else "alone",
                            len(self.cfgs), self.env.name if self.stacked else self.cfgs[0].name, self.n, self.first,
                            max(self.first - med * self.n, 0.0), self.compiles_first, self.recompiles, self.times,
-                           self.util)
+                           self.util, self.profile)
 
 
 def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
-                repeats: int, log=None) -> list[GroupTiming]:
+                repeats: int, log=None, profile_dir=None, profile_top: int = 15) -> list[GroupTiming]:
     """Time several programs ``(cfgs, seeds, stacked)`` side by side: each is compiled (its first
     dispatch timed), then the timed dispatches go round-robin (one dispatch of every program per
-    round, ``repeats`` rounds), so a busy machine's slow spells fall on every program alike."""
+    round, ``repeats`` rounds), so a busy machine's slow spells fall on every program alike.
+    ``profile_dir``: afterwards, one traced dispatch per program, its trace kept in a subfolder
+    and its ``profile_top`` ops by time reported (``op_profile``)."""
     say = log or (lambda *_: None)
     runners = []
     for cfgs, seeds, stacked in groups:
@@ -152,6 +170,11 @@ def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, op
     for _ in range(repeats):
         for r in runners:
             r.once()
+    if profile_dir is not None:
+        from pathlib import Path
+
+        for i, r in enumerate(runners):
+            r.profile = r.traced(Path(profile_dir) / f"program{i:02d}", profile_top)
     return [r.timing() for r in runners]
 
 

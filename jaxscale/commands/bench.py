@@ -66,6 +66,11 @@ def register(sub) -> None:
                         "`jaxscale sweep --preset` end to end per mode, cold and warm compilation cache")
     p.add_argument("--no-end-to-end", action="store_true", help="with --vs-torch: only the steady-state comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--profile", metavar="DIR", default=None,
+                   help="after the timings, trace one more dispatch of every program with jax.profiler into "
+                        "DIR and report each program's ops by time per step (on a CPU this sets XLA's "
+                        "--xla_cpu_enable_xprof_traceme, which names each op in the trace)")
+    p.add_argument("--profile-top", type=c.positive_int, default=15, help="ops listed per program (default 15)")
     p.set_defaults(func=run)
 
 
@@ -136,6 +141,12 @@ def build(args):
 
 
 def run(args) -> int:
+    if args.profile:  # read when JAX starts its backends, which has not happened yet
+        import os
+
+        flag = "--xla_cpu_enable_xprof_traceme=true"
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flag).strip()
     from jaxscale import bench, bench_torch
 
     if args.vs_torch:
@@ -146,7 +157,8 @@ def run(args) -> int:
                          "notebook-scaling / notebook-emergence")
     log = None if args.json else (lambda msg: print(msg, flush=True))
     res = bench.run_bench(specs, data, optim=optim, modes=args.modes, steps_per_dispatch=args.steps_per_dispatch,
-                          repeats=args.repeats, budget_steps=budget, log=log)
+                          repeats=args.repeats, budget_steps=budget, log=log, profile_dir=args.profile,
+                          profile_top=args.profile_top)
     if args.vs_torch:
         res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=bool(args.preset) and not args.no_end_to_end,
                                          modes=args.modes, log=log)
