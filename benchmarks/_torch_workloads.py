@@ -121,6 +121,46 @@ def steady_step(name: str, *, iters: int = 30, warmup: int = WARMUP_STEPS, seed:
                 sum_step_ms_median=sum(m["step_ms_median"] for m in models), models=models)
 
 
+def steady_step_configs(configs: Sequence, *, batch_size: int, seq_len: int, lr: float = 1e-3,
+                        weight_decay: float = 0.1, betas: tuple = (0.9, 0.95), eps: float = 1e-8,
+                        clip: float = 1.0, iters: int = 30, warmup: int = WARMUP_STEPS, seed: int = 0,
+                        sdpa: bool = False, log: Callable[[str], None] | None = None) -> dict:
+    """The steady-state eager step of any models (``ModelConfig``s, e.g. a family's sizes or an
+    explicit config), as ``jaxscale bench`` times them: a ``batch_size`` × ``seq_len`` batch of
+    random tokens, next-token cross-entropy at every position, gradient norm clipped to ``clip``,
+    AdamW with ``lr``/``betas``/``eps``/``weight_decay`` (torch's AdamW decays every parameter;
+    jaxscale's decays matrices and embeddings only: the same work per step). Median per model and
+    the sum, timed as ``steady_step``."""
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size} and {seq_len}")
+    models = []
+    for cfg in configs:
+        if seq_len > cfg.max_seq_len:
+            raise ValueError(f"seq_len {seq_len} exceeds {cfg.name}'s context {cfg.max_seq_len}")
+        model = build_model(cfg, seed, sdpa)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        step = _make_step(model, opt, clip, _scaling_loss)
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=gen)
+        y = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=gen)
+        for _ in range(warmup):
+            step(x, y)
+        ms = []
+        for _ in range(iters):
+            ts = time.perf_counter()
+            step(x, y)
+            ms.append(1e3 * (time.perf_counter() - ts))
+        models.append(dict(name=cfg.name, params=count_parameters(model), steps=iters,
+                           step_ms_median=statistics.median(ms), step_ms_min=min(ms), step_ms_max=max(ms)))
+        if log:
+            log(f"  {cfg.name:<28} {models[-1]['params']:>9,} params  "
+                f"median {models[-1]['step_ms_median']:7.2f} ms/step  (min {min(ms):.2f}, max {max(ms):.2f})")
+    return dict(_header("configs"), mode="steady-step", attention="sdpa" if sdpa else "manual",
+                batch_size=batch_size, seq_len=seq_len,
+                sum_step_ms_median=sum(m["step_ms_median"] for m in models), models=models)
+
+
 # ----- result lines ------------------------------------------------------------------------------
 
 def _format_model(m: dict) -> str:

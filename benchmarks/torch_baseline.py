@@ -63,7 +63,7 @@ from _torch_training import (EMERGENCE, SCALING, WARMUP_STEPS, _adamw, _emergenc
                              arithmetic_accuracy, arithmetic_sequences, train_emergence_model,
                              train_scaling_model)
 from _torch_workloads import (WORKLOADS, _format_model, _header, _run_once, run_workload,  # noqa: E402
-                              steady_step)
+                              steady_step, steady_step_configs)
 
 # Every name this script defined before the split, re-exported: tests and callers load this file
 # and use its attributes (``module.build_model`` ...).
@@ -73,7 +73,7 @@ __all__ = [
     "EMERGENCE", "SCALING", "WARMUP_STEPS", "_adamw", "_emergence_loss", "_make_step",
     "_scaling_batch", "_scaling_loss", "_steady_ms", "arithmetic_accuracy", "arithmetic_sequences",
     "train_emergence_model", "train_scaling_model",
-    "WORKLOADS", "_format_model", "_header", "_run_once", "run_workload", "steady_step",
+    "WORKLOADS", "_format_model", "_header", "_run_once", "run_workload", "steady_step", "steady_step_configs",
     "_print_summary", "main",
 ]
 
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                "  python benchmarks/torch_baseline.py --workload notebook-scaling\n"
                "  python benchmarks/torch_baseline.py --workload both --json\n"
                "  python benchmarks/torch_baseline.py --workload notebook-emergence --repeats 3\n"
-               "  python benchmarks/torch_baseline.py --steady-step notebook-scaling\n",
+               "  python benchmarks/torch_baseline.py --steady-step notebook-scaling\n"
+               "  python benchmarks/torch_baseline.py --steady-step-configs spec.json --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--workload", choices=WORKLOADS + ("both",), default=None,
@@ -105,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     what.add_argument("--steady-step", metavar="FAMILY", choices=WORKLOADS,
                       help="time only the steady-state training step of the family's five models "
                            "and report the sum of their median step times")
+    what.add_argument("--steady-step-configs", metavar="FILE",
+                      help="the same for any models: a JSON file {configs: [ModelConfig fields...], "
+                           "batch_size, seq_len, optim: {lr, weight_decay, betas, eps, clip}} "
+                           "(what jaxscale bench --vs-torch writes for a family or explicit config)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--repeats", type=int, default=1,
                         help="run each workload R times and report the fastest (default 1)")
@@ -122,6 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     log = None if args.json else print
+
+    if args.steady_step_configs:
+        spec = json.loads(Path(args.steady_step_configs).read_text())
+        cfgs = [ModelConfig(**c) for c in spec["configs"]]
+        if log:
+            print(f"steady-state eager step of {len(cfgs)} model(s), batch {spec['batch_size']} x "
+                  f"{spec['seq_len']} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        res = steady_step_configs(cfgs, batch_size=int(spec["batch_size"]), seq_len=int(spec["seq_len"]),
+                                  **spec.get("optim", {}), iters=args.iters, seed=args.seed, sdpa=args.sdpa,
+                                  log=log)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"  sum of the {len(res['models'])} median step times: {res['sum_step_ms_median']:.2f} ms")
+        return 0
 
     if args.steady_step:
         if log:

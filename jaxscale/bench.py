@@ -282,7 +282,8 @@ def format_report(res: dict) -> str:
     if vt:
         lines.append(f"\nvs eager PyTorch ({vt['workload']}):")
         st = vt["torch_steady"]
-        lines.append(f"  five eager steps: {st['sum_step_ms_median']:.2f} ms (torch {st['torch_version']}, "
+        lines.append(f"  {len(st['models'])} eager model step(s), summed: {st['sum_step_ms_median']:.2f} ms "
+                     f"(torch {st['torch_version']}, "
                      f"{st['threads']} threads, load {st['load_avg_1m']:.2f})")
         for mode, x in vt.get("steady_ratio", {}).items():
             lines.append(f"  steady step {mode:<10}: {x:.2f}x faster than eager" if x >= 1

@@ -8,6 +8,7 @@ itself never imports torch. ``jaxscale bench --vs-torch`` calls ``vs_torch``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -52,6 +53,40 @@ def torch_steady_step(family: str) -> dict:
     """The eager baseline's "five eager steps" (sum of the family's median step times)."""
     res, wall, _ = _run_json([sys.executable, str(check_torch()), "--steady-step", family, "--json"])
     return res
+
+
+def torch_steady_step_configs(cfgs: Sequence, batch_size: int, seq_len: int, optim) -> dict:
+    """The eager baseline's steady step of any configs at the bench's batch and sequence length,
+    with the bench's optimiser settings (``torch_baseline.py --steady-step-configs``)."""
+    bad = sorted({c.dtype for c in cfgs} - {"float32"})
+    if bad:
+        raise ValueError(f"--vs-torch: the eager baseline runs float32 on the CPU; the models use {bad}")
+    spec = {"configs": [dataclasses.asdict(c) for c in cfgs], "batch_size": int(batch_size), "seq_len": int(seq_len),
+            "optim": {"lr": optim.lr, "weight_decay": optim.weight_decay, "betas": [optim.beta1, optim.beta2],
+                      "eps": optim.eps, "clip": optim.clip_norm}}
+    with tempfile.TemporaryDirectory(prefix="jaxscale-torch-") as tmp:
+        path = Path(tmp) / "configs.json"
+        path.write_text(json.dumps(spec))
+        res, _, _ = _run_json([sys.executable, str(check_torch()), "--steady-step-configs", str(path), "--json"])
+    return res
+
+
+def vs_torch_configs(cfgs: Sequence, bench_result: dict, optim, log=None) -> dict:
+    """Eager PyTorch's steady step of the bench's own models (a family's sizes or an explicit
+    config: one model each, at the bench's batch and sequence length) against each mode's step
+    of all ``n_models`` (K seeds of each config cost K eager steps)."""
+    say = log or (lambda *_: None)
+    unique = list(dict.fromkeys(cfgs))
+    say(f"eager torch: steady-state steps of {len(unique)} config(s) ...")
+    steady = torch_steady_step_configs(unique, bench_result["batch_size"], bench_result["seq_len"], optim)
+    per_config = {m["name"]: m["step_ms_median"] for m in steady["models"]}
+    t_ms = sum(per_config[c.name] for c in cfgs)
+    steady["sum_step_ms_median"] = t_ms  # over every model the bench trained (K seeds: K steps each)
+    ratios = {m: t_ms / (1e3 * r["step_s"]) for m, r in bench_result["modes"].items()}
+    say(f"  {len(cfgs)} eager steps {t_ms:.2f} ms; " + ", ".join(
+        f"{m} {1e3 * r['step_s']:.2f} ms (x{ratios[m]:.2f})" for m, r in bench_result["modes"].items()))
+    return {"workload": f"{len(cfgs)} model(s) at batch {bench_result['batch_size']} x {bench_result['seq_len']}",
+            "torch_steady": steady, "steady_ratio": ratios}
 
 
 def torch_workload(name: str) -> dict:

@@ -143,3 +143,12 @@ def test_throughput_experiment_smoke_writes_its_files(tmp_path):
         assert (out / name).stat().st_size > 0, name
     res = json.loads((out / "throughput.json").read_text())
     assert res["stack"]["points"] and res["mfu"]["points"] and res["recompiles"] == 0
+
+
+def test_vs_torch_of_configs_refuses_bfloat16_models():
+    """The eager baseline is float32 on the CPU: a bfloat16 bench is not compared with it."""
+    from jaxscale.train import OptimConfig
+
+    cfg = ModelConfig(vocab_size=64, d_model=16, n_heads=1, n_layers=1, d_ff=32, max_seq_len=8, dtype="bfloat16")
+    with pytest.raises(ValueError, match="float32"):
+        bench_torch.vs_torch_configs([cfg], {"batch_size": 2, "seq_len": 8, "modes": {}}, OptimConfig())

@@ -115,3 +115,42 @@ def test_steady_step(tb):
     res = tb.steady_step("notebook-emergence", iters=2, warmup=1)
     assert len(res["models"]) == 5 and all(m["steps"] == 2 for m in res["models"])
     assert math.isclose(res["sum_step_ms_median"], sum(m["step_ms_median"] for m in res["models"]))
+
+
+def test_steady_step_of_any_configs_from_a_json_spec(tb, tmp_path, capsys):
+    """What ``jaxscale bench --vs-torch`` runs for a family or an explicit config."""
+    import dataclasses
+    import json
+
+    from jaxscale.config import ModelConfig
+
+    cfgs = [ModelConfig(vocab_size=64, d_model=16, n_heads=1, n_layers=1, d_ff=32, max_seq_len=8, name="a"),
+            ModelConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=8, name="b")]
+    spec = {"configs": [dataclasses.asdict(c) for c in cfgs], "batch_size": 2, "seq_len": 8,
+            "optim": {"lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.95], "eps": 1e-8, "clip": 1.0}}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    assert tb.main(["--steady-step-configs", str(path), "--iters", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in res["models"]] == ["a", "b"] and (res["batch_size"], res["seq_len"]) == (2, 8)
+    assert [m["params"] for m in res["models"]] == [c.param_counts().total for c in cfgs]
+    assert math.isclose(res["sum_step_ms_median"], sum(m["step_ms_median"] for m in res["models"]))
+    with pytest.raises(ValueError, match="context"):
+        tb.steady_step_configs(cfgs, batch_size=2, seq_len=9, iters=1, warmup=0)
+
+
+def test_bench_vs_torch_on_an_explicit_config(capsys):
+    """``jaxscale bench --vs-torch`` beyond the notebook presets: the eager step of the same model
+    at the bench's batch, and a ratio per mode (no timing threshold)."""
+    import json
+
+    from jaxscale.cli import main
+
+    rc = main(["bench", "--d-model", "16", "--n-heads", "1", "--n-layers", "1", "--seq-len", "8", "--batch-size", "2",
+               "--k", "2", "--modes", "stack", "sequential", "--steps-per-dispatch", "2", "--repeats", "2",
+               "--vs-torch", "--json"])
+    assert rc == 0
+    vt = json.loads(capsys.readouterr().out)["vs_torch"]
+    assert len(vt["torch_steady"]["models"]) == 1  # one config, K = 2 seeds: two eager steps summed
+    assert math.isclose(vt["torch_steady"]["sum_step_ms_median"], 2 * vt["torch_steady"]["models"][0]["step_ms_median"])
+    assert set(vt["steady_ratio"]) == {"stack", "sequential"} and all(r > 0 for r in vt["steady_ratio"].values())

@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   jaxscale bench --d-model 256 --n-layers 4 --seq-len 256 --batch-size 32 --dropout 0 --modes sequential
   jaxscale bench --preset notebook-scaling --vs-torch            # needs pip install -e '.[bench]'
   jaxscale bench --preset notebook-emergence --vs-torch --json > bench.json
+  jaxscale bench --family ladder --sizes l4 l8 --batch-size 32 --vs-torch
 
 What it measures (one run, side by side): compile time; steady-state step time (compilation
 excluded, synchronised with block_until_ready, --repeats dispatches of --steps-per-dispatch steps,
@@ -61,9 +62,11 @@ def register(sub) -> None:
     p.add_argument("--budget-steps", type=c.positive_int, default=None,
                    help="run length the planner (auto) plans for (default: the preset's, else 1000)")
     p.add_argument("--vs-torch", action="store_true",
-                   help="also run the notebook workload as an eager PyTorch loop (benchmarks/torch_baseline.py, "
-                        "needs the bench extra) and print the ratios; for a preset, also time "
-                        "`jaxscale sweep --preset` end to end per mode, cold and warm compilation cache")
+                   help="also time the same models as an eager PyTorch loop (benchmarks/torch_baseline.py, "
+                        "needs the bench extra) and print the ratios: for a preset, the notebook's own loops "
+                        "(steady steps, and `jaxscale sweep --preset` end to end per mode, cold and warm "
+                        "compilation cache); for a family or explicit config, their steady steps at the "
+                        "bench's batch, sequence length and optimiser (float32)")
     p.add_argument("--no-end-to-end", action="store_true", help="with --vs-torch: only the steady-state comparison")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--profile", metavar="DIR", default=None,
@@ -102,8 +105,6 @@ def build(args):
             data = preset.data
     elif args.family:
         cfgs = family_configs(args.family)
-        if args.family in ("notebook-scaling", "notebook-emergence"):
-            workload = args.family
     else:
         seq = args.seq_len
         ctx = args.context or seq
@@ -152,16 +153,17 @@ def run(args) -> int:
     if args.vs_torch:
         bench_torch.check_torch()  # fail before any timing
     specs, data, optim, budget, workload = build(args)
-    if args.vs_torch and workload is None:
-        raise ValueError("--vs-torch compares the notebook workloads: use --preset or --family "
-                         "notebook-scaling / notebook-emergence")
     log = None if args.json else (lambda msg: print(msg, flush=True))
     res = bench.run_bench(specs, data, optim=optim, modes=args.modes, steps_per_dispatch=args.steps_per_dispatch,
                           repeats=args.repeats, budget_steps=budget, log=log, profile_dir=args.profile,
                           profile_top=args.profile_top)
-    if args.vs_torch:
-        res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=bool(args.preset) and not args.no_end_to_end,
-                                         modes=args.modes, log=log)
+    if args.vs_torch and args.preset:  # the notebook's own loops: steady steps and end to end
+        res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=not args.no_end_to_end, modes=args.modes,
+                                               log=log)
+    elif args.vs_torch:  # a family or explicit config: the same models, batch and optimiser, eagerly
+        from jaxscale.train import OptimConfig
+
+        res["vs_torch"] = bench_torch.vs_torch_configs([s.cfg for s in specs], res, optim or OptimConfig(), log=log)
     if args.json:
         print(bench.to_json(res))
     else:
