@@ -24,11 +24,13 @@ def dc():
 def test_every_check_parses_and_builds_the_intended_workload(dc):
     from jaxscale.commands.bench import build
 
-    expected_models = {"cudnn_vmap_test": None, "mfu_w1024_cudnn": 1, "mfu_w1024_explicit_attention": 1,
-                       "stack_emergence_k8": 8, "stack_scaling": 5, "stack_emergence": 5}
+    expected_models = {"cudnn_vmap_test": None, "mfu_w1024_cudnn": 1, "stack_emergence": 5,
+                       "stack_scaling_autotune0": 5, "mfu_w1024_explicit_attention": 1, "stack_emergence_k8": 8,
+                       "stack_scaling": 5}
     assert [c[0] for c in dc.CHECKS] == list(expected_models)
     assert all((ROOT / path).is_file() for path in dc.PYTEST_CHECKS.values())
-    assert sum(c[1] for c in dc.CHECKS) <= 540  # one 10-minute device command, with start-up to spare
+    # the unmeasured checks fit one 10-minute device command, with start-up to spare
+    assert sum(c[1] for c in dc.CHECKS[:5]) <= 570 and all(c[1] <= 200 for c in dc.CHECKS)
     for name, _, full, dry in dc.CHECKS:
         if name in dc.PYTEST_CHECKS:
             continue
@@ -84,3 +86,13 @@ def test_summary_reports_errors_and_verdicts(dc):
             {"check": "stack_scaling", "error": "timed out after 150 s"}]
     text = dc.format_summary(rows)
     assert "41.0%" in text and "met" in text and "ERROR timed out" in text
+
+
+def test_budget_skips_what_no_longer_fits(dc, tmp_path, capsys):
+    """With no time left every check is reported as skipped (not an error), and summary.json says so."""
+    import json
+
+    assert dc.main(["--dry-run", "--budget", "0", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "summary.json").read_text())["checks"]
+    assert [r["check"] for r in rows] == [c[0] for c in dc.CHECKS]
+    assert all(r["error"].startswith("skipped") for r in rows)
