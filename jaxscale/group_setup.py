@@ -74,13 +74,19 @@ class PreparedGroup:
     compile_ahead_s: float | None = None
     program_source: str | None = None
 
-    def compile(self) -> "PreparedGroup":
+    def compile(self, *, only_stored: bool = False) -> "PreparedGroup":
         """Compile (or load) the training and evaluation programs for this group's arguments,
-        without running them."""
+        without running them. ``only_stored``: only if both are already compiled on disk (a
+        load); otherwise leave them to the host loop."""
+        chunk_args = (self.state, self.hyper, self.dims, self.arrays, self.key, np.int32(self.step),
+                      np.int32(self.chunk_len))
+        eval_args = (self.state.params, self.dims, self.val_rows, self.val_weights)
+        stored = getattr(self.chunk_fn, "stored", None), getattr(self.eval_fn, "stored", None)
+        if only_stored and not all(f is not None and f(*a) for f, a in zip(stored, (chunk_args, eval_args))):
+            return self
         t0 = time.perf_counter()
-        self.program_source = self.chunk_fn.compile_for(self.state, self.hyper, self.dims, self.arrays, self.key,
-                                                        np.int32(self.step), np.int32(self.chunk_len))
-        self.eval_fn.compile_for(self.state.params, self.dims, self.val_rows, self.val_weights)
+        self.program_source = self.chunk_fn.compile_for(*chunk_args)
+        self.eval_fn.compile_for(*eval_args)
         self.compile_ahead_s = time.perf_counter() - t0
         self.seconds += self.compile_ahead_s
         return self

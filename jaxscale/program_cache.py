@@ -141,6 +141,16 @@ class CachedProgram:
             compiled = self._ensure(sig, args)
         return compiled(*args)
 
+    def stored(self, *args) -> bool:
+        """Whether the program for ``args`` is loaded or compiled on disk already (so that
+        ``compile_for`` would only load it)."""
+        sig = signature(args)
+        if sig is None:
+            return False
+        if sig in self._loaded:
+            return True
+        return _FOLDER is not None and jax.process_count() == 1 and self._path(sig).exists()
+
     def compile_for(self, *args) -> str:
         """Compile (or load) the program for ``args`` without running it, so that a later call
         with arguments of the same signature starts at once (with the disk cache off, the

@@ -63,11 +63,15 @@ class RunSettings:
     progress: bool = True
     early_stop: tuple[int, float] | None = None  # (after epoch index, mean-loss threshold)
     compile_mode: str = "auto"  # "auto" | "full" | "fast": the CPU's code generation (compile_mode.py)
-    # a sweep prepares and compiles the next group while one trains. Off by default: on the
-    # 2-core CPU the compile and the training fought for the cores (notebook-emergence cold,
-    # sequential 38-40 s with it vs 39-41 s without; auto 34-40 s vs 31-32 s). Meant for an
-    # accelerator, where the device trains while the host compiles (not measured yet).
-    compile_ahead: bool = False
+    # a sweep prepares the next group (state, programs) in a background thread while one trains.
+    # True: compiles it there too. "auto" (default): loads its programs there only when they are
+    # already compiled (the program cache: a warm run) on a CPU, and compiles them on an
+    # accelerator, where the device trains while the host compiles (not measured yet). On the
+    # 2-core CPU a background *compile* fought the training for the cores (notebook-emergence
+    # cold, sequential 38-40 s with it vs 39-41 s without; auto 34-40 s vs 31-32 s), while a
+    # background *load* (~0.2 s per training program here) gave warm runs 10.0-11.2 s vs
+    # 11.5-11.6 s (benchmarks in the README). False: everything in the foreground.
+    compile_ahead: bool | str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_windows", "steps_per_dispatch", "n_evals"):
@@ -80,8 +84,8 @@ class RunSettings:
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"RunSettings.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
-        if not isinstance(self.compile_ahead, bool):
-            raise ValueError(f"RunSettings.compile_ahead must be True or False, got {self.compile_ahead!r}")
+        if not (isinstance(self.compile_ahead, bool) or self.compile_ahead == "auto"):
+            raise ValueError(f"RunSettings.compile_ahead must be True, False or 'auto', got {self.compile_ahead!r}")
 
 
 def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps: int | None = None,

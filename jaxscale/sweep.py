@@ -110,12 +110,16 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         ids = [run_id_for(specs[i], data, settings.data_seed, g.id, j) for j, i in enumerate(g.indices)]
         return out_path is not None and all(i in written for i in ids)
 
+    # compile_ahead "auto": a CPU only loads programs ahead (compiling there fights the training
+    # for the cores); an accelerator's host compiles while the device trains (RunSettings)
+    load_only = settings.compile_ahead == "auto" and jax.devices()[0].platform == "cpu"
+
     def prepare(g: Group):  # in the background, while the group before it trains
         return prepare_group([specs[i] for i in g.indices], data, settings, mode=g.mode, stack_id=g.id,
-                             checkpoint=checkpoint_of(g)).compile()
+                             checkpoint=checkpoint_of(g)).compile(only_stored=load_only)
 
     ahead = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead") \
-        if settings.compile_ahead and len(groups) > 1 and jax.process_count() == 1 else None
+        if settings.compile_ahead is not False and len(groups) > 1 and jax.process_count() == 1 else None
     futures: dict[str, Future] = {}
     rows = []
     try:

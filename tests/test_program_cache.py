@@ -117,6 +117,30 @@ def test_training_from_cached_programs_matches_uncached(cache_dir, mode, monkeyp
         assert a["val_loss"] == b["val_loss"] == c["val_loss"] and a["test_loss"] == b["test_loss"] == c["test_loss"]
 
 
+def test_auto_compile_ahead_loads_stored_programs_ahead_on_a_cpu(cache_dir):
+    """``RunSettings.compile_ahead="auto"`` (the default) on a CPU: a cold sweep compiles every
+    group in the foreground (a background compile fights the training for the cores); a warm one
+    loads each next group's programs from disk while the one before trains. Same rows either way."""
+    from jaxscale.sweep import run_sweep
+
+    cfgs = [ModelConfig(name=f"ah{d}", vocab_size=64, d_model=d, n_heads=d // 8, n_layers=1, d_ff=2 * d,
+                        max_seq_len=16) for d in (8, 16, 24)]
+    data = from_corpus(random_tokens_corpus(64, 20_000, seed=3), seq_len=16, batch_size=4,
+                       eval_max_windows=16, vocab_size=64)
+    specs = [ModelSpec(c, 1, OptimConfig(lr=3e-3), Budget("steps", 20)) for c in cfgs]
+    settings = RunSettings(batch_size=4, seq_len=16, progress=False, n_evals=2, steps_per_dispatch=10)
+    assert settings.compile_ahead == "auto"
+    cold = run_sweep(specs, data, settings, mode="sequential", save_weights=False).rows
+    assert [r["stack"]["compiled_ahead"] for r in cold] == [False, False, False]
+    program_cache._WRAPPED.clear()  # a new process: programs only on disk
+    warm = run_sweep(specs, data, settings, mode="sequential", save_weights=False).rows
+    assert [r["stack"]["compiled_ahead"] for r in warm] == [False, True, True]
+    assert [r["stack"]["program_cache"] for r in warm] == ["disk", "disk", "disk"]
+    for a, b in zip(cold, warm):
+        assert [p["train_loss"] for p in a["curve"]] == [p["train_loss"] for p in b["curve"]]
+        assert a["test_loss"] == b["test_loss"]
+
+
 def test_a_program_in_jaxs_own_cache_is_stored_runnable(cache_dir, tmp_path):
     """A binary JAX read from its persistent cache cannot be serialised again (it fails when run):
     a miss must compile afresh even when JAX's cache holds the program."""

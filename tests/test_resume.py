@@ -177,7 +177,8 @@ def test_compile_ahead_gives_the_same_rows_and_survives_an_interruption(tmp_path
     specs = _specs() + [ModelSpec(create_model_config("ladder/l1"), seed=5, optim=OptimConfig(lr=1e-3),
                                   budget=Budget("steps", 30))]
     ahead = dataclasses.replace(SETTINGS, compile_ahead=True)
-    plain = run_sweep(specs, data, SETTINGS, mode="sequential", save_weights=False).rows
+    plain = run_sweep(specs, data, dataclasses.replace(SETTINGS, compile_ahead=False), mode="sequential",
+                      save_weights=False).rows
     calls = {"n": 0}
 
     def stop_once():

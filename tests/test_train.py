@@ -80,6 +80,8 @@ def test_bad_run_settings():
         RunSettings(batch_size=0)
     with pytest.raises(ValueError, match="RunSettings.compile_ahead"):
         RunSettings(compile_ahead="yes")
+    with pytest.raises(ValueError, match="RunSettings.compile_ahead"):
+        RunSettings(compile_ahead=1)
     with pytest.raises(ValueError, match="mode 'alone' trains one model"):
         spec = ModelSpec(create_model_config("ladder/l1"))
         train_group([spec, spec], load_corpus(), QUIET, mode="alone")
