@@ -20,6 +20,8 @@ verdict with its full bench result: two files, within the device tool's file lim
   their result's ``profile`` lists the 25 device ops with the most time per step;
 * ``stack_emergence``: the notebook's five emergence sizes, stack vs sequential (first measured
   here: it ran past its earlier 105 s limit, so it now has 200 s);
+* ``mfu_w1024_cudnn_remat_dots``: ``mfu_w1024_cudnn`` with ``JAXSCALE_REMAT=dots`` (the backward
+  pass recomputes the elementwise results instead of reading them back; ``model.remat_policy``);
 * ``stack_scaling_autotune0``: the notebook's five scaling sizes, stack vs sequential and auto,
   with XLA's GEMM autotuning off (``--xla_gpu_autotune_level=0``): compile and step time against
   ``stack_scaling``'s;
@@ -63,6 +65,7 @@ MFU_DRY = ["--d-model", "64", "--n-heads", "2", "--n-layers", "2", "--seq-len", 
 # turning it off saves in compile time and costs in step time.
 CHECK_ENV = {"mfu_w1024_cudnn": {"JAXSCALE_ATTENTION": "cudnn"},
              "mfu_w1024_explicit_attention": {"JAXSCALE_ATTENTION": "explicit"},
+             "mfu_w1024_cudnn_remat_dots": {"JAXSCALE_ATTENTION": "cudnn", "JAXSCALE_REMAT": "dots"},
              "stack_scaling_autotune0": {"XLA_FLAGS": "--xla_gpu_autotune_level=0"}}
 # A check that is a pytest file rather than a bench run: cuDNN attention under vmap (the stack)
 # against the models alone, on this GPU; it must pass before cuDNN attention is trusted here.
@@ -82,6 +85,7 @@ CHECKS: tuple[tuple[str, float, list[str], list[str]], ...] = (
      ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "--repeats", "5"],
      ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "--modes", "stack", "sequential",
       "--repeats", "2", "--steps-per-dispatch", "20"]),
+    ("mfu_w1024_cudnn_remat_dots", 110.0, MFU_ARGS, MFU_DRY),
     ("stack_scaling_autotune0", 120.0, SCALING_STACK, SCALING_STACK_DRY),
     ("mfu_w1024_explicit_attention", 80.0, MFU_ARGS, MFU_DRY),
     ("stack_emergence_k8", 90.0,

@@ -40,7 +40,7 @@ from jaxscale.bench_timing import GroupTiming, time_group, time_groups
 from jaxscale.host import allocator_description
 from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
                           table_peak, throughput)
-from jaxscale.model import attention_impl
+from jaxscale.model import attention_impl, remat_policy
 from jaxscale.op_profile import format_table
 
 # The FLOP/MFU arithmetic (mfu.py) and the program timing (bench_timing.py) are re-exported here,
@@ -184,7 +184,8 @@ def _model_info(s: BenchSpec, b: int, t: int) -> dict:
             "non_embedding_params": pc.non_embedding,
             "flops_per_token": {"total": f.total, "non_embedding": f.non_embedding, "head": f.head,
                                 "attention": f.attention, "causal": f.causal, "seq_len": f.seq_len},
-            "flops_per_step": flops_per_step(s.cfg, b, t), "attention": attention_impl(s.cfg)}
+            "flops_per_step": flops_per_step(s.cfg, b, t), "attention": attention_impl(s.cfg),
+            "remat": remat_policy()}
 
 
 def _mode_result(mode, timings, specs, b, t, peak, devices, budget_steps) -> dict:
@@ -247,7 +248,8 @@ def format_report(res: dict) -> str:
              f"peak: {res['peak_flops'] / 1e9:.1f} GFLOP/s per device ({res['peak_source']})",
              f"FLOPs: {res['flop_formula']}",
              f"batch {res['batch_size']} x seq {res['seq_len']}, dtype {res['dtype']}, attention "
-             f"{'/'.join(sorted({m.get('attention', '?') for m in res['models']}))}, "
+             f"{'/'.join(sorted({m.get('attention', '?') for m in res['models']}))}, remat "
+             f"{'/'.join(sorted({m.get('remat', '?') for m in res['models']}))}, "
              f"{res['steps_per_dispatch']} steps per dispatch, {res['repeats']} timed dispatches; "
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
              f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]

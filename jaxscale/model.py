@@ -150,6 +150,40 @@ def attention_impl(cfg: ModelConfig) -> str:
     return choice
 
 
+REMAT_ENV = "JAXSCALE_REMAT"
+REMAT_CHOICES = ("none", "dots", "full")
+
+
+def remat_policy() -> str:
+    """What the backward pass recomputes of each block instead of keeping it from the forward
+    pass (``jax.checkpoint`` on the layer scan's body), chosen by ``$JAXSCALE_REMAT``:
+
+    * ``none`` (default): everything the backward pass needs is kept; fastest where memory allows;
+    * ``dots``: only the matmul outputs are kept; LayerNorm, GELU, softmax and the other
+      elementwise results are recomputed (on a GPU they are memory-bound passes over
+      [B, T, 4·D] activations, so storing and re-reading them can cost more than recomputing);
+    * ``full``: only each block's input is kept, and the block runs again in the backward pass
+      (a third more FLOPs, the least memory: larger batches or models fit).
+
+    The gradients are the same function either way (tests check them against ``none``); MFU
+    counts model FLOPs only, so recomputed FLOPs count as overhead.
+    """
+    choice = os.environ.get(REMAT_ENV) or "none"
+    if choice not in REMAT_CHOICES:
+        raise ValueError(f"{REMAT_ENV} must be one of {REMAT_CHOICES}, got {choice!r}")
+    return choice
+
+
+def _with_remat(block, policy: str):
+    if policy not in REMAT_CHOICES:
+        raise ValueError(f"remat must be one of {REMAT_CHOICES}, got {policy!r}")
+    if policy == "none":
+        return block
+    saveable = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if policy == "dots" else None
+    # prevent_cse=False: inside a scan, XLA cannot merge the recomputation into the forward pass
+    return jax.checkpoint(block, policy=saveable, prevent_cse=False)
+
+
 def _fused_attention(q_BTHE, k_BTHE, v_BTHE, impl: str, dt: str) -> jax.Array:
     """Causal attention through ``jax.nn.dot_product_attention`` (``impl`` xla or cudnn); float32
     out. cuDNN takes bfloat16 inputs; if it rejects the shapes while tracing, XLA's version runs
@@ -221,11 +255,13 @@ _low_precision_mm.defvjp(_low_precision_mm_fwd, _low_precision_mm_bwd)
 
 
 def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig, *,
-            dims: ModelDims | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
+            dims: ModelDims | None = None, dropout_key: jax.Array | None = None,
+            remat: str | None = None) -> jax.Array:
     """Logits [B, T, V] of a GPT whose arrays may be padded beyond ``dims`` (see module doc).
 
     ``cfg`` gives the static (array) shapes, the dropout rate and the matmul dtype; ``dims`` the
-    true sizes when the arrays are padded (None: the arrays are the true shape).
+    true sizes when the arrays are padded (None: the arrays are the true shape); ``remat`` what a
+    backward pass recomputes (``remat_policy``; None: ``$JAXSCALE_REMAT``).
     """
     B, T = tokens_BT.shape
     L, D, _, H, E = params["wqkv"].shape
@@ -274,7 +310,7 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
         return x_BTD, None
 
     layer_params = {n: params[n] for n in PARAM_AXES if PARAM_AXES[n][0] == "layer"}
-    x_BTD, _ = jax.lax.scan(block, x_BTD, (layer_params, jnp.arange(L)))
+    x_BTD, _ = jax.lax.scan(_with_remat(block, remat or remat_policy()), x_BTD, (layer_params, jnp.arange(L)))
     h_BTD = _layer_norm(x_BTD, params["lnf_scale"], params["lnf_bias"], cmask, width)
     if "head_w" in params:
         return _mm("btd,dv->btv", h_BTD, params["head_w"], dt) + params["head_b"][None, None]

@@ -36,7 +36,7 @@ import optax
 from jaxscale.compile_mode import compiler_options
 from jaxscale.config import ModelConfig
 from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
-from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward
+from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, remat_policy
 from jaxscale.rng import fold
 
 PARAMS_BASES = ("total", "non_embedding")
@@ -198,7 +198,7 @@ def state_layout(state: TrainState, optim: OptimConfig, *, stacked: bool) -> Fla
 
 def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
               weights_BT: jax.Array | None = None, *, cfg: ModelConfig, optim: OptimConfig, layout: FlatLayout,
-              dims: ModelDims | None = None) -> tuple[FlatState, dict]:
+              dims: ModelDims | None = None, remat: str | None = None) -> tuple[FlatState, dict]:
     """One AdamW step of one model on its flat state. Frozen (state unchanged) once diverged or out
     of budget. ``weights`` select the target positions in the loss (None: all).
 
@@ -206,7 +206,7 @@ def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax
     out over the flat vector so that it is one fused loop (tests check it against optax)."""
     def loss_fn(params_P):
         key = fold(fs.key, fs.step) if cfg.dropout > 0 else None
-        logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key)
+        logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key, remat=remat)
         return cross_entropy(logits, targets_BT, weights_BT)
 
     loss, g_P = jax.value_and_grad(loss_fn)(fs.params_P)
@@ -241,7 +241,6 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
     return from_flat(fs, layout, state), metrics
 
 
-@functools.lru_cache(maxsize=64)
 def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool,
                      fast_compile: bool = False):
     """A jitted ``chunk(state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
@@ -251,11 +250,20 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     (NaN where a model was inactive or beyond ``n``). The loop carries the flat state
     (``FlatState``): converted once on the way in and once on the way out. ``fast_compile``: the
     CPU's faster-compiling code generation (``compile_mode.py``)."""
+    return _train_chunk(cfg, optim, sampler, max_steps, stacked, fast_compile, remat_policy())
+
+
+@functools.lru_cache(maxsize=64)
+def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, stacked: bool, fast_compile: bool,
+                 remat: str):
+    """``make_train_chunk``'s program, one per remat policy (``model.remat_policy``, read when the
+    program is made: a change of ``$JAXSCALE_REMAT`` makes a new program, never a stale one)."""
     def chunk(state, hyper, dims, arrays, key, start, n):
         layout = state_layout(state, optim, stacked=stacked)
 
         def one(fs, hyper, dims, inputs, targets, weights):
-            return flat_step(fs, hyper, inputs, targets, weights, cfg=cfg, optim=optim, layout=layout, dims=dims)
+            return flat_step(fs, hyper, inputs, targets, weights, cfg=cfg, optim=optim, layout=layout, dims=dims,
+                             remat=remat)
 
         step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
         convert = (lambda f: jax.vmap(f)) if stacked else (lambda f: f)

@@ -132,6 +132,41 @@ def test_bfloat16_gradients_close_to_float32():
         assert rel < 0.05, (name, rel)
 
 
+@pytest.mark.parametrize("policy", ["dots", "full"])
+def test_remat_gives_the_same_loss_and_gradients(policy):
+    """Recomputing in the backward pass (``JAXSCALE_REMAT``) changes memory and time, not the
+    function: loss and gradients equal the kept-activations pass, padded model and dropout included."""
+    cfg = SMALL.replace(dropout=0.1, n_layers=3)
+    params = jax.tree.map(jnp.asarray, init_params(cfg, 0))
+    big = cfg.replace(d_model=48, n_heads=3, d_ff=96, n_layers=4)
+    padded = jax.tree.map(jnp.asarray, pad_params(init_params(cfg, 0), big))
+    dims = ModelDims.of(cfg)
+    x = _tokens(t=9)
+
+    def loss_grad(p, c, d, remat):
+        fn = lambda p: cross_entropy(forward(p, x[:, :-1], c, dims=d, dropout_key=jax.random.PRNGKey(3),
+                                             remat=remat), x[:, 1:])
+        return jax.jit(jax.value_and_grad(fn))(p)
+
+    for p, c, d in ((params, cfg, None), (padded, big, dims)):
+        (l0, g0), (l1, g1) = loss_grad(p, c, d, "none"), loss_grad(p, c, d, policy)
+        np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+        chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-7)
+
+
+def test_remat_choice_is_checked(monkeypatch):
+    from jaxscale.model import REMAT_ENV, remat_policy
+
+    monkeypatch.setenv(REMAT_ENV, "everything")
+    with pytest.raises(ValueError, match="JAXSCALE_REMAT"):
+        remat_policy()
+    monkeypatch.setenv(REMAT_ENV, "dots")
+    assert remat_policy() == "dots"
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    with pytest.raises(ValueError, match="remat must be one of"):
+        forward(params, _tokens(), SMALL, remat="sometimes")
+
+
 def test_sequence_longer_than_context_is_refused():
     params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
     with pytest.raises(ValueError, match="longer than the context"):

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxscale.config import create_model_config
+from jaxscale.config import ModelConfig, create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.results import missing_fields
 from jaxscale.runner import ModelSpec, RunSettings, train_group
@@ -91,3 +91,20 @@ def test_bad_run_settings():
     with pytest.raises(ValueError, match="`prepared` was made for other models"):
         train_group([spec], load_corpus(), QUIET, mode="alone",
                     prepared=prepare_group([other], load_corpus(), QUIET, mode="alone"))
+
+
+def test_a_remat_change_makes_a_new_training_program(monkeypatch):
+    """The training program is made per ``$JAXSCALE_REMAT`` (read when it is made), so switching it
+    in one process never reuses a program traced under the other policy."""
+    from jaxscale.data.corpus import random_tokens_corpus
+    from jaxscale.data.source import from_corpus
+    from jaxscale.train import make_train_chunk
+
+    cfg = ModelConfig(vocab_size=32, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_seq_len=8, name="rm")
+    data = from_corpus(random_tokens_corpus(32, 5_000, seed=0), seq_len=8, batch_size=2, eval_max_windows=4,
+                       vocab_size=32)
+    monkeypatch.setenv("JAXSCALE_REMAT", "none")
+    plain = make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False)
+    assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is plain
+    monkeypatch.setenv("JAXSCALE_REMAT", "full")
+    assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is not plain
