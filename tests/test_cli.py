@@ -51,3 +51,23 @@ def test_sweep_dtype_sets_every_model_and_is_refused_for_presets(tmp_path, capsy
     capsys.readouterr()
     assert main(["sweep", "--preset", "notebook-scaling", "--dtype", "bfloat16", "--out", str(tmp_path / "p")]) == 2
     assert "--dtype: a preset is the notebook's own workload" in capsys.readouterr().err
+
+
+def test_sweep_compile_ahead_flag_and_quiet_preset(tmp_path, capsys, monkeypatch):
+    """``--compile-ahead off`` runs the sweep with everything in the foreground (rows say no group was
+    compiled ahead), and ``--quiet`` silences a preset's progress line too."""
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    rc = main(["sweep", "--family", "ladder", "--sizes", "l1", "l2", "--mode", "sequential", "--steps", "4",
+               "--batch-size", "2", "--eval-windows", "4", "--no-save-weights", "--quiet", "--compile-ahead", "off",
+               "--out", str(tmp_path / "s")])
+    assert rc == 0
+    rows = read_rows(tmp_path / "s" / "results.jsonl")
+    assert [r["stack"]["compiled_ahead"] for r in rows] == [False, False]
+    with pytest.raises(SystemExit):
+        main(["sweep", "--preset", "notebook-scaling", "--compile-ahead", "sometimes", "--out", str(tmp_path / "p")])
+    capsys.readouterr()
+    assert main(["sweep", "--preset", "notebook-scaling", "--quiet", "--no-save-weights",
+                 "--out", str(tmp_path / "q")]) == 0
+    out = capsys.readouterr()
+    assert "[g00]" not in out.out + out.err and "preset notebook-scaling" not in out.out
+    assert len(read_rows(tmp_path / "q" / "results.jsonl")) == 5

@@ -50,6 +50,10 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="require an existing sweep in --out to resume (rerunning the same command on the "
                         "same --out resumes anyway)")
+    p.add_argument("--compile-ahead", choices=("auto", "on", "off"), default="auto",
+                   help="prepare the next group in the background while one trains: auto (default: compile "
+                        "there on an accelerator; on a CPU only load programs already compiled on disk), "
+                        "on (compile there everywhere), off")
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
@@ -82,7 +86,9 @@ def run(args) -> int:
         preset = make_preset(args.preset)
         specs, data, settings, hook = preset.specs, preset.data, preset.settings, preset.row_hook
         settings = dataclasses.replace(settings, compile_mode=args.compile_mode)
-        if not args.quiet:
+        if args.quiet:  # --quiet: no progress line, for a preset too
+            settings = dataclasses.replace(settings, progress=False)
+        else:
             print(f"preset {args.preset}: {len(specs)} models, the notebook's own workload")
     else:
         cfgs = family_configs(args.family)
@@ -97,9 +103,10 @@ def run(args) -> int:
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
+    settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()
               if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
-                           "compile_mode")}
+                           "compile_mode", "compile_ahead")}
     with graceful_stop() as stop:
         try:
             result = run_sweep(specs, data, settings, mode=args.mode, out=out,
