@@ -162,9 +162,26 @@ def test_remat_choice_is_checked(monkeypatch):
         remat_policy()
     monkeypatch.setenv(REMAT_ENV, "dots")
     assert remat_policy() == "dots"
+    monkeypatch.delenv(REMAT_ENV)
+    assert remat_policy() == "auto"
     params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
     with pytest.raises(ValueError, match="remat must be one of"):
         forward(params, _tokens(), SMALL, remat="sometimes")
+
+
+def test_auto_remat_recomputes_only_large_activations_on_a_cpu():
+    """``auto``: dots on a CPU from REMAT_AUTO_MIN_ELEMENTS [B, T, d_ff] elements over the layers
+    (where it was measured faster), none below and on accelerators (not measured there)."""
+    from jaxscale.model import REMAT_AUTO_MIN_ELEMENTS, resolve_remat
+
+    wide = ModelConfig(vocab_size=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, max_seq_len=256)
+    assert 32 * 256 * 1024 * 4 >= REMAT_AUTO_MIN_ELEMENTS
+    assert resolve_remat("auto", wide, 32, 256, backend="cpu") == "dots"
+    assert resolve_remat("auto", wide, 32, 256, backend="gpu") == "none"
+    assert resolve_remat("auto", SMALL, 1, 4, backend="cpu") == "none"
+    assert resolve_remat("full", SMALL, 1, 4, backend="gpu") == "full"
+    with pytest.raises(ValueError, match="remat must be one of"):
+        resolve_remat("maybe", SMALL, 1, 4)
 
 
 def test_sequence_longer_than_context_is_refused():
