@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxscale.compile_mode import run_few_times_options
 from jaxscale.data.tasks.base import TaskSplit
 
 __all__ = ["PerExampleOutputs", "evaluate", "load_outputs"]
@@ -154,12 +155,12 @@ def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: boo
     if not with_params:
         fn = lambda tok, s, l: _eval_batch(  # noqa: E731
             logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer)
-        return jax.jit(fn) if jit else fn
+        return jax.jit(fn, compiler_options=run_few_times_options()) if jit else fn
     key = (logits_fn, pad_id, n_answer)
     if key not in _JITTED:
         def fn(params, tok, s, l):
             return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer)
-        _JITTED[key] = jax.jit(fn)
+        _JITTED[key] = jax.jit(fn, compiler_options=run_few_times_options())
         program_key = getattr(logits_fn, "program_key", None)  # stable: the program may be kept on disk
         if program_key is not None:
             from jaxscale import program_cache

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxscale.compile_mode import compiler_options
+from jaxscale.compile_mode import compiler_options, run_few_times_options
 from jaxscale.config import ModelConfig
 from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
 from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, remat_policy
@@ -150,7 +150,7 @@ def _init_program(optim: OptimConfig, stacked: bool):
     from jaxscale import program_cache
 
     fn = jax.vmap(lambda p, s: init_state(p, s, optim)) if stacked else (lambda p, s: init_state(p, s, optim))
-    return program_cache.cached(jax.jit(fn), "init_state", (optim, stacked))
+    return program_cache.cached(jax.jit(fn, compiler_options=run_few_times_options()), "init_state", (optim, stacked))
 
 
 def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:
@@ -306,4 +306,4 @@ def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64):
         return total / jnp.maximum(jnp.sum(weights), 1.0)
 
     fn = jax.vmap(one, in_axes=(0, 0, None, None)) if stacked else one
-    return jax.jit(fn)
+    return jax.jit(fn, compiler_options=run_few_times_options())
