@@ -81,6 +81,25 @@ def run_workload(name: str, *, repeats: int = 1, seed: int = 0, steps: int | Non
     return best
 
 
+def _timed_steps(name: str, model, step, x, y, *, warmup: int, iters: int,
+                 log: Callable[[str], None] | None) -> dict:
+    """``warmup`` untimed then ``iters`` timed calls of ``step(x, y)`` (which ends with
+    ``loss.item()``, so each is synchronous): the model's line of a steady-step result."""
+    for _ in range(warmup):
+        step(x, y)
+    ms = []
+    for _ in range(iters):
+        ts = time.perf_counter()
+        step(x, y)
+        ms.append(1e3 * (time.perf_counter() - ts))
+    res = dict(name=name, params=count_parameters(model), steps=iters, step_ms_median=statistics.median(ms),
+               step_ms_min=min(ms), step_ms_max=max(ms))
+    if log:
+        log(f"  {name:<28} {res['params']:>9,} params  median {res['step_ms_median']:7.2f} ms/step  "
+            f"(min {min(ms):.2f}, max {max(ms):.2f}, {iters} steps)")
+    return res
+
+
 def steady_step(name: str, *, iters: int = 30, warmup: int = WARMUP_STEPS, seed: int = 0,
                 sdpa: bool = False, log: Callable[[str], None] | None = None) -> dict:
     """Median eager training-step time of each model of a family on a fixed batch, and their sum.
@@ -102,21 +121,7 @@ def steady_step(name: str, *, iters: int = 30, warmup: int = WARMUP_STEPS, seed:
             opt = _adamw(model, EMERGENCE["lr"], EMERGENCE["weight_decay"])
             step = _make_step(model, opt, EMERGENCE["clip"], _emergence_loss)
             x, y = torch.tensor([[12, 15, 18, 21]]), torch.tensor([24 + 10])
-        for _ in range(warmup):
-            step(x, y)
-        times = []
-        for _ in range(iters):
-            ts = time.perf_counter()
-            step(x, y)
-            times.append(time.perf_counter() - ts)
-        ms = [1e3 * t for t in times]
-        models.append(dict(name=cfg.name, params=count_parameters(model), steps=iters,
-                           step_ms_median=statistics.median(ms), step_ms_min=min(ms),
-                           step_ms_max=max(ms)))
-        if log:
-            log(f"  {cfg.name:<28} {models[-1]['params']:>9,} params  "
-                f"median {models[-1]['step_ms_median']:7.2f} ms/step  "
-                f"(min {min(ms):.2f}, max {max(ms):.2f}, {iters} steps)")
+        models.append(_timed_steps(cfg.name, model, step, x, y, warmup=warmup, iters=iters, log=log))
     return dict(_header(name), mode="steady-step", attention="sdpa" if sdpa else "manual",
                 sum_step_ms_median=sum(m["step_ms_median"] for m in models), models=models)
 
@@ -144,18 +149,7 @@ def steady_step_configs(configs: Sequence, *, batch_size: int, seq_len: int, lr:
         gen = torch.Generator().manual_seed(seed)
         x = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=gen)
         y = torch.randint(0, cfg.vocab_size, (batch_size, seq_len), generator=gen)
-        for _ in range(warmup):
-            step(x, y)
-        ms = []
-        for _ in range(iters):
-            ts = time.perf_counter()
-            step(x, y)
-            ms.append(1e3 * (time.perf_counter() - ts))
-        models.append(dict(name=cfg.name, params=count_parameters(model), steps=iters,
-                           step_ms_median=statistics.median(ms), step_ms_min=min(ms), step_ms_max=max(ms)))
-        if log:
-            log(f"  {cfg.name:<28} {models[-1]['params']:>9,} params  "
-                f"median {models[-1]['step_ms_median']:7.2f} ms/step  (min {min(ms):.2f}, max {max(ms):.2f})")
+        models.append(_timed_steps(cfg.name, model, step, x, y, warmup=warmup, iters=iters, log=log))
     return dict(_header("configs"), mode="steady-step", attention="sdpa" if sdpa else "manual",
                 batch_size=batch_size, seq_len=seq_len,
                 sum_step_ms_median=sum(m["step_ms_median"] for m in models), models=models)
