@@ -130,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.steady_step_configs:
         spec = json.loads(Path(args.steady_step_configs).read_text())
-        cfgs = [ModelConfig(**c) for c in spec["configs"]]
+        missing = [k for k in ("configs", "batch_size", "seq_len") if k not in spec]
+        if missing:
+            parser.error(f"--steady-step-configs {args.steady_step_configs}: missing {missing}")
+        cfgs = [ModelConfig.from_dict(c) for c in spec["configs"]]
         if log:
             print(f"steady-state eager step of {len(cfgs)} model(s), batch {spec['batch_size']} x "
                   f"{spec['seq_len']} (torch {torch.__version__}, {torch.get_num_threads()} threads)")

@@ -57,3 +57,10 @@ def test_bench_profile_reports_each_programs_ops(tmp_path, capsys):
     assert prof["counted_us_per_step"] > 0 and sum(o["share"] for o in prof["ops"]) <= 1 + 1e-9
     assert (tmp_path / "prof").is_dir() and prof["trace"].endswith(".trace.json.gz")
     assert res["modes"]["sequential"]["groups"][0]["step_ms"]["repeats"] == 2  # the traced dispatch is not timed
+
+
+def test_bench_profile_into_a_file_is_a_clean_error(tmp_path, capsys):
+    path = tmp_path / "a-file"
+    path.write_text("x")
+    assert main(["bench", "--d-model", "16", "--n-layers", "1", "--seq-len", "8", "--profile", str(path)]) == 2
+    assert "--profile" in capsys.readouterr().err
