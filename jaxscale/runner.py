@@ -68,9 +68,9 @@ class RunSettings:
     # already compiled (the program cache: a warm run) on a CPU, and compiles them on an
     # accelerator, where the device trains while the host compiles (not measured yet). On the
     # 2-core CPU a background *compile* fought the training for the cores (notebook-emergence
-    # cold, sequential 38-40 s with it vs 39-41 s without; auto 34-40 s vs 31-32 s), while a
-    # background *load* (~0.2 s per training program here) gave warm runs 10.0-11.2 s vs
-    # 11.5-11.6 s (benchmarks in the README). False: everything in the foreground.
+    # cold, sequential 38-40 s with it vs 39-41 s without; auto 34-40 s vs 31-32 s); a background
+    # *load* (~0.2 s per training program here) made no measurable difference there either (warm,
+    # ten interleaved pairs: 9.7-14.5 s vs 11.3-13.9 s; README). False: all in the foreground.
     compile_ahead: bool | str = "auto"
 
     def __post_init__(self) -> None:
