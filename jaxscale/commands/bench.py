@@ -24,9 +24,12 @@ utilisation of each stack; stack vs sequential (vs the planner's auto) with rati
 after the first dispatch (must be 0). The compilation cache is off, so compile times are cold.
 
 --json fields: device, devices, peak_flops, peak_source, flop_formula, batch_size, seq_len,
-models[] (flops_per_token terms), modes.<mode>.{tokens_per_s, mfu, model_flops_per_s, step_s,
-compile_s, per_model[].{tokens_per_s, mfu}, groups[].{tokens_per_s, mfu, padded_flops_util,
-step_ms, compile_s, recompiles_after_first}}, ratios, recompiles, vs_torch (with --vs-torch).
+models[] (flops_per_token terms, attention, remat), modes.<mode>.{tokens_per_s, mfu,
+model_flops_per_s, step_s, compile_s, per_model[].{tokens_per_s, mfu}, groups[].{tokens_per_s, mfu,
+padded_flops_util, step_ms, compile_s, recompiles_after_first, profile (with --profile: ops[].{op,
+us_per_step, calls_per_step, share})}}, ratios, recompiles, vs_torch (with --vs-torch).
+
+  jaxscale bench --preset notebook-emergence --sizes large --modes sequential --profile runs/prof
 """
 
 
