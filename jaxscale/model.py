@@ -265,8 +265,11 @@ def _low_precision_mm_fwd(spec, a, b):
 
 def _low_precision_mm_bwd(spec, res, ct):
     a, b = res
-    _, vjp = jax.vjp(lambda a, b: jnp.einsum(spec, a, b, preferred_element_type=a.dtype), a, b)
-    return vjp(ct.astype(a.dtype))
+    ct = ct.astype(a.dtype)
+    # the matmul is linear in each input: transpose it in each (no forward matmul recomputed)
+    (da,) = jax.linear_transpose(lambda x: jnp.einsum(spec, x, b, preferred_element_type=a.dtype), a)(ct)
+    (db,) = jax.linear_transpose(lambda y: jnp.einsum(spec, a, y, preferred_element_type=a.dtype), b)(ct)
+    return da, db
 
 
 _low_precision_mm.defvjp(_low_precision_mm_fwd, _low_precision_mm_bwd)
