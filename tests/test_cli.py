@@ -71,3 +71,21 @@ def test_sweep_compile_ahead_flag_and_quiet_preset(tmp_path, capsys, monkeypatch
     out = capsys.readouterr()
     assert "[g00]" not in out.out + out.err and "preset notebook-scaling" not in out.out
     assert len(read_rows(tmp_path / "q" / "results.jsonl")) == 5
+
+
+def test_sweep_preset_sizes_select_models_and_fixed_options_are_refused(tmp_path, capsys, monkeypatch):
+    """``--sizes`` runs only those of a preset's models; the options a preset fixes (seeds, budgets,
+    data, optimiser) are refused by name, before any output folder is made, not silently ignored."""
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    for extra, flags in ((["--seeds", "1", "2"], "--seeds"), (["--steps", "5", "--lrs", "0.1"], "--lrs, --steps"),
+                         (["--corpus", "random"], "--corpus")):
+        assert main(["sweep", "--preset", "notebook-scaling", *extra, "--out", str(tmp_path / "refused")]) == 2
+        err = capsys.readouterr().err
+        assert f"{flags}: --preset notebook-scaling is the notebook's own workload" in err, err
+    assert not (tmp_path / "refused").exists()
+    assert main(["sweep", "--preset", "notebook-scaling", "--sizes", "huge", "--out", str(tmp_path / "refused")]) == 2
+    assert "--sizes: ['huge'] not in --preset notebook-scaling" in capsys.readouterr().err
+    assert main(["sweep", "--preset", "notebook-scaling", "--sizes", "nano", "--quiet", "--no-save-weights",
+                 "--out", str(tmp_path / "one")]) == 0
+    rows = read_rows(tmp_path / "one" / "results.jsonl")
+    assert [r["name"] for r in rows] == ["notebook-scaling/nano"] and rows[0]["steps"] == 40

@@ -31,7 +31,8 @@ def register(sub) -> None:
     src.add_argument("--family", help="model family (jaxscale families)")
     src.add_argument("--preset", choices=("notebook-scaling", "notebook-emergence"),
                      help="the notebook's own workload, exactly as it runs it")
-    p.add_argument("--sizes", nargs="+", default=None, help="size names within the family (default: all)")
+    p.add_argument("--sizes", nargs="+", default=None,
+                   help="size names within the family, or the preset's models to run (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
     p.add_argument("--lrs", nargs="+", type=c.positive_float, default=[3e-3], help="peak learning rates (default 3e-3)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
@@ -57,7 +58,29 @@ def register(sub) -> None:
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
-    p.set_defaults(func=run)
+    # what a preset fixes itself (its models' seeds, learning rates, budgets, data and optimiser):
+    # given with --preset, these are refused by name rather than silently ignored
+    p.set_defaults(func=run, preset_fixed={dest: p.get_default(dest) for dest in PRESET_FIXED})
+
+
+PRESET_FIXED = ("seeds", "lrs", "steps", "tokens", "tokens_per_param", "params_basis", "corpus", "batch_size",
+                "seq_len", "data_seed", "eval_every", "eval_windows", "weight_decay", "warmup_frac", "clip_norm")
+
+
+def preset_specs(args, specs):
+    """The preset's models, restricted to ``--sizes`` when given; refuses the options a preset fixes."""
+    given = [dest for dest, default in args.preset_fixed.items() if getattr(args, dest) != default]
+    if given:
+        flags = ", ".join("--" + d.replace("_", "-") for d in given)
+        raise ValueError(f"{flags}: --preset {args.preset} is the notebook's own workload and fixes these; "
+                         f"use --family {args.preset} to choose them")
+    if not args.sizes:
+        return specs
+    by_size = {s.cfg.name.split("/", 1)[-1]: s for s in specs}
+    missing = [s for s in args.sizes if s not in by_size]
+    if missing:
+        raise ValueError(f"--sizes: {missing} not in --preset {args.preset}; its sizes are {list(by_size)}")
+    return [by_size[s] for s in args.sizes]
 
 
 def run(args) -> int:
@@ -77,14 +100,13 @@ def run(args) -> int:
     enable_compilation_cache()
     if args.resume and not (args.out and (Path(args.out) / "sweep.json").exists()):
         raise ValueError(f"--resume: no sweep to resume in --out {args.out!r}")
-    out = c.out_dir(args, "sweep")
     hook = None
     if args.preset:
         if args.dtype:
             raise ValueError(f"--dtype: a preset is the notebook's own workload (float32); use --family "
                              f"{args.preset} --dtype {args.dtype} for its sizes in {args.dtype}")
         preset = make_preset(args.preset)
-        specs, data, settings, hook = preset.specs, preset.data, preset.settings, preset.row_hook
+        specs, data, settings, hook = preset_specs(args, preset.specs), preset.data, preset.settings, preset.row_hook
         settings = dataclasses.replace(settings, compile_mode=args.compile_mode)
         if args.quiet:  # --quiet: no progress line, for a preset too
             settings = dataclasses.replace(settings, progress=False)
@@ -103,10 +125,11 @@ def run(args) -> int:
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
+    out = c.out_dir(args, "sweep")  # made once the options are known to be valid
     settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()
               if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
-                           "compile_mode", "compile_ahead")}
+                           "compile_mode", "compile_ahead", "preset_fixed")}
     with graceful_stop() as stop:
         try:
             result = run_sweep(specs, data, settings, mode=args.mode, out=out,
