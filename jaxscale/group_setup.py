@@ -28,7 +28,7 @@ from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_mod
 from jaxscale.model import init_params
 from jaxscale.planner import calibrate, estimate_train_seconds
 from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
-from jaxscale.train import Hyper, init_states, make_eval, make_train_chunk
+from jaxscale.train import Hyper, init_states, make_eval, make_train_chunk, program_optim
 
 if TYPE_CHECKING:
     from jaxscale.runner import ModelSpec, RunSettings
@@ -122,7 +122,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     if len(optims) > 1:
         raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
                          "decay_all (learning rate, weight decay, warmup and budget may differ)")
-    optim = specs[0].optim
+    optim = program_optim(specs[0].optim)  # what the compiled programs depend on
     seq_len = data.seq_len
     totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in specs]
     eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
@@ -168,7 +168,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
 
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_s,
+    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked),
                        estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast),

@@ -2,20 +2,24 @@
 
 Cost of one group (one compiled program):
 
-    compile_s + max_steps × step_s,
+    compile_s × (stack_compile if a stack) + max_steps × step_s,
     step_s = overhead_s + K · (per_model_s + padded FLOPs per step / flop_rate
                                + padded parameters × param_s)
 
 where padded FLOPs and parameters are those of the group's envelope (every model pays for the
 largest), ``overhead_s`` is the per-step cost that does not grow with the model (dispatch, loop
-control, small-kernel launches) and ``param_s`` the memory traffic of the optimiser update per
-parameter (AdamW reads and writes about 28 bytes per parameter per step: on a CPU with ~8 GB/s
-this, not the FLOPs, bounds the notebook's batch-of-one models). On an accelerator the notebook's models are far below the FLOP rate, so
-``overhead_s`` dominates and one big stack wins; on a CPU a step of K models costs about K times
-a step of one, so what stacking saves is compile time and per-step overhead, against padding
-waste. ``auto`` searches every partition of each compatible bucket into groups that are
-contiguous in model cost (dynamic programming, O(M²) groups) and keeps the cheapest; ``stack``
-puts each compatible bucket in one stack; ``sequential`` trains every model alone.
+control, small-kernel launches) and ``param_s`` the memory traffic of a step per parameter (the
+optimiser's passes and the copies around the matmuls: on a CPU this, not the FLOPs, bounds the
+notebook's batch-of-one models). A program is compiled once however many models it trains: models
+of one config trained one after another share one program (one compile), and a vmapped stack's
+program takes longer to compile than its model alone's (``stack_compile``). On an accelerator the
+notebook's models are far below the FLOP rate, so ``overhead_s`` dominates and one big stack wins;
+on a CPU a step of K models costs about K times a step of the envelope, so what stacking saves is
+compile time and per-step overhead, against padding waste and its slower compile. ``auto``
+searches every partition of each compatible bucket into groups that are contiguous in model cost
+(dynamic programming, O(M²) segments, each a stack or, for one config, a run of models alone) and
+keeps the cheapest; ``stack`` puts each compatible bucket in one stack; ``sequential`` trains
+every model alone.
 
 The device profile comes from a documented table of effective rates and compile times per
 platform, with the FLOP rate calibrated by a short matmul measurement (``calibrate``).
@@ -32,13 +36,21 @@ from jaxscale.stack import envelope, stack_key
 MODES = ("auto", "stack", "sequential")
 
 # Per platform: share of the matmul peak that small transformer steps reach, per-step overhead
-# (s), per-model per-step overhead (s), and the compile time of one training program (s).
-# CPU numbers were measured on the 2-core development machine (jaxscale bench); accelerator
-# numbers are conservative defaults.
+# (s), per-model per-step overhead (s), per-parameter step cost (s), the compile time of one
+# model's training program (s) and how many times longer a stack's program takes to compile.
+# CPU numbers were measured on the 2-core development machine: param_s from warm
+# `jaxscale sweep --preset notebook-emergence --mode sequential` runs (steady seconds per step of
+# each model, evaluations included: 0.4 ms for 24k parameters to 2.5 ms for 470k), stack_compile
+# from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s).
+# Accelerator numbers are conservative defaults; stack_compile 1.5 is the H200's notebook-scaling
+# family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
 PLATFORM_DEFAULTS = {
-    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 3.5e-9, "compile_s": 6.0},
-    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0},
-    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0},
+    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
+            "stack_compile": 1.6},
+    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
+            "stack_compile": 1.5},
+    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
+            "stack_compile": 1.5},
 }
 
 
@@ -52,6 +64,10 @@ class DeviceProfile:
     param_s: float = 0.0
     devices: int = 1
     source: str = "table"
+    stack_compile: float = 1.0  # a stack's compile time / a model alone's
+
+    def compile_seconds(self, stacked: bool) -> float:
+        return self.compile_s * (self.stack_compile if stacked else 1.0)
 
     def step_seconds(self, padded_flops_per_step: float, k: int, padded_params: int = 0) -> float:
         per_device = -(-k // self.devices)  # models per device, rounded up
@@ -88,7 +104,8 @@ def calibrate(measure: bool = True) -> DeviceProfile:
     else:
         peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
     return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
-                         param_s=d["param_s"], devices=len(devices), source=source)
+                         param_s=d["param_s"], devices=len(devices), source=source,
+                         stack_compile=d["stack_compile"])
 
 
 @dataclass(frozen=True)
@@ -111,10 +128,14 @@ def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step:
     return max(steps) * profile.step_seconds(flops, len(cfgs), env.param_counts().total)
 
 
-def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool) -> tuple[float, float]:
+def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool,
+                compiled: bool = False) -> tuple[float, float]:
+    """(estimated seconds, padded-FLOP utilisation) of one group; ``compiled``: its program was
+    already compiled for an earlier group of the plan (models of one config alone share one)."""
     env = cfgs[0] if alone else envelope(cfgs)
     useful = sum(c.flops_per_token().total for c in cfgs) / (len(cfgs) * env.flops_per_token().total)
-    return profile.compile_s + estimate_train_seconds(cfgs, steps, profile, tokens_per_step, alone=alone), useful
+    compile_s = 0.0 if compiled else profile.compile_seconds(stacked=not alone)
+    return compile_s + estimate_train_seconds(cfgs, steps, profile, tokens_per_step, alone=alone), useful
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
@@ -128,8 +149,10 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     for i, s in enumerate(specs):
         buckets.setdefault(stack_key(s.cfg), []).append(i)
     groups: list[Group] = []
+    compiled: set = set()  # configs whose alone program an earlier group compiled
     for members in buckets.values():
-        order = sorted(members, key=lambda i: (specs[i].cfg.flops_per_token().total, i))
+        # equal configs next to each other, so that a run of them alone is one segment
+        order = sorted(members, key=lambda i: (specs[i].cfg.flops_per_token().total, repr(specs[i].cfg), i))
         if mode == "sequential":
             parts = [[i] for i in order]
         elif mode == "stack":
@@ -138,29 +161,47 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
             parts = _best_partition(order, specs, steps, tokens_per_step, profile, max_stack)
         for part in parts:
             alone = len(part) == 1
+            cfg0 = specs[part[0]].cfg
             cost, useful = _group_cost([specs[i].cfg for i in part], [steps[i] for i in part], profile,
-                                       tokens_per_step, alone=alone)
+                                       tokens_per_step, alone=alone, compiled=alone and cfg0 in compiled)
+            if alone:
+                compiled.add(cfg0)
             groups.append(Group(f"g{len(groups):02d}", tuple(part), "alone" if alone else "stack",
-                                specs[part[0]].cfg.name if alone else envelope([specs[i].cfg for i in part]).name,
+                                cfg0.name if alone else envelope([specs[i].cfg for i in part]).name,
                                 cost, useful))
     return groups
 
 
+def _segment_cost(part, specs, steps, tokens_per_step, profile) -> tuple[float, bool]:
+    """The cheaper way to train a contiguous segment: (seconds, as a stack?). A segment of one
+    config can also run as its models alone, one after another, on one program."""
+    cfgs = [specs[t].cfg for t in part]
+    if len(part) == 1:
+        return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True)[0], False
+    stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False)[0]
+    if any(c != cfgs[0] for c in cfgs):
+        return stack, True
+    run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0)[0]
+              for j, (c, t) in enumerate(zip(cfgs, part)))
+    return (stack, True) if stack <= run else (run, False)
+
+
 def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack) -> list[list[int]]:
-    """Cheapest split of ``order`` into contiguous groups (dynamic programming over prefixes)."""
+    """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
+    each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
     best = [0.0] + [float("inf")] * m
-    cut = [0] * (m + 1)
+    cut, as_stack = [0] * (m + 1), [True] * (m + 1)
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, _ = _group_cost([specs[t].cfg for t in part], [steps[t] for t in part], profile,
-                                  tokens_per_step, alone=len(part) == 1)
+            cost, stacked = _segment_cost(part, specs, steps, tokens_per_step, profile)
             if best[i] + cost < best[j]:
-                best[j], cut[j] = best[i] + cost, i
+                best[j], cut[j], as_stack[j] = best[i] + cost, i, stacked
     parts, j = [], m
     while j > 0:
-        parts.append(order[cut[j]:j])
+        seg = order[cut[j]:j]
+        parts.extend([seg] if as_stack[j] else [[t] for t in reversed(seg)])
         j = cut[j]
     return parts[::-1]
 

@@ -23,6 +23,7 @@ whose step budget is spent is frozen too (its state no longer changes while othe
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -101,6 +102,16 @@ class Budget:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "value": self.value, "params_basis": self.params_basis}
+
+
+def program_optim(optim: OptimConfig) -> OptimConfig:
+    """``optim`` with the settings that are per-model data (``Hyper``: peak learning rate, weight
+    decay, warmup) set to the defaults: the part a compiled training program depends on. Programs
+    are made and cached under it, so that models differing only in those settings (a
+    learning-rate grid trained one after another, a later sweep with other rates) share one
+    compiled program instead of compiling an identical one each."""
+    d = OptimConfig()
+    return dataclasses.replace(optim, lr=d.lr, weight_decay=d.weight_decay, warmup_frac=d.warmup_frac)
 
 
 class Hyper(NamedTuple):
@@ -250,7 +261,7 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     (NaN where a model was inactive or beyond ``n``). The loop carries the flat state
     (``FlatState``): converted once on the way in and once on the way out. ``fast_compile``: the
     CPU's faster-compiling code generation (``compile_mode.py``)."""
-    return _train_chunk(cfg, optim, sampler, max_steps, stacked, fast_compile, remat_policy())
+    return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy())
 
 
 @functools.lru_cache(maxsize=64)

@@ -108,3 +108,21 @@ def test_a_remat_change_makes_a_new_training_program(monkeypatch):
     assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is plain
     monkeypatch.setenv("JAXSCALE_REMAT", "full")
     assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is not plain
+
+
+def test_training_programs_are_shared_across_per_model_optimiser_settings():
+    """Learning rate, weight decay and warmup are per-model data (``Hyper``), so models that differ
+    only in them share one compiled program; a setting the program uses (beta2) makes another."""
+    import dataclasses
+
+    from jaxscale.train import OptimConfig, make_train_chunk, program_optim
+
+    cfg = create_model_config("ladder/l1")
+    base = OptimConfig()
+    other = dataclasses.replace(base, lr=3e-2, weight_decay=0.0, warmup_frac=0.3)
+    assert program_optim(other) == program_optim(base)
+    sampler = object()
+    assert make_train_chunk(cfg, base, sampler, 4, stacked=False) is make_train_chunk(cfg, other, sampler, 4,
+                                                                                      stacked=False)
+    assert make_train_chunk(cfg, dataclasses.replace(base, beta2=0.99), sampler, 4, stacked=False) is not \
+        make_train_chunk(cfg, base, sampler, 4, stacked=False)
