@@ -254,7 +254,9 @@ def format_report(res: dict) -> str:
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
              f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]
     for mode, m in res["modes"].items():
-        lines.append(f"\n[{mode}] {len(m['groups'])} program(s): one step of all {res['n_models']} models "
+        programs = len({(g["mode"], g["envelope"], g["k"]) for g in m["groups"]})
+        lines.append(f"\n[{mode}] {len(m['groups'])} group(s), {programs} program(s): one step of all "
+                     f"{res['n_models']} models "
                      f"{1e3 * m['step_s']:.3f} ms, {m['tokens_per_s']:,.0f} tok/s, "
                      f"{m['model_flops_per_s'] / 1e9:.2f} GFLOP/s model, MFU {100 * m['mfu']:.1f}%, "
                      f"compile {m['compile_s']:.1f}s, est. {res['budget_steps']} steps "

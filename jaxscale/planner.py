@@ -206,6 +206,11 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack) ->
     return parts[::-1]
 
 
+def program_count(groups: Sequence[Group], specs: Sequence) -> int:
+    """Distinct training programs of a plan: one per stack, one per config trained alone."""
+    return len({("stack", g.id) if g.mode == "stack" else ("alone", specs[g.indices[0]].cfg) for g in groups})
+
+
 def describe(groups: Sequence[Group], specs: Sequence) -> str:
     lines = []
     for g in groups:

@@ -32,7 +32,7 @@ from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
 from jaxscale.group_setup import prepare_group
-from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan
+from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, program_count
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.train import Budget, OptimConfig
@@ -91,7 +91,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
         groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
-              f"{len(groups)} program{'s' if len(groups) != 1 else ''}):\n{describe(groups, specs)}", file=log)
+              f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {program_count(groups, specs)} "
+              f"program{'s' if program_count(groups, specs) != 1 else ''}):\n{describe(groups, specs)}", file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)

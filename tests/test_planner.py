@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from jaxscale.planner import DeviceProfile, plan
+from jaxscale.planner import DeviceProfile, plan, program_count
 from jaxscale.presets import make_preset
 
 CPU = DeviceProfile("cpu", flop_rate=25e9, overhead_s=2e-4, per_model_s=5e-5, compile_s=6.0, param_s=4.5e-9,
@@ -62,6 +62,11 @@ def test_models_of_one_config_alone_share_one_compile():
     assert [g.mode for g in groups] == ["alone"] * 3
     first, *rest = [g.estimated_s for g in groups]
     assert rest[0] == pytest.approx(rest[1]) and first == pytest.approx(rest[0] + CPU.compile_s)
+    assert program_count(groups, specs) == 1
+    emergence = make_preset("notebook-emergence")
+    steps = _steps(emergence)
+    assert program_count(plan(emergence.specs, steps, 4, CPU, mode="sequential"), emergence.specs) == 5
+    assert program_count(plan(emergence.specs, steps, 4, CPU, mode="stack"), emergence.specs) == 1
 
 
 def test_a_stack_pays_its_slower_compile():
