@@ -131,7 +131,9 @@ def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step:
 def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool,
                 compiled: bool = False) -> tuple[float, float]:
     """(estimated seconds, padded-FLOP utilisation) of one group; ``compiled``: its program was
-    already compiled for an earlier group of the plan (models of one config alone share one)."""
+    already compiled for an earlier group of the plan (models of one config alone share one; an
+    approximation where their budgets give them different dispatch lengths or compile modes,
+    which make programs of their own)."""
     env = cfgs[0] if alone else envelope(cfgs)
     useful = sum(c.flops_per_token().total for c in cfgs) / (len(cfgs) * env.flops_per_token().total)
     compile_s = 0.0 if compiled else profile.compile_seconds(stacked=not alone)
