@@ -90,9 +90,10 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         profile = profile or calibrate(measure=mode == "auto")
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
         groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
+        n_programs = program_count(groups, specs)
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
-              f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {program_count(groups, specs)} "
-              f"program{'s' if program_count(groups, specs) != 1 else ''}):\n{describe(groups, specs)}", file=log)
+              f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
+              f"program{'s' if n_programs != 1 else ''}):\n{describe(groups, specs)}", file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)
