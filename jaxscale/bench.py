@@ -36,7 +36,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from jaxscale.bench_timing import GroupTiming, time_group, time_groups
+from jaxscale.bench_timing import GroupTiming, time_group, time_groups, time_plans
 from jaxscale.host import allocator_description
 from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
                           table_peak, throughput)
@@ -75,21 +75,21 @@ def auto_steps_per_dispatch(cfgs: Sequence, batch_size: int, seq_len: int, peak:
 
 
 def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, tokens_per_step: int,
-                 profile) -> list[tuple[tuple[int, ...], bool]]:
-    """[(indices, stacked)] of ``mode``: one stack per compatible bucket, every model alone, or the
-    planner's choice for a run of ``budget_steps`` steps per model."""
+                 profile) -> list[tuple[tuple[int, ...], bool, int]]:
+    """[(indices, stacked, lane)] of ``mode``: one stack per compatible bucket, every model alone,
+    or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's lanes."""
     from jaxscale.planner import plan
     from jaxscale.runner import ModelSpec
 
     mspecs = [ModelSpec(s.cfg, s.seed) for s in specs]
     groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode)
-    return [(g.indices, g.mode == "stack") for g in groups]
+    return [(g.indices, g.mode == "stack", g.lane) for g in groups]
 
 
 def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[str] = MODES,
               steps_per_dispatch: int | None = None, repeats: int = 5, budget_steps: int = 1000,
               measure_peak: bool = True, peak: dict | None = None, log=None, profile_dir=None,
-              profile_top: int = 15) -> dict:
+              profile_top: int = 15, lanes: int | None = None) -> dict:
     """Bench ``specs`` on ``data`` (a ``TrainData``: its batch size, sequence length and sampler)
     in each of ``modes``; returns the JSON-ready result (see ``jaxscale bench --help``).
 
@@ -98,7 +98,9 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     result) skips the peak measurement; otherwise a CPU's matmul peak is measured before and after
     the timings and the higher one is used (a busy machine lowers both the peak and the steps).
     ``profile_dir``: after the timings, one traced dispatch of every program; each group's
-    ``profile`` gives its ``profile_top`` ops by time (``op_profile``).
+    ``profile`` gives its ``profile_top`` ops by time (``op_profile``). ``lanes`` (None: the
+    planner's default for this host): a mode whose plan puts groups on several lanes is also
+    timed with its lanes running at once, as a sweep runs them (``lanes`` in its result).
     """
     import jax
 
@@ -129,24 +131,30 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     cfgs = [s.cfg for s in specs]
     if steps_per_dispatch is None:
         steps_per_dispatch = auto_steps_per_dispatch(cfgs, b, t, peak["peak_flops"])
-    profile = calibrate(measure=True) if "auto" in modes else None
+    profile = calibrate(measure="auto" in modes, lanes=lanes)
     devices = 1  # a group runs on one device unless the model axis is sharded (not timed here)
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    plans = {mode: _plan_groups(specs, mode, budget_steps, b * t, profile or calibrate(measure=False))
-             for mode in modes}
-    unique = list(dict.fromkeys((tuple(ix), st) for groups in plans.values() for ix, st in groups))
-    timed = time_groups([([specs[i].cfg for i in ix], [specs[i].seed for i in ix], st) for ix, st in unique],
-                        data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats, log=say,
-                        profile_dir=profile_dir, profile_top=profile_top)
+    plans = {mode: _plan_groups(specs, mode, budget_steps, b * t, profile) for mode in modes}
+    unique = list(dict.fromkeys((tuple(ix), st) for groups in plans.values() for ix, st, _ in groups))
+    laned = [mode for mode in modes if len({lane for *_, lane in plans[mode]}) > 1]
+    lanes_of = [[[unique.index((tuple(ix), st)) for ix, st, lane in plans[mode] if lane == j]
+                 for j in range(1 + max(lane for *_, lane in plans[mode]))] for mode in laned]
+    timed, lane_steps = time_plans([([specs[i].cfg for i in ix], [specs[i].seed for i in ix], st) for ix, st in unique],
+                                   data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats,
+                                   lanes_of=lanes_of, log=say, profile_dir=profile_dir, profile_top=profile_top)
     cache = dict(zip(unique, timed))
     out_modes = {}
     for mode in modes:
-        timings = [(ix, cache[(tuple(ix), st)]) for ix, st in plans[mode]]
-        out_modes[mode] = _mode_result(mode, timings, specs, b, t, peak["peak_flops"], devices, budget_steps)
-        m = out_modes[mode]
+        timings = [(ix, cache[(tuple(ix), st)]) for ix, st, _ in plans[mode]]
+        out_modes[mode] = m = _mode_result(mode, timings, specs, b, t, peak["peak_flops"], devices, budget_steps)
+        if mode in laned:
+            st = lane_steps[laned.index(mode)]
+            m["lanes"] = {"lanes": len(lanes_of[laned.index(mode)]), "step_s": st,
+                          "tokens_per_s": m["tokens_per_s"] * m["step_s"] / st, "vs_one_after_another": m["step_s"] / st}
         say(f"  {mode:<10} {m['tokens_per_s']:>12,.0f} tok/s  step {1e3 * m['step_s']:9.3f} ms  "
-            f"MFU {100 * m['mfu']:5.1f}%  compile {m['compile_s']:.1f}s  recompiles {m['recompiles']}")
+            f"MFU {100 * m['mfu']:5.1f}%  compile {m['compile_s']:.1f}s  recompiles {m['recompiles']}"
+            + (f"  | {m['lanes']['lanes']} lanes at once: step {1e3 * m['lanes']['step_s']:.3f} ms" if "lanes" in m else ""))
     if not given_peak and peak["device"]["platform"] == "cpu":
         after = device_peak(dtype, measure=True)
         peak["peak_measurements"] = [peak["peak_flops"], after["peak_flops"]]
@@ -261,6 +269,11 @@ def format_report(res: dict) -> str:
                      f"{m['model_flops_per_s'] / 1e9:.2f} GFLOP/s model, MFU {100 * m['mfu']:.1f}%, "
                      f"compile {m['compile_s']:.1f}s, est. {res['budget_steps']} steps "
                      f"{m['estimated_end_to_end_s']:.1f}s")
+        if "lanes" in m:
+            ln = m["lanes"]
+            lines.append(f"  its {ln['lanes']} lanes at once (threads, as a sweep runs them): one step of all models "
+                         f"{1e3 * ln['step_s']:.3f} ms, {ln['tokens_per_s']:,.0f} tok/s, "
+                         f"{ln['vs_one_after_another']:.2f}x its groups one after another")
         for g in m["groups"]:
             sm = g["step_ms"]
             lines.append(f"  {g['mode']:<5} K={g['k']:<3} {g['envelope']:<26} step {sm['median']:9.3f} ms "

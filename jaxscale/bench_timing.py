@@ -131,6 +131,13 @@ class _GroupRunner:
         self.times.append(dt)
         return dt
 
+    def dispatch(self) -> None:
+        """One untimed dispatch (for timings of several programs at once)."""
+        import jax
+
+        self.state, losses = self.chunk(self.state, *self.args, self.starts[-1], self.count)
+        jax.block_until_ready((self.state, losses))
+
     def traced(self, folder, top: int) -> dict:
         """One more dispatch, under the profiler (not one of the timed samples): its op table."""
         import jax
@@ -160,6 +167,17 @@ def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, op
     round, ``repeats`` rounds), so a busy machine's slow spells fall on every program alike.
     ``profile_dir``: afterwards, one traced dispatch per program, its trace kept in a subfolder
     and its ``profile_top`` ops by time reported (``op_profile``)."""
+    return time_plans(groups, data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats, log=log,
+                      profile_dir=profile_dir, profile_top=profile_top)[0]
+
+
+def time_plans(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
+               repeats: int, lanes_of: Sequence[Sequence[Sequence[int]]] = (), log=None, profile_dir=None,
+               profile_top: int = 15) -> tuple[list[GroupTiming], list[float]]:
+    """``time_groups``, then for each entry of ``lanes_of`` (a plan's lanes, each a list of
+    indices into ``groups``) the seconds of one step of all its models with the lanes running at
+    once in threads, as a sweep runs them: per round every lane dispatches each of its programs
+    once; the wall time of ``repeats`` rounds / (``repeats`` × steps per dispatch)."""
     say = log or (lambda *_: None)
     runners = []
     for cfgs, seeds, stacked in groups:
@@ -170,12 +188,30 @@ def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, op
     for _ in range(repeats):
         for r in runners:
             r.once()
+    lane_steps = [_time_lanes([[runners[i] for i in lane] for lane in lanes], repeats) for lanes in lanes_of]
     if profile_dir is not None:
         from pathlib import Path
 
         for i, r in enumerate(runners):
             r.profile = r.traced(Path(profile_dir) / f"program{i:02d}", profile_top)
-    return [r.timing() for r in runners]
+    return [r.timing() for r in runners], lane_steps
+
+
+def _time_lanes(lanes: Sequence[Sequence["_GroupRunner"]], repeats: int) -> float:
+    import threading
+
+    def lane(rs):
+        for _ in range(repeats):
+            for r in rs:
+                r.dispatch()
+
+    threads = [threading.Thread(target=lane, args=(rs,)) for rs in lanes if rs]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return (time.perf_counter() - t0) / (repeats * lanes[0][0].n)
 
 
 def time_group(cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool, steps_per_dispatch: int,

@@ -82,11 +82,21 @@ def vs_torch_configs(cfgs: Sequence, bench_result: dict, optim, log=None) -> dic
     per_config = {m["name"]: m["step_ms_median"] for m in steady["models"]}
     t_ms = sum(per_config[c.name] for c in cfgs)
     steady["sum_step_ms_median"] = t_ms  # over every model the bench trained (K seeds: K steps each)
-    ratios = {m: t_ms / (1e3 * r["step_s"]) for m, r in bench_result["modes"].items()}
-    say(f"  {len(cfgs)} eager steps {t_ms:.2f} ms; " + ", ".join(
-        f"{m} {1e3 * r['step_s']:.2f} ms (x{ratios[m]:.2f})" for m, r in bench_result["modes"].items()))
+    ratios = steady_ratios(t_ms, bench_result["modes"])
+    say(f"  {len(cfgs)} eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in ratios.items()))
     return {"workload": f"{len(cfgs)} model(s) at batch {bench_result['batch_size']} x {bench_result['seq_len']}",
             "torch_steady": steady, "steady_ratio": ratios}
+
+
+def steady_ratios(torch_ms: float, modes: dict) -> dict:
+    """Eager step time / each mode's step of all models (groups one after another), and / the
+    same with the mode's lanes at once (``"<mode> lanes"``), where it has several."""
+    out = {}
+    for m, r in modes.items():
+        out[m] = torch_ms / (1e3 * r["step_s"])
+        if "lanes" in r:
+            out[f"{m} lanes"] = torch_ms / (1e3 * r["lanes"]["step_s"])
+    return out
 
 
 def torch_workload(name: str) -> dict:
@@ -96,14 +106,14 @@ def torch_workload(name: str) -> dict:
     return res
 
 
-def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None) -> dict:
+def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None, lanes: int | None = None) -> dict:
     """``jaxscale sweep --preset … --mode …`` as a subprocess (its own interpreter: the cache is
     honest), wall time included interpreter start; ``cache_dir`` None disables the cache."""
     env = dict(os.environ)
     env["JAXSCALE_COMPILATION_CACHE"] = cache_dir or "off"
     with tempfile.TemporaryDirectory(prefix="jaxscale-bench-") as out:
         cmd = [sys.executable, "-m", "jaxscale.cli", "sweep", "--preset", preset, "--mode", mode,
-               "--out", out, "--quiet", "--no-save-weights"]
+               "--out", out, "--quiet", "--no-save-weights"] + (["--lanes", str(lanes)] if lanes else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
@@ -115,7 +125,7 @@ def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None) -> dict:
 
 
 def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bool, modes: Sequence[str],
-             log=None) -> dict:
+             log=None, lanes: int | None = None) -> dict:
     """Eager PyTorch against jaxscale on a notebook workload, side by side in one run.
 
     * steady state: the baseline's five eager steps (sum of medians) against each mode's step of
@@ -135,9 +145,8 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     out["torch_steady"] = steady
     if bench_result is not None and bench_result.get("n_models") == len(steady["models"]):
         t_ms = steady["sum_step_ms_median"]
-        out["steady_ratio"] = {m: t_ms / (1e3 * r["step_s"]) for m, r in bench_result["modes"].items()}
-        say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(
-            f"{m} {1e3 * r['step_s']:.2f} ms (x{out['steady_ratio'][m]:.2f})" for m, r in bench_result["modes"].items()))
+        out["steady_ratio"] = steady_ratios(t_ms, bench_result["modes"])
+        say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in out["steady_ratio"].items()))
     if end_to_end:
         say(f"eager torch: {preset_or_family} end to end ...")
         tw = torch_workload(preset_or_family)
@@ -147,8 +156,8 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
         e2e = {}
         for mode in modes:
             with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
-                cold = jaxscale_sweep_e2e(preset_or_family, mode, cache)
-                warm = jaxscale_sweep_e2e(preset_or_family, mode, cache)
+                cold = jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes)
+                warm = jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes)
             e2e[mode] = {"cold": cold, "warm": warm, "ratio_cold": tw["wall_s"] / cold["wall_s"],
                          "ratio_warm": tw["wall_s"] / warm["wall_s"]}
             say(f"  jaxscale sweep --mode {mode}: cold {cold['wall_s']:.1f}s (x{e2e[mode]['ratio_cold']:.2f}), "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import jax
@@ -23,6 +24,9 @@ import numpy as np
 
 CRASH_ENV = "JAXSCALE_TEST_CRASH_IN_SAVE"
 _saves_done = 0
+# a sweep's lanes (threads) save checkpoints and weights one at a time: orbax's save is not
+# documented as safe to run twice at once in one process
+ORBAX_LOCK = threading.RLock()
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -58,8 +62,9 @@ class GroupCheckpoint:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(arrays))]
-        ocp.save((tmp / "arrays").resolve(), {f"{i:05d}": x for i, x in enumerate(leaves)})
-        _saves_done += 1
+        with ORBAX_LOCK:
+            ocp.save((tmp / "arrays").resolve(), {f"{i:05d}": x for i, x in enumerate(leaves)})
+            _saves_done += 1
         if os.environ.get(CRASH_ENV) and int(os.environ[CRASH_ENV]) == _saves_done:
             os._exit(86)  # test hook: die mid-save, before the snapshot is complete
         _write_text_atomic(tmp / "meta.json", json.dumps(meta))

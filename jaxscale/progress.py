@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 
 
@@ -16,13 +17,16 @@ def _fmt_time(seconds: float) -> str:
 
 
 class Progress:
-    """Prints one updating line on a terminal, or a line every ``every_s`` seconds otherwise."""
+    """Prints one updating line on a terminal, or a line every ``every_s`` seconds otherwise. Off
+    the main thread (a sweep's lanes train several groups at once) it prints lines, each naming
+    its group: updating lines of two groups would overwrite each other."""
 
     def __init__(self, label: str, total_steps: int, *, stream=None, enabled: bool = True, every_s: float = 10.0):
         self.label, self.total = label, max(total_steps, 1)
         self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()
+                    and threading.current_thread() is threading.main_thread())
         self.every_s = every_s
         self.start = time.perf_counter()
         self.last_print = -math.inf

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,14 @@ from typing import Callable, Sequence
 
 import jax
 
-from jaxscale.checkpoint import GroupCheckpoint
+from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
 from jaxscale.group_setup import prepare_group
-from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, program_count
+from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, plan_seconds, program_count
 from jaxscale.results import append_rows, read_rows
-from jaxscale.runner import GroupResult, ModelSpec, RunSettings, run_id_for, train_group
+from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.train import Budget, OptimConfig
 
 WEIGHTS_DIR = "weights"
@@ -63,7 +64,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
               mode: str = "auto", out: str | os.PathLike | None = None, save_weights: bool = True,
               profile: DeviceProfile | None = None, row_hook: Callable[[dict, ModelSpec, GroupResult, int], None] | None = None,
               checkpoint_every: int | None = None, should_stop=None, record: dict | None = None,
-              log=None) -> SweepResult:
+              log=None, lanes: int | None = None) -> SweepResult:
     """Plan ``specs`` into groups and train them; ``row_hook(row, spec, group_result, i)`` may add
     fields (e.g. task metrics) to each row before it is written.
 
@@ -73,6 +74,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     as an uninterrupted run. A rerun whose settings (``record`` plus the models, data and run
     settings) differ from those recorded in ``out/sweep.json`` is refused, naming the setting.
     ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
+    ``lanes``: groups trained at once, in threads (None: the planner's default for this host, one
+    per core on a single-device CPU, else one; see ``planner``); ignored when ``profile`` is given.
     """
     log = log or sys.stdout
     if not specs:
@@ -87,13 +90,14 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                   for g in json.loads(plan_file.read_text())["groups"]]
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
-        profile = profile or calibrate(measure=mode == "auto")
+        profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
         groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
         n_programs = program_count(groups, specs)
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
               f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
-              f"program{'s' if n_programs != 1 else ''}):\n{describe(groups, specs)}", file=log)
+              f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
+              f"est. {plan_seconds(groups):.1f}s):\n{describe(groups, specs)}", file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)
@@ -120,49 +124,94 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         return prepare_group([specs[i] for i in g.indices], data, settings, mode=g.mode, stack_id=g.id,
                              checkpoint=checkpoint_of(g)).compile(only_stored=load_only)
 
-    ahead = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead") \
-        if settings.compile_ahead is not False and len(groups) > 1 and jax.process_count() == 1 else None
-    futures: dict[str, Future] = {}
-    rows = []
-    try:
-        for n, g in enumerate(groups):
-            group_specs = [specs[i] for i in g.indices]
-            ckpt = checkpoint_of(g)
-            done_file = ckpt.folder / "rows.json" if ckpt is not None else None
-            if done_file is not None and done_file.exists():
-                group_rows = json.loads(done_file.read_text())
-            elif finished(g):
-                rows.extend(written[run_id_for(s, data, settings.data_seed, g.id, j)]
-                            for j, s in enumerate(group_specs))
-                continue
-            else:
-                upcoming = next((h for h in groups[n + 1:] if not finished(h)), None)
-                if ahead is not None and upcoming is not None and upcoming.id not in futures:
-                    futures[upcoming.id] = ahead.submit(prepare, upcoming)
-                prepared = futures.pop(g.id).result() if g.id in futures else None
-                result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
-                                     checkpoint_every=checkpoint_every, should_stop=should_stop, prepared=prepared)
-                group_rows = result.rows
-                for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
-                    row["stack"]["planned_seconds"] = g.estimated_s
-                    if row_hook is not None:
-                        row_hook(row, spec, result, i)
-                if out_path is not None and is_writer():
-                    if save_weights:
+    lock = threading.RLock()  # the rows file, `written` and the log, shared by the lanes
+    abort = threading.Event()  # a lane failed: the others checkpoint and stop
+
+    def stop_now() -> bool:
+        return abort.is_set() or (should_stop is not None and should_stop())
+
+    def run_group(g: Group, prepared) -> list:
+        group_specs = [specs[i] for i in g.indices]
+        ckpt = checkpoint_of(g)
+        done_file = ckpt.folder / "rows.json" if ckpt is not None else None
+        with lock:
+            if done_file is None or not done_file.exists():
+                if finished(g):
+                    return [written[run_id_for(s, data, settings.data_seed, g.id, j)]
+                            for j, s in enumerate(group_specs)]
+        if done_file is not None and done_file.exists():
+            group_rows = json.loads(done_file.read_text())
+        else:
+            result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
+                                 checkpoint_every=checkpoint_every, should_stop=stop_now, prepared=prepared)
+            group_rows = result.rows
+            for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
+                row["stack"]["planned_seconds"] = g.estimated_s
+                row["stack"]["lane"] = g.lane
+                if row_hook is not None:
+                    row_hook(row, spec, result, i)
+            if out_path is not None and is_writer():
+                if save_weights:
+                    with ORBAX_LOCK:
                         save_group_weights(out_path / WEIGHTS_DIR / g.id,
                                            {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
-                    ckpt.folder.mkdir(parents=True, exist_ok=True)
-                    _write_json(done_file, group_rows)  # the group's rows, before they are appended
+                ckpt.folder.mkdir(parents=True, exist_ok=True)
+                _write_json(done_file, group_rows)  # the group's rows, before they are appended
+            with lock:
                 _report_group(g, group_rows, log)
+        with lock:
             if out_path is not None and is_writer():
                 append_rows(out_path / "results.jsonl", [r for r in group_rows if r["run_id"] not in written])
                 written.update({r["run_id"]: r for r in group_rows})
                 _clear_checkpoint_arrays(ckpt)
-            rows.extend(group_rows)
+        return group_rows
+
+    n_lanes = 1 + max(g.lane for g in groups)
+    rows_of: dict[str, list] = {}
+    if n_lanes > 1 and jax.process_count() == 1:
+        _run_lanes(groups, n_lanes, run_group, rows_of, abort)
+        return SweepResult([r for g in groups for r in rows_of[g.id]], groups, out_path)
+
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead") \
+        if settings.compile_ahead is not False and len(groups) > 1 and jax.process_count() == 1 else None
+    futures: dict[str, Future] = {}
+    try:
+        for n, g in enumerate(groups):
+            upcoming = next((h for h in groups[n + 1:] if not finished(h)), None)
+            if ahead is not None and upcoming is not None and upcoming.id not in futures and not finished(g):
+                futures[upcoming.id] = ahead.submit(prepare, upcoming)
+            rows_of[g.id] = run_group(g, futures.pop(g.id).result() if g.id in futures else None)
     finally:
         if ahead is not None:  # an interrupted sweep waits for a compile under way, then drops it
             ahead.shutdown(wait=True, cancel_futures=True)
-    return SweepResult(rows, groups, out_path)
+    return SweepResult([r for g in groups for r in rows_of[g.id]], groups, out_path)
+
+
+def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:
+    """Train each lane's groups in plan order, the lanes at once in threads (JAX releases the GIL
+    while a program runs). A lane that fails sets ``abort``: the others checkpoint at their next
+    dispatch and stop (``Interrupted``); the first failure that was not such a stop is raised."""
+    errors: list[BaseException] = []
+
+    def lane(j: int) -> None:
+        try:
+            for g in groups:
+                if g.lane == j and not abort.is_set():
+                    rows_of[g.id] = run_group(g, None)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(err)
+            abort.set()
+
+    threads = [threading.Thread(target=lane, args=(j,), name=f"jaxscale-lane{j}") for j in range(n_lanes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    missing = [g.id for g in groups if g.id not in rows_of]
+    if missing:
+        raise RuntimeError(f"sweep: groups {missing} did not run")
 
 
 def _report_group(g: Group, group_rows: list, log) -> None:

@@ -90,3 +90,63 @@ def test_auto_runs_seeds_alone_on_one_program_when_a_stack_saves_nothing():
     assert total == pytest.approx(sum(g.estimated_s for g in plan(small, [6000] * 3, 4, CPU, mode="sequential")))
     micro = _seeds(emergence[0], 8)
     assert [g.mode for g in plan(micro, [6000] * 8, 4, CPU, mode="auto")] == ["stack"]
+
+
+# ----- lanes: several groups trained at once on a multi-core CPU ---------------------------------
+
+def test_lanes_take_the_longest_groups_first_onto_the_least_loaded_lane():
+    from jaxscale.planner import Group, plan_seconds, schedule
+
+    groups = [Group(f"g{i}", (i,), "alone", "m", est) for i, est in enumerate([3.0, 9.0, 4.0, 5.0])]
+    lanes = [g.lane for g in schedule(groups, 2)]
+    assert lanes == [0, 0, 1, 1]  # 9 -> lane 0; 5, 4 -> lane 1 (9 and 9); 3 -> the tie's lowest lane, 0
+    assert plan_seconds(schedule(groups, 2)) == pytest.approx(12.0)
+    assert plan_seconds(schedule(groups, 1)) == pytest.approx(21.0)
+    assert plan_seconds(schedule(groups, 8)) == pytest.approx(9.0)
+    with pytest.raises(ValueError, match="lanes must be a positive int"):
+        dataclasses.replace(CPU, lanes=0)
+
+
+@pytest.mark.parametrize("name", ["notebook-scaling", "notebook-emergence"])
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_auto_with_lanes_is_never_worse_than_stack_or_sequential(name, lanes):
+    from jaxscale.planner import plan_seconds
+
+    preset = make_preset(name)
+    steps, tps = _steps(preset), preset.data.tokens_per_step
+    profile = dataclasses.replace(CPU, lanes=lanes)
+    cost = {m: plan_seconds(plan(preset.specs, steps, tps, profile, mode=m)) for m in ("auto", "stack", "sequential")}
+    assert cost["auto"] <= min(cost["stack"], cost["sequential"]) + 1e-9
+    for g in plan(preset.specs, steps, tps, profile, mode="auto"):
+        assert 0 <= g.lane < lanes
+    if lanes == 1:  # one lane: the summed cost, as before lanes existed
+        assert cost["auto"] == pytest.approx(sum(g.estimated_s for g in plan(preset.specs, steps, tps, CPU)))
+
+
+def test_two_cpu_lanes_train_the_emergence_models_alone_side_by_side():
+    """Measured on the 2-core CPU (warm, in-process): emergence large and medium alone took 9.4 s
+    one after another and 5.7 s in two threads, so with two lanes every model alone, spread over
+    both lanes, beats the one-lane plan's stack of the three smallest."""
+    from jaxscale.planner import plan_seconds
+
+    preset = make_preset("notebook-emergence")
+    steps = _steps(preset)
+    two = plan(preset.specs, steps, 4, dataclasses.replace(CPU, lanes=2))
+    assert [g.mode for g in two] == ["alone"] * 5 and {g.lane for g in two} == {0, 1}
+    one = plan(preset.specs, steps, 4, CPU)
+    assert plan_seconds(two) < 0.7 * plan_seconds(one)
+
+
+def test_flop_bound_groups_gain_nothing_from_lanes():
+    """The FLOP rate is measured with every core busy, so FLOP-bound groups on two lanes are
+    estimated at no less than their summed FLOP time."""
+    from jaxscale.planner import plan_seconds
+
+    specs = [dataclasses.replace(s, seed=i) for i, s in enumerate(make_preset("notebook-scaling").specs[-1:] * 4)]
+    fast_params = dataclasses.replace(CPU, param_s=0.0, overhead_s=0.0, per_model_s=0.0, compile_s=0.0,
+                                      flop_rate=1e9)
+    groups = plan(specs, [1000] * 4, 4096, dataclasses.replace(fast_params, lanes=4), mode="sequential")
+    assert len({g.lane for g in groups}) == 4
+    total_flop = sum(g.flop_seconds for g in groups)
+    assert total_flop > 0 and plan_seconds(groups) == pytest.approx(total_flop)
+    assert plan_seconds(groups) == pytest.approx(sum(g.estimated_s for g in groups))

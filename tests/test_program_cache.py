@@ -130,10 +130,10 @@ def test_auto_compile_ahead_loads_stored_programs_ahead_on_a_cpu(cache_dir):
     specs = [ModelSpec(c, 1, OptimConfig(lr=3e-3), Budget("steps", 20)) for c in cfgs]
     settings = RunSettings(batch_size=4, seq_len=16, progress=False, n_evals=2, steps_per_dispatch=10)
     assert settings.compile_ahead == "auto"
-    cold = run_sweep(specs, data, settings, mode="sequential", save_weights=False).rows
+    cold = run_sweep(specs, data, settings, mode="sequential", save_weights=False, lanes=1).rows
     assert [r["stack"]["compiled_ahead"] for r in cold] == [False, False, False]
     program_cache._WRAPPED.clear()  # a new process: programs only on disk
-    warm = run_sweep(specs, data, settings, mode="sequential", save_weights=False).rows
+    warm = run_sweep(specs, data, settings, mode="sequential", save_weights=False, lanes=1).rows
     assert [r["stack"]["compiled_ahead"] for r in warm] == [False, True, True]
     assert [r["stack"]["program_cache"] for r in warm] == ["disk", "disk", "disk"]
     for a, b in zip(cold, warm):

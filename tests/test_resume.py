@@ -178,7 +178,7 @@ def test_compile_ahead_gives_the_same_rows_and_survives_an_interruption(tmp_path
                                   budget=Budget("steps", 30))]
     ahead = dataclasses.replace(SETTINGS, compile_ahead=True)
     plain = run_sweep(specs, data, dataclasses.replace(SETTINGS, compile_ahead=False), mode="sequential",
-                      save_weights=False).rows
+                      save_weights=False, lanes=1).rows
     calls = {"n": 0}
 
     def stop_once():
@@ -186,8 +186,9 @@ def test_compile_ahead_gives_the_same_rows_and_survives_an_interruption(tmp_path
         return calls["n"] == 2
 
     with pytest.raises(Interrupted):
-        run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False, should_stop=stop_once)
-    resumed = run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False).rows
+        run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False, should_stop=stop_once,
+                  lanes=1)
+    resumed = run_sweep(specs, data, ahead, mode="sequential", out=tmp_path, save_weights=False, lanes=1).rows
     assert [r["stack"]["compiled_ahead"] for r in resumed] == [False, True, True]
     for a, b in zip(plain, resumed):
         assert _curve(a) == _curve(b) and a["test_loss"] == b["test_loss"]

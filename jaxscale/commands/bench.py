@@ -61,6 +61,9 @@ def register(sub) -> None:
                    default=["stack", "sequential", "auto"], help="modes to time (default: all three)")
     p.add_argument("--steps-per-dispatch", type=c.positive_int, default=None,
                    help="optimiser steps per dispatch (default: about 0.5 s of work per dispatch)")
+    p.add_argument("--lanes", type=c.positive_int, default=None,
+                   help="lanes for the plans (default: the planner's for this host: one per core, at most 4, "
+                        "on a single-device CPU); a plan on several lanes is also timed with its lanes at once")
     p.add_argument("--repeats", type=c.positive_int, default=5, help="timed dispatches per program (default 5)")
     p.add_argument("--budget-steps", type=c.positive_int, default=None,
                    help="run length the planner (auto) plans for (default: the preset's, else 1000)")
@@ -162,10 +165,10 @@ def run(args) -> int:
     log = None if args.json else (lambda msg: print(msg, flush=True))
     res = bench.run_bench(specs, data, optim=optim, modes=args.modes, steps_per_dispatch=args.steps_per_dispatch,
                           repeats=args.repeats, budget_steps=budget, log=log, profile_dir=args.profile,
-                          profile_top=args.profile_top)
+                          profile_top=args.profile_top, lanes=args.lanes)
     if args.vs_torch and args.preset:  # the notebook's own loops: steady steps and end to end
         res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=not args.no_end_to_end, modes=args.modes,
-                                               log=log)
+                                               log=log, lanes=args.lanes)
     elif args.vs_torch:  # a family or explicit config: the same models, batch and optimiser, eagerly
         from jaxscale.train import OptimConfig
 

@@ -55,6 +55,10 @@ def register(sub) -> None:
                    help="prepare the next group in the background while one trains: auto (default: compile "
                         "there on an accelerator; on a CPU only load programs already compiled on disk), "
                         "on (compile there everywhere), off")
+    p.add_argument("--lanes", type=c.positive_int, default=None,
+                   help="groups trained at once, in threads (default: one per core, at most 4, on a "
+                        "single-device CPU, where a small model's program keeps about one core busy; "
+                        "else 1). The numbers do not depend on it")
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
@@ -129,12 +133,13 @@ def run(args) -> int:
     settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()
               if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
-                           "compile_mode", "compile_ahead", "preset_fixed")}
+                           "compile_mode", "compile_ahead", "preset_fixed", "lanes")}
     with graceful_stop() as stop:
         try:
             result = run_sweep(specs, data, settings, mode=args.mode, out=out,
                                save_weights=not args.no_save_weights, row_hook=hook,
-                               checkpoint_every=args.checkpoint_every, should_stop=stop, record=record)
+                               checkpoint_every=args.checkpoint_every, should_stop=stop, record=record,
+                               lanes=args.lanes)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; checkpoint saved in {err.checkpoint}.\n"
                   f"resume with the same command: {' '.join(sys.argv)}", file=sys.stderr)
