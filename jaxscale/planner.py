@@ -27,8 +27,8 @@ one per *lane* (a host thread), and the plan assigns each group a lane (longest 
 least loaded lane). Measured on the 2-core CPU: notebook-emergence ``large`` and ``medium`` alone,
 warm, in-process, 9.4 s one after another against 5.7 s in two threads, each model within 7% of
 its time alone. The estimate of a plan is then the longest lane, but never less than the sum of
-its groups' FLOP-bound time (the FLOP rate was measured with every core busy: FLOP-bound groups
-gain nothing from sharing the cores). ``auto`` keeps the cheapest by that estimate of the
+its groups' FLOP-bound time plus the rest of their time shared over the lanes (the FLOP rate
+was measured with every core busy: FLOP-bound groups gain nothing from sharing the cores). ``auto`` keeps the cheapest by that estimate of the
 partition above, every model alone, and one stack per bucket. Accelerators and runs over several
 devices or processes use one lane (several programs on one device were not measured).
 
@@ -243,11 +243,16 @@ def schedule(groups: Sequence[Group], lanes: int) -> list[Group]:
 
 
 def plan_seconds(groups: Sequence[Group]) -> float:
-    """Estimated wall time of a scheduled plan: its longest lane, and at least its FLOP-bound time."""
+    """Estimated wall time of a scheduled plan: its longest lane, and at least what the cores can
+    do: FLOP-bound time keeps every core busy (the FLOP rate was measured so), the rest (compile,
+    overhead, memory passes) about one core per lane, so with L lanes the plan takes at least
+    Σ FLOP time + Σ other time / L."""
     loads: dict[int, float] = {}
     for g in groups:
         loads[g.lane] = loads.get(g.lane, 0.0) + g.estimated_s
-    return max(max(loads.values(), default=0.0), sum(g.flop_seconds for g in groups))
+    flop = sum(g.flop_seconds for g in groups)
+    other = sum(g.estimated_s for g in groups) - flop
+    return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
 def _segment_cost(part, specs, steps, tokens_per_step, profile) -> tuple[float, bool]:
