@@ -159,6 +159,8 @@ class Group:
     notes: dict = field(default_factory=dict)
     lane: int = 0             # the host thread that trains it (groups of one lane run in plan order)
     flop_seconds: float = 0.0  # the FLOP-bound share of estimated_s
+    # estimated_s is the group's time with the device to itself: on several lanes a FLOP-bound
+    # group shares the cores and takes longer, which ``plan_seconds`` accounts for (a plan total)
 
 
 def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool) -> float:

@@ -150,3 +150,6 @@ def test_flop_bound_groups_gain_nothing_from_lanes():
     total_flop = sum(g.flop_seconds for g in groups)
     assert total_flop > 0 and plan_seconds(groups) == pytest.approx(total_flop)
     assert plan_seconds(groups) == pytest.approx(sum(g.estimated_s for g in groups))
+    # one group alone on its lanes shares the cores with nobody: its own time
+    (one,) = plan(specs[:1], [1000], 4096, dataclasses.replace(fast_params, lanes=4), mode="sequential")
+    assert plan_seconds([one]) == pytest.approx(one.estimated_s)
