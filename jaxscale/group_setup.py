@@ -73,6 +73,7 @@ class PreparedGroup:
     seconds: float = 0.0
     compile_ahead_s: float | None = None
     program_source: str | None = None
+    program_key: tuple = ()  # train_program_key of this group
 
     def compile(self, *, only_stored: bool = False) -> "PreparedGroup":
         """Compile (or load) the training and evaluation programs for this group's arguments,
@@ -166,13 +167,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
         arrays = data.arrays
 
-    chunk_len = min(settings.steps_per_dispatch, max(totals))
-    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked),
-                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    static = _chunk_static(cfgs, env, optim, data, settings, totals, stacked)
+    chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
-                                                     fast_compile=fast),
-                                    "train_chunk", (env, optim, data.sampler, chunk_len, stacked, fast))
+                                                     fast_compile=fast), "train_chunk", static)
     eval_fn = program_cache.cached(make_eval(env, stacked=stacked), "eval", (env, stacked))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
@@ -184,4 +182,25 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, val_rows=val_rows,
         val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
-        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start)
+        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run))
+
+
+def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked) -> tuple:
+    """What the training program is made from besides its arguments' shapes."""
+    chunk_len = min(settings.steps_per_dispatch, max(totals))
+    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
+    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked),
+                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    return (env, optim, data.sampler, chunk_len, stacked, fast)
+
+
+def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "RunSettings", mode: str) -> tuple:
+    """The key under which a group's training program is noted as compiled on disk
+    (``program_cache.note_stored``): computed from the models and settings alone, as a planner
+    can, before any state is built. Equal to ``prepare_group(...).program_key``."""
+    cfgs = [s.cfg for s in specs]
+    stacked = mode == "stack"
+    env = envelope(cfgs) if stacked else cfgs[0]
+    totals = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
+    k_run = padded_stack_size(len(specs), jax.device_count() if stacked else 1)
+    return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked), k_run)

@@ -32,6 +32,12 @@ was measured with every core busy: FLOP-bound groups gain nothing from sharing t
 partition above, every model alone, and one stack per bucket. Accelerators and runs over several
 devices or processes use one lane (several programs on one device were not measured).
 
+**Warm runs.** A group whose training program an earlier run compiled to disk (the program
+cache notes each one under a key made from the models and settings alone, which ``sweep`` checks
+before planning) costs ``load_s`` instead of its compile, so a second run may choose differently:
+on the 2-core CPU the notebook-scaling preset runs as one stack cold (five compiles would cost
+more than its 40 steps) and, once its five programs are on disk, as five models alone on two lanes.
+
 The device profile comes from a documented table of effective rates and compile times per
 platform, with the FLOP rate calibrated by a short matmul measurement (``calibrate``).
 """
@@ -41,7 +47,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 from jaxscale.stack import envelope, stack_key
 
@@ -58,11 +64,11 @@ MODES = ("auto", "stack", "sequential")
 # family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
 PLATFORM_DEFAULTS = {
     "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
-            "stack_compile": 1.6},
+            "stack_compile": 1.6, "load_s": 0.5},
     "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
-            "stack_compile": 1.5},
+            "stack_compile": 1.5, "load_s": 2.0},
     "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
-            "stack_compile": 1.5},
+            "stack_compile": 1.5, "load_s": 2.0},
 }
 
 
@@ -78,6 +84,7 @@ class DeviceProfile:
     source: str = "table"
     stack_compile: float = 1.0  # a stack's compile time / a model alone's
     lanes: int = 1              # groups trained at once (host threads)
+    load_s: float = 0.5         # loading a program compiled on disk by an earlier run, with its setup
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or self.lanes < 1:
@@ -142,7 +149,7 @@ def calibrate(measure: bool = True, lanes: int | None = None) -> DeviceProfile:
         peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
     return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
                          param_s=d["param_s"], devices=len(devices), source=source,
-                         stack_compile=d["stack_compile"],
+                         stack_compile=d["stack_compile"], load_s=d["load_s"],
                          lanes=default_lanes(platform, len(devices)) if lanes is None else lanes)
 
 
@@ -171,21 +178,23 @@ def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step:
 
 
 def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool,
-                compiled: bool = False) -> tuple[float, float]:
+                compiled: bool = False, stored: bool = False) -> tuple[float, float]:
     """(estimated seconds, padded-FLOP utilisation) of one group; ``compiled``: its program was
     already compiled for an earlier group of the plan (models of one config alone share one; an
     approximation where their budgets give them different dispatch lengths or compile modes,
     which make programs of their own)."""
     env = cfgs[0] if alone else envelope(cfgs)
     useful = sum(c.flops_per_token().total for c in cfgs) / (len(cfgs) * env.flops_per_token().total)
-    compile_s = 0.0 if compiled else profile.compile_seconds(stacked=not alone)
+    compile_s = 0.0 if compiled else profile.load_s if stored else profile.compile_seconds(stacked=not alone)
     return compile_s + estimate_train_seconds(cfgs, steps, profile, tokens_per_step, alone=alone), useful
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
-         mode: str = "auto", max_stack: int = 64) -> list[Group]:
+         mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, bool], bool] | None = None) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
-    plan order."""
+    plan order. ``stored(indices, stacked)``: whether that group's training program is already
+    compiled on disk (a warm run), so that it costs ``load_s`` instead of a compile."""
+    stored = stored or (lambda indices, stacked: False)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(specs) != len(steps):
@@ -205,8 +214,8 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
             elif how == "stack":
                 parts.extend(order[j:j + max_stack] for j in range(0, len(order), max_stack))
             else:
-                parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack))
-        return schedule(_make_groups(parts, specs, steps, tokens_per_step, profile), profile.lanes)
+                parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored))
+        return schedule(_make_groups(parts, specs, steps, tokens_per_step, profile, stored), profile.lanes)
 
     if mode != "auto":
         return groups_for(mode)
@@ -214,7 +223,7 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     return min((groups_for(how) for how in ("auto", "sequential", "stack")), key=plan_seconds)
 
 
-def _make_groups(parts, specs, steps, tokens_per_step, profile) -> list[Group]:
+def _make_groups(parts, specs, steps, tokens_per_step, profile, stored) -> list[Group]:
     groups: list[Group] = []
     compiled: set = set()  # configs whose alone program an earlier group compiled
     for part in parts:
@@ -222,7 +231,7 @@ def _make_groups(parts, specs, steps, tokens_per_step, profile) -> list[Group]:
         cfgs = [specs[i].cfg for i in part]
         part_steps = [steps[i] for i in part]
         cost, useful = _group_cost(cfgs, part_steps, profile, tokens_per_step, alone=alone,
-                                   compiled=alone and cfgs[0] in compiled)
+                                   compiled=alone and cfgs[0] in compiled, stored=stored(tuple(part), not alone))
         if alone:
             compiled.add(cfgs[0])
         env = cfgs[0] if alone else envelope(cfgs)
@@ -257,21 +266,24 @@ def plan_seconds(groups: Sequence[Group]) -> float:
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
-def _segment_cost(part, specs, steps, tokens_per_step, profile) -> tuple[float, bool]:
+def _segment_cost(part, specs, steps, tokens_per_step, profile, stored) -> tuple[float, bool]:
     """The cheaper way to train a contiguous segment: (seconds, as a stack?). A segment of one
     config can also run as its models alone, one after another, on one program."""
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
-        return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True)[0], False
-    stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False)[0]
+        return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True,
+                           stored=stored((part[0],), False))[0], False
+    stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False,
+                        stored=stored(tuple(part), True))[0]
     if any(c != cfgs[0] for c in cfgs):
         return stack, True
-    run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0)[0]
+    run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0,
+                          stored=j == 0 and stored((t,), False))[0]
               for j, (c, t) in enumerate(zip(cfgs, part)))
     return (stack, True) if stack <= run else (run, False)
 
 
-def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack) -> list[list[int]]:
+def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored) -> list[list[int]]:
     """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
     each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
@@ -280,7 +292,7 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack) ->
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, stacked = _segment_cost(part, specs, steps, tokens_per_step, profile)
+            cost, stacked = _segment_cost(part, specs, steps, tokens_per_step, profile, stored)
             if best[i] + cost < best[j]:
                 best[j], cut[j], as_stack[j] = best[i] + cost, i, stacked
     parts, j = [], m

@@ -212,6 +212,30 @@ class CachedProgram:
         return compiled
 
 
+def _note_path(kind: str, key: Any) -> Path | None:
+    if _FOLDER is None or jax.process_count() > 1:
+        return None
+    digest = hashlib.sha256(repr((kind, repr(key), _environment())).encode()).hexdigest()[:32]
+    return _FOLDER / "index" / f"{kind}-{digest}"
+
+
+def note_stored(kind: str, key: Any) -> None:
+    """Record that a program described by ``key`` (what a planner knows before any argument
+    exists: configs, settings, stack size) is compiled on disk, so that ``is_stored`` can tell
+    a warm run from a cold one before anything is built (the programs themselves are keyed by
+    their arguments' signature)."""
+    path = _note_path(kind, key)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def is_stored(kind: str, key: Any) -> bool:
+    """Whether ``note_stored(kind, key)`` was called with this source and environment."""
+    path = _note_path(kind, key)
+    return path is not None and path.exists()
+
+
 _WRAPPED: dict[tuple, CachedProgram] = {}
 
 

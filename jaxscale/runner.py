@@ -18,6 +18,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from jaxscale import program_cache
 from jaxscale.checkpoint import GroupCheckpoint
 from jaxscale.compile_mode import COMPILE_MODES
 from jaxscale.config import ModelConfig
@@ -178,6 +179,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         if n_first is None:
             n_first = n
             program_source = g.program_source or chunk_fn.last
+            if program_source in ("compiled", "disk"):
+                program_cache.note_stored("train_chunk", g.program_key)  # for the planner of a later run
             if compile_s is None:
                 compile_s = g.compile_ahead_s if g.compile_ahead_s is not None else time.perf_counter() - t0
             t_train = time.perf_counter()

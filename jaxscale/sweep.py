@@ -32,7 +32,8 @@ from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
-from jaxscale.group_setup import prepare_group
+from jaxscale import program_cache
+from jaxscale.group_setup import prepare_group, train_program_key
 from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, plan_seconds, program_count
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
@@ -92,7 +93,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     else:
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-        groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode)
+        groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode,
+                      stored=_stored_programs(specs, data, settings))
         n_programs = program_count(groups, specs)
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
               f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
@@ -212,6 +214,20 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     missing = [g.id for g in groups if g.id not in rows_of]
     if missing:
         raise RuntimeError(f"sweep: groups {missing} did not run")
+
+
+def _stored_programs(specs, data, settings) -> Callable[[tuple, bool], bool]:
+    """For the planner: whether a group's training program was compiled on disk by an earlier
+    run (``program_cache.note_stored``), so that it costs a load, not a compile."""
+    memo: dict = {}
+
+    def stored(indices: tuple, stacked: bool) -> bool:
+        if (indices, stacked) not in memo:
+            key = train_program_key([specs[i] for i in indices], data, settings, "stack" if stacked else "alone")
+            memo[indices, stacked] = program_cache.is_stored("train_chunk", key)
+        return memo[indices, stacked]
+
+    return stored
 
 
 def _report_group(g: Group, group_rows: list, log) -> None:

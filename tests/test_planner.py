@@ -153,3 +153,22 @@ def test_flop_bound_groups_gain_nothing_from_lanes():
     # one group alone on its lanes shares the cores with nobody: its own time
     (one,) = plan(specs[:1], [1000], 4096, dataclasses.replace(fast_params, lanes=4), mode="sequential")
     assert plan_seconds([one]) == pytest.approx(one.estimated_s)
+
+
+def test_a_program_compiled_by_an_earlier_run_costs_a_load_not_a_compile():
+    """Warm runs: the scaling preset is one stack while nothing is compiled (five compiles cost
+    more than its 40 steps), and split over both lanes once every program is on disk (measured
+    on the 2-core CPU: five alone on two lanes 5.2-5.5 s against 5.5-6.2 s for the warm stack);
+    with only the stack's program on disk it stays one stack."""
+    preset = make_preset("notebook-scaling")
+    steps, two = _steps(preset), dataclasses.replace(CPU, lanes=2)
+    cold = plan(preset.specs, steps, 96, two)
+    assert [g.mode for g in cold] == ["stack"]
+    warm = plan(preset.specs, steps, 96, two, stored=lambda ix, stacked: True)
+    assert len(warm) > 1 and {g.lane for g in warm} == {0, 1}  # no compile to save: split over the lanes
+    from jaxscale.planner import plan_seconds
+
+    assert plan_seconds(warm) < plan_seconds(cold) - CPU.compile_seconds(True) + CPU.load_s
+    only_stack = plan(preset.specs, steps, 96, two, stored=lambda ix, stacked: stacked and len(ix) == 5)
+    assert [g.mode for g in only_stack] == ["stack"]
+    assert only_stack[0].estimated_s == pytest.approx(cold[0].estimated_s - CPU.compile_seconds(True) + CPU.load_s)

@@ -168,3 +168,28 @@ def test_a_program_in_jaxs_own_cache_is_stored_runnable(cache_dir, tmp_path):
         for k, v in saved.items():
             jax.config.update(k, v)
         jax_cache.reset_cache()
+
+
+def test_a_trained_group_notes_its_program_for_the_planner(cache_dir, monkeypatch):
+    """After a group trains, ``train_program_key`` (computed from the models and settings alone,
+    as the planner can) finds its program noted as stored; another stack size, another source
+    or no cache at all finds nothing."""
+    from jaxscale.group_setup import prepare_group, train_program_key
+
+    cfg = ModelConfig(name="note8", vocab_size=64, d_model=8, n_heads=1, n_layers=1, d_ff=16, max_seq_len=16)
+    data = from_corpus(random_tokens_corpus(64, 20_000, seed=3), seq_len=16, batch_size=4,
+                       eval_max_windows=16, vocab_size=64)
+    specs = [ModelSpec(cfg, s, OptimConfig(lr=3e-3), Budget("steps", 10)) for s in (0, 1)]
+    settings = RunSettings(batch_size=4, seq_len=16, progress=False, n_evals=1, steps_per_dispatch=10)
+    key = train_program_key(specs, data, settings, "stack")
+    assert key == prepare_group(specs, data, settings, mode="stack").program_key
+    assert not program_cache.is_stored("train_chunk", key)
+    train_group(specs, data, settings, mode="stack")
+    assert program_cache.is_stored("train_chunk", key)
+    assert not program_cache.is_stored("train_chunk", train_program_key(specs[:1], data, settings, "alone"))
+    assert not program_cache.is_stored("train_chunk", train_program_key(specs + specs[:1], data, settings, "stack"))
+    monkeypatch.setattr(program_cache, "_SOURCE_HASH", "0" * 64)
+    assert not program_cache.is_stored("train_chunk", key)
+    monkeypatch.undo()
+    program_cache.enable(None)
+    assert not program_cache.is_stored("train_chunk", key)
