@@ -28,11 +28,11 @@ from typing import Callable, Sequence
 
 import jax
 
+from jaxscale import program_cache
 from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
-from jaxscale import program_cache
 from jaxscale.group_setup import prepare_group, train_program_key
 from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, plan_seconds, program_count
 from jaxscale.results import append_rows, read_rows

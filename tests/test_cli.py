@@ -89,3 +89,22 @@ def test_sweep_preset_sizes_select_models_and_fixed_options_are_refused(tmp_path
                  "--out", str(tmp_path / "one")]) == 0
     rows = read_rows(tmp_path / "one" / "results.jsonl")
     assert [r["name"] for r in rows] == ["notebook-scaling/nano"] and rows[0]["steps"] == 40
+
+
+def test_lanes_flag_on_sweep_and_run(tmp_path, capsys, monkeypatch):
+    """``--lanes 2`` spreads two models alone over two lanes (recorded in the plan and the rows);
+    ``--lanes`` must be a positive integer, for ``jaxscale run`` too."""
+    import json
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    rc = main(["sweep", "--family", "ladder", "--sizes", "l1", "l2", "--mode", "sequential", "--steps", "4",
+               "--batch-size", "2", "--eval-windows", "4", "--no-save-weights", "--quiet", "--lanes", "2",
+               "--out", str(tmp_path / "s")])
+    assert rc == 0
+    assert sorted(r["stack"]["lane"] for r in read_rows(tmp_path / "s" / "results.jsonl")) == [0, 1]
+    assert json.loads((tmp_path / "s" / "plan.json").read_text())["profile"]["lanes"] == 2
+    assert "2 lanes" in capsys.readouterr().out
+    for command in (["sweep", "--family", "ladder"], ["run"]):
+        with pytest.raises(SystemExit):
+            main(command + ["--lanes", "0", "--out", str(tmp_path / "bad")])
+        assert "--lanes" in capsys.readouterr().err

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from jaxscale.commands import _common as c
+
 EXAMPLES = """examples:
   jaxscale run                    # the default study (CPU: <= 10 minutes), or resume the last unfinished one
   jaxscale run --fresh            # start a new one even if an unfinished run exists
@@ -35,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming")
     p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto", help="planner mode")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--lanes", type=c.positive_int, default=None,
+                   help="groups trained at once, in threads (default: one per core, at most 4, on a "
+                        "single-device CPU, else 1); the numbers do not depend on it")
     p.set_defaults(func=run)
 
 
@@ -66,7 +71,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with graceful_stop() as stop:
         try:
-            result = run_study(cfg, out, mode=args.mode, progress=not args.quiet)
+            result = run_study(cfg, out, mode=args.mode, progress=not args.quiet, lanes=args.lanes)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; rerun `jaxscale run` (or with --out {out}) to resume",
                   file=sys.stderr)
