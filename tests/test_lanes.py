@@ -86,27 +86,17 @@ def test_a_failing_lane_raises_its_error_and_stops_the_other(tmp_path, one_lane)
 def test_sigterm_stops_both_lanes_with_checkpoints_then_resumes(tmp_path):
     """The CLI on two lanes: SIGTERM reaches the main thread (waiting on the lanes), both lanes
     checkpoint and the process exits at once; the rerun ends with the rows of one lane."""
-    import signal
     import subprocess
     import sys
-    import time
 
-    from test_resume import SWEEP, _env, _rows_by_id, _wait_for_checkpoint
+    from test_resume import SWEEP, _env, _rows_by_id, sigterm_after_a_checkpoint
 
     cmd = [sys.executable, *[a if a != "stack" else "sequential" for a in SWEEP]]
     ref = subprocess.run(cmd + ["--lanes", "1", "--out", str(tmp_path / "ref")], env=_env(), capture_output=True,
                          text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "two"
-    proc = subprocess.Popen(cmd + ["--lanes", "2", "--out", str(out)], env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoint(out, proc)
-    t0 = time.time()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert time.time() - t0 < 10
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "resume with the same command" in err
+    sigterm_after_a_checkpoint(cmd + ["--lanes", "2", "--out", str(out)], out)
     done = subprocess.run(cmd + ["--lanes", "2", "--out", str(out)], env=_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr

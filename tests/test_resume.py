@@ -105,6 +105,20 @@ def _wait_for_checkpoint(out: Path, proc, timeout=300):
     raise AssertionError("no checkpoint appeared")
 
 
+def sigterm_after_a_checkpoint(cmd, out: Path) -> None:
+    """Start the sweep ``cmd``, SIGTERM it once a checkpoint exists: it must exit at once with
+    128 + SIGTERM, say how to resume, and leave its checkpoints."""
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(out, proc)
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - t0 < 10
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "resume with the same command" in err
+    assert list(out.glob("checkpoints/*/LATEST"))
+
+
 def _rows_by_id(out):
     return {r["run_id"]: r for r in read_rows(out / "results.jsonl")}
 
@@ -152,16 +166,7 @@ def test_kill_inside_a_checkpoint_save_keeps_the_previous_one(tmp_path, uninterr
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_then_resumes(tmp_path, uninterrupted):
-    proc = subprocess.Popen([sys.executable, *SWEEP, "--out", str(tmp_path)], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoint(tmp_path, proc)
-    t0 = time.time()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert time.time() - t0 < 10
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "resume with the same command" in err
-    assert list(tmp_path.glob("checkpoints/*/LATEST"))
+    sigterm_after_a_checkpoint([sys.executable, *SWEEP, "--out", str(tmp_path)], tmp_path)
     done = _sweep(tmp_path)
     assert done.returncode == 0, done.stderr
     _assert_same_rows(uninterrupted, tmp_path)
