@@ -140,15 +140,9 @@ class _GroupRunner:
 
     def traced(self, folder, top: int) -> dict:
         """One more dispatch, under the profiler (not one of the timed samples): its op table."""
-        import jax
-
         from jaxscale import op_profile
 
-        def run():
-            self.state, losses = self.chunk(self.state, *self.args, self.starts[-1], self.count)
-            jax.block_until_ready((self.state, losses))
-
-        trace = op_profile.capture(run, folder)
+        trace = op_profile.capture(self.dispatch, folder)
         events, names = op_profile.load_events(trace)
         return {**op_profile.op_table(events, names, steps=self.n, top=top), "trace": str(trace)}
 

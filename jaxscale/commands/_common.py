@@ -69,6 +69,13 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                         "time saved beats the slower steps, by the planner's estimates; default), full, fast")
 
 
+def add_lanes_arg(p: argparse.ArgumentParser, extra: str = "") -> None:
+    p.add_argument("--lanes", type=positive_int, default=None,
+                   help="groups trained at once, in threads (default: one per core, at most 4, on a "
+                        "single-device CPU, where a small model's program keeps about one core busy; "
+                        "else 1); the numbers do not depend on it" + extra)
+
+
 def run_settings(args):
     from jaxscale.runner import RunSettings
 

@@ -61,9 +61,7 @@ def register(sub) -> None:
                    default=["stack", "sequential", "auto"], help="modes to time (default: all three)")
     p.add_argument("--steps-per-dispatch", type=c.positive_int, default=None,
                    help="optimiser steps per dispatch (default: about 0.5 s of work per dispatch)")
-    p.add_argument("--lanes", type=c.positive_int, default=None,
-                   help="lanes for the plans (default: the planner's for this host: one per core, at most 4, "
-                        "on a single-device CPU); a plan on several lanes is also timed with its lanes at once")
+    c.add_lanes_arg(p, "; a plan on several lanes is also timed with its lanes at once")
     p.add_argument("--repeats", type=c.positive_int, default=5, help="timed dispatches per program (default 5)")
     p.add_argument("--budget-steps", type=c.positive_int, default=None,
                    help="run length the planner (auto) plans for (default: the preset's, else 1000)")

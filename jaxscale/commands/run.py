@@ -37,9 +37,7 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true", help="start a new run instead of resuming")
     p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto", help="planner mode")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--lanes", type=c.positive_int, default=None,
-                   help="groups trained at once, in threads (default: one per core, at most 4, on a "
-                        "single-device CPU, else 1); the numbers do not depend on it")
+    c.add_lanes_arg(p)
     p.set_defaults(func=run)
 
 

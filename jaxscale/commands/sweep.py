@@ -55,10 +55,7 @@ def register(sub) -> None:
                    help="prepare the next group in the background while one trains: auto (default: compile "
                         "there on an accelerator; on a CPU only load programs already compiled on disk), "
                         "on (compile there everywhere), off")
-    p.add_argument("--lanes", type=c.positive_int, default=None,
-                   help="groups trained at once, in threads (default: one per core, at most 4, on a "
-                        "single-device CPU, where a small model's program keeps about one core busy; "
-                        "else 1). The numbers do not depend on it")
+    c.add_lanes_arg(p)
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
