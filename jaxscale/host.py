@@ -9,10 +9,18 @@ CPU (width 256, 4 layers, context 256, batch 32): a training step took 2.5 s wit
 2.0-2.15 s with the settings below (three interleaved pairs), page faults fell from 3.0 M to
 0.5-1.4 M; a lone 8192×256×1024 float32 matmul went from 69 to 175 GFLOP/s.
 
-The settings (``mallopt``, glibc only, applied before the XLA backend starts its threads): one
-malloc arena (XLA's pool threads share the heap whose pages are already mapped), no ``mmap`` for
-large blocks, no trimming of the heap top, and 256 MiB of top padding. The cost: the process keeps
-its peak heap until it exits, which is what a training process does anyway.
+The settings (``mallopt``, glibc only, applied before the XLA backend starts its threads): no
+``mmap`` for large blocks, no trimming of the heap top, and 256 MiB of top padding. The cost: the
+process keeps its peak heap until it exits, which is what a training process does anyway.
+
+glibc's arenas (one per thread, up to 8 per core) are left as they are. Until the ninth session
+this module also set a single arena, which made every thread of the process take one lock for
+each allocation: harmless for one program, but a sweep on several lanes (threads training and
+compiling at once) lost a third of its time to it. Measured on the 2-core CPU, `jaxscale sweep
+--preset notebook-emergence --mode sequential` (five models on two lanes), in interleaved runs:
+cold (no compiled programs) 45-49 s with one arena against 34-40 s without, warm 14.8-15.9 s
+against 10.2-12.9 s; the width-256 step above took 2.22-2.24 s with one arena and 1.96-2.23 s
+without (more page faults, 0.93 M against 0.27-0.55 M, but no slower).
 
 The CLI and the experiment scripts call :func:`tune_malloc` first thing; a library user can call
 it too. ``JAXSCALE_MALLOC=off`` leaves the allocator alone (for comparisons).
@@ -26,9 +34,9 @@ import os
 import sys
 
 # glibc's mallopt parameter numbers (malloc.h)
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX, M_ARENA_MAX = -1, -2, -4, -8
-SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, 256 << 20))
-DESCRIPTION = "glibc mallopt: 1 arena, no mmap for large blocks, no heap trimming, 256 MiB top pad"
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+SETTINGS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, 256 << 20))
+DESCRIPTION = "glibc mallopt: no mmap for large blocks, no heap trimming, 256 MiB top pad"
 
 _applied: str | None = None
 

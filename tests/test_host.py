@@ -29,3 +29,12 @@ def test_applied_once_and_described():
 def test_off_leaves_the_allocator_alone():
     out = _run("off")
     assert out == "None None \"the C library's defaults\"", out
+
+
+def test_threads_keep_their_own_malloc_arenas():
+    # one arena for the whole process made every lane's thread take one lock per allocation: a
+    # sweep on two lanes lost a third of its time to it (jaxscale/host.py); glibc's per-thread
+    # arenas must stay
+    from jaxscale.host import SETTINGS
+    m_arena_max = -8  # glibc malloc.h
+    assert m_arena_max not in [param for param, _ in SETTINGS]
