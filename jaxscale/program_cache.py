@@ -77,6 +77,13 @@ def enable(folder: str | os.PathLike | None) -> Path | None:
     return _FOLDER
 
 
+def in_use() -> bool:
+    """Whether programs are stored on and loaded from disk (single process, folder set)."""
+    import jax
+
+    return _FOLDER is not None and jax.process_count() == 1
+
+
 def source_hash() -> str:
     """sha256 over the package's Python files (relative path and content), computed once."""
     global _SOURCE_HASH

@@ -42,7 +42,8 @@ class Progress:
         eta = elapsed / step * (self.total - step) if step else math.inf
         shown = " ".join("nan" if not math.isfinite(l) else f"{l:.3f}" for l in losses[:8])
         more = f" (+{len(losses) - 8})" if len(losses) > 8 else ""
-        line = (f"{self.label} step {step}/{self.total} | {tokens_per_s:,.0f} tok/s | "
+        rate = f"{tokens_per_s:,.0f}" if math.isfinite(tokens_per_s) else "-"  # not timed yet
+        line = (f"{self.label} step {step}/{self.total} | {rate} tok/s | "
                 f"ETA {_fmt_time(eta)} | loss {shown}{more}")
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if step >= self.total else ""))
