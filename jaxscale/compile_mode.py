@@ -37,13 +37,42 @@ def compiler_options(fast: bool) -> dict | None:
     return dict(FAST_CPU_OPTIONS) if fast else None
 
 
-def run_few_times_options() -> dict | None:
+def run_few_times_options(flops: float | None = None) -> dict | None:
     """Compiler options for a program that runs a handful of times per run (state initialisation,
     held-out and task evaluation): the fast compile on a CPU, where its slower steps cost nothing
     that matters and its compile is most of the program's cost; XLA's defaults elsewhere.
     Measured on the 2-core CPU (``JAX_LOG_COMPILES=1 jaxscale sweep --preset notebook-emergence``
     with both caches off, auto mode, two groups): the held-out evaluation programs compiled in
-    1.15 s instead of 2.43 s, the state initialisations in 0.5 s instead of 1.2 s."""
+    1.15 s instead of 2.43 s, the state initialisations in 0.5 s instead of 1.2 s.
+
+    ``flops``: the work of all the program's calls in a run, where known. When it is at most
+    ``UNOPTIMISED_MAX_FLOPS`` the CPU also skips LLVM's optimisations
+    (``xla_backend_optimization_level=0``, see ``unoptimised_pays``)."""
     import jax
 
-    return compiler_options(jax.default_backend() == "cpu")
+    if jax.default_backend() != "cpu":
+        return None
+    opts = compiler_options(True)
+    if unoptimised_pays(flops):
+        opts["xla_backend_optimization_level"] = 0
+    return opts
+
+
+# Unoptimised CPU code for a program that runs once or a few times. Measured on the 2-core CPU,
+# one program per notebook model compiled in one process, caches off: the task evaluations of the
+# five notebook-emergence models compiled in 2.8-3.0 s instead of 4.8-5.1 s and ran in 200-211
+# ms instead of 54-55 ms; their held-out evaluations compiled in 1.5-1.7 s instead of 2.6-2.7 s
+# (notebook-scaling's five: 1.7-1.8 s instead of 3.3-3.6 s), each call 95 ms slower in all
+# (170 ms for notebook-scaling's). So about 0.2-0.4 s of compile saved per program, against
+# about 0.05 s per GFLOP of work run unoptimised: a program is compiled unoptimised only when all
+# its calls together do at most 2 GFLOP (then at most ~0.1 s slower). End to end, three
+# interleaved pairs of cold `jaxscale sweep --preset notebook-emergence` (both caches off):
+# 41.5 / 44.6 / 42.1 s before, 38.1 / 37.8 / 35.3 s after; warm runs moved by less than their
+# noise (10.2-11.0 s against 10.6-12.6 s).
+UNOPTIMISED_MAX_FLOPS = 2e9
+
+
+def unoptimised_pays(flops: float | None) -> bool:
+    """Whether a run-few-times program of ``flops`` total work (None: unknown) is compiled
+    without LLVM's optimisations on a CPU."""
+    return flops is not None and flops <= UNOPTIMISED_MAX_FLOPS

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxscale.compile_mode import run_few_times_options
+from jaxscale.compile_mode import run_few_times_options, unoptimised_pays
 from jaxscale.data.tasks.base import TaskSplit
 
 __all__ = ["PerExampleOutputs", "evaluate", "load_outputs"]
@@ -148,24 +148,28 @@ def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, 
 _JITTED: dict = {}
 
 
-def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: bool):
+def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: bool, flops: float | None = None):
     """The per-batch program. With ``params``, the parameters are *arguments* of one compiled
     program per (``logits_fn``, task shape), cached here, so models of one config share a compile
-    and their weights are never baked in as constants."""
+    and their weights are never baked in as constants. ``flops``: the whole evaluation's work, if
+    known (a small one is compiled unoptimised on a CPU: ``compile_mode.unoptimised_pays``)."""
+    options = run_few_times_options(flops)
     if not with_params:
         fn = lambda tok, s, l: _eval_batch(  # noqa: E731
             logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer)
-        return jax.jit(fn, compiler_options=run_few_times_options()) if jit else fn
-    key = (logits_fn, pad_id, n_answer)
+        return jax.jit(fn, compiler_options=options) if jit else fn
+    unoptimised = unoptimised_pays(flops)
+    key = (logits_fn, pad_id, n_answer, unoptimised)
     if key not in _JITTED:
         def fn(params, tok, s, l):
             return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer)
-        _JITTED[key] = jax.jit(fn, compiler_options=run_few_times_options())
+        _JITTED[key] = jax.jit(fn, compiler_options=options)
         program_key = getattr(logits_fn, "program_key", None)  # stable: the program may be kept on disk
         if program_key is not None:
             from jaxscale import program_cache
 
-            _JITTED[key] = program_cache.cached(_JITTED[key], "task_eval", (program_key, pad_id, n_answer))
+            _JITTED[key] = program_cache.cached(_JITTED[key], "task_eval",
+                                                (program_key, pad_id, n_answer, unoptimised))
     return _JITTED[key]
 
 
@@ -177,7 +181,10 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     ``params`` it is ``logits_fn(params, tokens)``, a stable (hashable) function whose compiled
     program is reused across calls (the way to evaluate many models of one config). The split is
     cut into batches of ``batch_size`` rows (the last one padded by repeating rows, whose results
-    are dropped), so the function is traced once.
+    are dropped), so the function is traced once. If ``logits_fn`` has a
+    ``forward_flops_per_token`` attribute, a small evaluation is compiled without LLVM's
+    optimisations on a CPU (``compile_mode.unoptimised_pays``): it runs once, so the compile is
+    most of its cost.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -185,11 +192,14 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     if n == 0:
         raise ValueError(f"split {split.name!r} has no examples")
     n_answer = split.max_answer_len
-    fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None)
-    if params is not None:
-        fn = functools.partial(fn, jax.device_put(params))
     bsz = min(batch_size, n)
     n_pad = -n % bsz
+    per_token = getattr(logits_fn, "forward_flops_per_token", None)  # a hint, where the model is known
+    flops = None if per_token is None else \
+        per_token * (n + n_pad) * split.tokens_NT.shape[1] * (1 + n_answer)  # teacher-forced + greedy passes
+    fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None, flops)
+    if params is not None:
+        fn = functools.partial(fn, jax.device_put(params))
     take = np.concatenate([np.arange(n), np.full(n_pad, n - 1)])
     tokens_NT, start_N, len_N = (split.tokens_NT[take], split.answer_start_N[take],
                                  split.answer_len_N[take])

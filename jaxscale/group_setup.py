@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxscale import program_cache
 from jaxscale.checkpoint import GroupCheckpoint
-from jaxscale.compile_mode import choose_fast
+from jaxscale.compile_mode import choose_fast, unoptimised_pays
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
@@ -171,7 +171,9 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
-    eval_fn = program_cache.cached(make_eval(env, stacked=stacked), "eval", (env, stacked))
+    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, totals, eval_every, settings.early_stop))
+    eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised), "eval",
+                                   (env, stacked, unoptimised))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
@@ -183,6 +185,18 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
         fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run))
+
+
+def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early_stop) -> float:
+    """The held-out evaluation program's work over a run, at the envelope's forward FLOPs per
+    token: the validation rows at every evaluation point, each model's last step and an early
+    stop, and the test rows once."""
+    def tokens(rows) -> int:
+        return int(rows.shape[0]) * (int(rows.shape[1]) - 1)
+
+    val_calls = math.ceil(max(totals) / eval_every) + k_run + (1 if early_stop else 0)
+    per_token = env.flops_per_token(seq_len=min(data.seq_len, env.max_seq_len)).total / 3
+    return per_token * k_run * (val_calls * tokens(data.val[0]) + tokens(data.test[0]))
 
 
 def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked) -> tuple:

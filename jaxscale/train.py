@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxscale.compile_mode import compiler_options, run_few_times_options
+from jaxscale.compile_mode import compiler_options, run_few_times_options, unoptimised_pays
 from jaxscale.config import ModelConfig
 from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
 from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, remat_policy
@@ -153,15 +153,18 @@ def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainSta
     """``init_state`` in one compiled program: for a stack, over the leading model axis of
     ``params`` (host arrays) and ``seeds`` [K]; alone, for one model."""
     seeds = np.asarray(seeds, np.int32) if stacked else np.int32(seeds)
-    return _init_program(optim, stacked)(params, seeds)
+    # a few elementwise passes over the parameters (the moments' zeros, the copy)
+    unoptimised = unoptimised_pays(4 * sum(np.size(x) for x in jax.tree.leaves(params)))
+    return _init_program(optim, stacked, unoptimised)(params, seeds)
 
 
 @functools.lru_cache(maxsize=64)
-def _init_program(optim: OptimConfig, stacked: bool):
+def _init_program(optim: OptimConfig, stacked: bool, unoptimised: bool = False):
     from jaxscale import program_cache
 
     fn = jax.vmap(lambda p, s: init_state(p, s, optim)) if stacked else (lambda p, s: init_state(p, s, optim))
-    return program_cache.cached(jax.jit(fn, compiler_options=run_few_times_options()), "init_state", (optim, stacked))
+    options = run_few_times_options(0.0 if unoptimised else None)
+    return program_cache.cached(jax.jit(fn, compiler_options=options), "init_state", (optim, stacked, unoptimised))
 
 
 def lr_at(step: jax.Array, hyper: Hyper, min_lr_ratio: float) -> jax.Array:
@@ -295,10 +298,11 @@ def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, 
 
 
 @functools.lru_cache(maxsize=64)
-def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64):
+def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimised: bool = False):
     """A jitted ``evaluate(params, dims, rows[M, T+1], weights[M, T]) -> loss``: the weighted
     mean next-token loss over all held-out rows (per model if stacked), dropout off. Rows are
-    scored in batches with ``lax.map`` to bound activation memory."""
+    scored in batches with ``lax.map`` to bound activation memory. ``unoptimised``: compiled
+    without LLVM's optimisations on a CPU (``compile_mode.unoptimised_pays``)."""
     def one(params, dims, rows, weights):
         m = rows.shape[0]
         pad = (-m) % batch_size
@@ -317,4 +321,4 @@ def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64):
         return total / jnp.maximum(jnp.sum(weights), 1.0)
 
     fn = jax.vmap(one, in_axes=(0, 0, None, None)) if stacked else one
-    return jax.jit(fn, compiler_options=run_few_times_options())
+    return jax.jit(fn, compiler_options=run_few_times_options(0.0 if unoptimised else None))

@@ -38,3 +38,58 @@ def test_fast_and_full_compile_train_the_same_numbers():
         b = np.array([p["train_loss"] for p in full["curve"]])
         np.testing.assert_allclose(a, b, rtol=1e-5)
         assert fast["test_loss"] == pytest.approx(full["test_loss"], rel=1e-5)
+
+
+def test_run_few_times_programs_skip_llvm_optimisation_only_when_their_work_is_small():
+    import jax
+
+    from jaxscale.compile_mode import UNOPTIMISED_MAX_FLOPS, run_few_times_options, unoptimised_pays
+
+    assert unoptimised_pays(0.0) and unoptimised_pays(UNOPTIMISED_MAX_FLOPS)
+    assert not unoptimised_pays(None) and not unoptimised_pays(2 * UNOPTIMISED_MAX_FLOPS)
+    if jax.default_backend() != "cpu":
+        assert run_few_times_options(0.0) is None
+        return
+    small, unknown, big = (run_few_times_options(f) for f in (1e6, None, 1e12))
+    assert small["xla_backend_optimization_level"] == 0
+    assert "xla_backend_optimization_level" not in unknown and "xla_backend_optimization_level" not in big
+    assert small["xla_cpu_use_fusion_emitters"] is False and unknown == big
+
+
+def test_unoptimised_held_out_evaluation_scores_like_the_optimised_one():
+    import jax.numpy as jnp
+
+    from jaxscale.model import init_params
+    from jaxscale.train import make_eval
+
+    cfg = create_model_config("notebook-emergence/tiny", dropout=0.0)
+    params = init_params(cfg, 3)
+    rows = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(70, 9)).astype(np.int32)
+    weights = np.ones((70, 8), np.float32)
+    fast = make_eval(cfg, stacked=False, unoptimised=True)(params, None, rows, weights)
+    full = make_eval(cfg, stacked=False, unoptimised=False)(params, None, rows, weights)
+    assert make_eval(cfg, stacked=False, unoptimised=True) is not make_eval(cfg, stacked=False)
+    assert bool(jnp.isfinite(full)) and float(fast) == pytest.approx(float(full), rel=1e-6)
+
+
+def test_held_out_evaluation_work_is_counted_per_call_and_per_model():
+    """The work that decides a group's held-out evaluation program: forward FLOPs per token ×
+    tokens of each call × models; the emergence preset's small models get the unoptimised
+    program, its padded stack of five does not."""
+    from jaxscale.compile_mode import unoptimised_pays
+    from jaxscale.group_setup import _eval_flops, prepare_group
+    from jaxscale.presets import make_preset
+
+    preset = make_preset("notebook-emergence")
+    micro = prepare_group(preset.specs[:1], preset.data, preset.settings, mode="alone")
+    stack = prepare_group(preset.specs, preset.data, preset.settings, mode="stack")
+    val_rows, test_rows = preset.data.val[0], preset.data.test[0]
+    per_token = micro.env.flops_per_token(seq_len=preset.data.seq_len).total / 3
+    calls = -(-max(micro.totals) // micro.eval_every) + 1 + 1  # evaluation points, the last step, an early stop
+    expected = per_token * (calls * val_rows.shape[0] * (val_rows.shape[1] - 1)
+                            + test_rows.shape[0] * (test_rows.shape[1] - 1))
+    got = _eval_flops(micro.env, 1, micro.data, micro.totals, micro.eval_every, preset.settings.early_stop)
+    assert got == pytest.approx(expected)
+    assert unoptimised_pays(got)
+    assert not unoptimised_pays(_eval_flops(stack.env, stack.k_run, stack.data, stack.totals, stack.eval_every,
+                                            preset.settings.early_stop))
