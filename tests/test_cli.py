@@ -108,3 +108,24 @@ def test_lanes_flag_on_sweep_and_run(tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             main(command + ["--lanes", "0", "--out", str(tmp_path / "bad")])
         assert "--lanes" in capsys.readouterr().err
+
+
+def test_console_command_exits_quickly_without_losing_output_or_its_status(tmp_path):
+    """``jaxscale`` (``cli.run``) ends the process with ``os._exit`` once ``main`` returns; what it
+    printed to a pipe (block-buffered) and the files it wrote must all be there, and the exit
+    status must be ``main``'s."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAXSCALE_COMPILATION_CACHE="off")
+    env.pop("PYTHONUNBUFFERED", None)  # a pipe is then block-buffered, as for most users
+    cmd = [sys.executable, "-m", "jaxscale.cli", "train", "--model", "ladder/l1", "--steps", "3", "--batch-size", "2",
+           "--eval-windows", "4", "--out", str(tmp_path), "--quiet", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = json.loads(done.stdout)
+    assert printed["test_loss"] == read_rows(tmp_path / "results.jsonl")[0]["test_loss"]
+    bad = subprocess.run(cmd[:5] + ["micro", "--steps", "3", "--out", str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 2 and "ambiguous" in bad.stderr
