@@ -129,3 +129,27 @@ def test_console_command_exits_quickly_without_losing_output_or_its_status(tmp_p
     bad = subprocess.run(cmd[:5] + ["micro", "--steps", "3", "--out", str(tmp_path)], capture_output=True, text=True,
                          env=env, timeout=300)
     assert bad.returncode == 2 and "ambiguous" in bad.stderr
+
+
+def test_quick_exit_falls_back_to_a_normal_exit_while_other_threads_live(monkeypatch):
+    """``os._exit`` would kill a thread still writing; with one alive the exit is the usual one."""
+    import os
+    import threading
+
+    from jaxscale import cli
+
+    calls = []
+    monkeypatch.setattr(os, "_exit", lambda status: calls.append(status))
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli._exit_quickly(3)
+        assert stop.value.code == 3 and calls == []
+    finally:
+        release.set()
+        worker.join()
+    monkeypatch.setattr("atexit._run_exitfuncs", lambda: calls.append("handlers"))
+    cli._exit_quickly(0)  # no other thread: exit handlers, then os._exit with the status
+    assert calls == ["handlers", 0]
