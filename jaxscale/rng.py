@@ -38,16 +38,21 @@ def _words(key: jax.Array) -> jax.Array:
 
 
 def fold(key: jax.Array, *ids) -> jax.Array:
-    """``key`` with the integers ``ids`` mixed in, one after another; same kind and shape as
-    ``key`` (the stand-in for chained ``jax.random.fold_in`` calls, without threefry's loops).
+    """``key`` with the integers ``ids`` mixed in; same kind and shape as ``key`` (the stand-in
+    for chained ``jax.random.fold_in`` calls, without threefry's loops).
 
-    Each word is mixed with the id and with its neighbour word, so every output word depends on
-    every input word and on the id; distinct ids give unrelated keys."""
+    The ids are chained into one salt (one avalanche mix per id, so that ``(1, 2)`` and
+    ``(2, 1)`` differ), then each key word is mixed with the salt and with its neighbour word,
+    so every output word depends on every input word and every id. Mixing each id into the
+    words one by one cost two more mixes per id and word; the step's dropout sites fold two ids
+    each, and those mixes were a large part of a small model's compiled step."""
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     w = _words(key)
     n = w.shape[-1]
-    for i in ids:
-        salt = fmix32(jnp.asarray(i).astype(jnp.uint32) * jnp.uint32(GOLDEN) + jnp.uint32(0x7F4A7C15))
+    if ids:
+        salt = jnp.uint32(0x7F4A7C15)
+        for i in ids:
+            salt = fmix32(salt ^ (jnp.asarray(i).astype(jnp.uint32) * jnp.uint32(GOLDEN)))
         mixed = [fmix32(w[..., j] ^ salt ^ jnp.uint32((j * 0x632BE5AB) % 2**32)) for j in range(n)]
         w = jnp.stack([mixed[j] ^ (mixed[(j + 1) % n] >> 7) if n > 1 else mixed[j] for j in range(n)], axis=-1)
     if typed:
@@ -58,7 +63,8 @@ def fold(key: jax.Array, *ids) -> jax.Array:
 def index_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     """uint32 bits for every element of ``shape``, a function of (key, each axis index) only.
 
-    Each axis index is hashed on its own (a 1-D array, salted by the key and the axis number);
+    Each axis index is hashed on its own (a 1-D array: one avalanche mix of the index spread
+    by the golden ratio and salted by the key and the axis number, a bijection of the index);
     the per-axis hashes are XOR-combined by broadcasting and the result goes through one more
     avalanche mix. The bit for element (i, j, k) therefore does not depend on how long any axis
     is, and the per-element cost is one mix, whatever the rank.
@@ -67,7 +73,7 @@ def index_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     h = None
     for axis, n in enumerate(shape):
         salt = salts[axis % salts.shape[0]] ^ jnp.uint32((axis * 0x632BE5AB) % 2**32)
-        idx = fmix32(fmix32(jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(GOLDEN) + salt))
+        idx = fmix32(jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(GOLDEN) + salt)
         idx = idx.reshape((1,) * axis + (n,) + (1,) * (len(shape) - axis - 1))
         h = idx if h is None else h ^ idx
     return fmix32(h)
