@@ -24,7 +24,9 @@ every model alone.
 **Lanes.** On a CPU a program of the notebook's batch-of-one models keeps about one core busy:
 XLA runs its hundreds of small ops one after another. So a sweep trains several groups at once,
 one per *lane* (a host thread), and the plan assigns each group a lane (longest first, to the
-least loaded lane). Measured on the 2-core CPU: notebook-emergence ``large`` and ``medium`` alone,
+least loaded lane); when the sweep runs, each lane takes the next group, longest estimate first,
+as soon as it is free, so that early stops rebalance the lanes (the row records the lane that
+trained it). Measured on the 2-core CPU: notebook-emergence ``large`` and ``medium`` alone,
 warm, in-process, 9.4 s one after another against 5.7 s in two threads, each model within 7% of
 its time alone. The estimate of a plan is then the longest lane, but never less than the sum of
 its groups' FLOP-bound time plus the rest of their time shared over the lanes (the FLOP rate
