@@ -166,7 +166,7 @@ class Group:
     estimated_s: float
     padded_flops_util: float = 1.0
     notes: dict = field(default_factory=dict)
-    lane: int = 0             # the host thread that trains it (groups of one lane run in plan order)
+    lane: int = 0             # the host thread the estimate puts it on (a sweep's lanes take groups from a queue)
     flop_seconds: float = 0.0  # the FLOP-bound share of estimated_s
     # estimated_s is the group's time with the device to itself: on several lanes a FLOP-bound
     # group shares the cores and takes longer, which ``plan_seconds`` accounts for (a plan total)

@@ -104,3 +104,30 @@ def test_sigterm_stops_both_lanes_with_checkpoints_then_resumes(tmp_path):
     assert a.keys() == b.keys() and len(a) == 4
     for rid in a:
         assert _numbers(a[rid]) == _numbers(b[rid])
+
+
+def test_a_free_lane_takes_the_next_group_whatever_the_plan_said():
+    """Groups are taken from one queue, longest estimate first, by whichever lane is free: a
+    group estimated long that ends at once frees its lane for the next group (a fixed lane per
+    group would queue `c` behind `b`, on the lane the estimates balance it to)."""
+    import threading
+    import time
+
+    from jaxscale.planner import Group
+    from jaxscale.sweep import _run_lanes
+
+    groups = [Group("c", (2,), "alone", "x", 1.0, lane=1), Group("a", (0,), "alone", "x", 3.0, lane=0),
+              Group("b", (1,), "alone", "x", 2.0, lane=1)]
+    actual = {"a": 0.2, "b": 1.5, "c": 0.0}  # a runs long enough for both lanes to start
+    started, ran, rows_of = [], {}, {}
+
+    def run_group(g, prepared, lane):
+        started.append(g.id)
+        ran[g.id] = lane
+        time.sleep(actual[g.id])
+        return [{"id": g.id}]
+
+    _run_lanes(groups, 2, run_group, rows_of, threading.Event())
+    assert started[:2] in (["a", "b"], ["b", "a"]) and started[2] == "c"
+    assert ran["c"] == ran["a"] != ran["b"]
+    assert set(rows_of) == {"a", "b", "c"}
