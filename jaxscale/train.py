@@ -217,7 +217,9 @@ def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax
     of budget. ``weights`` select the target positions in the loss (None: all).
 
     The arithmetic is optax's ``clip_by_global_norm`` then ``scale_by_adam`` (``make_tx``), written
-    out over the flat vector so that it is one fused loop (tests check it against optax)."""
+    out over the flat vector so that each update is one fused loop over it (tests check it
+    against optax; scalar factors are multiplied where optax divides, so results agree to
+    rounding)."""
     def loss_fn(params_P):
         key = fold(fs.key, fs.step) if cfg.dropout > 0 else None
         logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key, remat=remat)
@@ -226,20 +228,31 @@ def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax
     loss, g_P = jax.value_and_grad(loss_fn)(fs.params_P)
     grad_norm = jnp.sqrt(jnp.sum(g_P * g_P))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    g_P = jnp.where(grad_norm < optim.clip_norm, g_P, (g_P / grad_norm) * optim.clip_norm)
+    active = (fs.step < hyper.total_steps) & ~fs.diverged
+    update = active & finite
+    keep = lambda new, old: jnp.where(update, new, old)
+    # Scalars first (clip factor, bias corrections), then one multiply per element: a divide per
+    # element in each of the loops below, and the clipped gradient kept in memory, cost more.
+    g_P = g_P * jnp.where(grad_norm < optim.clip_norm, 1.0, optim.clip_norm / grad_norm)
     count = optax.safe_increment(fs.count)
-    mu_P = (1 - optim.beta1) * g_P + optim.beta1 * fs.mu_P
-    nu_P = (1 - optim.beta2) * (g_P * g_P) + optim.beta2 * fs.nu_P
-    mu_hat = mu_P / (1 - optim.beta1 ** count).astype(mu_P.dtype)
-    nu_hat = nu_P / (1 - optim.beta2 ** count).astype(nu_P.dtype)
+    mu_P = keep((1 - optim.beta1) * g_P + optim.beta1 * fs.mu_P, fs.mu_P)
+    nu_P = keep((1 - optim.beta2) * (g_P * g_P) + optim.beta2 * fs.nu_P, fs.nu_P)
+    if jax.default_backend() == "cpu":
+        # On a CPU, write the new moments (in place) before the parameter update reads them.
+        # Without the barrier XLA's CPU backend, which has no multi-output fusion, recomputes them
+        # inside the parameter loop from the old moments, which must then be copied before the
+        # moment loops overwrite them: two more passes over [P] per step. Measured (in-process,
+        # interleaved, with the scalar factors above): notebook-emergence large alone 3.02 -> 2.61
+        # ms per step, medium 1.75 -> 1.52 ms, its five-model stack 16.4 -> 13.0 ms. A GPU fuses
+        # the three updates into one kernel, which the barrier would split.
+        mu_P, nu_P = jax.lax.optimization_barrier((mu_P, nu_P))
+    mu_hat = mu_P * (1 / (1 - optim.beta1 ** count)).astype(mu_P.dtype)
+    nu_hat = nu_P * (1 / (1 - optim.beta2 ** count)).astype(nu_P.dtype)
     direction = mu_hat / (jnp.sqrt(nu_hat) + optim.eps)
     lr = lr_at(fs.step, hyper, optim.min_lr_ratio)
     decay = jnp.where(decay_mask(layout), hyper.weight_decay * fs.params_P, 0.0)
     params_P = fs.params_P - lr * (direction + decay)
-    active = (fs.step < hyper.total_steps) & ~fs.diverged
-    update = active & finite
-    keep = lambda new, old: jnp.where(update, new, old)
-    new = FlatState(keep(params_P, fs.params_P), keep(mu_P, fs.mu_P), keep(nu_P, fs.nu_P), keep(count, fs.count),
+    new = FlatState(keep(params_P, fs.params_P), mu_P, nu_P, keep(count, fs.count),
                     fs.step + update.astype(jnp.int32), fs.diverged | (active & ~finite), fs.key)
     metrics = {"loss": jnp.where(active, loss, jnp.nan), "grad_norm": grad_norm, "lr": lr, "active": active}
     return new, metrics
