@@ -237,6 +237,7 @@ def task_logits_fn(cfg: ModelConfig):
             return jnp.concatenate([out, jnp.zeros_like(out[:, :1])], axis=1)
         logits.program_key = ("task_logits", cfg)  # what its compiled programs are built from
         logits.forward_flops_per_token = cfg.flops_per_token().total / 3  # for evaluate's compile choice
+        logits.causal = True  # evaluate decodes a first answer token from the teacher-forced pass
         _FORWARD_CACHE[cfg] = logits
     return _FORWARD_CACHE[cfg]
 

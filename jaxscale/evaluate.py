@@ -6,7 +6,10 @@ depend on the model. For each example it records:
 
 * the **greedy answer**: ``answer_len`` tokens decoded one at a time, each from the logits at the
   previous position, with the gold answer hidden (replaced by the pad token) so a non-causal
-  ``logits_fn`` cannot peek;
+  ``logits_fn`` cannot peek. A ``logits_fn`` marked ``causal = True`` (a GPT's: position t sees
+  tokens ≤ t only) takes its first answer token from the teacher-forced pass, whose logits there
+  see only the prompt, so a one-token answer needs one forward pass, not two (half the program
+  to compile and run: the notebook's arithmetic task);
 * the **teacher-forced** log-probability of each gold answer token given the gold prefix, and
   whether it was the argmax (per-token correctness). Greedy exact match equals "every answer
   token teacher-forced correct" (ties aside), which the tests use as a consistency check;
@@ -104,8 +107,11 @@ def load_outputs(path: str | os.PathLike) -> PerExampleOutputs:
     return PerExampleOutputs(**kwargs)
 
 
-def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, n_answer: int):
-    """Teacher-forced scores and the greedy answer for one batch (fixed shapes, jit-able)."""
+def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, n_answer: int,
+                causal: bool = False):
+    """Teacher-forced scores and the greedy answer for one batch (fixed shapes, jit-able).
+    ``causal``: ``logits_fn`` is causal, so the first answer token is decoded from the
+    teacher-forced logits (see the module docstring)."""
     b, t = tokens_BT.shape
     j_A = jnp.arange(n_answer)
     # position t predicts token t+1: answer token j is predicted at start + j - 1
@@ -113,7 +119,8 @@ def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, 
     dst_BA = src_BA + 1
     inside_BA = j_A[None, :] < len_B[:, None]
 
-    logp_BTV = jax.nn.log_softmax(logits_fn(tokens_BT).astype(jnp.float32), axis=-1)
+    logits_BTV = logits_fn(tokens_BT).astype(jnp.float32)
+    logp_BTV = jax.nn.log_softmax(logits_BTV, axis=-1)
     logp_BAV = jnp.take_along_axis(logp_BTV, src_BA[:, :, None], axis=1)
     gold_BA = jnp.take_along_axis(tokens_BT, dst_BA, axis=1)
     tok_logp_BA = jnp.take_along_axis(logp_BAV, gold_BA[:, :, None], axis=2)[:, :, 0]
@@ -127,14 +134,18 @@ def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, 
     masked_BT = jnp.where(hidden_BT, pad_id, tokens_BT)
     rows_B = jnp.arange(b)
 
-    def step(j, toks_BT):
+    def put(j, toks_BT, logits_BTV):  # the argmax at answer slot j's source position, written in
         src_B = jnp.minimum(start_B + j - 1, t - 2)
-        logits_BV = jnp.take_along_axis(logits_fn(toks_BT), src_B[:, None, None], axis=1)[:, 0]
+        logits_BV = jnp.take_along_axis(logits_BTV, src_B[:, None, None], axis=1)[:, 0]
         next_B = jnp.argmax(logits_BV, axis=-1).astype(toks_BT.dtype)
         keep_B = toks_BT[rows_B, src_B + 1]
         return toks_BT.at[rows_B, src_B + 1].set(jnp.where(j < len_B, next_B, keep_B))
 
-    decoded_BT = jax.lax.fori_loop(0, n_answer, step, masked_BT)
+    first = 0
+    if causal:  # slot 0's logits see only the prompt, which masking leaves as it is
+        masked_BT, first = put(0, masked_BT, logits_BTV), 1
+    decoded_BT = masked_BT if first == n_answer else jax.lax.fori_loop(
+        first, n_answer, lambda j, toks_BT: put(j, toks_BT, logits_fn(toks_BT)), masked_BT)
     pred_BA = jnp.take_along_axis(decoded_BT, dst_BA, axis=1)
     return dict(
         pred_NA=jnp.where(inside_BA, pred_BA, -1),
@@ -154,22 +165,24 @@ def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: boo
     and their weights are never baked in as constants. ``flops``: the whole evaluation's work, if
     known (a small one is compiled unoptimised on a CPU: ``compile_mode.unoptimised_pays``)."""
     options = run_few_times_options(flops)
+    causal = getattr(logits_fn, "causal", False) is True
     if not with_params:
         fn = lambda tok, s, l: _eval_batch(  # noqa: E731
-            logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer)
+            logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer, causal=causal)
         return jax.jit(fn, compiler_options=options) if jit else fn
     unoptimised = unoptimised_pays(flops)
-    key = (logits_fn, pad_id, n_answer, unoptimised)
+    key = (logits_fn, pad_id, n_answer, unoptimised, causal)
     if key not in _JITTED:
         def fn(params, tok, s, l):
-            return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer)
+            return _eval_batch(lambda t: logits_fn(params, t), tok, s, l, pad_id=pad_id, n_answer=n_answer,
+                               causal=causal)
         _JITTED[key] = jax.jit(fn, compiler_options=options)
         program_key = getattr(logits_fn, "program_key", None)  # stable: the program may be kept on disk
         if program_key is not None:
             from jaxscale import program_cache
 
             _JITTED[key] = program_cache.cached(_JITTED[key], "task_eval",
-                                                (program_key, pad_id, n_answer, unoptimised))
+                                                (program_key, pad_id, n_answer, unoptimised, causal))
     return _JITTED[key]
 
 
@@ -195,8 +208,8 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     bsz = min(batch_size, n)
     n_pad = -n % bsz
     per_token = getattr(logits_fn, "forward_flops_per_token", None)  # a hint, where the model is known
-    flops = None if per_token is None else \
-        per_token * (n + n_pad) * split.tokens_NT.shape[1] * (1 + n_answer)  # teacher-forced + greedy passes
+    passes = 1 + n_answer - (getattr(logits_fn, "causal", False) is True)  # teacher-forced + greedy
+    flops = None if per_token is None else per_token * (n + n_pad) * split.tokens_NT.shape[1] * passes
     fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None, flops)
     if params is not None:
         fn = functools.partial(fn, jax.device_put(params))

@@ -125,3 +125,29 @@ def test_params_as_arguments_match_a_closure_and_share_one_program(addition):
     programs = [v for k, v in _JITTED.items() if k[0] is fn]
     jitted = getattr(programs[0], "jitted", programs[0])  # under program_cache's wrapper, if any
     assert len(programs) == 1 and jitted._cache_size() == 1
+
+
+def test_a_causal_model_decodes_a_one_token_answer_from_its_teacher_forced_pass():
+    """A logits function marked causal (a GPT's) takes the first answer token from the
+    teacher-forced logits: the notebook's one-token answers then need one forward pass. It must
+    decode exactly what the masked greedy pass decodes, and the program must hold one forward
+    pass (no decoding loop left)."""
+    from jaxscale.config import ModelConfig
+    from jaxscale.emergence_study import task_logits_fn
+    from jaxscale.evaluate import _eval_batch
+    from jaxscale.model import init_params
+
+    task = make_task("notebook-arithmetic", seed=0)
+    cfg = ModelConfig(vocab_size=100, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=16, dropout=0.0)
+    fn = task_logits_fn(cfg)
+    assert fn.causal is True
+    params = jax.tree.map(jnp.asarray, init_params(cfg, 3))
+    one_pass = evaluate(fn, task.test, params=params)
+    two_pass = evaluate(lambda tok: fn(params, tok), task.test)  # unmarked: the masked greedy pass
+    np.testing.assert_array_equal(one_pass.pred_NA, two_pass.pred_NA)
+    np.testing.assert_allclose(one_pass.token_logprob_NA, two_pass.token_logprob_NA, rtol=1e-5, atol=1e-6)
+    split = task.test
+    args = (jnp.asarray(split.tokens_NT[:8]), jnp.asarray(split.answer_start_N[:8]), jnp.asarray(split.answer_len_N[:8]))
+    jaxpr = lambda causal: str(jax.make_jaxpr(lambda t, s, n: _eval_batch(
+        lambda x: fn(params, x), t, s, n, pad_id=split.pad_id, n_answer=1, causal=causal))(*args))
+    assert 2 * jaxpr(True).count("dot_general") == jaxpr(False).count("dot_general")  # one forward, not two
