@@ -84,3 +84,44 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     (ties, if any, broken by index), so no threefry loop either."""
     bits = index_bits(key, (n,))
     return jnp.argsort(bits, stable=True).astype(jnp.int32)
+
+
+# ----- a model's dropout key, on the host ---------------------------------------------------------
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0, k1, x0, x1):
+    """Threefry-2x32 (20 rounds; Salmon et al. 2011, the block cipher behind JAX's default PRNG)
+    over uint32 numpy arrays."""
+    import numpy as np
+
+    def rotl(x, r):
+        return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+    k0, k1, x0, x1 = (np.asarray(v, np.uint32) for v in (k0, k1, x0, x1))
+    with np.errstate(over="ignore"):
+        ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+        x0, x1 = x0 + ks[0], x1 + ks[1]
+        for i in range(5):
+            for r in _THREEFRY_ROTATIONS[i % 2]:
+                x0 = x0 + x1
+                x1 = rotl(x1, r) ^ x0
+            x0, x1 = x0 + ks[(i + 1) % 3], x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def host_dropout_keys(seeds):
+    """``jax.random.fold_in(jax.random.PRNGKey(seed), 1)`` for int32 ``seeds`` (any shape), as a
+    uint32 numpy array [..., 2], computed on the host. Why: built on the device, a model's initial
+    state was a compiled program of its own (0.5 s of compile per model size on the 2-core CPU);
+    with the key from here the state is host arrays and one transfer. Equal to JAX's for its
+    default implementation (threefry2x32; tests check it); None for any other, whose keys the
+    caller then draws with JAX."""
+    import numpy as np
+
+    if jax.config.jax_default_prng_impl != "threefry2x32":
+        return None
+    s = np.asarray(seeds, np.int32).astype(np.uint32)  # PRNGKey(seed) = [0, seed] for a 32-bit seed
+    y0, y1 = _threefry2x32(np.zeros_like(s), s, np.zeros_like(s), np.ones_like(s))
+    return np.stack([y0, y1], axis=-1)

@@ -126,3 +126,32 @@ def test_training_programs_are_shared_across_per_model_optimiser_settings():
                                                                                       stacked=False)
     assert make_train_chunk(cfg, dataclasses.replace(base, beta2=0.99), sampler, 4, stacked=False) is not \
         make_train_chunk(cfg, base, sampler, 4, stacked=False)
+
+
+def test_host_built_initial_states_equal_the_jitted_init_state():
+    """``init_states`` builds the state on the host (no program to compile): it must equal
+    ``init_state`` traced by JAX, the dropout key (threefry, computed in numpy) included, for
+    one model and for a stack, over seeds that exercise the sign and the high bit."""
+    import chex
+    import jax
+
+    from jaxscale.model import init_params
+    from jaxscale.rng import host_dropout_keys
+    from jaxscale.stack import stack_trees
+    from jaxscale.train import init_state, init_states
+
+    seeds = np.array([0, 1, 42, 2**31 - 1, -1, -7], np.int32)
+    want = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(int(s)), 1)) for s in seeds])
+    np.testing.assert_array_equal(host_dropout_keys(seeds), want)
+
+    cfg = create_model_config("ladder/l1")
+    optim = OptimConfig()
+    params = init_params(cfg, 3)
+    alone = init_states(params, -7, optim, stacked=False)
+    chex.assert_trees_all_equal(alone, jax.jit(lambda p: init_state(p, np.int32(-7), optim))(params))
+    chex.assert_trees_all_equal_dtypes(alone, init_state(params, np.int32(-7), optim))
+    stacked_params = stack_trees([params, init_params(cfg, 4)])
+    stack = init_states(stacked_params, [5, 2**31 - 1], optim, stacked=True)
+    ref = jax.jit(jax.vmap(lambda p, s: init_state(p, s, optim)))(stacked_params, np.array([5, 2**31 - 1], np.int32))
+    chex.assert_trees_all_equal(stack, ref)
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(stack))
