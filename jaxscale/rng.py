@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 GOLDEN = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive counters over the word
 
@@ -94,8 +95,6 @@ _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 def _threefry2x32(k0, k1, x0, x1):
     """Threefry-2x32 (20 rounds; Salmon et al. 2011, the block cipher behind JAX's default PRNG)
     over uint32 numpy arrays."""
-    import numpy as np
-
     def rotl(x, r):
         return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
 
@@ -118,8 +117,6 @@ def host_dropout_keys(seeds):
     with the key from here the state is host arrays and one transfer. Equal to JAX's for its
     default implementation (threefry2x32; tests check it); None for any other, whose keys the
     caller then draws with JAX."""
-    import numpy as np
-
     if jax.config.jax_default_prng_impl != "threefry2x32":
         return None
     s = np.asarray(seeds, np.int32).astype(np.uint32)  # PRNGKey(seed) = [0, seed] for a 32-bit seed
