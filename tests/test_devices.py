@@ -66,11 +66,15 @@ print(json.dumps({"source": rows[0]["stack"]["program_cache"], "devices": rows[0
 """
 
 
-def test_program_cache_on_four_devices(tmp_path):
-    """On a 4-device host, the sharded stack's programs and the one-device ones (its init) are
-    stored and loaded back onto the devices they were compiled for: a second run gives the
-    same rows. (Loaded onto every device, a one-device program rejected its inputs.)"""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+@pytest.mark.parametrize("prng", ["threefry2x32", "rbg"])
+def test_program_cache_on_four_devices(tmp_path, prng):
+    """On a 4-device host, the sharded stack's programs and the one-device ones are stored and
+    loaded back onto the devices they were compiled for: a second run gives the same rows.
+    (Loaded onto every device, a one-device program rejected its inputs.) With JAX's default PRNG
+    the initial state is built on the host (no program); with another, by the one-device
+    ``init_state`` program, which must round-trip too."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_DEFAULT_PRNG_IMPL=prng)
     env.pop("JAXSCALE_PROGRAM_CACHE", None)
     runs = []
     for _ in range(2):
@@ -80,4 +84,5 @@ def test_program_cache_on_four_devices(tmp_path):
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert [r["source"] for r in runs] == ["compiled", "disk"] and runs[0]["devices"] == 4
     assert runs[0]["rows"] == runs[1]["rows"]
-    assert list(tmp_path.glob("train_chunk-*")) and list(tmp_path.glob("init_state-*"))
+    assert list(tmp_path.glob("train_chunk-*")) and list(tmp_path.glob("eval-*"))
+    assert bool(list(tmp_path.glob("init_state-*"))) == (prng != "threefry2x32")
