@@ -38,9 +38,10 @@ def compiler_options(fast: bool) -> dict | None:
 
 
 def run_few_times_options(flops: float | None = None) -> dict | None:
-    """Compiler options for a program that runs a handful of times per run (state initialisation,
-    held-out and task evaluation): the fast compile on a CPU, where its slower steps cost nothing
-    that matters and its compile is most of the program's cost; XLA's defaults elsewhere.
+    """Compiler options for a program that runs a handful of times per run (held-out and task
+    evaluation; the state initialisation where JAX's default PRNG is not in use): the fast
+    compile on a CPU, where its slower steps cost nothing that matters and its compile is most
+    of the program's cost; XLA's defaults elsewhere.
     Measured on the 2-core CPU (``JAX_LOG_COMPILES=1 jaxscale sweep --preset notebook-emergence``
     with both caches off, auto mode, two groups): the held-out evaluation programs compiled in
     1.15 s instead of 2.43 s, the state initialisations in 0.5 s instead of 1.2 s.
