@@ -156,6 +156,11 @@ def _eval_batch(logits_fn: LogitsFn, tokens_BT, start_B, len_B, *, pad_id: int, 
     )
 
 
+def _is_causal(logits_fn) -> bool:
+    """Whether ``logits_fn`` declares itself causal (``logits_fn.causal = True``)."""
+    return getattr(logits_fn, "causal", False) is True
+
+
 _JITTED: dict = {}
 
 
@@ -165,7 +170,7 @@ def _batch_fn(logits_fn, pad_id: int, n_answer: int, jit: bool, with_params: boo
     and their weights are never baked in as constants. ``flops``: the whole evaluation's work, if
     known (a small one is compiled unoptimised on a CPU: ``compile_mode.unoptimised_pays``)."""
     options = run_few_times_options(flops)
-    causal = getattr(logits_fn, "causal", False) is True
+    causal = _is_causal(logits_fn)
     if not with_params:
         fn = lambda tok, s, l: _eval_batch(  # noqa: E731
             logits_fn, tok, s, l, pad_id=pad_id, n_answer=n_answer, causal=causal)
@@ -208,7 +213,7 @@ def evaluate(logits_fn: LogitsFn, split: TaskSplit, *, batch_size: int = 256,
     bsz = min(batch_size, n)
     n_pad = -n % bsz
     per_token = getattr(logits_fn, "forward_flops_per_token", None)  # a hint, where the model is known
-    passes = 1 + n_answer - (getattr(logits_fn, "causal", False) is True)  # teacher-forced + greedy
+    passes = 1 + n_answer - _is_causal(logits_fn)  # teacher-forced + greedy
     flops = None if per_token is None else per_token * (n + n_pad) * split.tokens_NT.shape[1] * passes
     fn = _batch_fn(logits_fn, split.pad_id, n_answer, jit, params is not None, flops)
     if params is not None:
