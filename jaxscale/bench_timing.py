@@ -84,7 +84,7 @@ class _GroupRunner:
         from jaxscale.data.stream import data_key
         from jaxscale.model import init_params
         from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees
-        from jaxscale.train import Hyper, init_states, make_train_chunk
+        from jaxscale.train import Hyper, flat_state_host, init_states, layout_for, make_train_chunk
 
         if not stacked and len(cfgs) != 1:
             raise ValueError("time_group: a model alone means one config")
@@ -97,11 +97,12 @@ class _GroupRunner:
         hypers = [Hyper.make(optim, big) for _ in cfgs]
         if stacked:
             state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
-                                stacked=True)
+                                stacked=True, host=True)
             hyper, dims = jax.device_put(stack_trees(hypers)), stack_dims_if_padded(cfgs)
         else:
-            state = init_states(params[0], seeds[0], optim, stacked=False)
+            state = init_states(params[0], seeds[0], optim, stacked=False, host=True)
             hyper, dims = jax.device_put(hypers[0]), None
+        state = jax.device_put(flat_state_host(state, layout_for(self.env, optim.decay_all)))
         self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
         self.args = (hyper, dims, data.arrays, data_key(0))
         self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 2)]  # made before timing

@@ -9,9 +9,13 @@ command before and after), compiling each notebook-emergence model's training pr
 4.7-6.1 s instead of 7.1-8.9 s; the steady-state step moved within the machine's noise there, and
 was ~20% faster for the largest model (442k parameters) in interleaved in-process timings.
 
-The training loop converts the state to flat vectors once per dispatch, runs every step on them,
-and converts back at the end, so everything outside the loop (checkpoints, evaluation, padding,
-results) still sees the named parameter tree.
+A group's state is made flat once, on the host, before its first dispatch, and the compiled
+training program takes and returns the flat vectors (``train.FlatState``), so it holds no
+conversion: measured on the 2-core CPU, converting inside the program on every dispatch (a
+concatenation per vector in, a slice per leaf and vector out) cost the notebook-emergence large
+model's program 0.35-0.4 s of its ~3.5 s compile. The named tree comes back on the host
+(``split_host``) where it is needed: checkpoints, final weights, results; the held-out
+evaluation reads the flat parameters through ``split_leaves``.
 
 The forward pass reads the leaves as slices of the vector through :func:`unravel`, whose
 derivative is written by hand as a concatenation of the leaves' gradients (differentiating plain
@@ -29,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class FlatLayout(NamedTuple):
@@ -47,8 +52,14 @@ class FlatLayout(NamedTuple):
 def layout_of(params: dict, decayed: frozenset | set, *, decay_all: bool = False, batch_dims: int = 0) -> FlatLayout:
     """The layout of a parameter tree (``batch_dims`` leading axes, e.g. a stack's model axis, are
     not part of a leaf's shape). ``decayed`` names the leaves that get weight decay."""
-    names = sorted(params, key=lambda n: (not (decay_all or n in decayed), n))
-    shapes = tuple(tuple(params[n].shape[batch_dims:]) for n in names)
+    return layout_from_shapes({n: tuple(x.shape[batch_dims:]) for n, x in params.items()}, decayed,
+                              decay_all=decay_all)
+
+
+def layout_from_shapes(shapes_by_name: dict, decayed: frozenset | set, *, decay_all: bool = False) -> FlatLayout:
+    """``layout_of`` from one model's leaf shapes (name -> shape)."""
+    names = sorted(shapes_by_name, key=lambda n: (not (decay_all or n in decayed), n))
+    shapes = tuple(tuple(shapes_by_name[n]) for n in names)
     sizes = [math.prod(s) for s in shapes]
     offsets = [0]
     for s in sizes:
@@ -60,6 +71,24 @@ def layout_of(params: dict, decayed: frozenset | set, *, decay_all: bool = False
 def ravel(layout: FlatLayout, tree: dict) -> jax.Array:
     """The tree's leaves (one model's) concatenated in layout order: a vector [P]."""
     return jnp.concatenate([jnp.reshape(tree[n], (-1,)) for n in layout.names])
+
+
+def ravel_host(layout: FlatLayout, tree: dict) -> np.ndarray:
+    """``ravel`` on the host (numpy), over the last axis: a leaf's leading axes beyond its shape
+    in ``layout`` (a stack's model axis) are kept, so a stack's tree gives [K, P]."""
+    def flat(n, shape):
+        x = np.asarray(tree[n])
+        return x.reshape(x.shape[:x.ndim - len(shape)] + (-1,))
+
+    return np.concatenate([flat(n, s) for n, s in zip(layout.names, layout.shapes)], axis=-1)
+
+
+def split_host(layout: FlatLayout, vec_P: np.ndarray) -> dict:
+    """``split_leaves`` on the host (numpy views), over the last axis ([K, P] gives leaves with
+    the leading K axis)."""
+    vec = np.asarray(vec_P)
+    o, lead = layout.offsets, vec.shape[:-1]
+    return {n: vec[..., o[i]:o[i + 1]].reshape(lead + layout.shapes[i]) for i, n in enumerate(layout.names)}
 
 
 def split_leaves(layout: FlatLayout, vec_P: jax.Array) -> dict:

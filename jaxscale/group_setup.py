@@ -28,7 +28,8 @@ from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_mod
 from jaxscale.model import init_params
 from jaxscale.planner import calibrate, estimate_train_seconds
 from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
-from jaxscale.train import Hyper, init_states, make_eval, make_train_chunk, program_optim
+from jaxscale.train import (Hyper, flat_state_host, init_states, layout_for, make_eval, make_train_chunk,
+                            program_optim)
 
 if TYPE_CHECKING:
     from jaxscale.runner import ModelSpec, RunSettings
@@ -51,7 +52,7 @@ class PreparedGroup:
     totals: list[int]
     eval_every: int
     stacked: bool
-    state: Any
+    state: Any            # train.FlatState: the flat vectors the training program carries
     hyper: Any
     dims: Any
     arrays: Any
@@ -59,6 +60,8 @@ class PreparedGroup:
     mesh: Any
     chunk_fn: Any
     eval_fn: Any
+    layout: Any           # flat.FlatLayout of the state's vectors (train.layout_for)
+    optim: Any            # train.OptimConfig the programs were made for
     val_rows: Any
     val_weights: Any
     train_losses: np.ndarray
@@ -81,7 +84,7 @@ class PreparedGroup:
         load); otherwise leave them to the host loop."""
         chunk_args = (self.state, self.hyper, self.dims, self.arrays, self.key, np.int32(self.step),
                       np.int32(self.chunk_len))
-        eval_args = (self.state.params, self.dims, self.val_rows, self.val_weights)
+        eval_args = (self.state.params_P, self.dims, self.val_rows, self.val_weights)
         stored = getattr(self.chunk_fn, "stored", None), getattr(self.eval_fn, "stored", None)
         if only_stored and not all(f is not None and f(*a) for f, a in zip(stored, (chunk_args, eval_args))):
             return self
@@ -139,10 +142,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
     if stacked:
         state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
-                            optim, stacked=True)
+                            optim, stacked=True, host=True)
         hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
     else:
-        state = init_states(params[0], specs[0].seed, optim, stacked=False)
+        state = init_states(params[0], specs[0].seed, optim, stacked=False, host=True)
         hyper, dims = hypers[0], None
     train_losses = np.full((max(totals), k_run), np.nan)
     val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
@@ -158,6 +161,9 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
             step, elapsed_before = int(meta["step"]), float(meta["elapsed"])
             val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
             compile_s = meta.get("compile_seconds")
+    # the training program carries the state as flat vectors: made here, on the host
+    layout = layout_for(env, optim.decay_all)
+    state = flat_state_host(jax.device_get(state), layout)
 
     mesh = model_mesh() if stacked and n_dev > 1 else None
     if mesh is not None:
@@ -172,8 +178,8 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
     unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, totals, eval_every, settings.early_stop))
-    eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised), "eval",
-                                   (env, stacked, unoptimised))
+    eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised, layout=layout), "eval",
+                                   (env, stacked, unoptimised, layout))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
@@ -181,7 +187,8 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     return PreparedGroup(
         specs=tuple(specs), mode=mode, data=data, cfgs=cfgs, env=env, seq_len=seq_len, k=k, k_run=k_run,
         totals=totals, eval_every=eval_every, stacked=stacked, state=state, hyper=hyper, dims=dims,
-        arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, val_rows=val_rows,
+        arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, layout=layout, optim=optim,
+        val_rows=val_rows,
         val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
         fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run))

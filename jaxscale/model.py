@@ -68,6 +68,21 @@ class ModelDims(NamedTuple):
         return cls(*(jnp.asarray(v, jnp.int32) for v in (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)))
 
 
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Each parameter's true shape, in ``init_params``' drawing order (without the LM head's
+    leaves when ``tie_embeddings``)."""
+    d, h, e, L, f, v = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.n_layers, cfg.d_ff, cfg.vocab_size
+    shapes = {
+        "tok_emb": (v, d), "pos_emb": (cfg.max_seq_len, d), "ln1_scale": (L, d), "ln1_bias": (L, d),
+        "wqkv": (L, d, 3, h, e), "bqkv": (L, 3, h, e), "wo": (L, h, e, d), "bo": (L, d),
+        "ln2_scale": (L, d), "ln2_bias": (L, d), "w1": (L, d, f), "b1": (L, f), "w2": (L, f, d),
+        "b2": (L, d), "lnf_scale": (d,), "lnf_bias": (d,), "head_w": (d, v), "head_b": (v,),
+    }
+    if cfg.tie_embeddings:
+        del shapes["head_w"], shapes["head_b"]
+    return shapes
+
+
 def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     """Freshly initialised parameters at the config's true shape (host numpy, float32).
 
@@ -77,18 +92,9 @@ def init_params(cfg: ModelConfig, seed: int) -> dict[str, np.ndarray]:
     eager ``jax.random`` calls cost on a CPU (seconds per model).
     """
     rng = np.random.default_rng(np.random.PCG64([int(seed), 0x6A617873]))
-    d, h, e, L, f, v = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.n_layers, cfg.d_ff, cfg.vocab_size
-    resid_std = INIT_STD / math.sqrt(2 * L)
-    shapes = {
-        "tok_emb": (v, d), "pos_emb": (cfg.max_seq_len, d), "ln1_scale": (L, d), "ln1_bias": (L, d),
-        "wqkv": (L, d, 3, h, e), "bqkv": (L, 3, h, e), "wo": (L, h, e, d), "bo": (L, d),
-        "ln2_scale": (L, d), "ln2_bias": (L, d), "w1": (L, d, f), "b1": (L, f), "w2": (L, f, d),
-        "b2": (L, d), "lnf_scale": (d,), "lnf_bias": (d,), "head_w": (d, v), "head_b": (v,),
-    }
+    resid_std = INIT_STD / math.sqrt(2 * cfg.n_layers)
     params = {}
-    for name, shape in shapes.items():
-        if cfg.tie_embeddings and name in ("head_w", "head_b"):
-            continue
+    for name, shape in param_shapes(cfg).items():
         if name.endswith("scale"):
             params[name] = np.ones(shape, np.float32)
         elif name in DECAYED:

@@ -29,7 +29,7 @@ from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
 from jaxscale.stack import padded_flops_utilisation, unpad_params
-from jaxscale.train import Budget, OptimConfig
+from jaxscale.train import Budget, OptimConfig, tree_state_host
 
 N_LAST_FOR_TRAIN_LOSS = 10
 
@@ -166,7 +166,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             return None
         meta = {"step": at_step, "elapsed": elapsed_before + time.perf_counter() - t_start,
                 "val_points": val_points, "compile_seconds": compile_s}
-        host = {"state": to_host(state), "total_steps": np.asarray(to_host(hyper.total_steps)),
+        host = {"state": tree_state_host(to_host(state), g.layout, g.optim),
+                "total_steps": np.asarray(to_host(hyper.total_steps)),
                 "train_losses": train_losses}
         return str(checkpoint.save(host, meta))
 
@@ -197,7 +198,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         ends = np.asarray(to_host(hyper.total_steps)).reshape(k_run)
         due = [step <= end and (step % eval_every == 0 or step == end) for end in ends]
         if any(due):
-            vals = np.asarray(to_host(eval_fn(state.params, dims, val_rows, val_weights))).reshape(k_run)
+            vals = np.asarray(to_host(eval_fn(state.params_P, dims, val_rows, val_weights))).reshape(k_run)
             for i in range(k_run):
                 if due[i]:
                     val_points[i].append((step, float(vals[i])))
@@ -214,11 +215,11 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             if stop:
                 raise Interrupted(step, where)
     test_rows, test_weights = jax.device_put(tuple(data.test))
-    test = np.asarray(to_host(eval_fn(state.params, dims, test_rows, test_weights))).reshape(k_run)
+    test = np.asarray(to_host(eval_fn(state.params_P, dims, test_rows, test_weights))).reshape(k_run)
     wall = elapsed_before + time.perf_counter() - t_start
     steady = time.perf_counter() - t_train
 
-    final = to_host(state)
+    final = tree_state_host(to_host(state), g.layout, g.optim)
     if stacked and k_run > k:
         final = jax.tree.map(lambda x: x[:k], final)
     steps_taken = np.asarray(final.step).reshape(k)
@@ -251,7 +252,7 @@ def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eva
     stop = (means < threshold) & (ends > step)
     if not stop.any():
         return hyper
-    vals = np.asarray(to_host(eval_fn(state.params, dims, vr, vw))).reshape(k)
+    vals = np.asarray(to_host(eval_fn(state.params_P, dims, vr, vw))).reshape(k)
     for i in np.nonzero(stop)[0]:
         ends[i] = step
         if not val_points[i] or val_points[i][-1][0] != step:

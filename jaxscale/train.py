@@ -36,8 +36,9 @@ import optax
 
 from jaxscale.compile_mode import compiler_options, run_few_times_options, unoptimised_pays
 from jaxscale.config import ModelConfig
-from jaxscale.flat import FlatLayout, decay_mask, layout_of, ravel, split_leaves, unravel
-from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, remat_policy
+from jaxscale.flat import (FlatLayout, decay_mask, layout_from_shapes, layout_of, ravel, ravel_host, split_host,
+                           split_leaves, unravel)
+from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, param_shapes, remat_policy
 from jaxscale.rng import fold, host_dropout_keys
 
 PARAMS_BASES = ("total", "non_embedding")
@@ -149,9 +150,10 @@ def init_state(params: dict, seed: int | jax.Array, optim: OptimConfig) -> Train
                       jax.random.fold_in(jax.random.PRNGKey(seed), 1))
 
 
-def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainState:
+def init_states(params, seeds, optim: OptimConfig, *, stacked: bool, host: bool = False) -> TrainState:
     """``init_state`` for a stack (over the leading model axis of ``params`` and ``seeds`` [K])
-    or one model, as fresh device arrays (the training program takes them over: donated).
+    or one model, as fresh device arrays (the training program takes them over: donated), or
+    host numpy arrays if ``host``.
 
     Built on the host (zeros for the moments, the dropout key from ``rng.host_dropout_keys``) and
     sent with one transfer: on the device it was a compiled program per model size, 0.5 s of a
@@ -162,12 +164,14 @@ def init_states(params, seeds, optim: OptimConfig, *, stacked: bool) -> TrainSta
     if keys is None:
         # a few elementwise passes over the parameters (the moments' zeros, the copy)
         unoptimised = unoptimised_pays(4 * sum(np.size(x) for x in jax.tree.leaves(params)))
-        return _init_program(optim, stacked, unoptimised)(params, seeds)
+        state = _init_program(optim, stacked, unoptimised)(params, seeds)
+        return jax.device_get(state) if host else state
     params = jax.tree.map(lambda x: np.array(x, np.float32), params)  # a private copy: it is donated
     init = jax.vmap(make_tx(optim).init) if stacked else make_tx(optim).init
     opt_state = jax.tree.map(lambda sd: np.zeros(sd.shape, sd.dtype), jax.eval_shape(init, params))
     zeros = np.zeros(seeds.shape, np.int32)
-    return jax.device_put(TrainState(params, opt_state, zeros, zeros.astype(bool), keys.astype(np.uint32)))
+    state = TrainState(params, opt_state, zeros, zeros.astype(bool), keys.astype(np.uint32))
+    return state if host else jax.device_put(state)
 
 
 @functools.lru_cache(maxsize=64)
@@ -220,6 +224,31 @@ def from_flat(fs: FlatState, layout: FlatLayout, like: TrainState) -> TrainState
 
 def state_layout(state: TrainState, optim: OptimConfig, *, stacked: bool) -> FlatLayout:
     return layout_of(state.params, DECAYED, decay_all=optim.decay_all, batch_dims=int(stacked))
+
+
+@functools.lru_cache(maxsize=256)
+def layout_for(cfg: ModelConfig, decay_all: bool) -> FlatLayout:
+    """The flat layout of one model of ``cfg`` (a stack's: of its envelope, each model's row)."""
+    return layout_from_shapes(param_shapes(cfg), DECAYED, decay_all=decay_all)
+
+
+def flat_state_host(state: TrainState, layout: FlatLayout) -> FlatState:
+    """A (host) state as the flat vectors the training program carries, made on the host: [P],
+    or [K, P] for a stack (its leaves' leading model axis is kept)."""
+    adam = state.opt_state[1]
+    return FlatState(ravel_host(layout, state.params), ravel_host(layout, adam.mu), ravel_host(layout, adam.nu),
+                     np.asarray(adam.count), np.asarray(state.step), np.asarray(state.diverged),
+                     np.asarray(state.key))
+
+
+def tree_state_host(fs: FlatState, layout: FlatLayout, optim: OptimConfig) -> TrainState:
+    """The named-tree state of host flat vectors (``flat_state_host``'s inverse; numpy views)."""
+    params = split_host(layout, fs.params_P)
+    like = jax.eval_shape(make_tx(optim).init, params)  # the optimiser state's structure only
+    adam = like[1]._replace(count=np.asarray(fs.count), mu=split_host(layout, fs.mu_P),
+                            nu=split_host(layout, fs.nu_P))
+    return TrainState(params, (like[0], adam) + tuple(like[2:]), np.asarray(fs.step), np.asarray(fs.diverged),
+                      np.asarray(fs.key))
 
 
 def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
@@ -282,13 +311,14 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
 
 def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool,
                      fast_compile: bool = False):
-    """A jitted ``chunk(state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
+    """A jitted ``chunk(flat_state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
     ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
     chunk length reuses one compiled program). ``sampler(arrays, data_key, step)`` draws the batch
-    every model of the stack trains on. Returns the state and per-step losses [max_steps(, K)]
-    (NaN where a model was inactive or beyond ``n``). The loop carries the flat state
-    (``FlatState``): converted once on the way in and once on the way out. ``fast_compile``: the
-    CPU's faster-compiling code generation (``compile_mode.py``)."""
+    every model of the stack trains on. Returns the flat state and per-step losses
+    [max_steps(, K)] (NaN where a model was inactive or beyond ``n``). The state is a
+    ``FlatState`` in ``layout_for(cfg, optim.decay_all)`` (made by ``flat_state_host``): the
+    program holds no tree conversion (``flat.py``). ``fast_compile``: the CPU's
+    faster-compiling code generation (``compile_mode.py``)."""
     return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy())
 
 
@@ -297,15 +327,14 @@ def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, 
                  remat: str):
     """``make_train_chunk``'s program, one per remat policy (``model.remat_policy``, read when the
     program is made: a change of ``$JAXSCALE_REMAT`` makes a new program, never a stale one)."""
-    def chunk(state, hyper, dims, arrays, key, start, n):
-        layout = state_layout(state, optim, stacked=stacked)
+    layout = layout_for(cfg, optim.decay_all)
 
+    def chunk(fs, hyper, dims, arrays, key, start, n):
         def one(fs, hyper, dims, inputs, targets, weights):
             return flat_step(fs, hyper, inputs, targets, weights, cfg=cfg, optim=optim, layout=layout, dims=dims,
                              remat=remat)
 
         step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
-        convert = (lambda f: jax.vmap(f)) if stacked else (lambda f: f)
         k = hyper.lr.shape if stacked else ()
         losses = jnp.full((max_steps,) + k, jnp.nan, jnp.float32)
 
@@ -315,20 +344,23 @@ def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, 
             fs, metrics = step_fn(fs, hyper, dims, inputs, targets, weights)
             return fs, losses.at[i].set(metrics["loss"])
 
-        fs = convert(lambda st: to_flat(st, layout))(state)
-        fs, losses = jax.lax.fori_loop(0, n, body, (fs, losses))
-        return convert(lambda f, st: from_flat(f, layout, st))(fs, state), losses
+        return jax.lax.fori_loop(0, n, body, (fs, losses))
 
     return jax.jit(chunk, donate_argnums=(0,), compiler_options=compiler_options(fast_compile))
 
 
 @functools.lru_cache(maxsize=64)
-def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimised: bool = False):
+def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimised: bool = False,
+              layout: FlatLayout | None = None):
     """A jitted ``evaluate(params, dims, rows[M, T+1], weights[M, T]) -> loss``: the weighted
     mean next-token loss over all held-out rows (per model if stacked), dropout off. Rows are
     scored in batches with ``lax.map`` to bound activation memory. ``unoptimised``: compiled
-    without LLVM's optimisations on a CPU (``compile_mode.unoptimised_pays``)."""
+    without LLVM's optimisations on a CPU (``compile_mode.unoptimised_pays``). ``layout``: the
+    parameters come as the training state's flat vector in that layout (``FlatState.params_P``),
+    not as the named tree."""
     def one(params, dims, rows, weights):
+        if layout is not None:
+            params = split_leaves(layout, params)
         m = rows.shape[0]
         pad = (-m) % batch_size
         r = jnp.concatenate([rows, jnp.zeros((pad, rows.shape[1]), rows.dtype)], axis=0)

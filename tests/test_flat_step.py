@@ -35,6 +35,41 @@ def test_layout_puts_decayed_leaves_first_and_round_trips(model):
     assert layout_of(params, DECAYED, decay_all=True).n_decayed == layout.size
 
 
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("decay_all", [False, True])
+def test_host_flat_state_round_trips_in_the_layout_of_the_config(stacked, decay_all):
+    """The training program carries the state as flat vectors made on the host: the config's
+    layout must be the one the state's tree gives, and the named tree must come back exactly
+    (a stack's [K, P] vectors keep the model axis)."""
+    from jaxscale.config import family_configs
+    from jaxscale.stack import envelope, pad_params, stack_trees
+    from jaxscale.train import flat_state_host, init_states, layout_for, state_layout, tree_state_host
+
+    optim = OptimConfig(decay_all=decay_all)
+    cfgs = family_configs("notebook-scaling")[:3]
+    if stacked:
+        env = envelope(cfgs)
+        params = stack_trees([pad_params(init_params(c, i), env) for i, c in enumerate(cfgs)])
+        state = init_states(params, [1, 2, 3], optim, stacked=True, host=True)
+    else:
+        env = cfgs[1]
+        state = init_states(init_params(env, 4), 4, optim, stacked=False, host=True)
+    # non-trivial moments, count and step, so that a mix-up of vectors or leaves shows
+    adam = state.opt_state[1]
+    rng = np.random.default_rng(0)
+    adam = adam._replace(mu=jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32), adam.mu),
+                         nu=jax.tree.map(lambda x: rng.random(x.shape).astype(np.float32), adam.nu),
+                         count=np.asarray(adam.count) + 7)
+    state = state._replace(opt_state=(state.opt_state[0], adam), step=np.asarray(state.step) + 3)
+    layout = layout_for(env, decay_all)
+    assert layout == state_layout(state, optim, stacked=stacked)
+    fs = flat_state_host(state, layout)
+    chex.assert_shape([fs.params_P, fs.mu_P, fs.nu_P], ((3,) if stacked else ()) + (layout.size,))
+    back = tree_state_host(fs, layout, optim)
+    assert jax.tree.structure(back) == jax.tree.structure(state)
+    chex.assert_trees_all_equal(back, state)
+
+
 def test_unravel_gradient_is_the_raveled_tree_gradient(model):
     cfg, params = model
     layout = layout_of(params, DECAYED)
