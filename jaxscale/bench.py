@@ -75,15 +75,16 @@ def auto_steps_per_dispatch(cfgs: Sequence, batch_size: int, seq_len: int, peak:
 
 
 def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, tokens_per_step: int,
-                 profile) -> list[tuple[tuple[int, ...], bool, int]]:
-    """[(indices, stacked, lane)] of ``mode``: one stack per compatible bucket, every model alone,
-    or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's lanes."""
+                 profile) -> list[tuple[tuple[int, ...], bool, int, tuple[int, ...]]]:
+    """[(indices, stacked, lane, shared)] of ``mode``: one stack per compatible bucket, every model
+    alone, or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's
+    lanes (``shared``: the models whose envelope a model alone is padded to, ``Group.shared``)."""
     from jaxscale.planner import plan
     from jaxscale.runner import ModelSpec
 
     mspecs = [ModelSpec(s.cfg, s.seed) for s in specs]
     groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode)
-    return [(g.indices, g.mode == "stack", g.lane) for g in groups]
+    return [(g.indices, g.mode == "stack", g.lane, tuple(g.shared)) for g in groups]
 
 
 def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[str] = MODES,
@@ -107,6 +108,7 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     from jaxscale.planner import calibrate
     from jaxscale.provenance import versions
     from jaxscale.train import OptimConfig
+    from jaxscale.stack import envelope
 
     if not specs:
         raise ValueError("bench: no models")
@@ -136,17 +138,22 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     plans = {mode: _plan_groups(specs, mode, budget_steps, b * t, profile) for mode in modes}
-    unique = list(dict.fromkeys((tuple(ix), st) for groups in plans.values() for ix, st, _ in groups))
-    laned = [mode for mode in modes if len({lane for *_, lane in plans[mode]}) > 1]
-    lanes_of = [[[unique.index((tuple(ix), st)) for ix, st, lane in plans[mode] if lane == j]
-                 for j in range(1 + max(lane for *_, lane in plans[mode]))] for mode in laned]
-    timed, lane_steps = time_plans([([specs[i].cfg for i in ix], [specs[i].seed for i in ix], st) for ix, st in unique],
+    unique = list(dict.fromkeys((tuple(ix), st, sh) for groups in plans.values() for ix, st, _, sh in groups))
+    laned = [mode for mode in modes if len({g[2] for g in plans[mode]}) > 1]
+    lanes_of = [[[unique.index((tuple(ix), st, sh)) for ix, st, lane, sh in plans[mode] if lane == j]
+                 for j in range(1 + max(g[2] for g in plans[mode]))] for mode in laned]
+
+    def timing_unit(ix, st, sh):
+        unit = ([specs[i].cfg for i in ix], [specs[i].seed for i in ix], st)
+        return unit + (envelope([specs[i].cfg for i in sh]),) if sh else unit
+
+    timed, lane_steps = time_plans([timing_unit(*u) for u in unique],
                                    data, optim, steps_per_dispatch=steps_per_dispatch, repeats=repeats,
                                    lanes_of=lanes_of, log=say, profile_dir=profile_dir, profile_top=profile_top)
     cache = dict(zip(unique, timed))
     out_modes = {}
     for mode in modes:
-        timings = [(ix, cache[(tuple(ix), st)]) for ix, st, _ in plans[mode]]
+        timings = [(ix, cache[(tuple(ix), st, sh)]) for ix, st, _, sh in plans[mode]]
         out_modes[mode] = m = _mode_result(mode, timings, specs, b, t, peak["peak_flops"], devices, budget_steps)
         if mode in laned:
             st = lane_steps[laned.index(mode)]
@@ -204,7 +211,7 @@ def _mode_result(mode, timings, specs, b, t, peak, devices, budget_steps) -> dic
         gcfgs = [specs[i].cfg for i in indices]
         st = g.step_s_median
         tp = throughput(gcfgs, st, b, t, peak, devices)
-        padded = len(gcfgs) * flops_per_step(_env_cfg(gcfgs, g.mode), b, t) / st
+        padded = len(gcfgs) * flops_per_step(g.env or _env_cfg(gcfgs, g.mode), b, t) / st
         groups.append({**g.summary(), **tp, "padded_flops_per_s": padded,
                        "padded_flops_mfu": mfu(padded, peak, devices)})
         for i in indices:
@@ -262,7 +269,7 @@ def format_report(res: dict) -> str:
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
              f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]
     for mode, m in res["modes"].items():
-        programs = len({(g["mode"], g["envelope"], g["k"]) for g in m["groups"]})
+        programs = sum(1 for g in m["groups"] if g["compiles_first_dispatch"])  # the others reused one
         lines.append(f"\n[{mode}] {len(m['groups'])} group(s), {programs} program(s): one step of all "
                      f"{res['n_models']} models "
                      f"{1e3 * m['step_s']:.3f} ms, {m['tokens_per_s']:,.0f} tok/s, "

@@ -55,6 +55,7 @@ class GroupTiming:
     step_s: list               # per-step seconds, one sample per timed dispatch
     padded_flops_util: float
     profile: dict | None = None  # op_profile.op_table of one traced dispatch (bench --profile)
+    env: object = None           # the config the program runs at (a stack's or shared program's envelope)
 
     @property
     def step_s_median(self) -> float:
@@ -77,12 +78,12 @@ class _GroupRunner:
     """One program ready to time: state built, first dispatch (compilation) done."""
 
     def __init__(self, cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool,
-                 steps_per_dispatch: int, max_repeats: int):
+                 steps_per_dispatch: int, max_repeats: int, padded_to=None):
         import jax
         import numpy as np
 
         from jaxscale.data.stream import data_key
-        from jaxscale.model import init_params
+        from jaxscale.model import ModelDims, init_params
         from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees
         from jaxscale.train import Hyper, flat_state_host, init_states, layout_for, make_train_chunk
 
@@ -90,7 +91,8 @@ class _GroupRunner:
             raise ValueError("time_group: a model alone means one config")
         _CompileCounter.ensure()
         self.cfgs, self.seeds, self.stacked = list(cfgs), list(seeds), stacked
-        self.env = envelope(cfgs) if stacked else cfgs[0]
+        # padded_to: one model alone at a shared program's envelope (planner.Group.shared)
+        self.env = envelope(cfgs) if stacked else padded_to or cfgs[0]
         n = self.n = int(steps_per_dispatch)
         big = 2**30  # budgets far beyond the measurement, so no model freezes
         params = [init_params(c, s) for c, s in zip(cfgs, seeds)]
@@ -99,6 +101,9 @@ class _GroupRunner:
             state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
                                 stacked=True, host=True)
             hyper, dims = jax.device_put(stack_trees(hypers)), stack_dims_if_padded(cfgs)
+        elif padded_to is not None:
+            state = init_states(pad_params(params[0], self.env), seeds[0], optim, stacked=False, host=True)
+            hyper, dims = jax.device_put(hypers[0]), ModelDims.of_host(cfgs[0])
         else:
             state = init_states(params[0], seeds[0], optim, stacked=False, host=True)
             hyper, dims = jax.device_put(hypers[0]), None
@@ -108,7 +113,8 @@ class _GroupRunner:
         self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 2)]  # made before timing
         self.count = jax.device_put(np.int32(n))
         jax.block_until_ready((state, self.args, self.starts, self.count))
-        self.util = padded_flops_utilisation(cfgs, data.seq_len) if stacked else 1.0
+        self.util = (padded_flops_utilisation(cfgs, data.seq_len) if stacked else
+                     cfgs[0].flops_per_token(seq_len=data.seq_len).total / self.env.flops_per_token(seq_len=data.seq_len).total)
         c0 = _CompileCounter.count
         t0 = time.perf_counter()
         self.state, losses = self.chunk(state, *self.args, self.starts[0], self.count)
@@ -150,9 +156,9 @@ class _GroupRunner:
     def timing(self) -> GroupTiming:
         med = statistics.median(self.times)
         return GroupTiming([c.name for c in self.cfgs], self.seeds, "stack" if self.stacked else "alone",
-                           len(self.cfgs), self.env.name if self.stacked else self.cfgs[0].name, self.n, self.first,
+                           len(self.cfgs), self.env.name, self.n, self.first,
                            max(self.first - med * self.n, 0.0), self.compiles_first, self.recompiles, self.times,
-                           self.util, self.profile)
+                           self.util, self.profile, self.env)
 
 
 def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
@@ -166,20 +172,23 @@ def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, op
                       profile_dir=profile_dir, profile_top=profile_top)[0]
 
 
-def time_plans(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
+def time_plans(groups: Sequence[tuple], data, optim, *, steps_per_dispatch: int,
                repeats: int, lanes_of: Sequence[Sequence[Sequence[int]]] = (), log=None, profile_dir=None,
                profile_top: int = 15) -> tuple[list[GroupTiming], list[float]]:
-    """``time_groups``, then for each entry of ``lanes_of`` (a plan's lanes, each a list of
+    """``time_groups`` (each group ``(cfgs, seeds, stacked)`` or, for one model alone at a shared
+    program's envelope, ``(cfgs, seeds, False, envelope)``), then for each entry of ``lanes_of`` (a plan's lanes, each a list of
     indices into ``groups``) the seconds of one step of all its models with the lanes running at
     once in threads, as a sweep runs them: per round every lane dispatches each of its programs
     once; the wall time of ``repeats`` rounds / (``repeats`` × steps per dispatch)."""
     say = log or (lambda *_: None)
     runners = []
-    for cfgs, seeds, stacked in groups:
-        say(f"  compiling {'a stack of ' + str(len(cfgs)) if stacked else 'alone'}: "
+    for cfgs, seeds, stacked, *padded_to in groups:
+        padded_to = padded_to[0] if padded_to else None
+        say(f"  compiling {'a stack of ' + str(len(cfgs)) if stacked else 'alone'}"
+            f"{' (padded to a shared envelope)' if padded_to is not None else ''}: "
             f"{', '.join(f'{c.name} seed={s}' for c, s in zip(cfgs, seeds))}")
         runners.append(_GroupRunner(cfgs, seeds, data, optim, stacked=stacked, steps_per_dispatch=steps_per_dispatch,
-                                    max_repeats=repeats))
+                                    max_repeats=repeats, padded_to=padded_to))
     for _ in range(repeats):
         for r in runners:
             r.once()

@@ -25,7 +25,7 @@ from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
 from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models
-from jaxscale.model import init_params
+from jaxscale.model import ModelDims, init_params
 from jaxscale.planner import calibrate, estimate_train_seconds
 from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
 from jaxscale.train import (Hyper, flat_state_host, init_states, layout_for, make_eval, make_train_chunk,
@@ -77,6 +77,7 @@ class PreparedGroup:
     compile_ahead_s: float | None = None
     program_source: str | None = None
     program_key: tuple = ()  # train_program_key of this group
+    shared: tuple = ()       # labels of the models sharing this model's program (prepare_group's ``shared``)
 
     def compile(self, *, only_stored: bool = False) -> "PreparedGroup":
         """Compile (or load) the training and evaluation programs for this group's arguments,
@@ -98,9 +99,12 @@ class PreparedGroup:
 
 def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settings: "RunSettings", *,
                   mode: str = "stack", stack_id: str | None = None,
-                  checkpoint: GroupCheckpoint | None = None) -> PreparedGroup:
+                  checkpoint: GroupCheckpoint | None = None,
+                  shared: Sequence["ModelSpec"] | None = None) -> PreparedGroup:
     """The setup of ``runner.train_group`` (same arguments and checks), restored from
-    ``checkpoint``'s newest snapshot if there is one; programs are not compiled yet."""
+    ``checkpoint``'s newest snapshot if there is one; programs are not compiled yet.
+    ``shared`` (mode ``alone``): the models, this one among them, that share its training program
+    (``planner.Group.shared``): it is padded to their envelope and trained with masks."""
     t_start = time.perf_counter()
     if not specs:
         raise ValueError("prepare_group: no models given")
@@ -108,8 +112,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         raise ValueError(f"mode must be 'stack' or 'alone', got {mode!r}")
     if mode == "alone" and len(specs) != 1:
         raise ValueError(f"mode 'alone' trains one model, got {len(specs)}")
+    if shared is not None and (mode != "alone" or specs[0] not in shared):
+        raise ValueError("prepare_group: `shared` is for a model alone, and must include it")
     cfgs = [s.cfg for s in specs]
-    env = envelope(cfgs) if mode == "stack" else cfgs[0]
+    env = envelope(cfgs) if mode == "stack" else envelope([s.cfg for s in shared]) if shared else cfgs[0]
     if isinstance(data, Corpus):
         seq_len = settings.seq_len or env.max_seq_len
         if seq_len > env.max_seq_len:
@@ -144,6 +150,9 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
                             optim, stacked=True, host=True)
         hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
+    elif shared:  # padded to the shared envelope; masks (dims) give the true sizes
+        state = init_states(pad_params(params[0], env), specs[0].seed, optim, stacked=False, host=True)
+        hyper, dims = hypers[0], ModelDims.of_host(cfgs[0])
     else:
         state = init_states(params[0], specs[0].seed, optim, stacked=False, host=True)
         hyper, dims = hypers[0], None
@@ -173,11 +182,15 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
         arrays = data.arrays
 
-    static = _chunk_static(cfgs, env, optim, data, settings, totals, stacked)
+    # a shared program is made from all its models' budgets, so that each of them makes the same one
+    program_totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in shared] if shared else totals
+    static = _chunk_static(cfgs, env, optim, data, settings, program_totals, stacked, padded=bool(shared))
     chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
-    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, totals, eval_every, settings.early_stop))
+    if shared:
+        eval_every = settings.eval_every or max(1, math.ceil(max(program_totals) / settings.n_evals))
+    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, program_totals, eval_every, settings.early_stop))
     eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised, layout=layout), "eval",
                                    (env, stacked, unoptimised, layout))
     key = data_key(settings.data_seed)
@@ -191,7 +204,8 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         val_rows=val_rows,
         val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
-        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run))
+        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run),
+        shared=tuple(s.label for s in shared) if shared else ())
 
 
 def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early_stop) -> float:
@@ -206,22 +220,26 @@ def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early
     return per_token * k_run * (val_calls * tokens(data.val[0]) + tokens(data.test[0]))
 
 
-def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked) -> tuple:
-    """What the training program is made from besides its arguments' shapes."""
+def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, padded: bool = False) -> tuple:
+    """What the training program is made from besides its arguments' shapes (``padded``: a model
+    alone at a shared envelope, ``totals`` the budgets of every model sharing it)."""
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked),
-                       estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
-    return (env, optim, data.sampler, chunk_len, stacked, fast)
+    train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True) if padded
+               else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
+    return (env, optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
 
 
 def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "RunSettings", mode: str) -> tuple:
     """The key under which a group's training program is noted as compiled on disk
     (``program_cache.note_stored``): computed from the models and settings alone, as a planner
-    can, before any state is built. Equal to ``prepare_group(...).program_key``."""
+    can, before any state is built. Equal to ``prepare_group(...).program_key``; mode ``shared``:
+    the program ``specs`` share, each alone (``prepare_group(shared=specs)``)."""
     cfgs = [s.cfg for s in specs]
     stacked = mode == "stack"
-    env = envelope(cfgs) if stacked else cfgs[0]
+    env = envelope(cfgs) if mode != "alone" else cfgs[0]
     totals = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-    k_run = padded_stack_size(len(specs), jax.device_count() if stacked else 1)
-    return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked), k_run)
+    k_run = padded_stack_size(len(specs), jax.device_count()) if stacked else 1
+    return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked,
+                          padded=mode == "shared"), k_run)

@@ -67,6 +67,11 @@ class ModelDims(NamedTuple):
     def of(cls, cfg: ModelConfig) -> "ModelDims":
         return cls(*(jnp.asarray(v, jnp.int32) for v in (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)))
 
+    @classmethod
+    def of_host(cls, cfg: ModelConfig) -> "ModelDims":
+        """``of`` as host numpy scalars (no device work)."""
+        return cls(*(np.int32(v) for v in (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)))
+
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Each parameter's true shape, in ``init_params``' drawing order (without the LM head's

@@ -17,9 +17,22 @@ notebook's models are far below the FLOP rate, so ``overhead_s`` dominates and o
 on a CPU a step of K models costs about K times a step of the envelope, so what stacking saves is
 compile time and per-step overhead, against padding waste and its slower compile. ``auto``
 searches every partition of each compatible bucket into groups that are contiguous in model cost
-(dynamic programming, O(M²) segments, each a stack or, for one config, a run of models alone) and
-keeps the cheapest; ``stack`` puts each compatible bucket in one stack; ``sequential`` trains
-every model alone.
+(dynamic programming, O(M²) segments, each a stack, a *shared program* (below) or, for one
+config, a run of models alone) and keeps the cheapest; ``stack`` puts each compatible bucket in
+one stack; ``sequential`` trains every model alone at its true shape.
+
+**Shared programs** (a CPU's choice). Models of neighbouring sizes can also be trained alone,
+one after another or on different lanes, by one compiled program at their envelope's shape:
+each is padded to it and masked exactly as in a stack (it computes what it computes alone, to
+float rounding), but a step costs one envelope step, not K, and the program compiles as fast
+as one model's alone. On a CPU, where a compile costs seconds and a small model's step well
+under a millisecond, that trades a little padding for whole compiles: measured on the 2-core
+CPU, cold ``jaxscale sweep --preset notebook-emergence`` took 19.3-19.5 s with {micro, tiny},
+{small, medium} and large on three programs, against 24.3-29.7 s for ``--mode sequential``'s
+five; cold ``--preset notebook-scaling`` 4.8-4.9 s with its five models on one shared program,
+against 5.8-6.9 s as one stack. Each such model is its own group (``Group.shared`` names the set;
+the first compiles, ``Group.compiles``), so lanes train them at once. Accelerators keep stacks:
+sharing was not measured there, and their per-step overhead favours one vmapped program.
 
 **Lanes.** On a CPU a program of the notebook's batch-of-one models keeps about one core busy:
 XLA runs its hundreds of small ops one after another. So a sweep trains several groups at once,
@@ -168,6 +181,11 @@ class Group:
     notes: dict = field(default_factory=dict)
     lane: int = 0             # the host thread the estimate puts it on (a sweep's lanes take groups from a queue)
     flop_seconds: float = 0.0  # the FLOP-bound share of estimated_s
+    # a model alone that shares one compiled program with the models ``shared`` (indices, its
+    # own included): every one of them is padded to their envelope and trained alone by it, masks
+    # making it compute what it computes at its true shape; () when not shared
+    shared: tuple[int, ...] = ()
+    compiles: bool = True     # False: an earlier group of the plan compiles (or loads) its program
     # estimated_s is the group's time with the device to itself: on several lanes a FLOP-bound
     # group shares the cores and takes longer, which ``plan_seconds`` accounts for (a plan total)
 
@@ -195,7 +213,8 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
          mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, bool], bool] | None = None) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
     plan order. ``stored(indices, stacked)``: whether that group's training program is already
-    compiled on disk (a warm run), so that it costs ``load_s`` instead of a compile."""
+    compiled on disk (a warm run), so that it costs ``load_s`` instead of a compile (``stacked``
+    None: the program shared by those models alone, ``Group.shared``)."""
     stored = stored or (lambda indices, stacked: False)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -225,21 +244,48 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     return min((groups_for(how) for how in ("auto", "sequential", "stack")), key=plan_seconds)
 
 
+def _shared_cost(part, specs, steps, tokens_per_step, profile, stored) -> float:
+    """Seconds of the models of ``part`` trained alone, one after another, by one program at their
+    envelope's shape: one compile (a padded model alone compiled as fast as one at its true
+    shape, measured on the 2-core CPU) and every step at the envelope's cost."""
+    env = envelope([specs[t].cfg for t in part])
+    step = profile.step_seconds(env.flops_per_token().total * tokens_per_step, 1, env.param_counts().total)
+    compile_s = profile.load_s if stored(tuple(part), None) else profile.compile_seconds(stacked=False)
+    return compile_s + sum(steps[t] for t in part) * step
+
+
+def _shared_groups(part, specs, steps, tokens_per_step, profile, stored, first_id: int) -> list[Group]:
+    """One group per model of a shared segment (``Group.shared``), so that lanes can train them
+    at once; the first carries the compile."""
+    env = envelope([specs[t].cfg for t in part])
+    flops = env.flops_per_token().total * tokens_per_step
+    step = profile.step_seconds(flops, 1, env.param_counts().total)
+    compile_s = profile.load_s if stored(tuple(part), None) else profile.compile_seconds(stacked=False)
+    return [Group(f"g{first_id + j:02d}", (t,), "alone", env.name, (compile_s if j == 0 else 0.0) + steps[t] * step,
+                  specs[t].cfg.flops_per_token().total / env.flops_per_token().total,
+                  flop_seconds=steps[t] * profile.flop_seconds(flops, 1), shared=tuple(part), compiles=j == 0)
+            for j, t in enumerate(part)]
+
+
 def _make_groups(parts, specs, steps, tokens_per_step, profile, stored) -> list[Group]:
     groups: list[Group] = []
     compiled: set = set()  # configs whose alone program an earlier group compiled
     for part in parts:
+        if isinstance(part, tuple):  # a shared segment (``_best_partition``)
+            groups.extend(_shared_groups(part, specs, steps, tokens_per_step, profile, stored, len(groups)))
+            continue
         alone = len(part) == 1
         cfgs = [specs[i].cfg for i in part]
         part_steps = [steps[i] for i in part]
+        reused = alone and cfgs[0] in compiled
         cost, useful = _group_cost(cfgs, part_steps, profile, tokens_per_step, alone=alone,
-                                   compiled=alone and cfgs[0] in compiled, stored=stored(tuple(part), not alone))
+                                   compiled=reused, stored=stored(tuple(part), not alone))
         if alone:
             compiled.add(cfgs[0])
         env = cfgs[0] if alone else envelope(cfgs)
         flop_s = max(part_steps) * profile.flop_seconds(env.flops_per_token().total * tokens_per_step, len(cfgs))
         groups.append(Group(f"g{len(groups):02d}", tuple(part), "alone" if alone else "stack", env.name,
-                            cost, useful, flop_seconds=flop_s))
+                            cost, useful, flop_seconds=flop_s, compiles=not reused))
     return groups
 
 
@@ -268,21 +314,25 @@ def plan_seconds(groups: Sequence[Group]) -> float:
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
-def _segment_cost(part, specs, steps, tokens_per_step, profile, stored) -> tuple[float, bool]:
-    """The cheaper way to train a contiguous segment: (seconds, as a stack?). A segment of one
-    config can also run as its models alone, one after another, on one program."""
+def _segment_cost(part, specs, steps, tokens_per_step, profile, stored) -> tuple[float, str]:
+    """The cheapest way to train a contiguous segment: (seconds, how): ``stack``, ``alone`` (a
+    segment of one config: its models alone, one after another, on one program) or ``shared``
+    (models of several configs alone, one after another, on one program at their envelope)."""
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
         return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True,
-                           stored=stored((part[0],), False))[0], False
+                           stored=stored((part[0],), False))[0], "alone"
     stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False,
                         stored=stored(tuple(part), True))[0]
     if any(c != cfgs[0] for c in cfgs):
-        return stack, True
+        if profile.platform != "cpu":  # measured on a CPU only (an accelerator's lanes: one)
+            return stack, "stack"
+        shared = _shared_cost(part, specs, steps, tokens_per_step, profile, stored)
+        return (stack, "stack") if stack <= shared else (shared, "shared")
     run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0,
                           stored=j == 0 and stored((t,), False))[0]
               for j, (c, t) in enumerate(zip(cfgs, part)))
-    return (stack, True) if stack <= run else (run, False)
+    return (stack, "stack") if stack <= run else (run, "alone")
 
 
 def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored) -> list[list[int]]:
@@ -290,24 +340,29 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, st
     each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
     best = [0.0] + [float("inf")] * m
-    cut, as_stack = [0] * (m + 1), [True] * (m + 1)
+    cut, how = [0] * (m + 1), ["stack"] * (m + 1)
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, stacked = _segment_cost(part, specs, steps, tokens_per_step, profile, stored)
+            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored)
             if best[i] + cost < best[j]:
-                best[j], cut[j], as_stack[j] = best[i] + cost, i, stacked
+                best[j], cut[j], how[j] = best[i] + cost, i, way
     parts, j = [], m
     while j > 0:
         seg = order[cut[j]:j]
-        parts.extend([seg] if as_stack[j] else [[t] for t in reversed(seg)])
+        if how[j] == "shared":
+            parts.append(tuple(seg))  # a tuple marks a shared segment for _make_groups
+        else:
+            parts.extend([seg] if how[j] == "stack" else [[t] for t in reversed(seg)])
         j = cut[j]
     return parts[::-1]
 
 
 def program_count(groups: Sequence[Group], specs: Sequence) -> int:
-    """Distinct training programs of a plan: one per stack, one per config trained alone."""
-    return len({("stack", g.id) if g.mode == "stack" else ("alone", specs[g.indices[0]].cfg) for g in groups})
+    """Distinct training programs of a plan: one per stack, one per config trained alone, one per
+    set of models sharing a program."""
+    return len({("stack", g.id) if g.mode == "stack" else ("shared", tuple(g.shared)) if g.shared
+                else ("alone", specs[g.indices[0]].cfg) for g in groups})
 
 
 def describe(groups: Sequence[Group], specs: Sequence) -> str:
@@ -316,6 +371,8 @@ def describe(groups: Sequence[Group], specs: Sequence) -> str:
     for g in groups:
         names = ", ".join(specs[i].label for i in g.indices)
         lane = f" lane {g.lane}" if n_lanes > 1 else ""
+        share = (f" (padded to {g.envelope_name}, one program with "
+                 f"{', '.join(specs[i].cfg.name for i in g.shared if i not in g.indices)})") if g.shared else ""
         lines.append(f"  {g.id} {g.mode:<5} K={len(g.indices):<3}{lane} est {g.estimated_s:7.1f}s "
-                     f"padded-FLOP util {g.padded_flops_util:5.1%}: {names}")
+                     f"padded-FLOP util {g.padded_flops_util:5.1%}: {names}{share}")
     return "\n".join(lines)

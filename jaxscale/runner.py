@@ -133,7 +133,7 @@ def run_id_for(spec: "ModelSpec", data: TrainData, data_seed: int, stack_id: str
 def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,
                 mode: str = "stack", stack_id: str | None = None, checkpoint: GroupCheckpoint | None = None,
                 checkpoint_every: int | None = None, should_stop=None,
-                prepared: PreparedGroup | None = None) -> "GroupResult":
+                prepared: PreparedGroup | None = None, shared: Sequence[ModelSpec] | None = None) -> "GroupResult":
     """Train ``specs`` together (``mode='stack'``: one padded, vmapped program, its model axis
     sharded over every device) or, for a single spec, ``mode='alone'`` (the unvmapped step at the
     true shape) on ``data`` (a ``TrainData``, or a ``Corpus`` read with ``settings``' batch size
@@ -145,8 +145,10 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     ``prepare_group`` with the same arguments (a sweep compiles the next group's programs while
     this one trains); its setup and compile time count in the rows' ``wall_seconds``.
     """
-    g = prepared or prepare_group(specs, data, settings, mode=mode, stack_id=stack_id, checkpoint=checkpoint)
-    if tuple(g.specs) != tuple(specs) or g.mode != mode:
+    g = prepared or prepare_group(specs, data, settings, mode=mode, stack_id=stack_id, checkpoint=checkpoint,
+                                  shared=shared)
+    if tuple(g.specs) != tuple(specs) or g.mode != mode or (shared is not None and
+                                                             g.shared != tuple(s.label for s in shared)):
         raise ValueError("train_group: `prepared` was made for other models or another mode")
     compiled_ahead = g.compile_ahead_s is not None
     if not compiled_ahead:
@@ -224,8 +226,12 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         final = jax.tree.map(lambda x: x[:k], final)
     steps_taken = np.asarray(final.step).reshape(k)
     rows = []
-    stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if stacked else None,
-                  "padded_flops_util": padded_flops_utilisation(cfgs, seq_len) if stacked else 1.0,
+    padded = stacked or bool(g.shared)  # a stack, or a model alone at a shared program's envelope
+    stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if padded else None,
+                  "padded_flops_util": (padded_flops_utilisation(cfgs, seq_len) if stacked else
+                                        cfgs[0].flops_per_token(seq_len=seq_len).total
+                                        / env.flops_per_token(seq_len=seq_len).total),
+                  "shared_program": list(g.shared) or None,
                   "compile_seconds": compile_s, "program_cache": program_source,
                   "compiled_ahead": compiled_ahead,
                   "steady_seconds": steady, "fast_compile": g.fast,
@@ -237,7 +243,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                    mode, stack_info, wall, settings.data_seed)
         row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
         rows.append(row)
-    return GroupResult(rows, final, tuple(cfgs), stacked)
+    return GroupResult(rows, final, tuple(cfgs), stacked, padded)
 
 
 def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw, mesh):
@@ -269,11 +275,12 @@ class GroupResult:
     state: object
     cfgs: tuple
     stacked: bool
+    padded: bool = False  # a model alone at a shared program's envelope (``state`` is padded)
 
     def params(self, i: int) -> dict:
         """Model ``i``'s trained parameters at its true shape."""
         if not self.stacked:
-            return self.state.params
+            return unpad_params(self.state.params, self.cfgs[0]) if self.padded else self.state.params
         return unpad_params(jax.tree.map(lambda x: x[i], self.state.params), self.cfgs[i])
 
 

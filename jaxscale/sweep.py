@@ -87,7 +87,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     if out_path is not None and (out_path / "sweep.json").exists():
         _check_same(json.loads((out_path / "sweep.json").read_text()), recorded, out_path)
     if plan_file is not None and plan_file.exists():
-        groups = [Group(**{k: (tuple(v) if k == "indices" else v) for k, v in g.items() if k != "models"})
+        groups = [Group(**{k: (tuple(v) if k in ("indices", "shared") else v) for k, v in g.items() if k != "models"})
                   for g in json.loads(plan_file.read_text())["groups"]]
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
@@ -123,9 +123,12 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     # for the cores); an accelerator's host compiles while the device trains (RunSettings)
     load_only = settings.compile_ahead == "auto" and jax.devices()[0].platform == "cpu"
 
+    def shared_of(g: Group) -> list | None:
+        return [specs[i] for i in g.shared] if g.shared else None
+
     def prepare(g: Group):  # in the background, while the group before it trains
         return prepare_group([specs[i] for i in g.indices], data, settings, mode=g.mode, stack_id=g.id,
-                             checkpoint=checkpoint_of(g)).compile(only_stored=load_only)
+                             checkpoint=checkpoint_of(g), shared=shared_of(g)).compile(only_stored=load_only)
 
     lock = threading.RLock()  # the rows file, `written` and the log, shared by the lanes
     abort = threading.Event()  # a lane failed: the others checkpoint and stop
@@ -146,7 +149,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
             group_rows = json.loads(done_file.read_text())
         else:
             result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
-                                 checkpoint_every=checkpoint_every, should_stop=stop_now, prepared=prepared)
+                                 checkpoint_every=checkpoint_every, should_stop=stop_now, prepared=prepared,
+                                 shared=shared_of(g))
             group_rows = result.rows
             for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
                 row["stack"]["planned_seconds"] = g.estimated_s
@@ -198,11 +202,16 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     full budgets, and an early stop ends some models far sooner than others (notebook-emergence's
     models stopped after 7 to 9 of their 20 epochs), so the fixed lanes ended seconds apart.
     Taking groups from one queue, longest first, is the plan's own greedy rule applied to the
-    times as they turn out. ``run_group(g, None, lane)`` trains one group. A lane that fails sets
-    ``abort``: the others checkpoint at their next dispatch and stop (``Interrupted``); the first
-    failure that was not such a stop is raised."""
+    times as they turn out. Groups that compile their program go first: a compile's time is
+    known, a training time at full budget may be cut short by an early stop, and a group
+    whose program another group compiles (``Group.compiles``) can only start when that is done
+    (measured on notebook-emergence's three-program plan, the longest-first queue left the
+    {micro, tiny} program's compile for the end of one lane, which ended 5 s after the other).
+    ``run_group(g, None, lane)`` trains one group. A lane that fails sets ``abort``: the others
+    checkpoint at their next dispatch and stop (``Interrupted``); the first failure that was not
+    such a stop is raised."""
     errors: list[BaseException] = []
-    queue = sorted(groups, key=lambda g: -g.estimated_s)  # stable: plan order among equals
+    queue = sorted(groups, key=lambda g: (not g.compiles, -g.estimated_s))  # stable: plan order among equals
     take = threading.Lock()
 
     def lane(j: int) -> None:
@@ -240,9 +249,10 @@ def _stored_programs(specs, data, settings) -> Callable[[tuple, bool], bool]:
     run (``program_cache.note_stored``), so that it costs a load, not a compile."""
     memo: dict = {}
 
-    def stored(indices: tuple, stacked: bool) -> bool:
+    def stored(indices: tuple, stacked: bool | None) -> bool:
         if (indices, stacked) not in memo:
-            key = train_program_key([specs[i] for i in indices], data, settings, "stack" if stacked else "alone")
+            mode = "shared" if stacked is None else "stack" if stacked else "alone"
+            key = train_program_key([specs[i] for i in indices], data, settings, mode)
             memo[indices, stacked] = program_cache.is_stored("train_chunk", key)
         return memo[indices, stacked]
 

@@ -121,3 +121,47 @@ def test_same_shape_stacks_skip_the_padding_masks():
     plain = forward(params, tokens, cfg, dropout_key=key)
     masked = forward(params, tokens, cfg, dims=ModelDims.of(cfg), dropout_key=key)
     chex.assert_trees_all_close(plain, masked, rtol=1e-5, atol=1e-6)
+
+
+def test_models_sharing_one_program_alone_match_their_true_shape_runs():
+    """``planner.Group.shared``: models of several sizes trained one after another by one program
+    at their envelope's shape (padded, with masks), each as it trains alone at its true shape:
+    dropout on, an active clip, different budgets; the second model reuses the first's program
+    (no compile), and its weights come back at the true shape."""
+    from jaxscale.model import init_params
+
+    cfgs = [_mixed_cfg(16, 1, 1, 32, 0.1), _mixed_cfg(48, 3, 2, 96, 0.1)]
+    specs = [ModelSpec(c, seed=i, optim=OptimConfig(lr=lr, clip_norm=0.05), budget=Budget("steps", n))
+             for i, (c, lr, n) in enumerate(zip(cfgs, (2e-3, 1e-3), (50, 60)))]
+    settings = RunSettings(batch_size=4, seq_len=32, eval_windows=16, progress=False, steps_per_dispatch=20)
+    data = load_corpus()
+    shared = [train_group([s], data, settings, mode="alone", shared=specs) for s in specs]
+    for spec, res in zip(specs, shared):
+        alone = train_group([spec], data, settings, mode="alone")
+        a, s = _losses(alone.rows[0]), _losses(res.rows[0])
+        assert a.shape == s.shape and len(a) >= 50, spec.label
+        rel = np.max(np.abs(a - s) / np.abs(a))
+        assert rel <= REL_TOL, f"{spec.label}: relative loss difference {rel:.2e}"
+        assert abs(alone.rows[0]["test_loss"] - res.rows[0]["test_loss"]) <= REL_TOL * alone.rows[0]["test_loss"]
+        info = res.rows[0]["stack"]
+        assert res.rows[0]["mode"] == "alone" and info["shared_program"] == [s.label for s in specs]
+        assert info["envelope"]["d_model"] == 48 and info["envelope"]["n_layers"] == 2
+        true_shapes = {k: v.shape for k, v in init_params(spec.cfg, 0).items()}
+        assert {k: v.shape for k, v in res.params(0).items()} == true_shapes
+    assert shared[0].rows[0]["stack"]["padded_flops_util"] < 0.5
+    assert shared[1].rows[0]["stack"]["padded_flops_util"] == pytest.approx(1.0)
+    # the second model's program was the first's: nothing compiled for it
+    assert shared[1].rows[0]["stack"]["compile_seconds"] < 0.5 * shared[0].rows[0]["stack"]["compile_seconds"]
+    # padded entries of the small model stayed exactly zero
+    w1 = shared[0].state.params["w1"]
+    assert w1.shape[-1] == 96
+    np.testing.assert_array_equal(w1[..., 32:], 0)
+    np.testing.assert_array_equal(shared[0].state.params["w2"][1:], 0)  # 1 layer of 2
+
+
+def test_a_shared_program_refuses_a_model_outside_its_set():
+    cfgs = [_mixed_cfg(16, 1, 1, 32, 0.0), _mixed_cfg(32, 2, 1, 64, 0.0)]
+    specs = [ModelSpec(c, seed=0, budget=Budget("steps", 5)) for c in cfgs]
+    settings = RunSettings(batch_size=2, seq_len=16, eval_windows=4, progress=False)
+    with pytest.raises(ValueError, match="shared"):
+        train_group([specs[0]], load_corpus(), settings, mode="alone", shared=specs[1:])
