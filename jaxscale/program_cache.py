@@ -169,8 +169,10 @@ class CachedProgram:
         if sig in self._loaded:
             return "memory"
         if _FOLDER is None or jax.process_count() > 1:
-            with self._lock:
-                self._loaded.setdefault(sig, self.jitted.lower(*args).compile())
+            with self._lock:  # checked again under the lock: another lane may have compiled it meanwhile
+                if sig in self._loaded:
+                    return "memory"
+                self._loaded[sig] = self.jitted.lower(*args).compile()
             return "compiled"
         self._ensure(sig, args)
         return self.last

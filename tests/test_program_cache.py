@@ -88,6 +88,30 @@ def test_off_means_plain_jit(tmp_path, monkeypatch):
     assert prog.last == "off" and not list(tmp_path.iterdir())
 
 
+def test_two_lanes_asking_for_one_program_compile_it_once(tmp_path, monkeypatch):
+    """With no cache folder, ``compile_for`` keeps the program in memory: lanes that share a
+    program (planner ``Group.shared``) and ask for it at once get one compile between them."""
+    import threading
+
+    program_cache.enable(None)
+    jitted, traces = _counting_jit()
+    prog = program_cache.CachedProgram(jitted, "toy", "shared")
+    gate = threading.Barrier(3)
+    sources = []
+
+    def lane():
+        gate.wait()
+        sources.append(prog.compile_for(*ARGS))
+
+    threads = [threading.Thread(target=lane) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(sources) == ["compiled", "memory", "memory"] and len(traces) == 1
+    np.testing.assert_allclose(prog(*ARGS)["y"], jitted(*ARGS)["y"])
+
+
 def _train(mode):
     cfgs = [ModelConfig(name=f"pc{d}", vocab_size=64, d_model=d, n_heads=d // 8, n_layers=2, d_ff=2 * d,
                         max_seq_len=16) for d in (16, 32)]
