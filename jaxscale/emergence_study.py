@@ -33,7 +33,7 @@ from jaxscale.config import ModelConfig, create_model_config, family_configs
 from jaxscale.train import Budget, OptimConfig
 
 __all__ = ["MIN_SEEDS", "STUDY_FAMILIES", "StudySpec", "study_family", "task_configs",
-           "build_task", "prepare", "run_study", "eval_only", "evaluate_model", "evaluation_hook",
+           "build_task", "prepare", "run_study", "eval_only", "evaluate_model", "evaluate_result", "evaluation_hook",
            "parse_knobs", "records_from_outputs"]
 
 MIN_SEEDS = 3  # the seed level of the hierarchical bootstrap needs spread to resample
@@ -202,7 +202,7 @@ def evaluation_hook(task, out: Path | None, tolerance: float = 2.0):
     outputs to ``out/outputs/<run_id>.npz`` and put every metric in ``row['metrics']`` (and the
     per-subtask tables in ``row['subtask_metrics']`` for tasks with subtasks)."""
     def hook(row, spec, result, i):
-        outputs, metrics, by_subtask = evaluate_model(task, spec.cfg, result.params(i), tolerance)
+        outputs, metrics, by_subtask = evaluate_result(task, spec.cfg, result, i, tolerance)
         row["metrics"] = metrics
         if by_subtask is not None:
             row["subtask_metrics"] = by_subtask
@@ -218,7 +218,7 @@ def evaluation_hook(task, out: Path | None, tolerance: float = 2.0):
 _FORWARD_CACHE: dict = {}
 
 
-def task_logits_fn(cfg: ModelConfig):
+def task_logits_fn(cfg: ModelConfig, masked: bool = False):
     """``logits(params, rows)`` for task rows, one stable function per config, so that
     ``evaluate(..., params=p)`` compiles once per config and passes the weights as arguments
     (the seeds of a size share a compile instead of baking their weights in as constants).
@@ -226,28 +226,48 @@ def task_logits_fn(cfg: ModelConfig):
     Evaluation passes whole task rows (T tokens), but a model trained on the task only needs a
     context of T − 1 (the last token is never an input). The model therefore reads rows[:, :-1]
     and the last position gets zero logits: evaluation never reads it (position T − 1 predicts
-    nothing inside the row), and causality keeps every other position unchanged."""
+    nothing inside the row), and causality keeps every other position unchanged.
+
+    ``masked``: ``params`` is ``(parameters padded to cfg, ModelDims of the true sizes)``."""
     import jax.numpy as jnp
 
     from jaxscale.model import forward
 
-    if cfg not in _FORWARD_CACHE:
+    if (cfg, masked) not in _FORWARD_CACHE:
         def logits(p, t):
-            out = forward(p, t[:, :-1], cfg)
+            params, dims = p if masked else (p, None)
+            out = forward(params, t[:, :-1], cfg, dims=dims)
             return jnp.concatenate([out, jnp.zeros_like(out[:, :1])], axis=1)
-        logits.program_key = ("task_logits", cfg)  # what its compiled programs are built from
+        logits.program_key = ("task_logits", cfg) + (("masked",) if masked else ())  # what its programs are built from
         logits.forward_flops_per_token = cfg.flops_per_token().total / 3  # for evaluate's compile choice
         logits.causal = True  # evaluate decodes a first answer token from the teacher-forced pass
-        _FORWARD_CACHE[cfg] = logits
-    return _FORWARD_CACHE[cfg]
+        _FORWARD_CACHE[cfg, masked] = logits
+    return _FORWARD_CACHE[cfg, masked]
 
 
-def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0):
-    """(per-example outputs, metric dict, per-subtask metric dicts or None) on ``task.test``."""
+def evaluate_result(task, cfg: ModelConfig, result, i: int, tolerance: float = 2.0):
+    """``evaluate_model`` for model ``i`` of a trained group (``runner.GroupResult``): a model
+    trained alone on a shared program is evaluated at that program's envelope with its masks,
+    so that the models of the set share one compiled evaluation too (on the 2-core CPU each
+    took ~0.7 s to trace and compile); any other at its true shape."""
+    shared = result.shared_program(i)
+    if shared is None:
+        return evaluate_model(task, cfg, result.params(i), tolerance)
+    env, params, dims = shared
+    return evaluate_model(task, env, params, tolerance, dims=dims)
+
+
+def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0, *, dims=None):
+    """(per-example outputs, metric dict, per-subtask metric dicts or None) on ``task.test``.
+    ``dims`` (``ModelDims``): ``params`` are padded to ``cfg``, the model's true sizes are
+    ``dims`` (a model of a shared program, evaluated at its envelope)."""
     from jaxscale.evaluate import evaluate
     from jaxscale.metrics import metric_table, metric_tables_by_subtask
 
-    outputs = evaluate(task_logits_fn(cfg), task.test, params=params)
+    if dims is None:
+        outputs = evaluate(task_logits_fn(cfg), task.test, params=params)
+    else:
+        outputs = evaluate(task_logits_fn(cfg, masked=True), task.test, params=(params, dims))
     metrics = metric_table(outputs, tolerance=tolerance).as_dict()
     by_subtask = None
     if outputs.subtask_N is not None:

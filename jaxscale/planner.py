@@ -26,13 +26,19 @@ one after another or on different lanes, by one compiled program at their envelo
 each is padded to it and masked exactly as in a stack (it computes what it computes alone, to
 float rounding), but a step costs one envelope step, not K, and the program compiles as fast
 as one model's alone. On a CPU, where a compile costs seconds and a small model's step well
-under a millisecond, that trades a little padding for whole compiles: measured on the 2-core
-CPU, cold ``jaxscale sweep --preset notebook-emergence`` took 19.3-19.5 s with {micro, tiny},
-{small, medium} and large on three programs, against 24.3-29.7 s for ``--mode sequential``'s
-five; cold ``--preset notebook-scaling`` 4.8-4.9 s with its five models on one shared program,
-against 5.8-6.9 s as one stack. Each such model is its own group (``Group.shared`` names the set;
-the first compiles, ``Group.compiles``), so lanes train them at once. Accelerators keep stacks:
-sharing was not measured there, and their per-step overhead favours one vmapped program.
+under a millisecond, that trades a little padding for whole compiles. But the padding is paid
+again by every later run that loads the program, so ``auto`` counts it twice against the
+compile it saves (``SHARED_PADDING_WEIGHT``). Measured on the 2-core CPU (2026-12-02/03,
+interleaved, noisy): cold ``jaxscale sweep --preset notebook-scaling`` took 4.8-4.9 s with its
+five models on one shared program, against 5.8-6.9 s as one stack. For notebook-emergence,
+sharing {micro, tiny} and {small, medium} (padding counted once) took 19.3-19.5 s cold with
+both caches off, against 24.3-29.7 s for ``--mode sequential``'s five programs, but its warm
+runs were slower (9.9-11.7 s against 8.3-9.3 s); counted twice, only {micro, tiny} share
+(four programs): cold 28.2-29.7 s against 29.5-33.8 s, warm 8.7-9.2 s against 8.3-9.3 s, with
+a fresh cache folder (an hour when the machine ran slow). Each such model is its own group
+(``Group.shared`` names the set; the first compiles, ``Group.compiles``), so lanes train them at
+once. Accelerators keep stacks: sharing was not measured there, and their per-step overhead
+favours one vmapped program.
 
 **Lanes.** On a CPU a program of the notebook's batch-of-one models keeps about one core busy:
 XLA runs its hundreds of small ops one after another. So a sweep trains several groups at once,
@@ -234,24 +240,39 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
                 parts.extend([i] for i in order)
             elif how == "stack":
                 parts.extend(order[j:j + max_stack] for j in range(0, len(order), max_stack))
-            else:
-                parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored))
+            else:  # "auto", or "alone": the same search without stacks (its best plan for several lanes)
+                parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
+                                             stacks=how == "auto"))
         return schedule(_make_groups(parts, specs, steps, tokens_per_step, profile, stored), profile.lanes)
 
     if mode != "auto":
         return groups_for(mode)
-    # the DP minimises the summed cost; with several lanes all-alone or one stack may end sooner
-    return min((groups_for(how) for how in ("auto", "sequential", "stack")), key=plan_seconds)
+    # the DP minimises the summed cost; with several lanes a plan of models alone (on shared
+    # programs or not), all-alone or one stack may end sooner
+    return min((groups_for(how) for how in ("auto", "alone", "sequential", "stack")), key=plan_seconds)
+
+
+# How many times a shared program's padding is counted against the compiles it saves: the
+# programs a run compiles are kept (the compilation and program caches), so the next run of the
+# same sweep loads them and pays the padding again, while a compile is paid once. Counted once,
+# notebook-emergence shared {small, medium} too: cold 19.0 s but warm 9.5 s (8.6x eager PyTorch's
+# 81.3 s, against 7.3 s at true shapes), in `jaxscale bench --preset notebook-emergence --vs-torch`
+# (2026-12-02, thirteenth session).
+SHARED_PADDING_WEIGHT = 2.0
 
 
 def _shared_cost(part, specs, steps, tokens_per_step, profile, stored) -> float:
-    """Seconds of the models of ``part`` trained alone, one after another, by one program at their
-    envelope's shape: one compile (a padded model alone compiled as fast as one at its true
-    shape, measured on the 2-core CPU) and every step at the envelope's cost."""
+    """Cost, for choosing a plan, of the models of ``part`` trained alone, one after another, by
+    one program at their envelope's shape: one compile (a padded model alone compiled as fast as
+    one at its true shape, measured on the 2-core CPU), every step at the envelope's cost, and
+    the padding once more for the runs that will reuse the program (``SHARED_PADDING_WEIGHT``)."""
     env = envelope([specs[t].cfg for t in part])
     step = profile.step_seconds(env.flops_per_token().total * tokens_per_step, 1, env.param_counts().total)
+    own = sum(steps[t] * profile.step_seconds(specs[t].cfg.flops_per_token().total * tokens_per_step, 1,
+                                              specs[t].cfg.param_counts().total) for t in part)
+    padded = sum(steps[t] for t in part) * step
     compile_s = profile.load_s if stored(tuple(part), None) else profile.compile_seconds(stacked=False)
-    return compile_s + sum(steps[t] for t in part) * step
+    return compile_s + own + SHARED_PADDING_WEIGHT * (padded - own)
 
 
 def _shared_groups(part, specs, steps, tokens_per_step, profile, stored, first_id: int) -> list[Group]:
@@ -314,16 +335,17 @@ def plan_seconds(groups: Sequence[Group]) -> float:
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
-def _segment_cost(part, specs, steps, tokens_per_step, profile, stored) -> tuple[float, str]:
+def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: bool = True) -> tuple[float, str]:
     """The cheapest way to train a contiguous segment: (seconds, how): ``stack``, ``alone`` (a
     segment of one config: its models alone, one after another, on one program) or ``shared``
-    (models of several configs alone, one after another, on one program at their envelope)."""
+    (models of several configs alone, one after another, on one program at their envelope).
+    ``stacks`` False: no stack (a plan of models alone only, for several lanes)."""
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
         return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True,
                            stored=stored((part[0],), False))[0], "alone"
     stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False,
-                        stored=stored(tuple(part), True))[0]
+                        stored=stored(tuple(part), True))[0] if stacks else float("inf")
     if any(c != cfgs[0] for c in cfgs):
         if profile.platform != "cpu":  # measured on a CPU only (an accelerator's lanes: one)
             return stack, "stack"
@@ -335,7 +357,8 @@ def _segment_cost(part, specs, steps, tokens_per_step, profile, stored) -> tuple
     return (stack, "stack") if stack <= run else (run, "alone")
 
 
-def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored) -> list[list[int]]:
+def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
+                    stacks: bool = True) -> list[list[int]]:
     """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
     each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
@@ -344,7 +367,7 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, st
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored)
+            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks)
             if best[i] + cost < best[j]:
                 best[j], cut[j], how[j] = best[i] + cost, i, way
     parts, j = [], m

@@ -67,14 +67,10 @@ def notebook_emergence(seed: int = 42) -> Preset:
 def task_metrics_hook(task, tolerance: float = 2.0):
     """A sweep row hook that evaluates each trained model on the task's test split and records
     every metric (``row['metrics']``) with the per-example outputs' summary."""
-    from jaxscale.emergence_study import task_logits_fn
-    from jaxscale.evaluate import evaluate
-    from jaxscale.metrics import metric_table
+    from jaxscale.emergence_study import evaluate_result
 
     def hook(row, spec, result, i):
-        outputs = evaluate(task_logits_fn(spec.cfg), task.test, params=result.params(i))
-        table = metric_table(outputs, tolerance=tolerance)
-        row["metrics"] = table.as_dict()
+        _, row["metrics"], _ = evaluate_result(task, spec.cfg, result, i, tolerance)
         row["task"] = task.name
 
     return hook

@@ -243,7 +243,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                    mode, stack_info, wall, settings.data_seed)
         row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
         rows.append(row)
-    return GroupResult(rows, final, tuple(cfgs), stacked, padded)
+    return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env)
 
 
 def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw, mesh):
@@ -276,6 +276,17 @@ class GroupResult:
     cfgs: tuple
     stacked: bool
     padded: bool = False  # a model alone at a shared program's envelope (``state`` is padded)
+    env: ModelConfig | None = None  # the config the training program ran at (a stack's or shared envelope)
+
+    def shared_program(self, i: int) -> tuple[ModelConfig, dict, object] | None:
+        """For a model trained alone on a shared program: (the program's envelope, the padded
+        parameters, the model's ``ModelDims``), so that its evaluation can run at the envelope
+        too and share one compiled program with the other models of the set; None otherwise."""
+        if not self.padded:
+            return None
+        from jaxscale.model import ModelDims
+
+        return self.env, self.state.params, ModelDims.of_host(self.cfgs[i])
 
     def params(self, i: int) -> dict:
         """Model ``i``'s trained parameters at its true shape."""

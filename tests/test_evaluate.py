@@ -151,3 +151,23 @@ def test_a_causal_model_decodes_a_one_token_answer_from_its_teacher_forced_pass(
     jaxpr = lambda causal: str(jax.make_jaxpr(lambda t, s, n: _eval_batch(
         lambda x: fn(params, x), t, s, n, pad_id=split.pad_id, n_answer=1, causal=causal))(*args))
     assert 2 * jaxpr(True).count("dot_general") == jaxpr(False).count("dot_general")  # one forward, not two
+
+
+def test_a_shared_program_model_is_evaluated_at_its_envelope_with_masks():
+    """A model trained on a shared program (planner ``Group.shared``) is evaluated at the
+    program's envelope, padded, with its true sizes as masks, so that the set shares one
+    evaluation program: the outputs are those of the true-shape model, to float rounding."""
+    from jaxscale.config import family_configs
+    from jaxscale.emergence_study import evaluate_model
+    from jaxscale.model import ModelDims, init_params
+    from jaxscale.stack import pad_params
+
+    task = make_task("notebook-arithmetic", seed=0)
+    micro, tiny = family_configs("notebook-emergence")[:2]
+    params = init_params(micro, 5)
+    params["head_b"] = params["head_b"] + np.linspace(-2.0, 2.0, micro.vocab_size, dtype=np.float32)  # no ties
+    alone, metrics, _ = evaluate_model(task, micro, params)
+    padded, padded_metrics, _ = evaluate_model(task, tiny, pad_params(params, tiny), dims=ModelDims.of_host(micro))
+    np.testing.assert_array_equal(padded.pred_NA, alone.pred_NA)
+    np.testing.assert_allclose(padded.token_logprob_NA, alone.token_logprob_NA, rtol=1e-5, atol=1e-6)
+    assert padded_metrics["exact_match"] == metrics["exact_match"]
