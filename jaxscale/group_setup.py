@@ -188,9 +188,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
-    if shared:
-        eval_every = settings.eval_every or max(1, math.ceil(max(program_totals) / settings.n_evals))
-    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, program_totals, eval_every, settings.early_stop))
+    # (the evaluation program's compile choice too; the evaluation points stay this model's own)
+    program_eval_every = settings.eval_every or max(1, math.ceil(max(program_totals) / settings.n_evals))
+    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, program_totals, program_eval_every,
+                                               settings.early_stop))
     eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised, layout=layout), "eval",
                                    (env, stacked, unoptimised, layout))
     key = data_key(settings.data_seed)
