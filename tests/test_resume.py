@@ -198,3 +198,36 @@ def test_compile_ahead_gives_the_same_rows_and_survives_an_interruption(tmp_path
     for a, b in zip(plain, resumed):
         assert _curve(a) == _curve(b) and a["test_loss"] == b["test_loss"]
     assert [r["run_id"] for r in read_rows(tmp_path / "results.jsonl")] == [r["run_id"] for r in resumed]
+
+
+def test_a_sweep_of_shared_programs_resumes_and_saves_true_shape_weights(tmp_path):
+    """A plan with a shared program (planner ``Group.shared``, forced here by a profile whose
+    compiles are dear): on two lanes, stopped inside a group, resumed from ``plan.json`` to the
+    rows of an uninterrupted one-lane run; the weights load back by name at the true shape."""
+    import dataclasses
+
+    from jaxscale.model import init_params
+    from jaxscale.planner import DeviceProfile
+    from jaxscale.sweep import load_weights
+
+    data, specs = _data(), _specs()
+    dear = DeviceProfile("cpu", flop_rate=25e9, overhead_s=2e-4, per_model_s=5e-5, compile_s=60.0, param_s=4.5e-9,
+                         stack_compile=1.6, lanes=2)
+    plain = run_sweep(specs, data, SETTINGS, mode="auto", save_weights=False, profile=dataclasses.replace(dear, lanes=1))
+    assert [g.shared for g in plain.groups] == [(0, 1), (0, 1)] and [g.compiles for g in plain.groups] == [True, False]
+    calls = {"n": 0}
+
+    def stop_once():
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    with pytest.raises(Interrupted):
+        run_sweep(specs, data, SETTINGS, mode="auto", out=tmp_path, should_stop=stop_once, profile=dear)
+    resumed = run_sweep(specs, data, SETTINGS, mode="auto", out=tmp_path, profile=dear)
+    assert [g.shared for g in resumed.groups] == [(0, 1), (0, 1)]
+    for a, b in zip(plain.rows, resumed.rows):
+        assert _curve(a) == _curve(b) and a["test_loss"] == b["test_loss"]
+        assert b["stack"]["shared_program"] == [s.label for s in specs]
+    for spec in specs:
+        cfg, params, _ = load_weights(tmp_path, spec.cfg.name)
+        assert {k: v.shape for k, v in params.items()} == {k: v.shape for k, v in init_params(cfg, 0).items()}
