@@ -105,7 +105,7 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     """
     import jax
 
-    from jaxscale.planner import calibrate
+    from jaxscale.device_profile import calibrate
     from jaxscale.provenance import versions
     from jaxscale.train import OptimConfig
     from jaxscale.stack import envelope

@@ -26,7 +26,8 @@ from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
 from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models
 from jaxscale.model import ModelDims, init_params
-from jaxscale.planner import calibrate, estimate_train_seconds
+from jaxscale.device_profile import calibrate
+from jaxscale.planner import estimate_train_seconds
 from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
 from jaxscale.train import (Hyper, flat_state_host, init_states, layout_for, make_eval, make_train_chunk,
                             program_optim)

@@ -81,7 +81,7 @@ def table_peak(device_kind: str, dtype: str = "bfloat16") -> tuple[float, str] |
 
 def measure_matmul_peak(dtype: str = "float32", n: int = 1024, repeats: int = 7) -> float:
     """The CPU's practical matmul peak (the planner's measurement at a larger size, more repeats)."""
-    from jaxscale.planner import measure_matmul_peak as measure
+    from jaxscale.device_profile import measure_matmul_peak as measure
 
     return measure(dtype, n=n, repeats=repeats)
 

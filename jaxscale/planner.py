@@ -59,119 +59,19 @@ before planning) costs ``load_s`` instead of its compile, so a second run may ch
 on the 2-core CPU the notebook-scaling preset runs as one stack cold (five compiles would cost
 more than its 40 steps) and, once its five programs are on disk, as five models alone on two lanes.
 
-The device profile comes from a documented table of effective rates and compile times per
-platform, with the FLOP rate calibrated by a short matmul measurement (``calibrate``).
+The device profile (``jaxscale/device_profile.py``) comes from a documented table of effective
+rates and compile times per platform, with the FLOP rate calibrated by a short matmul measurement.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
+from jaxscale.device_profile import DeviceProfile
 from jaxscale.stack import envelope, stack_key
 
 MODES = ("auto", "stack", "sequential")
-
-# Per platform: share of the matmul peak that small transformer steps reach, per-step overhead
-# (s), per-model per-step overhead (s), per-parameter step cost (s), the compile time of one
-# model's training program (s) and how many times longer a stack's program takes to compile.
-# CPU numbers were measured on the 2-core development machine: param_s from warm
-# `jaxscale sweep --preset notebook-emergence --mode sequential` runs (steady seconds per step of
-# each model, evaluations included: 0.4 ms for 24k parameters to 2.5 ms for 470k), stack_compile
-# from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s).
-# Accelerator numbers are conservative defaults; stack_compile 1.5 is the H200's notebook-scaling
-# family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
-PLATFORM_DEFAULTS = {
-    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
-            "stack_compile": 1.6, "load_s": 0.5},
-    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
-            "stack_compile": 1.5, "load_s": 2.0},
-    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
-            "stack_compile": 1.5, "load_s": 2.0},
-}
-
-
-@dataclass(frozen=True)
-class DeviceProfile:
-    platform: str
-    flop_rate: float          # effective FLOP/s of a small transformer step
-    overhead_s: float
-    per_model_s: float
-    compile_s: float
-    param_s: float = 0.0
-    devices: int = 1
-    source: str = "table"
-    stack_compile: float = 1.0  # a stack's compile time / a model alone's
-    lanes: int = 1              # groups trained at once (host threads)
-    load_s: float = 0.5         # loading a program compiled on disk by an earlier run, with its setup
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.lanes, int) or self.lanes < 1:
-            raise ValueError(f"DeviceProfile.lanes must be a positive int, got {self.lanes!r}")
-
-    def compile_seconds(self, stacked: bool) -> float:
-        return self.compile_s * (self.stack_compile if stacked else 1.0)
-
-    def step_seconds(self, padded_flops_per_step: float, k: int, padded_params: int = 0) -> float:
-        per_device = -(-k // self.devices)  # models per device, rounded up
-        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / self.flop_rate
-                                               + padded_params * self.param_s)
-
-    def flop_seconds(self, padded_flops_per_step: float, k: int) -> float:
-        """The FLOP-bound share of ``step_seconds`` (what lanes cannot overlap)."""
-        return -(-k // self.devices) * padded_flops_per_step / self.flop_rate
-
-
-MAX_CPU_LANES = 4
-
-
-def default_lanes(platform: str, devices: int) -> int:
-    """Lanes for this host: on a CPU with one device, one per core available to the process (at
-    most ``MAX_CPU_LANES``; measured on 2 cores only); otherwise one."""
-    import jax
-
-    if platform != "cpu" or devices > 1 or jax.process_count() > 1:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, MAX_CPU_LANES))
-
-
-def measure_matmul_peak(dtype: str = "float32", n: int = 512, repeats: int = 5) -> float:
-    """FLOP/s of a jitted chain of three n×n matmuls in ``dtype`` on the default device (best of
-    ``repeats``, synchronised): the practical matmul peak (the planner's rate, the CPU's MFU
-    denominator in ``bench``)."""
-    import jax
-    import jax.numpy as jnp
-
-    x = (jnp.ones((n, n), jnp.float32) / n).astype(dtype)
-    f = jax.jit(lambda a: a @ a @ a @ a)
-    f(x).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 3 * 2 * n**3 / best
-
-
-def calibrate(measure: bool = True, lanes: int | None = None) -> DeviceProfile:
-    """This device's profile: the table's rates, the FLOP rate measured when ``measure``, and
-    ``lanes`` (None: ``default_lanes``)."""
-    import jax
-
-    devices = jax.devices()
-    platform = devices[0].platform if devices[0].platform in PLATFORM_DEFAULTS else "gpu"
-    d = PLATFORM_DEFAULTS[platform]
-    if measure:
-        peak, source = measure_matmul_peak(), "measured matmul peak × table efficiency"
-    else:
-        peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
-    return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
-                         param_s=d["param_s"], devices=len(devices), source=source,
-                         stack_compile=d["stack_compile"], load_s=d["load_s"],
-                         lanes=default_lanes(platform, len(devices)) if lanes is None else lanes)
 
 
 @dataclass(frozen=True)
@@ -216,12 +116,13 @@ def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, al
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
-         mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, bool], bool] | None = None) -> list[Group]:
+         mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, str], bool] | None = None) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
-    plan order. ``stored(indices, stacked)``: whether that group's training program is already
-    compiled on disk (a warm run), so that it costs ``load_s`` instead of a compile (``stacked``
-    None: the program shared by those models alone, ``Group.shared``)."""
-    stored = stored or (lambda indices, stacked: False)
+    plan order. ``stored(indices, kind)``: whether the training program of those models as
+    ``kind`` (``"stack"``, ``"alone"``, or ``"shared"``: trained alone by one program at their
+    envelope, ``Group.shared``) is already compiled on disk (a warm run), so that it costs
+    ``load_s`` instead of a compile."""
+    stored = stored or (lambda indices, kind: False)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(specs) != len(steps):
@@ -261,27 +162,32 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
 SHARED_PADDING_WEIGHT = 2.0
 
 
-def _shared_cost(part, specs, steps, tokens_per_step, profile, stored) -> float:
-    """Cost, for choosing a plan, of the models of ``part`` trained alone, one after another, by
-    one program at their envelope's shape: one compile (a padded model alone compiled as fast as
-    one at its true shape, measured on the 2-core CPU), every step at the envelope's cost, and
-    the padding once more for the runs that will reuse the program (``SHARED_PADDING_WEIGHT``)."""
+def _shared_program(part, specs, tokens_per_step, profile, stored) -> tuple:
+    """(envelope, its training FLOPs per step, its step seconds, compile-or-load seconds) of the
+    models of ``part`` trained alone by one program at their envelope's shape: one compile (a
+    padded model alone compiled as fast as one at its true shape, measured on the 2-core CPU)."""
     env = envelope([specs[t].cfg for t in part])
-    step = profile.step_seconds(env.flops_per_token().total * tokens_per_step, 1, env.param_counts().total)
+    flops = env.flops_per_token().total * tokens_per_step
+    step = profile.step_seconds(flops, 1, env.param_counts().total)
+    compile_s = profile.load_s if stored(tuple(part), "shared") else profile.compile_seconds(stacked=False)
+    return env, flops, step, compile_s
+
+
+def _shared_cost(part, specs, steps, tokens_per_step, profile, stored) -> float:
+    """Cost, for choosing a plan, of a shared segment: its compile, every step at the envelope's
+    cost, and the padding once more for the runs that will reuse the program
+    (``SHARED_PADDING_WEIGHT``)."""
+    _, _, step, compile_s = _shared_program(part, specs, tokens_per_step, profile, stored)
     own = sum(steps[t] * profile.step_seconds(specs[t].cfg.flops_per_token().total * tokens_per_step, 1,
                                               specs[t].cfg.param_counts().total) for t in part)
     padded = sum(steps[t] for t in part) * step
-    compile_s = profile.load_s if stored(tuple(part), None) else profile.compile_seconds(stacked=False)
     return compile_s + own + SHARED_PADDING_WEIGHT * (padded - own)
 
 
 def _shared_groups(part, specs, steps, tokens_per_step, profile, stored, first_id: int) -> list[Group]:
     """One group per model of a shared segment (``Group.shared``), so that lanes can train them
     at once; the first carries the compile."""
-    env = envelope([specs[t].cfg for t in part])
-    flops = env.flops_per_token().total * tokens_per_step
-    step = profile.step_seconds(flops, 1, env.param_counts().total)
-    compile_s = profile.load_s if stored(tuple(part), None) else profile.compile_seconds(stacked=False)
+    env, flops, step, compile_s = _shared_program(part, specs, tokens_per_step, profile, stored)
     return [Group(f"g{first_id + j:02d}", (t,), "alone", env.name, (compile_s if j == 0 else 0.0) + steps[t] * step,
                   specs[t].cfg.flops_per_token().total / env.flops_per_token().total,
                   flop_seconds=steps[t] * profile.flop_seconds(flops, 1), shared=tuple(part), compiles=j == 0)
@@ -300,7 +206,7 @@ def _make_groups(parts, specs, steps, tokens_per_step, profile, stored) -> list[
         part_steps = [steps[i] for i in part]
         reused = alone and cfgs[0] in compiled
         cost, useful = _group_cost(cfgs, part_steps, profile, tokens_per_step, alone=alone,
-                                   compiled=reused, stored=stored(tuple(part), not alone))
+                                   compiled=reused, stored=stored(tuple(part), "alone" if alone else "stack"))
         if alone:
             compiled.add(cfgs[0])
         env = cfgs[0] if alone else envelope(cfgs)
@@ -343,16 +249,16 @@ def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: 
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
         return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True,
-                           stored=stored((part[0],), False))[0], "alone"
+                           stored=stored((part[0],), "alone"))[0], "alone"
     stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False,
-                        stored=stored(tuple(part), True))[0] if stacks else float("inf")
+                        stored=stored(tuple(part), "stack"))[0] if stacks else float("inf")
     if any(c != cfgs[0] for c in cfgs):
         if profile.platform != "cpu":  # measured on a CPU only (an accelerator's lanes: one)
             return stack, "stack"
         shared = _shared_cost(part, specs, steps, tokens_per_step, profile, stored)
         return (stack, "stack") if stack <= shared else (shared, "shared")
     run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0,
-                          stored=j == 0 and stored((t,), False))[0]
+                          stored=j == 0 and stored((t,), "alone"))[0]
               for j, (c, t) in enumerate(zip(cfgs, part)))
     return (stack, "stack") if stack <= run else (run, "alone")
 

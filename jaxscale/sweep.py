@@ -34,7 +34,8 @@ from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
 from jaxscale.group_setup import prepare_group, train_program_key
-from jaxscale.planner import DeviceProfile, Group, calibrate, describe, plan, plan_seconds, program_count
+from jaxscale.device_profile import DeviceProfile, calibrate
+from jaxscale.planner import Group, describe, plan, plan_seconds, program_count
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.train import Budget, OptimConfig
@@ -244,17 +245,17 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
 _BUDGET_NOTE = " at full budgets; early stopping ends sooner"
 
 
-def _stored_programs(specs, data, settings) -> Callable[[tuple, bool], bool]:
-    """For the planner: whether a group's training program was compiled on disk by an earlier
-    run (``program_cache.note_stored``), so that it costs a load, not a compile."""
+def _stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
+    """For the planner: whether a group's training program (``kind``: ``stack``, ``alone`` or
+    ``shared``) was compiled on disk by an earlier run (``program_cache.note_stored``), so that
+    it costs a load, not a compile."""
     memo: dict = {}
 
-    def stored(indices: tuple, stacked: bool | None) -> bool:
-        if (indices, stacked) not in memo:
-            mode = "shared" if stacked is None else "stack" if stacked else "alone"
-            key = train_program_key([specs[i] for i in indices], data, settings, mode)
-            memo[indices, stacked] = program_cache.is_stored("train_chunk", key)
-        return memo[indices, stacked]
+    def stored(indices: tuple, kind: str) -> bool:
+        if (indices, kind) not in memo:
+            key = train_program_key([specs[i] for i in indices], data, settings, kind)
+            memo[indices, kind] = program_cache.is_stored("train_chunk", key)
+        return memo[indices, kind]
 
     return stored
 

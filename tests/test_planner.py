@@ -5,7 +5,8 @@ import dataclasses
 
 import pytest
 
-from jaxscale.planner import DeviceProfile, plan, program_count
+from jaxscale.device_profile import DeviceProfile
+from jaxscale.planner import plan, program_count
 from jaxscale.presets import make_preset
 
 CPU = DeviceProfile("cpu", flop_rate=25e9, overhead_s=2e-4, per_model_s=5e-5, compile_s=6.0, param_s=4.5e-9,
@@ -169,10 +170,10 @@ def test_a_program_compiled_by_an_earlier_run_costs_a_load_not_a_compile():
     assert program_count(cold, preset.specs) == 1 and {g.lane for g in cold} == {0, 1}
     assert all(g.mode == "alone" and g.shared == (0, 1, 2, 3, 4) for g in cold)
     assert [g.compiles for g in cold].count(True) == 1  # one group compiles, the others reuse it
-    warm = plan(preset.specs, steps, 96, two, stored=lambda ix, stacked: stacked is False)
+    warm = plan(preset.specs, steps, 96, two, stored=lambda ix, kind: kind == "alone")
     assert all(g.mode == "alone" and not g.shared for g in warm) and {g.lane for g in warm} == {0, 1}
     assert plan_seconds(warm) < plan_seconds(cold)
-    only_stack = plan(preset.specs, steps, 96, two, stored=lambda ix, stacked: stacked is True and len(ix) == 5)
+    only_stack = plan(preset.specs, steps, 96, two, stored=lambda ix, kind: kind == "stack" and len(ix) == 5)
     assert [g.mode for g in only_stack] == ["stack"]
     stack_cold = plan(preset.specs, steps, 96, two, mode="stack")
     assert only_stack[0].estimated_s == pytest.approx(stack_cold[0].estimated_s - CPU.compile_seconds(True)

@@ -207,7 +207,7 @@ def test_a_sweep_of_shared_programs_resumes_and_saves_true_shape_weights(tmp_pat
     import dataclasses
 
     from jaxscale.model import init_params
-    from jaxscale.planner import DeviceProfile
+    from jaxscale.device_profile import DeviceProfile
     from jaxscale.sweep import load_weights
 
     data, specs = _data(), _specs()

@@ -1,0 +1,108 @@
+"""This device's cost profile for the planner: effective FLOP rate, per-step overheads, compile
+and load times and the number of lanes, from a documented table per platform with the FLOP rate
+calibrated by a short matmul measurement (``calibrate``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+# Per platform: share of the matmul peak that small transformer steps reach, per-step overhead
+# (s), per-model per-step overhead (s), per-parameter step cost (s), the compile time of one
+# model's training program (s) and how many times longer a stack's program takes to compile.
+# CPU numbers were measured on the 2-core development machine: param_s from warm
+# `jaxscale sweep --preset notebook-emergence --mode sequential` runs (steady seconds per step of
+# each model, evaluations included: 0.4 ms for 24k parameters to 2.5 ms for 470k), stack_compile
+# from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s).
+# Accelerator numbers are conservative defaults; stack_compile 1.5 is the H200's notebook-scaling
+# family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
+PLATFORM_DEFAULTS = {
+    "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
+            "stack_compile": 1.6, "load_s": 0.5},
+    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
+            "stack_compile": 1.5, "load_s": 2.0},
+    "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
+            "stack_compile": 1.5, "load_s": 2.0},
+}
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    platform: str
+    flop_rate: float          # effective FLOP/s of a small transformer step
+    overhead_s: float
+    per_model_s: float
+    compile_s: float
+    param_s: float = 0.0
+    devices: int = 1
+    source: str = "table"
+    stack_compile: float = 1.0  # a stack's compile time / a model alone's
+    lanes: int = 1              # groups trained at once (host threads)
+    load_s: float = 0.5         # loading a program compiled on disk by an earlier run, with its setup
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lanes, int) or self.lanes < 1:
+            raise ValueError(f"DeviceProfile.lanes must be a positive int, got {self.lanes!r}")
+
+    def compile_seconds(self, stacked: bool) -> float:
+        return self.compile_s * (self.stack_compile if stacked else 1.0)
+
+    def step_seconds(self, padded_flops_per_step: float, k: int, padded_params: int = 0) -> float:
+        per_device = -(-k // self.devices)  # models per device, rounded up
+        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / self.flop_rate
+                                               + padded_params * self.param_s)
+
+    def flop_seconds(self, padded_flops_per_step: float, k: int) -> float:
+        """The FLOP-bound share of ``step_seconds`` (what lanes cannot overlap)."""
+        return -(-k // self.devices) * padded_flops_per_step / self.flop_rate
+
+
+MAX_CPU_LANES = 4
+
+
+def default_lanes(platform: str, devices: int) -> int:
+    """Lanes for this host: on a CPU with one device, one per core available to the process (at
+    most ``MAX_CPU_LANES``; measured on 2 cores only); otherwise one."""
+    import jax
+
+    if platform != "cpu" or devices > 1 or jax.process_count() > 1:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_CPU_LANES))
+
+
+def measure_matmul_peak(dtype: str = "float32", n: int = 512, repeats: int = 5) -> float:
+    """FLOP/s of a jitted chain of three n×n matmuls in ``dtype`` on the default device (best of
+    ``repeats``, synchronised): the practical matmul peak (the planner's rate, the CPU's MFU
+    denominator in ``bench``)."""
+    import jax
+    import jax.numpy as jnp
+
+    x = (jnp.ones((n, n), jnp.float32) / n).astype(dtype)
+    f = jax.jit(lambda a: a @ a @ a @ a)
+    f(x).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 3 * 2 * n**3 / best
+
+
+def calibrate(measure: bool = True, lanes: int | None = None) -> DeviceProfile:
+    """This device's profile: the table's rates, the FLOP rate measured when ``measure``, and
+    ``lanes`` (None: ``default_lanes``)."""
+    import jax
+
+    devices = jax.devices()
+    platform = devices[0].platform if devices[0].platform in PLATFORM_DEFAULTS else "gpu"
+    d = PLATFORM_DEFAULTS[platform]
+    if measure:
+        peak, source = measure_matmul_peak(), "measured matmul peak × table efficiency"
+    else:
+        peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
+    return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
+                         param_s=d["param_s"], devices=len(devices), source=source,
+                         stack_compile=d["stack_compile"], load_s=d["load_s"],
+                         lanes=default_lanes(platform, len(devices)) if lanes is None else lanes)
