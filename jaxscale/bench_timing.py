@@ -83,9 +83,9 @@ class _GroupRunner:
         import numpy as np
 
         from jaxscale.data.stream import data_key
-        from jaxscale.model import ModelDims, init_params
-        from jaxscale.stack import envelope, pad_params, padded_flops_utilisation, stack_dims_if_padded, stack_trees
-        from jaxscale.train import Hyper, flat_state_host, init_states, layout_for, make_train_chunk
+        from jaxscale.group_setup import initial_state
+        from jaxscale.stack import envelope, padded_flops_utilisation, stack_trees
+        from jaxscale.train import Hyper, flat_state_host, layout_for, make_train_chunk
 
         if not stacked and len(cfgs) != 1:
             raise ValueError("time_group: a model alone means one config")
@@ -95,26 +95,16 @@ class _GroupRunner:
         self.env = envelope(cfgs) if stacked else padded_to or cfgs[0]
         n = self.n = int(steps_per_dispatch)
         big = 2**30  # budgets far beyond the measurement, so no model freezes
-        params = [init_params(c, s) for c, s in zip(cfgs, seeds)]
         hypers = [Hyper.make(optim, big) for _ in cfgs]
-        if stacked:
-            state = init_states(stack_trees([pad_params(p, self.env) for p in params]), list(seeds), optim,
-                                stacked=True, host=True)
-            hyper, dims = jax.device_put(stack_trees(hypers)), stack_dims_if_padded(cfgs)
-        elif padded_to is not None:
-            state = init_states(pad_params(params[0], self.env), seeds[0], optim, stacked=False, host=True)
-            hyper, dims = jax.device_put(hypers[0]), ModelDims.of_host(cfgs[0])
-        else:
-            state = init_states(params[0], seeds[0], optim, stacked=False, host=True)
-            hyper, dims = jax.device_put(hypers[0]), None
+        hyper = jax.device_put(stack_trees(hypers) if stacked else hypers[0])
+        state, dims = initial_state(cfgs, seeds, self.env, optim, stacked=stacked, padded=padded_to is not None)
         state = jax.device_put(flat_state_host(state, layout_for(self.env, optim.decay_all)))
         self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
         self.args = (hyper, dims, data.arrays, data_key(0))
         self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 2)]  # made before timing
         self.count = jax.device_put(np.int32(n))
         jax.block_until_ready((state, self.args, self.starts, self.count))
-        self.util = (padded_flops_utilisation(cfgs, data.seq_len) if stacked else
-                     cfgs[0].flops_per_token(seq_len=data.seq_len).total / self.env.flops_per_token(seq_len=data.seq_len).total)
+        self.util = padded_flops_utilisation(cfgs, data.seq_len, env=self.env)
         c0 = _CompileCounter.count
         t0 = time.perf_counter()
         self.state, losses = self.chunk(state, *self.args, self.starts[0], self.count)

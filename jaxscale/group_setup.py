@@ -145,18 +145,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     k_run = padded_stack_size(k, n_dev)
     run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
     run_specs = list(specs) + [specs[0]] * (k_run - k)
-    params = [init_params(s.cfg, s.seed) for s in run_specs]
     hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
-    if stacked:
-        state = init_states(stack_trees([pad_params(p, env) for p in params]), [s.seed for s in run_specs],
-                            optim, stacked=True, host=True)
-        hyper, dims = stack_trees(hypers), stack_dims_if_padded(run_cfgs)
-    elif shared:  # padded to the shared envelope; masks (dims) give the true sizes
-        state = init_states(pad_params(params[0], env), specs[0].seed, optim, stacked=False, host=True)
-        hyper, dims = hypers[0], ModelDims.of_host(cfgs[0])
-    else:
-        state = init_states(params[0], specs[0].seed, optim, stacked=False, host=True)
-        hyper, dims = hypers[0], None
+    hyper = stack_trees(hypers) if stacked else hypers[0]
+    state, dims = initial_state(run_cfgs, [s.seed for s in run_specs], env, optim, stacked=stacked,
+                                padded=bool(shared))
     train_losses = np.full((max(totals), k_run), np.nan)
     val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
     step, elapsed_before, compile_s = 0, 0.0, None
@@ -208,6 +200,25 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
         fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run),
         shared=tuple(s.label for s in shared) if shared else ())
+
+
+def initial_state(cfgs: Sequence[ModelConfig], seeds: Sequence[int], env: ModelConfig, optim, *, stacked: bool,
+                  padded: bool = False) -> tuple:
+    """(host ``TrainState``, masks' ``ModelDims`` or None) of freshly initialised models that a
+    program at ``env``'s shape trains: a stack (each model padded to ``env``, its envelope, over a
+    leading model axis), or one model alone, at its true shape or, ``padded`` (a shared program,
+    ``planner.Group.shared``), padded to ``env`` with its true sizes as masks. Every model is
+    drawn at its true shape first, so its initial weights do not depend on the padding."""
+    params = [init_params(c, s) for c, s in zip(cfgs, seeds)]
+    if stacked:
+        return (init_states(stack_trees([pad_params(p, env) for p in params]), list(seeds), optim, stacked=True,
+                            host=True), stack_dims_if_padded(cfgs))
+    if len(cfgs) != 1:
+        raise ValueError(f"initial_state: a model alone means one config, got {len(cfgs)}")
+    if padded:
+        return (init_states(pad_params(params[0], env), seeds[0], optim, stacked=False, host=True),
+                ModelDims.of_host(cfgs[0]))
+    return init_states(params[0], seeds[0], optim, stacked=False, host=True), None
 
 
 def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early_stop) -> float:

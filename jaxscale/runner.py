@@ -26,6 +26,7 @@ from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer, shard_models, to_host
 from jaxscale.group_setup import PreparedGroup, prepare_group
+from jaxscale.model import ModelDims
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
 from jaxscale.stack import padded_flops_utilisation, unpad_params
@@ -228,9 +229,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     rows = []
     padded = stacked or bool(g.shared)  # a stack, or a model alone at a shared program's envelope
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if padded else None,
-                  "padded_flops_util": (padded_flops_utilisation(cfgs, seq_len) if stacked else
-                                        cfgs[0].flops_per_token(seq_len=seq_len).total
-                                        / env.flops_per_token(seq_len=seq_len).total),
+                  "padded_flops_util": padded_flops_utilisation(cfgs, seq_len, env=env),
                   "shared_program": list(g.shared) or None,
                   "compile_seconds": compile_s, "program_cache": program_source,
                   "compiled_ahead": compiled_ahead,
@@ -284,8 +283,6 @@ class GroupResult:
         too and share one compiled program with the other models of the set; None otherwise."""
         if not self.padded:
             return None
-        from jaxscale.model import ModelDims
-
         return self.env, self.state.params, ModelDims.of_host(self.cfgs[i])
 
     def params(self, i: int) -> dict:

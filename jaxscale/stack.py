@@ -94,9 +94,12 @@ def stack_dims_if_padded(cfgs: Sequence[ModelConfig]) -> ModelDims | None:
     return None if same else stack_dims(cfgs)
 
 
-def padded_flops_utilisation(cfgs: Sequence[ModelConfig], seq_len: int | None = None) -> float:
-    """Share of a stack's FLOPs that is useful work: Σ true FLOPs / (K × envelope FLOPs)."""
-    env = envelope(cfgs)
+def padded_flops_utilisation(cfgs: Sequence[ModelConfig], seq_len: int | None = None,
+                             env: ModelConfig | None = None) -> float:
+    """Share of a program's FLOPs that is useful work: Σ true FLOPs / (K × ``env`` FLOPs), ``env``
+    the shape it runs at (default the envelope of ``cfgs``: a stack's; a model alone on a shared
+    program runs at its set's)."""
+    env = env or envelope(cfgs)
     t = seq_len or env.max_seq_len
     true = sum(c.flops_per_token(seq_len=t).total for c in cfgs)
     return true / (len(cfgs) * env.flops_per_token(seq_len=t).total)
