@@ -261,9 +261,21 @@ def evaluate_model(task, cfg: ModelConfig, params: dict, tolerance: float = 2.0,
     """(per-example outputs, metric dict, per-subtask metric dicts or None) on ``task.test``.
     ``dims`` (``ModelDims``): ``params`` are padded to ``cfg``, the model's true sizes are
     ``dims`` (a model of a shared program, evaluated at its envelope)."""
+    import numpy as np
+
     from jaxscale.evaluate import evaluate
     from jaxscale.metrics import metric_table, metric_tables_by_subtask
+    from jaxscale.model import ModelDims, param_shapes
 
+    shapes = {n: tuple(np.shape(x)) for n, x in params.items()}
+    if shapes != param_shapes(cfg):
+        raise ValueError(f"evaluate_model: `params` have the shapes {shapes}, not those of the config "
+                         f"{cfg.name!r} ({param_shapes(cfg)})")
+    if dims is not None:
+        sizes = (cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff)
+        if not isinstance(dims, ModelDims) or not all(1 <= int(d) <= c for d, c in zip(dims, sizes)):
+            raise ValueError(f"evaluate_model: `dims` must be a ModelDims of true sizes within the config "
+                             f"{cfg.name!r}'s (d_model, n_heads, n_layers, d_ff) = {sizes}, got {dims!r}")
     if dims is None:
         outputs = evaluate(task_logits_fn(cfg), task.test, params=params)
     else:

@@ -75,18 +75,27 @@ def ravel(layout: FlatLayout, tree: dict) -> jax.Array:
 
 def ravel_host(layout: FlatLayout, tree: dict) -> np.ndarray:
     """``ravel`` on the host (numpy), over the last axis: a leaf's leading axes beyond its shape
-    in ``layout`` (a stack's model axis) are kept, so a stack's tree gives [K, P]."""
-    def flat(n, shape):
-        x = np.asarray(tree[n])
-        return x.reshape(x.shape[:x.ndim - len(shape)] + (-1,))
-
-    return np.concatenate([flat(n, s) for n, s in zip(layout.names, layout.shapes)], axis=-1)
+    in ``layout`` (a stack's model axis) are kept, so a stack's tree gives [K, P]. A tree of
+    other leaves or shapes than the layout's (e.g. a state padded to another envelope) is refused."""
+    if set(tree) != set(layout.names):
+        raise ValueError(f"ravel_host: the tree's leaves {sorted(tree)} are not the layout's {sorted(layout.names)}")
+    leaves = {n: np.asarray(tree[n]) for n in layout.names}
+    lead = {x.shape[:max(x.ndim - len(shape), 0)] for x, shape in zip(leaves.values(), layout.shapes)}
+    for (n, x), shape in zip(leaves.items(), layout.shapes):
+        if x.shape[x.ndim - len(shape):] != shape or len(lead) > 1:
+            raise ValueError(f"ravel_host: leaf {n!r} has shape {x.shape}, the layout holds {shape} "
+                             f"(after leading axes {sorted(lead)})")
+    return np.concatenate([x.reshape(x.shape[:x.ndim - len(shape)] + (-1,))
+                           for x, shape in zip(leaves.values(), layout.shapes)], axis=-1)
 
 
 def split_host(layout: FlatLayout, vec_P: np.ndarray) -> dict:
     """``split_leaves`` on the host (numpy views), over the last axis ([K, P] gives leaves with
     the leading K axis)."""
     vec = np.asarray(vec_P)
+    if vec.ndim < 1 or vec.shape[-1] != layout.size:
+        raise ValueError(f"split_host: `vec_P` has shape {vec.shape}, the layout holds {layout.size} entries "
+                         "on its last axis")
     o, lead = layout.offsets, vec.shape[:-1]
     return {n: vec[..., o[i]:o[i + 1]].reshape(lead + layout.shapes[i]) for i, n in enumerate(layout.names)}
 

@@ -113,8 +113,12 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         raise ValueError(f"mode must be 'stack' or 'alone', got {mode!r}")
     if mode == "alone" and len(specs) != 1:
         raise ValueError(f"mode 'alone' trains one model, got {len(specs)}")
-    if shared is not None and (mode != "alone" or specs[0] not in shared):
-        raise ValueError("prepare_group: `shared` is for a model alone, and must include it")
+    if shared is not None:
+        if mode != "alone":
+            raise ValueError(f"prepare_group: `shared` is for a model trained alone (mode 'alone'), got mode {mode!r}")
+        if specs[0] not in shared:
+            raise ValueError(f"prepare_group: `shared` must include the model it trains, {specs[0].label!r}; "
+                             f"got {[s.label for s in shared]}")
     cfgs = [s.cfg for s in specs]
     env = envelope(cfgs) if mode == "stack" else envelope([s.cfg for s in shared]) if shared else cfgs[0]
     if isinstance(data, Corpus):
@@ -129,10 +133,11 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     if data.vocab_size > env.vocab_size:
         raise ValueError(f"data {data.name!r} has vocab {data.vocab_size} > the models' vocab_size {env.vocab_size}")
     optims = {(s.optim.beta1, s.optim.beta2, s.optim.eps, s.optim.clip_norm, s.optim.min_lr_ratio,
-               s.optim.decay_all) for s in specs}
+               s.optim.decay_all) for s in list(specs) + list(shared or ())}
     if len(optims) > 1:
-        raise ValueError("models in one stack must share beta1, beta2, eps, clip_norm, min_lr_ratio and "
-                         "decay_all (learning rate, weight decay, warmup and budget may differ)")
+        raise ValueError(f"models in one {'program (`shared`)' if shared else 'stack'} must share beta1, beta2, "
+                         "eps, clip_norm, min_lr_ratio and decay_all (learning rate, weight decay, warmup and "
+                         "budget may differ)")
     optim = program_optim(specs[0].optim)  # what the compiled programs depend on
     seq_len = data.seq_len
     totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in specs]

@@ -358,6 +358,10 @@ def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimi
     without LLVM's optimisations on a CPU (``compile_mode.unoptimised_pays``). ``layout``: the
     parameters come as the training state's flat vector in that layout (``FlatState.params_P``),
     not as the named tree."""
+    if layout is not None and dict(zip(layout.names, layout.shapes)) != param_shapes(cfg):
+        raise ValueError(f"make_eval: `layout` holds the leaves {dict(zip(layout.names, layout.shapes))}, "
+                         f"not those of the config {cfg.name!r} ({param_shapes(cfg)})")
+
     def one(params, dims, rows, weights):
         if layout is not None:
             params = split_leaves(layout, params)

@@ -171,3 +171,18 @@ def test_a_shared_program_model_is_evaluated_at_its_envelope_with_masks():
     np.testing.assert_array_equal(padded.pred_NA, alone.pred_NA)
     np.testing.assert_allclose(padded.token_logprob_NA, alone.token_logprob_NA, rtol=1e-5, atol=1e-6)
     assert padded_metrics["exact_match"] == metrics["exact_match"]
+
+
+def test_a_model_evaluation_refuses_parameters_or_masks_that_do_not_fit_its_config():
+    from jaxscale.config import family_configs
+    from jaxscale.emergence_study import evaluate_model
+    from jaxscale.model import ModelDims, init_params
+
+    task = make_task("notebook-arithmetic", seed=0)
+    micro, tiny = family_configs("notebook-emergence")[:2]
+    with pytest.raises(ValueError, match="`params`"):
+        evaluate_model(task, tiny, init_params(micro, 0))  # true-shape micro weights, not padded to tiny
+    with pytest.raises(ValueError, match="`dims`"):
+        evaluate_model(task, micro, init_params(micro, 0), dims=ModelDims.of_host(tiny))  # masks larger than cfg
+    with pytest.raises(ValueError, match="`dims`"):
+        evaluate_model(task, micro, init_params(micro, 0), dims=(1, 1, 1, 1))

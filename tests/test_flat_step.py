@@ -148,3 +148,36 @@ def test_hashed_bits_and_permutation_look_uniform():
     assert sorted(perm.tolist()) == list(range(300))
     other = np.asarray(permutation(fold(jax.random.PRNGKey(0), 4), 300))
     assert not np.array_equal(perm, other) and not np.array_equal(perm, np.arange(300))
+
+
+def test_host_flat_state_refuses_a_tree_or_vector_of_another_layout():
+    """A state padded to another envelope (or missing a leaf) must not be flattened into a
+    layout it does not fit: numpy would reshape it silently into a vector of the wrong length."""
+    from jaxscale.config import family_configs
+    from jaxscale.flat import ravel_host, split_host
+    from jaxscale.stack import pad_params
+    from jaxscale.train import flat_state_host, init_states, layout_for
+
+    micro, tiny = family_configs("notebook-emergence")[:2]
+    optim = OptimConfig()
+    layout = layout_for(micro, optim.decay_all)
+    padded = init_states(pad_params(init_params(micro, 0), tiny), 0, optim, stacked=False, host=True)
+    with pytest.raises(ValueError, match="leaf .* has shape"):
+        flat_state_host(padded, layout)
+    params = init_params(micro, 0)
+    assert ravel_host(layout, params).shape == (layout.size,)
+    with pytest.raises(ValueError, match="leaves"):
+        ravel_host(layout, {n: x for n, x in params.items() if n != "pos_emb"})
+    with pytest.raises(ValueError, match="vec_P"):
+        split_host(layout, np.zeros(layout.size + 1, np.float32))
+    assert split_host(layout, np.zeros((2, layout.size), np.float32))["tok_emb"].shape == (2,) + params["tok_emb"].shape
+
+
+def test_an_evaluation_of_flat_parameters_refuses_a_layout_of_another_config():
+    from jaxscale.config import family_configs
+    from jaxscale.train import layout_for, make_eval
+
+    micro, tiny = family_configs("notebook-emergence")[:2]
+    with pytest.raises(ValueError, match="layout"):
+        make_eval(tiny, stacked=False, layout=layout_for(micro, False))
+    assert make_eval(tiny, stacked=False, layout=layout_for(tiny, False)) is not None

@@ -163,5 +163,10 @@ def test_a_shared_program_refuses_a_model_outside_its_set():
     cfgs = [_mixed_cfg(16, 1, 1, 32, 0.0), _mixed_cfg(32, 2, 1, 64, 0.0)]
     specs = [ModelSpec(c, seed=0, budget=Budget("steps", 5)) for c in cfgs]
     settings = RunSettings(batch_size=2, seq_len=16, eval_windows=4, progress=False)
-    with pytest.raises(ValueError, match="shared"):
+    with pytest.raises(ValueError, match="`shared` must include"):
         train_group([specs[0]], load_corpus(), settings, mode="alone", shared=specs[1:])
+    with pytest.raises(ValueError, match="`shared` is for a model trained alone"):
+        train_group(specs, load_corpus(), settings, mode="stack", shared=specs)
+    other = ModelSpec(cfgs[1], seed=0, budget=Budget("steps", 5), optim=OptimConfig(beta2=0.9))
+    with pytest.raises(ValueError, match=r"one program \(`shared`\) must share beta1"):
+        train_group([specs[0]], load_corpus(), settings, mode="alone", shared=[specs[0], other])
