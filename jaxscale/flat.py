@@ -79,14 +79,15 @@ def ravel_host(layout: FlatLayout, tree: dict) -> np.ndarray:
     other leaves or shapes than the layout's (e.g. a state padded to another envelope) is refused."""
     if set(tree) != set(layout.names):
         raise ValueError(f"ravel_host: the tree's leaves {sorted(tree)} are not the layout's {sorted(layout.names)}")
-    leaves = {n: np.asarray(tree[n]) for n in layout.names}
-    lead = {x.shape[:max(x.ndim - len(shape), 0)] for x, shape in zip(leaves.values(), layout.shapes)}
-    for (n, x), shape in zip(leaves.items(), layout.shapes):
-        if x.shape[x.ndim - len(shape):] != shape or len(lead) > 1:
-            raise ValueError(f"ravel_host: leaf {n!r} has shape {x.shape}, the layout holds {shape} "
-                             f"(after leading axes {sorted(lead)})")
-    return np.concatenate([x.reshape(x.shape[:x.ndim - len(shape)] + (-1,))
-                           for x, shape in zip(leaves.values(), layout.shapes)], axis=-1)
+    leaves = [np.asarray(tree[n]) for n in layout.names]
+    for n, x, shape in zip(layout.names, leaves, layout.shapes):
+        if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+            raise ValueError(f"ravel_host: leaf {n!r} has shape {x.shape}, the layout holds {shape}")
+    lead = {x.shape[:x.ndim - len(shape)] for x, shape in zip(leaves, layout.shapes)}
+    if len(lead) > 1:
+        raise ValueError(f"ravel_host: the leaves' leading axes differ: {sorted(lead)}")
+    return np.concatenate([x.reshape(x.shape[:x.ndim - len(shape)] + (-1,)) for x, shape in zip(leaves, layout.shapes)],
+                          axis=-1)
 
 
 def split_host(layout: FlatLayout, vec_P: np.ndarray) -> dict:

@@ -168,6 +168,8 @@ def test_host_flat_state_refuses_a_tree_or_vector_of_another_layout():
     assert ravel_host(layout, params).shape == (layout.size,)
     with pytest.raises(ValueError, match="leaves"):
         ravel_host(layout, {n: x for n, x in params.items() if n != "pos_emb"})
+    with pytest.raises(ValueError, match="leading axes differ"):  # one leaf stacked, the others not
+        ravel_host(layout, {**params, "pos_emb": np.stack([params["pos_emb"]] * 2)})
     with pytest.raises(ValueError, match="vec_P"):
         split_host(layout, np.zeros(layout.size + 1, np.float32))
     assert split_host(layout, np.zeros((2, layout.size), np.float32))["tok_emb"].shape == (2,) + params["tok_emb"].shape
