@@ -14,16 +14,18 @@ from dataclasses import dataclass
 # CPU numbers were measured on the 2-core development machine: param_s from warm
 # `jaxscale sweep --preset notebook-emergence --mode sequential` runs (steady seconds per step of
 # each model, evaluations included: 0.4 ms for 24k parameters to 2.5 ms for 470k), stack_compile
-# from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s).
+# from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s),
+# eval_compile_s (an evaluation program's trace and compile) from the same runs' timelines
+# (0.4-0.8 s each for the held-out loss, 0.6-1.4 s for the task's, on two busy lanes).
 # Accelerator numbers are conservative defaults; stack_compile 1.5 is the H200's notebook-scaling
 # family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
 PLATFORM_DEFAULTS = {
     "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
-            "stack_compile": 1.6, "load_s": 0.5},
+            "stack_compile": 1.6, "load_s": 0.5, "eval_compile_s": 0.5},
     "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
-            "stack_compile": 1.5, "load_s": 2.0},
+            "stack_compile": 1.5, "load_s": 2.0, "eval_compile_s": 2.0},
     "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
-            "stack_compile": 1.5, "load_s": 2.0},
+            "stack_compile": 1.5, "load_s": 2.0, "eval_compile_s": 2.0},
 }
 
 
@@ -40,6 +42,7 @@ class DeviceProfile:
     stack_compile: float = 1.0  # a stack's compile time / a model alone's
     lanes: int = 1              # groups trained at once (host threads)
     load_s: float = 0.5         # loading a program compiled on disk by an earlier run, with its setup
+    eval_compile_s: float = 0.5  # compiling one evaluation program (``planner.share_evaluations``)
 
     def __post_init__(self) -> None:
         if not isinstance(self.lanes, int) or self.lanes < 1:
@@ -105,4 +108,5 @@ def calibrate(measure: bool = True, lanes: int | None = None) -> DeviceProfile:
     return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],
                          param_s=d["param_s"], devices=len(devices), source=source,
                          stack_compile=d["stack_compile"], load_s=d["load_s"],
+                         eval_compile_s=d["eval_compile_s"],
                          lanes=default_lanes(platform, len(devices)) if lanes is None else lanes)

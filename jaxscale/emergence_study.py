@@ -247,13 +247,14 @@ def task_logits_fn(cfg: ModelConfig, masked: bool = False):
 
 def evaluate_result(task, cfg: ModelConfig, result, i: int, tolerance: float = 2.0):
     """``evaluate_model`` for model ``i`` of a trained group (``runner.GroupResult``): a model
-    trained alone on a shared program is evaluated at that program's envelope with its masks,
-    so that the models of the set share one compiled evaluation too (on the 2-core CPU each
-    took ~0.7 s to trace and compile); any other at its true shape."""
-    shared = result.shared_program(i)
-    if shared is None:
+    whose held-out evaluation ran at an envelope (a shared training program's, or the one its
+    set of models shares, ``planner.Group.eval_shared``) is evaluated there too, with its masks,
+    so that the models of the set share one compiled task evaluation (on the 2-core CPU each
+    took 0.6-1.4 s to trace, compile and run); any other at its true shape."""
+    at_envelope = result.eval_program(i)
+    if at_envelope is None:
         return evaluate_model(task, cfg, result.params(i), tolerance)
-    env, params, dims = shared
+    env, params, dims = at_envelope
     return evaluate_model(task, env, params, tolerance, dims=dims)
 
 

@@ -24,7 +24,8 @@ from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
-from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models
+from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models, to_host
+from jaxscale.flat import ravel_host, split_host
 from jaxscale.model import ModelDims, init_params
 from jaxscale.device_profile import calibrate
 from jaxscale.planner import estimate_train_seconds
@@ -79,6 +80,23 @@ class PreparedGroup:
     program_source: str | None = None
     program_key: tuple = ()  # train_program_key of this group
     shared: tuple = ()       # labels of the models sharing this model's program (prepare_group's ``shared``)
+    eval_env: Any = None     # the config the evaluation program runs at (None: ``env``)
+    eval_dims: Any = None    # the masks it is given (``dims`` when it runs at ``env``)
+    eval_shared: tuple = ()  # labels of the models sharing the evaluation program (``eval_shared``)
+
+    def eval_params(self, params_P):
+        """The parameters as the evaluation program takes them: the training vector itself, or,
+        evaluated at a larger envelope (``eval_shared``), zero-padded to it (on the host: a copy
+        of the vector, no program per shape)."""
+        if self.eval_env is None:
+            return params_P
+        tree = pad_params(split_host(self.layout, np.asarray(to_host(params_P))), self.eval_env)
+        return jax.device_put(ravel_host(layout_for(self.eval_env, self.optim.decay_all), tree))
+
+    def evaluate(self, params_P, rows, weights) -> np.ndarray:
+        """The weighted mean held-out loss of each model [k_run] on ``rows``."""
+        loss = self.eval_fn(self.eval_params(params_P), self.eval_dims, rows, weights)
+        return np.asarray(to_host(loss)).reshape(self.k_run)
 
     def compile(self, *, only_stored: bool = False) -> "PreparedGroup":
         """Compile (or load) the training and evaluation programs for this group's arguments,
@@ -86,7 +104,7 @@ class PreparedGroup:
         load); otherwise leave them to the host loop."""
         chunk_args = (self.state, self.hyper, self.dims, self.arrays, self.key, np.int32(self.step),
                       np.int32(self.chunk_len))
-        eval_args = (self.state.params_P, self.dims, self.val_rows, self.val_weights)
+        eval_args = (self.eval_params(self.state.params_P), self.eval_dims, self.val_rows, self.val_weights)
         stored = getattr(self.chunk_fn, "stored", None), getattr(self.eval_fn, "stored", None)
         if only_stored and not all(f is not None and f(*a) for f, a in zip(stored, (chunk_args, eval_args))):
             return self
@@ -101,11 +119,15 @@ class PreparedGroup:
 def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settings: "RunSettings", *,
                   mode: str = "stack", stack_id: str | None = None,
                   checkpoint: GroupCheckpoint | None = None,
-                  shared: Sequence["ModelSpec"] | None = None) -> PreparedGroup:
+                  shared: Sequence["ModelSpec"] | None = None,
+                  eval_shared: Sequence["ModelSpec"] | None = None) -> PreparedGroup:
     """The setup of ``runner.train_group`` (same arguments and checks), restored from
     ``checkpoint``'s newest snapshot if there is one; programs are not compiled yet.
     ``shared`` (mode ``alone``): the models, this one among them, that share its training program
-    (``planner.Group.shared``): it is padded to their envelope and trained with masks."""
+    (``planner.Group.shared``): it is padded to their envelope and trained with masks.
+    ``eval_shared`` (mode ``alone``): the models, this one and any of ``shared`` among them, that
+    share its evaluation program (``planner.Group.eval_shared``): it is evaluated at their
+    envelope, padded, with its true sizes as masks."""
     t_start = time.perf_counter()
     if not specs:
         raise ValueError("prepare_group: no models given")
@@ -119,6 +141,13 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         if specs[0] not in shared:
             raise ValueError(f"prepare_group: `shared` must include the model it trains, {specs[0].label!r}; "
                              f"got {[s.label for s in shared]}")
+    if eval_shared is not None:
+        if mode != "alone":
+            raise ValueError(f"prepare_group: `eval_shared` is for a model trained alone (mode 'alone'), got mode {mode!r}")
+        missing = [s.label for s in [specs[0], *(shared or ())] if s not in eval_shared]
+        if missing:
+            raise ValueError(f"prepare_group: `eval_shared` must include the model it evaluates and every model of "
+                             f"`shared`; it lacks {missing}")
     cfgs = [s.cfg for s in specs]
     env = envelope(cfgs) if mode == "stack" else envelope([s.cfg for s in shared]) if shared else cfgs[0]
     if isinstance(data, Corpus):
@@ -186,12 +215,18 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
-    # (the evaluation program's compile choice too; the evaluation points stay this model's own)
-    program_eval_every = settings.eval_every or max(1, math.ceil(max(program_totals) / settings.n_evals))
-    unoptimised = unoptimised_pays(_eval_flops(env, k_run, data, program_totals, program_eval_every,
+    # The evaluation program: at the training shape, or at the envelope of the models sharing it
+    # (``eval_shared``). Its compile choice is made from all of its models' budgets, so that each
+    # makes the same program; the evaluation points stay this model's own.
+    eval_set = eval_shared or shared
+    eval_totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in eval_set] if eval_set else totals
+    eval_env = envelope([s.cfg for s in eval_shared]) if eval_shared else env
+    program_eval_every = settings.eval_every or max(1, math.ceil(max(eval_totals) / settings.n_evals))
+    unoptimised = unoptimised_pays(_eval_flops(eval_env, k_run, data, eval_totals, program_eval_every,
                                                settings.early_stop))
-    eval_fn = program_cache.cached(make_eval(env, stacked=stacked, unoptimised=unoptimised, layout=layout), "eval",
-                                   (env, stacked, unoptimised, layout))
+    eval_layout = layout_for(eval_env, optim.decay_all)
+    eval_fn = program_cache.cached(make_eval(eval_env, stacked=stacked, unoptimised=unoptimised, layout=eval_layout),
+                                   "eval", (eval_env, stacked, unoptimised, eval_layout))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
@@ -204,7 +239,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
         fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run),
-        shared=tuple(s.label for s in shared) if shared else ())
+        shared=tuple(s.label for s in shared) if shared else (),
+        eval_env=eval_env if eval_shared else None,
+        eval_dims=ModelDims.of_host(cfgs[0]) if eval_shared else dims,
+        eval_shared=tuple(s.label for s in eval_shared) if eval_shared else ())
 
 
 def initial_state(cfgs: Sequence[ModelConfig], seeds: Sequence[int], env: ModelConfig, optim, *, stacked: bool,
@@ -224,6 +262,13 @@ def initial_state(cfgs: Sequence[ModelConfig], seeds: Sequence[int], env: ModelC
         return (init_states(pad_params(params[0], env), seeds[0], optim, stacked=False, host=True),
                 ModelDims.of_host(cfgs[0]))
     return init_states(params[0], seeds[0], optim, stacked=False, host=True), None
+
+
+def evaluation_flops(env: ModelConfig, steps: int, data: TrainData, settings: "RunSettings") -> float:
+    """FLOPs of one model's held-out evaluations over a run of ``steps`` at the shape ``env``
+    (for the planner's ``share_evaluations``)."""
+    eval_every = settings.eval_every or max(1, math.ceil(steps / settings.n_evals))
+    return _eval_flops(env, 1, data, [steps], eval_every, settings.early_stop)
 
 
 def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early_stop) -> float:

@@ -40,6 +40,14 @@ a fresh cache folder (an hour when the machine ran slow). Each such model is its
 once. Accelerators keep stacks: sharing was not measured there, and their per-step overhead
 favours one vmapped program.
 
+**Shared evaluations.** The held-out (and a task's) evaluation of a model alone is a program of
+its own per shape: about half a second of compile on the 2-core CPU, against milliseconds to run
+the notebook's evaluations. After planning, ``auto`` lets models alone of one bucket share one
+evaluation program at their envelope, with masks, whenever the padding a model adds to the
+set's evaluations costs less than that compile (``share_evaluations``). Measured on the 2-core
+CPU (2026-12-03, interleaved pairs, both caches off): notebook-emergence's cold sweep took
+20.9-24.8 s with its five models evaluated by one program, against 21.9-25.6 s with four.
+
 **Lanes.** On a CPU a program of the notebook's batch-of-one models keeps about one core busy:
 XLA runs its hundreds of small ops one after another. So a sweep trains several groups at once,
 one per *lane* (a host thread), and the plan assigns each group a lane (longest first, to the
@@ -92,6 +100,10 @@ class Group:
     # making it compute what it computes at its true shape; () when not shared
     shared: tuple[int, ...] = ()
     compiles: bool = True     # False: an earlier group of the plan compiles (or loads) its program
+    # a model alone whose held-out (and task) evaluation runs on one compiled program with the
+    # models ``eval_shared`` (indices, its own included), at their envelope with masks
+    # (``share_evaluations``); () when it is evaluated at the shape it trains at
+    eval_shared: tuple[int, ...] = ()
     # estimated_s is the group's time with the device to itself: on several lanes a FLOP-bound
     # group shares the cores and takes longer, which ``plan_seconds`` accounts for (a plan total)
 
@@ -287,6 +299,48 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, st
     return parts[::-1]
 
 
+def share_evaluations(groups: Sequence[Group], specs: Sequence, eval_flops: Callable[[object, int], float],
+                      profile: DeviceProfile) -> list[Group]:
+    """The groups with ``Group.eval_shared`` set: models trained alone, of one bucket, that are
+    evaluated by one compiled program at their envelope, with masks, instead of one program per
+    shape. ``eval_flops(cfg, i)``: the FLOPs of model ``i``'s evaluations over its run at the
+    shape ``cfg``.
+
+    Why: an evaluation program compiles in about half a second on the 2-core CPU
+    (``DeviceProfile.eval_compile_s``), and the held-out evaluations of the notebook's models
+    run in milliseconds, so each evaluation program of its own costs more than the padding of
+    evaluating at a larger shape. A model joins a set (largest models first) only if the padding
+    it adds to the set's evaluations costs less than the compile it saves; a model on a shared
+    training program joins with its whole set, so its evaluation shape holds its training shape.
+    Stacks are left alone: their evaluation is one vmapped program already."""
+    units: dict[tuple, tuple[int, ...]] = {}  # a shared training set, or one model alone
+    for g in groups:
+        if g.mode == "alone":
+            units.setdefault(g.shared or g.indices, g.shared or g.indices)
+
+    def cost(members, env) -> float:  # seconds of the members' evaluations at env
+        return sum(eval_flops(env, i) for i in members) / profile.flop_rate
+
+    sets: list[list[int]] = []
+    by_size = sorted(units.values(), key=lambda u: -envelope([specs[i].cfg for i in u]).flops_per_token().total)
+    for unit in by_size:
+        unit_env = envelope([specs[i].cfg for i in unit])
+        for members in sets:
+            if stack_key(specs[members[0]].cfg) != stack_key(unit_env):
+                continue
+            env = envelope([specs[i].cfg for i in members + list(unit)])
+            old_env = envelope([specs[i].cfg for i in members])
+            added = cost(members + list(unit), env) - cost(members, old_env) - cost(unit, unit_env)
+            if added < profile.eval_compile_s:
+                members.extend(unit)
+                break
+        else:
+            sets.append(list(unit))
+    set_of = {i: tuple(sorted(m)) for m in sets if len({specs[j].cfg for j in m}) > 1 for i in m}
+    return [replace(g, eval_shared=set_of[g.indices[0]]) if g.mode == "alone" and g.indices[0] in set_of else g
+            for g in groups]
+
+
 def program_count(groups: Sequence[Group], specs: Sequence) -> int:
     """Distinct training programs of a plan: one per stack, one per config trained alone, one per
     set of models sharing a program."""
@@ -304,4 +358,8 @@ def describe(groups: Sequence[Group], specs: Sequence) -> str:
                  f"{', '.join(specs[i].cfg.name for i in g.shared if i not in g.indices)})") if g.shared else ""
         lines.append(f"  {g.id} {g.mode:<5} K={len(g.indices):<3}{lane} est {g.estimated_s:7.1f}s "
                      f"padded-FLOP util {g.padded_flops_util:5.1%}: {names}{share}")
+    for members in dict.fromkeys(g.eval_shared for g in groups if g.eval_shared):
+        env = envelope([specs[i].cfg for i in members])
+        lines.append(f"  evaluated by one program at their envelope (d_model {env.d_model}, {env.n_layers} layers): "
+                     f"{', '.join(specs[i].label for i in members)}")
     return "\n".join(lines)

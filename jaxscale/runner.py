@@ -29,7 +29,7 @@ from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.model import ModelDims
 from jaxscale.progress import Progress
 from jaxscale.provenance import device_info, versions
-from jaxscale.stack import padded_flops_utilisation, unpad_params
+from jaxscale.stack import pad_params, padded_flops_utilisation, unpad_params
 from jaxscale.train import Budget, OptimConfig, tree_state_host
 
 N_LAST_FOR_TRAIN_LOSS = 10
@@ -134,7 +134,8 @@ def run_id_for(spec: "ModelSpec", data: TrainData, data_seed: int, stack_id: str
 def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: RunSettings = RunSettings(), *,
                 mode: str = "stack", stack_id: str | None = None, checkpoint: GroupCheckpoint | None = None,
                 checkpoint_every: int | None = None, should_stop=None,
-                prepared: PreparedGroup | None = None, shared: Sequence[ModelSpec] | None = None) -> "GroupResult":
+                prepared: PreparedGroup | None = None, shared: Sequence[ModelSpec] | None = None,
+                eval_shared: Sequence[ModelSpec] | None = None) -> "GroupResult":
     """Train ``specs`` together (``mode='stack'``: one padded, vmapped program, its model axis
     sharded over every device) or, for a single spec, ``mode='alone'`` (the unvmapped step at the
     true shape) on ``data`` (a ``TrainData``, or a ``Corpus`` read with ``settings``' batch size
@@ -145,11 +146,14 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     and raises ``Interrupted``. ``prepared``: the group's state and programs, made ahead by
     ``prepare_group`` with the same arguments (a sweep compiles the next group's programs while
     this one trains); its setup and compile time count in the rows' ``wall_seconds``.
+    ``shared``, ``eval_shared``: the models sharing its training or evaluation program
+    (``prepare_group``).
     """
     g = prepared or prepare_group(specs, data, settings, mode=mode, stack_id=stack_id, checkpoint=checkpoint,
-                                  shared=shared)
-    if tuple(g.specs) != tuple(specs) or g.mode != mode or (shared is not None and
-                                                             g.shared != tuple(s.label for s in shared)):
+                                  shared=shared, eval_shared=eval_shared)
+    labels = lambda ms: tuple(s.label for s in ms) if ms else ()  # noqa: E731
+    if (tuple(g.specs) != tuple(specs) or g.mode != mode or (shared is not None and g.shared != labels(shared))
+            or (eval_shared is not None and g.eval_shared != labels(eval_shared))):
         raise ValueError("train_group: `prepared` was made for other models or another mode")
     compiled_ahead = g.compile_ahead_s is not None
     if not compiled_ahead:
@@ -159,7 +163,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         g.compile()
     data, k, k_run, totals, eval_every, stacked = g.data, g.k, g.k_run, g.totals, g.eval_every, g.stacked
     state, hyper, dims, arrays, key, mesh = g.state, g.hyper, g.dims, g.arrays, g.key, g.mesh
-    chunk_fn, eval_fn, val_rows, val_weights = g.chunk_fn, g.eval_fn, g.val_rows, g.val_weights
+    chunk_fn, val_rows, val_weights = g.chunk_fn, g.val_rows, g.val_weights
     train_losses, val_points, step, elapsed_before = g.train_losses, g.val_points, g.step, g.elapsed_before
     compile_s, chunk_len, epoch_steps, cfgs, env, seq_len = g.compile_s, g.chunk_len, g.epoch_steps, g.cfgs, g.env, g.seq_len
     t_start = time.perf_counter() - g.seconds  # the setup (and a compile made ahead) count as wall time
@@ -201,13 +205,13 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         ends = np.asarray(to_host(hyper.total_steps)).reshape(k_run)
         due = [step <= end and (step % eval_every == 0 or step == end) for end in ends]
         if any(due):
-            vals = np.asarray(to_host(eval_fn(state.params_P, dims, val_rows, val_weights))).reshape(k_run)
+            vals = g.evaluate(state.params_P, val_rows, val_weights)
             for i in range(k_run):
                 if due[i]:
                     val_points[i].append((step, float(vals[i])))
         if epoch_steps and step % epoch_steps == 0:
             hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
-                                eval_fn, state, dims, val_rows, val_weights, mesh)
+                                lambda: g.evaluate(state.params_P, val_rows, val_weights), mesh)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
         progress.update(step, data.tokens_per_step * k * (step - n_first) / elapsed if step > n_first
                         else float("nan"), [float(x) for x in losses[-1][:k]])
@@ -218,7 +222,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             if stop:
                 raise Interrupted(step, where)
     test_rows, test_weights = jax.device_put(tuple(data.test))
-    test = np.asarray(to_host(eval_fn(state.params_P, dims, test_rows, test_weights))).reshape(k_run)
+    test = g.evaluate(state.params_P, test_rows, test_weights)
     wall = elapsed_before + time.perf_counter() - t_start
     steady = time.perf_counter() - t_train
 
@@ -231,6 +235,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     stack_info = {"id": stack_id, "size": k, "envelope": env.to_dict() if padded else None,
                   "padded_flops_util": padded_flops_utilisation(cfgs, seq_len, env=env),
                   "shared_program": list(g.shared) or None,
+                  "eval_envelope": g.eval_env.to_dict() if g.eval_env is not None else None,
+                  "eval_shared": list(g.eval_shared) or None,
                   "compile_seconds": compile_s, "program_cache": program_source,
                   "compiled_ahead": compiled_ahead,
                   "steady_seconds": steady, "fast_compile": g.fast,
@@ -242,12 +248,13 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                    mode, stack_info, wall, settings.data_seed)
         row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
         rows.append(row)
-    return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env)
+    return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env, g.eval_env)
 
 
-def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eval_fn, state, dims, vr, vw, mesh):
+def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
-    the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken)."""
+    the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);
+    ``evaluate()`` gives every model's validation loss now, recorded at the stop."""
     after_epoch, threshold = rule
     epoch = step // epoch_steps - 1
     if epoch <= after_epoch:
@@ -257,7 +264,7 @@ def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eva
     stop = (means < threshold) & (ends > step)
     if not stop.any():
         return hyper
-    vals = np.asarray(to_host(eval_fn(state.params_P, dims, vr, vw))).reshape(k)
+    vals = evaluate()
     for i in np.nonzero(stop)[0]:
         ends[i] = step
         if not val_points[i] or val_points[i][-1][0] != step:
@@ -276,14 +283,18 @@ class GroupResult:
     stacked: bool
     padded: bool = False  # a model alone at a shared program's envelope (``state`` is padded)
     env: ModelConfig | None = None  # the config the training program ran at (a stack's or shared envelope)
+    eval_env: ModelConfig | None = None  # the envelope its evaluation program ran at (``eval_shared``), if larger
 
-    def shared_program(self, i: int) -> tuple[ModelConfig, dict, object] | None:
-        """For a model trained alone on a shared program: (the program's envelope, the padded
-        parameters, the model's ``ModelDims``), so that its evaluation can run at the envelope
-        too and share one compiled program with the other models of the set; None otherwise."""
-        if not self.padded:
+    def eval_program(self, i: int) -> tuple[ModelConfig, dict, object] | None:
+        """For a model trained alone and evaluated at an envelope (its shared training program's,
+        or that of the models sharing its evaluation program): (that envelope, the parameters
+        padded to it, the model's ``ModelDims``), so that other evaluations (a task's) can run
+        there too and share one compiled program with the other models of the set; None for a
+        model evaluated at its true shape, or in a stack."""
+        if self.stacked or (self.eval_env is None and not self.padded):
             return None
-        return self.env, self.state.params, ModelDims.of_host(self.cfgs[i])
+        env = self.eval_env or self.env
+        return env, pad_params(self.state.params, env), ModelDims.of_host(self.cfgs[i])
 
     def params(self, i: int) -> dict:
         """Model ``i``'s trained parameters at its true shape."""

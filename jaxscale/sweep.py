@@ -33,9 +33,9 @@ from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
-from jaxscale.group_setup import prepare_group, train_program_key
+from jaxscale.group_setup import evaluation_flops, prepare_group, train_program_key
 from jaxscale.device_profile import DeviceProfile, calibrate
-from jaxscale.planner import Group, describe, plan, plan_seconds, program_count
+from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.train import Budget, OptimConfig
@@ -88,7 +88,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     if out_path is not None and (out_path / "sweep.json").exists():
         _check_same(json.loads((out_path / "sweep.json").read_text()), recorded, out_path)
     if plan_file is not None and plan_file.exists():
-        groups = [Group(**{k: (tuple(v) if k in ("indices", "shared") else v) for k, v in g.items() if k != "models"})
+        groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
+                           for k, v in g.items() if k != "models"})
                   for g in json.loads(plan_file.read_text())["groups"]]
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
@@ -96,6 +97,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
         groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode,
                       stored=_stored_programs(specs, data, settings))
+        if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
+            groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
+                                       profile)
         n_programs = program_count(groups, specs)
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
               f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
@@ -127,9 +131,13 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     def shared_of(g: Group) -> list | None:
         return [specs[i] for i in g.shared] if g.shared else None
 
+    def eval_shared_of(g: Group) -> list | None:
+        return [specs[i] for i in g.eval_shared] if g.eval_shared else None
+
     def prepare(g: Group):  # in the background, while the group before it trains
         return prepare_group([specs[i] for i in g.indices], data, settings, mode=g.mode, stack_id=g.id,
-                             checkpoint=checkpoint_of(g), shared=shared_of(g)).compile(only_stored=load_only)
+                             checkpoint=checkpoint_of(g), shared=shared_of(g),
+                             eval_shared=eval_shared_of(g)).compile(only_stored=load_only)
 
     lock = threading.RLock()  # the rows file, `written` and the log, shared by the lanes
     abort = threading.Event()  # a lane failed: the others checkpoint and stop
@@ -151,7 +159,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         else:
             result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
                                  checkpoint_every=checkpoint_every, should_stop=stop_now, prepared=prepared,
-                                 shared=shared_of(g))
+                                 shared=shared_of(g), eval_shared=eval_shared_of(g))
             group_rows = result.rows
             for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
                 row["stack"]["planned_seconds"] = g.estimated_s

@@ -210,3 +210,37 @@ def test_a_cpu_shares_programs_between_neighbouring_sizes_and_an_accelerator_doe
     finally:
         planner.SHARED_PADDING_WEIGHT = weight
     assert {g.shared for g in once if g.shared} == {(0, 1), (2, 3)}
+
+
+def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_than_a_compile():
+    """``share_evaluations``: the emergence models, alone, are evaluated by one program at their
+    envelope when an evaluation program's compile costs more than the padded evaluations; a
+    model whose padding would cost more stays on its own; a shared training set stays together;
+    stacks keep their own (vmapped) evaluation; models that cannot share a stack never share."""
+    from jaxscale.planner import Group, share_evaluations
+
+    preset = make_preset("notebook-emergence")
+    specs, steps = preset.specs, _steps(preset)
+    alone = plan(specs, steps, 4, CPU, mode="sequential")
+    per_token = lambda cfg, i: 1e3 * cfg.flops_per_token().total  # noqa: E731  evaluation FLOPs of model i at cfg
+    cheap = share_evaluations(alone, specs, per_token, dataclasses.replace(CPU, eval_compile_s=0.5))
+    assert {g.eval_shared for g in cheap} == {(0, 1, 2, 3, 4)}
+    dear = share_evaluations(alone, specs, per_token, dataclasses.replace(CPU, eval_compile_s=0.0))
+    assert all(g.eval_shared == () for g in dear)
+    # padding to `large` (d 96, 6 layers) is worth it for `medium` (d 80, 5 layers) only; the
+    # three smallest pad less to `small`
+    flops = [s.cfg.flops_per_token().total for s in specs]
+    rate = CPU.flop_rate
+    medium_cost = 1e3 * (flops[4] - flops[3]) / rate
+    some = share_evaluations(alone, specs, per_token, dataclasses.replace(CPU, eval_compile_s=medium_cost * 1.01))
+    assert [g.eval_shared for g in some] == [(0, 1, 2)] * 3 + [(3, 4)] * 2
+    # a shared training set joins as one, or not at all
+    shared = [Group("a", (0,), "alone", "envelope", 1.0, shared=(0, 1)),
+              Group("b", (1,), "alone", "envelope", 1.0, shared=(0, 1)), Group("c", (4,), "alone", "x", 1.0)]
+    joined = share_evaluations(shared, specs, per_token, dataclasses.replace(CPU, eval_compile_s=1e9))
+    assert [g.eval_shared for g in joined] == [(0, 1, 4)] * 3
+    stacked = [Group("s", (0, 1), "stack", "envelope", 1.0), Group("c", (4,), "alone", "x", 1.0)]
+    assert [g.eval_shared for g in share_evaluations(stacked, specs, per_token, CPU)] == [(), ()]
+    other = [dataclasses.replace(specs[0], cfg=specs[0].cfg.replace(vocab_size=128)), specs[4]]
+    apart = share_evaluations(plan(other, steps[:2], 4, CPU, mode="sequential"), other, per_token, CPU)
+    assert all(g.eval_shared == () for g in apart)

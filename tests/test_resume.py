@@ -225,6 +225,7 @@ def test_a_sweep_of_shared_programs_resumes_and_saves_true_shape_weights(tmp_pat
         run_sweep(specs, data, SETTINGS, mode="auto", out=tmp_path, should_stop=stop_once, profile=dear)
     resumed = run_sweep(specs, data, SETTINGS, mode="auto", out=tmp_path, profile=dear)
     assert [g.shared for g in resumed.groups] == [(0, 1), (0, 1)]
+    assert [g.eval_shared for g in resumed.groups] == [(0, 1), (0, 1)]  # read back from plan.json
     for a, b in zip(plain.rows, resumed.rows):
         assert _curve(a) == _curve(b) and a["test_loss"] == b["test_loss"]
         assert b["stack"]["shared_program"] == [s.label for s in specs]

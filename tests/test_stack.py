@@ -170,3 +170,47 @@ def test_a_shared_program_refuses_a_model_outside_its_set():
     other = ModelSpec(cfgs[1], seed=0, budget=Budget("steps", 5), optim=OptimConfig(beta2=0.9))
     with pytest.raises(ValueError, match=r"one program \(`shared`\) must share beta1"):
         train_group([specs[0]], load_corpus(), settings, mode="alone", shared=[specs[0], other])
+
+
+def test_models_sharing_one_evaluation_program_match_their_own_evaluations():
+    """``planner.Group.eval_shared``: models trained alone at their true shapes, evaluated by one
+    program at their envelope (padded, with masks): the same training curve bit for bit, the
+    same validation and test losses to float rounding, one evaluation program for the set, and
+    the result's evaluation shape is the envelope (where a task's evaluation runs too)."""
+    from jaxscale.group_setup import prepare_group
+
+    cfgs = [_mixed_cfg(16, 1, 1, 32, 0.1), _mixed_cfg(48, 3, 2, 96, 0.1)]
+    specs = [ModelSpec(c, seed=i, optim=OptimConfig(lr=1e-3), budget=Budget("steps", n))
+             for i, (c, n) in enumerate(zip(cfgs, (50, 60)))]
+    settings = RunSettings(batch_size=4, seq_len=32, eval_windows=16, progress=False, steps_per_dispatch=20, n_evals=3)
+    data = load_corpus()
+    for spec in specs:
+        own = train_group([spec], data, settings, mode="alone")
+        shared = train_group([spec], data, settings, mode="alone", eval_shared=specs)
+        assert _losses(own.rows[0]).tolist() == _losses(shared.rows[0]).tolist()  # training is untouched
+        own_val = [p["val_loss"] for p in own.rows[0]["curve"] if "val_loss" in p]
+        shared_val = [p["val_loss"] for p in shared.rows[0]["curve"] if "val_loss" in p]
+        assert len(own_val) >= 3
+        np.testing.assert_allclose(shared_val, own_val, rtol=REL_TOL)
+        assert shared.rows[0]["test_loss"] == pytest.approx(own.rows[0]["test_loss"], rel=REL_TOL)
+        info = shared.rows[0]["stack"]
+        assert info["eval_shared"] == [s.label for s in specs] and info["eval_envelope"]["d_model"] == 48
+        assert own.rows[0]["stack"]["eval_envelope"] is None and own.eval_program(0) is None
+        env, padded, dims = shared.eval_program(0)
+        assert env.d_model == 48 and padded["w1"].shape[-1] == 96 and int(dims.d_model) == spec.cfg.d_model
+        np.testing.assert_array_equal(padded["w1"][..., spec.cfg.d_ff:], 0)
+    programs = [prepare_group([s], data, settings, mode="alone", eval_shared=specs).eval_fn.jitted for s in specs]
+    assert programs[0] is programs[1]
+    assert prepare_group([specs[0]], data, settings, mode="alone").eval_fn.jitted is not programs[0]
+
+
+def test_a_shared_evaluation_refuses_a_set_without_its_models():
+    cfgs = [_mixed_cfg(16, 1, 1, 32, 0.0), _mixed_cfg(32, 2, 1, 64, 0.0), _mixed_cfg(48, 3, 1, 96, 0.0)]
+    specs = [ModelSpec(c, seed=0, budget=Budget("steps", 5)) for c in cfgs]
+    settings = RunSettings(batch_size=2, seq_len=16, eval_windows=4, progress=False)
+    with pytest.raises(ValueError, match="`eval_shared` must include"):
+        train_group([specs[0]], load_corpus(), settings, mode="alone", eval_shared=specs[1:])
+    with pytest.raises(ValueError, match="`eval_shared` must include .*m-d32"):
+        train_group([specs[0]], load_corpus(), settings, mode="alone", shared=specs[:2], eval_shared=[specs[0], specs[2]])
+    with pytest.raises(ValueError, match="`eval_shared` is for a model trained alone"):
+        train_group(specs, load_corpus(), settings, mode="stack", eval_shared=specs)
