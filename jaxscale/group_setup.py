@@ -216,14 +216,17 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
                                                      fast_compile=fast), "train_chunk", static)
     # The evaluation program: at the training shape, or at the envelope of the models sharing it
-    # (``eval_shared``). Its compile choice is made from all of its models' budgets, so that each
-    # makes the same program; the evaluation points stay this model's own.
+    # (``eval_shared``, or a shared training program's set). Its compile choice is made from the
+    # work it does for all of those models, so that each makes the same program; the evaluation
+    # points stay this model's own.
     eval_set = eval_shared or shared
-    eval_totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in eval_set] if eval_set else totals
     eval_env = envelope([s.cfg for s in eval_shared]) if eval_shared else env
-    program_eval_every = settings.eval_every or max(1, math.ceil(max(eval_totals) / settings.n_evals))
-    unoptimised = unoptimised_pays(_eval_flops(eval_env, k_run, data, eval_totals, program_eval_every,
-                                               settings.early_stop))
+    if eval_set:
+        eval_work = sum(evaluation_flops(eval_env, s.budget.steps(s.cfg, data.batch_size, seq_len), data, settings)
+                        for s in eval_set)
+    else:
+        eval_work = _eval_flops(env, k_run, data, totals, eval_every, settings.early_stop)
+    unoptimised = unoptimised_pays(eval_work)
     eval_layout = layout_for(eval_env, optim.decay_all)
     eval_fn = program_cache.cached(make_eval(eval_env, stacked=stacked, unoptimised=unoptimised, layout=eval_layout),
                                    "eval", (eval_env, stacked, unoptimised, eval_layout))

@@ -93,3 +93,14 @@ def test_held_out_evaluation_work_is_counted_per_call_and_per_model():
     assert unoptimised_pays(got)
     assert not unoptimised_pays(_eval_flops(stack.env, stack.k_run, stack.data, stack.totals, stack.eval_every,
                                             preset.settings.early_stop))
+    # an evaluation program shared by micro, tiny and small (``eval_shared``) does the work of
+    # all three: each alone would take the unoptimised program, together they do not
+    from jaxscale.group_setup import evaluation_flops
+    from jaxscale.train import layout_for, make_eval
+
+    shared = prepare_group(preset.specs[:1], preset.data, preset.settings, mode="alone", eval_shared=preset.specs[:3])
+    one = evaluation_flops(shared.eval_env, max(micro.totals), preset.data, preset.settings)
+    assert unoptimised_pays(one) and not unoptimised_pays(3 * one)
+    optimised = make_eval(shared.eval_env, stacked=False, unoptimised=False,
+                          layout=layout_for(shared.eval_env, shared.optim.decay_all))
+    assert shared.eval_fn.jitted is optimised
