@@ -302,24 +302,34 @@ def format_report(res: dict) -> str:
             else:
                 lines.append(f"{name}: {v:.3f}")
     lines.append(f"recompile check: {res['recompile_check']}")
-    vt = res.get("vs_torch")
-    if vt:
-        lines.append(f"\nvs eager PyTorch ({vt['workload']}):")
-        st = vt["torch_steady"]
-        lines.append(f"  {len(st['models'])} eager model step(s), summed: {st['sum_step_ms_median']:.2f} ms "
-                     f"(torch {st['torch_version']}, "
-                     f"{st['threads']} threads, load {st['load_avg_1m']:.2f})")
-        for mode, x in vt.get("steady_ratio", {}).items():
-            lines.append(f"  steady step {mode:<10}: {x:.2f}x faster than eager" if x >= 1
-                         else f"  steady step {mode:<10}: {1 / x:.2f}x slower than eager")
-        if "end_to_end" in vt:
-            te = vt["torch_end_to_end"]
-            lines.append(f"  end to end: torch {te['wall_s']:.1f}s wall ({te['total_seconds']:.1f}s in-process)")
-            for mode, e in vt["end_to_end"].items():
-                lines.append(f"  jaxscale sweep --mode {mode:<10} cold {e['cold']['wall_s']:6.1f}s "
-                             f"(torch/jax {e['ratio_cold']:.2f}x), warm {e['warm']['wall_s']:6.1f}s "
-                             f"(torch/jax {e['ratio_warm']:.2f}x)")
+    if res.get("vs_torch"):
+        lines.extend(vs_torch_lines(res["vs_torch"]))
     return "\n".join(lines)
+
+
+def vs_torch_lines(vt: dict) -> list[str]:
+    """The report's lines for ``bench_torch.vs_torch``'s result."""
+    st = vt["torch_steady"]
+    lines = [f"\nvs eager PyTorch ({vt['workload']}):"]
+    lines.append(f"  {len(st['models'])} eager model step(s), summed: {st['sum_step_ms_median']:.2f} ms "
+                 f"(torch {st['torch_version']}, "
+                 f"{st['threads']} threads, load {st['load_avg_1m']:.2f})")
+    for mode, x in vt.get("steady_ratio", {}).items():
+        lines.append(f"  steady step {mode:<10}: {x:.2f}x faster than eager" if x >= 1
+                     else f"  steady step {mode:<10}: {1 / x:.2f}x slower than eager")
+    if "end_to_end" in vt:
+        te = vt["torch_end_to_end"]
+        runs = te.get("runs", [te["wall_s"]])
+        spread = lambda walls: f" [{min(walls):.1f}-{max(walls):.1f}]" if len(walls) > 1 else ""  # noqa: E731
+        median = " (median of each)" if len(runs) > 1 else ""
+        lines.append(f"  end to end{median}: torch {te['wall_s']:.1f}s wall{spread(runs)} "
+                     f"({te['total_seconds']:.1f}s in-process)")
+        for mode, e in vt["end_to_end"].items():
+            cold, warm = e["cold"].get("runs", []), e["warm"].get("runs", [])
+            lines.append(f"  jaxscale sweep --mode {mode:<10} cold {e['cold']['wall_s']:6.1f}s{spread(cold)} "
+                         f"(torch/jax {e['ratio_cold']:.2f}x), warm {e['warm']['wall_s']:6.1f}s{spread(warm)} "
+                         f"(torch/jax {e['ratio_warm']:.2f}x)")
+    return lines
 
 
 def to_json(res: dict) -> str:

@@ -125,7 +125,7 @@ def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None, lanes: int
 
 
 def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bool, modes: Sequence[str],
-             log=None, lanes: int | None = None) -> dict:
+             log=None, lanes: int | None = None, e2e_repeats: int = 1) -> dict:
     """Eager PyTorch against jaxscale on a notebook workload, side by side in one run.
 
     * steady state: the baseline's five eager steps (sum of medians) against each mode's step of
@@ -133,11 +133,16 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     * end to end (presets): ``torch_baseline.py --workload`` against ``jaxscale sweep --preset``
       per mode, cold (fresh compilation-cache folder) and warm (the same folder again), all as
       subprocesses, ratio = torch wall ÷ jaxscale wall (both include interpreter start).
+      ``e2e_repeats`` rounds, each running the baseline and then every mode cold and warm (so
+      that a slow spell of a shared machine hits all of them alike); the walls reported are the
+      medians, ratios are of medians, and every round's walls are kept (``runs``).
     """
     say = log or (lambda *_: None)
     if preset_or_family not in ("notebook-scaling", "notebook-emergence"):
         raise ValueError(f"--vs-torch: the eager baseline covers the notebook workloads (notebook-scaling, "
                          f"notebook-emergence), not {preset_or_family!r}")
+    if not isinstance(e2e_repeats, int) or e2e_repeats < 1:
+        raise ValueError(f"e2e_repeats must be a positive int, got {e2e_repeats!r}")
     check_torch()
     out: dict = {"workload": preset_or_family}
     say(f"eager torch: steady-state steps of {preset_or_family} ...")
@@ -148,19 +153,39 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
         out["steady_ratio"] = steady_ratios(t_ms, bench_result["modes"])
         say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in out["steady_ratio"].items()))
     if end_to_end:
-        say(f"eager torch: {preset_or_family} end to end ...")
-        tw = torch_workload(preset_or_family)
-        out["torch_end_to_end"] = {"wall_s": tw["wall_s"], "total_seconds": tw["total_seconds"],
-                                   "threads": tw.get("threads"), "load_avg_1m": tw.get("load_avg_1m")}
-        say(f"  torch {tw['wall_s']:.1f}s wall ({tw['total_seconds']:.1f}s in-process)")
+        torch_runs: list[dict] = []
+        runs: dict = {m: {"cold": [], "warm": []} for m in modes}
+        for r in range(e2e_repeats):
+            round_note = f" (round {r + 1} of {e2e_repeats})" if e2e_repeats > 1 else ""
+            say(f"eager torch: {preset_or_family} end to end{round_note} ...")
+            tw = torch_workload(preset_or_family)
+            torch_runs.append(tw)
+            say(f"  torch {tw['wall_s']:.1f}s wall ({tw['total_seconds']:.1f}s in-process)")
+            for mode in modes:
+                with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
+                    runs[mode]["cold"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
+                    runs[mode]["warm"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
+                say(f"  jaxscale sweep --mode {mode}: cold {runs[mode]['cold'][-1]['wall_s']:.1f}s, "
+                    f"warm {runs[mode]['warm'][-1]['wall_s']:.1f}s")
+        torch_wall = _median([t["wall_s"] for t in torch_runs])
+        last = torch_runs[-1]
+        out["torch_end_to_end"] = {"wall_s": torch_wall, "runs": [t["wall_s"] for t in torch_runs],
+                                   "total_seconds": _median([t["total_seconds"] for t in torch_runs]),
+                                   "threads": last.get("threads"), "load_avg_1m": last.get("load_avg_1m")}
         e2e = {}
         for mode in modes:
-            with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
-                cold = jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes)
-                warm = jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes)
-            e2e[mode] = {"cold": cold, "warm": warm, "ratio_cold": tw["wall_s"] / cold["wall_s"],
-                         "ratio_warm": tw["wall_s"] / warm["wall_s"]}
-            say(f"  jaxscale sweep --mode {mode}: cold {cold['wall_s']:.1f}s (x{e2e[mode]['ratio_cold']:.2f}), "
-                f"warm {warm['wall_s']:.1f}s (x{e2e[mode]['ratio_warm']:.2f})")
+            entry: dict = {}
+            for kind in ("cold", "warm"):
+                walls = [x["wall_s"] for x in runs[mode][kind]]
+                entry[kind] = {**runs[mode][kind][-1], "wall_s": _median(walls), "runs": walls}
+                entry[f"ratio_{kind}"] = torch_wall / entry[kind]["wall_s"]
+            e2e[mode] = entry
         out["end_to_end"] = e2e
     return out
+
+
+def _median(xs: Sequence[float]) -> float:
+    """The median (the mean of the middle two for an even count)."""
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

@@ -72,6 +72,9 @@ def register(sub) -> None:
                         "compilation cache); for a family or explicit config, their steady steps at the "
                         "bench's batch, sequence length and optimiser (float32)")
     p.add_argument("--no-end-to-end", action="store_true", help="with --vs-torch: only the steady-state comparison")
+    p.add_argument("--e2e-repeats", type=c.positive_int, default=1,
+                   help="with --vs-torch on a preset: rounds of the end-to-end comparison (eager PyTorch, then each "
+                        "mode cold and warm), reported as medians with their range (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="after the timings, trace one more dispatch of every program with jax.profiler into "
@@ -166,7 +169,7 @@ def run(args) -> int:
                           profile_top=args.profile_top, lanes=args.lanes)
     if args.vs_torch and args.preset:  # the notebook's own loops: steady steps and end to end
         res["vs_torch"] = bench_torch.vs_torch(workload, res, end_to_end=not args.no_end_to_end, modes=args.modes,
-                                               log=log, lanes=args.lanes)
+                                               log=log, lanes=args.lanes, e2e_repeats=args.e2e_repeats)
     elif args.vs_torch:  # a family or explicit config: the same models, batch and optimiser, eagerly
         from jaxscale.train import OptimConfig
 
