@@ -313,16 +313,14 @@ def share_evaluations(groups: Sequence[Group], specs: Sequence, eval_flops: Call
     it adds to the set's evaluations costs less than the compile it saves; a model on a shared
     training program joins with its whole set, so its evaluation shape holds its training shape.
     Stacks are left alone: their evaluation is one vmapped program already."""
-    units: dict[tuple, tuple[int, ...]] = {}  # a shared training set, or one model alone
-    for g in groups:
-        if g.mode == "alone":
-            units.setdefault(g.shared or g.indices, g.shared or g.indices)
+    # each unit joins a set whole: a shared training set, or one model alone
+    units = list(dict.fromkeys(g.shared or g.indices for g in groups if g.mode == "alone"))
 
     def cost(members, env) -> float:  # seconds of the members' evaluations at env
         return sum(eval_flops(env, i) for i in members) / profile.flop_rate
 
     sets: list[list[int]] = []
-    by_size = sorted(units.values(), key=lambda u: -envelope([specs[i].cfg for i in u]).flops_per_token().total)
+    by_size = sorted(units, key=lambda u: -envelope([specs[i].cfg for i in u]).flops_per_token().total)
     for unit in by_size:
         unit_env = envelope([specs[i].cfg for i in unit])
         for members in sets:
