@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -167,25 +168,19 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
                     runs[mode]["warm"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
                 say(f"  jaxscale sweep --mode {mode}: cold {runs[mode]['cold'][-1]['wall_s']:.1f}s, "
                     f"warm {runs[mode]['warm'][-1]['wall_s']:.1f}s")
-        torch_wall = _median([t["wall_s"] for t in torch_runs])
+        torch_wall = statistics.median([t["wall_s"] for t in torch_runs])
         last = torch_runs[-1]
         out["torch_end_to_end"] = {"wall_s": torch_wall, "runs": [t["wall_s"] for t in torch_runs],
-                                   "total_seconds": _median([t["total_seconds"] for t in torch_runs]),
+                                   "total_seconds": statistics.median([t["total_seconds"] for t in torch_runs]),
                                    "threads": last.get("threads"), "load_avg_1m": last.get("load_avg_1m")}
         e2e = {}
         for mode in modes:
             entry: dict = {}
             for kind in ("cold", "warm"):
                 walls = [x["wall_s"] for x in runs[mode][kind]]
-                entry[kind] = {**runs[mode][kind][-1], "wall_s": _median(walls), "runs": walls}
+                entry[kind] = {**runs[mode][kind][-1], "wall_s": statistics.median(walls), "runs": walls}
                 entry[f"ratio_{kind}"] = torch_wall / entry[kind]["wall_s"]
             e2e[mode] = entry
         out["end_to_end"] = e2e
     return out
 
-
-def _median(xs: Sequence[float]) -> float:
-    """The median (the mean of the middle two for an even count)."""
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2

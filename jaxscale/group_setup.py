@@ -88,10 +88,11 @@ class PreparedGroup:
         """The parameters as the evaluation program takes them: the training vector itself, or,
         evaluated at a larger envelope (``eval_shared``), zero-padded to it (on the host: a copy
         of the vector, no program per shape)."""
-        if self.eval_env is None:
+        eval_layout = None if self.eval_env is None else layout_for(self.eval_env, self.optim.decay_all)
+        if eval_layout is None or eval_layout == self.layout:  # already at the evaluation shape
             return params_P
         tree = pad_params(split_host(self.layout, np.asarray(to_host(params_P))), self.eval_env)
-        return jax.device_put(ravel_host(layout_for(self.eval_env, self.optim.decay_all), tree))
+        return jax.device_put(ravel_host(eval_layout, tree))
 
     def evaluate(self, params_P, rows, weights) -> np.ndarray:
         """The weighted mean held-out loss of each model [k_run] on ``rows``."""
