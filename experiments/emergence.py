@@ -295,4 +295,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from jaxscale.host import preload_allocator
+
+    preload_allocator()  # restarts with jemalloc preloaded where installed (jaxscale/host.py)
     sys.exit(main())

@@ -38,6 +38,11 @@ def check_torch() -> Path:
 
 
 def _run_json(cmd: list[str], env: dict | None = None, timeout: float | None = None) -> tuple[dict | None, float, str]:
+    """Run the eager baseline: as a user runs the notebook, on the C library's allocator (not the
+    one ``jaxscale`` preloads for itself, ``host.without_preload``)."""
+    from jaxscale.host import without_preload
+
+    env = without_preload(os.environ if env is None else env)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     wall = time.perf_counter() - t0

@@ -72,7 +72,13 @@ def run() -> None:
     0.5-0.7 s on the 2-core CPU, about 5% of a warm ``notebook-emergence`` run, with nothing left
     to do. So after ``main`` returns, the exit handlers run, the output is flushed, and the
     process ends with ``os._exit``. A process with other threads alive, or one that joined a
-    multi-process job (whose shutdown the other processes wait for), exits the usual way."""
+    multi-process job (whose shutdown the other processes wait for), exits the usual way.
+
+    Before anything, the process restarts itself once with jemalloc (or tcmalloc) preloaded
+    where one is installed (``host.preload_allocator``: XLA's CPU compiles run faster on it)."""
+    from jaxscale.host import preload_allocator
+
+    preload_allocator()
     _exit_quickly(main())
 
 

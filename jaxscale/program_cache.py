@@ -45,6 +45,10 @@ _FOLDER: Path | None = None
 _SOURCE_HASH: str | None = None
 _LOCK = threading.Lock()
 ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "JAXSCALE_")
+# settings of the process that change no compiled program: the host allocator (``host.py``) and
+# this cache's own switch
+NOT_PROGRAM_ENV = frozenset({"JAXSCALE_PROGRAM_CACHE", "JAXSCALE_ALLOCATOR", "JAXSCALE_PRELOADED_ALLOCATOR",
+                             "JAXSCALE_MALLOC"})
 JAX_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
                 "jax_threefry_partitionable")
 
@@ -101,7 +105,7 @@ def _environment() -> tuple:
 
     devices = jax.devices()
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)
-                       and k != "JAXSCALE_PROGRAM_CACHE"))
+                       and k not in NOT_PROGRAM_ENV))
     settings = tuple((name, str(getattr(jax.config, name, None))) for name in JAX_SETTINGS)
     return (source_hash(), jax.__version__, jaxlib.__version__, devices[0].platform,
             devices[0].client.platform_version, tuple(d.device_kind for d in devices), env, settings)

@@ -66,6 +66,18 @@ def test_key_covers_static_signature_source_and_environment(cache_dir, monkeypat
     assert len(set(paths)) == len(paths), paths
 
 
+def test_host_allocator_settings_keep_the_key(cache_dir, monkeypatch):
+    # the allocator a process runs on changes no compiled program: a run restarted on jemalloc
+    # (jaxscale/host.py) must load what a run on the C library's allocator stored, and back
+    jitted, _ = _counting_jit()
+    prog = program_cache.CachedProgram(jitted, "toy", ("v", 1))
+    sig = program_cache.signature(ARGS)
+    base = prog._path(sig)
+    for name in ("JAXSCALE_ALLOCATOR", "JAXSCALE_PRELOADED_ALLOCATOR", "JAXSCALE_MALLOC"):
+        monkeypatch.setenv(name, "/usr/lib/libjemalloc.so.2")
+    assert prog._path(sig) == base
+
+
 def test_unreadable_file_is_recompiled_and_overwritten(cache_dir):
     jitted, traces = _counting_jit()
     expected = np.asarray(jitted(*ARGS)["y"])
