@@ -313,7 +313,8 @@ def vs_torch_lines(vt: dict) -> list[str]:
     lines = [f"\nvs eager PyTorch ({vt['workload']}):"]
     lines.append(f"  {len(st['models'])} eager model step(s), summed: {st['sum_step_ms_median']:.2f} ms "
                  f"(torch {st['torch_version']}, "
-                 f"{st['threads']} threads, load {st['load_avg_1m']:.2f})")
+                 f"{st['threads']} threads, load {st['load_avg_1m']:.2f}"
+                 + (f", {vt['torch_allocator']})" if vt.get("torch_allocator") else ")"))
     for mode, x in vt.get("steady_ratio", {}).items():
         lines.append(f"  steady step {mode:<10}: {x:.2f}x faster than eager" if x >= 1
                      else f"  steady step {mode:<10}: {1 / x:.2f}x slower than eager")

@@ -55,6 +55,14 @@ def _run_json(cmd: list[str], env: dict | None = None, timeout: float | None = N
     return None, wall, proc.stdout
 
 
+def torch_allocator() -> str:
+    """The allocator the eager baseline runs on (``_run_json``'s environment), for the report."""
+    from jaxscale.host import without_preload
+
+    preload = without_preload(os.environ).get("LD_PRELOAD")
+    return f"LD_PRELOAD={preload}" if preload else "the C library's allocator"
+
+
 def torch_steady_step(family: str) -> dict:
     """The eager baseline's "five eager steps" (sum of the family's median step times)."""
     res, wall, _ = _run_json([sys.executable, str(check_torch()), "--steady-step", family, "--json"])
@@ -154,6 +162,7 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     say(f"eager torch: steady-state steps of {preset_or_family} ...")
     steady = torch_steady_step(preset_or_family)
     out["torch_steady"] = steady
+    out["torch_allocator"] = torch_allocator()
     if bench_result is not None and bench_result.get("n_models") == len(steady["models"]):
         t_ms = steady["sum_step_ms_median"]
         out["steady_ratio"] = steady_ratios(t_ms, bench_result["modes"])

@@ -185,3 +185,16 @@ def test_end_to_end_rounds_are_interleaved_and_reported_as_medians(monkeypatch):
     report = "\n".join(bench.vs_torch_lines({**out, "torch_steady": {
         "models": [], "sum_step_ms_median": 1.0, "torch_version": "x", "threads": 2, "load_avg_1m": 0.5}}))
     assert "torch 80.0s wall [70.0-90.0]" in report and "cold   25.0s [20.0-30.0] (torch/jax 3.20x)" in report
+    assert ("load 0.50, the C library's allocator)" in report) == (out["torch_allocator"] == "the C library's allocator")
+
+
+def test_the_eager_baseline_runs_on_the_c_librarys_allocator(monkeypatch):
+    # as a user runs the notebook: not on the allocator jaxscale preloads for itself (host.py),
+    # but on one the user preloads for everything
+    from jaxscale.host import PRELOADED_ENV
+
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    monkeypatch.setenv(PRELOADED_ENV, "/usr/lib/libjemalloc.so.2")
+    assert bench_torch.torch_allocator() == "the C library's allocator"
+    monkeypatch.delenv(PRELOADED_ENV)
+    assert bench_torch.torch_allocator() == "LD_PRELOAD=/usr/lib/libjemalloc.so.2"
