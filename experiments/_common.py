@@ -83,7 +83,10 @@ def est(e) -> str:
 
 
 def provenance(rows: list, *, command: str, wall_seconds: float, mode: str) -> list[str]:
-    """The report header: command, wall time, device, versions and corpus fingerprint(s)."""
+    """The report header: command, wall time, device, host allocator (it moves compile times on a
+    CPU), versions and corpus fingerprint(s)."""
+    from jaxscale.host import allocator_description
+
     first = rows[0]
     corpora = {}
     for r in rows:
@@ -92,6 +95,7 @@ def provenance(rows: list, *, command: str, wall_seconds: float, mode: str) -> l
     lines = [f"Command: `{command}` ({mode} run)  ", f"Wall time: {wall_seconds:.0f} s  ",
              f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
              f"Device: {dev.get('kind')} ({dev.get('platform')} × {dev.get('count')})  ",
+             f"Host allocator: {allocator_description()}  ",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  "]
     lines += [f"Corpus: {name}, fingerprint `{fp}`  " for fp, name in corpora.items()]
     return lines

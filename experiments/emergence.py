@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from jaxscale.host import allocator_description  # noqa: E402
 
 # Transition study per mode, chosen by measurement on the idle 2-core development CPU: plain
 # 2-digit addition, 400 steps × 256 items for every size of the two-layer "depth" models, 3 seeds.
@@ -193,7 +194,8 @@ def write_report(out: Path, mode: str, nb: dict, tr: dict, total_s: float) -> Pa
     lines = [f"# Emergence experiment ({mode})", "",
              f"- Date: {_dt.datetime.now().isoformat(timespec='seconds')}; total runtime "
              f"{total_s:.0f} s (notebook part {nb['seconds']:.0f} s, transition {tr['seconds']:.0f} s)",
-             f"- Device: {rows[0]['device']}", f"- Versions: {rows[0]['versions']}",
+             f"- Device: {rows[0]['device']}", f"- Host allocator: {allocator_description()}",
+             f"- Versions: {rows[0]['versions']}",
              f"- Notebook task fingerprint (sha256 of train + test tokens): {nb['fingerprint']}",
              f"- Addition task fingerprint: {a['models'] and _study_fingerprint(tr['folder'])}", "",
              "## 1. The notebook's emergence hunt, reproduced", "",

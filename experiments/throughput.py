@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from jaxscale.host import allocator_description  # noqa: E402
 
 # Per mode: the stack sizes, the overhead-bound model and its data, the MFU ladder (name,
 # d_model, n_layers, context = seq_len, batch), steps per dispatch and repeats.
@@ -174,7 +175,7 @@ def report(result: dict) -> str:
     ps, pm = result["stack"], result["mfu"]["points"]
     lines = [f"# Throughput ({result['mode']} run, {result['date']})", "",
              f"Device: {result['device']['kind']} ({result['device']['platform']}), {result['cpu_count']} cores; "
-             f"{result['accelerator_note']}. Load average {result['load_avg_1m'][0]:.2f} before, "
+             f"{result['accelerator_note']}; host allocator {allocator_description()}. Load average {result['load_avg_1m'][0]:.2f} before, "
              f"{result['load_avg_1m'][1]:.2f} after. Peak: {result['peak_flops'] / 1e9:.1f} GFLOP/s "
              f"({result['peak_source']}).", "",
              f"FLOPs: {result['flop_formula']}.", "",
