@@ -146,8 +146,8 @@ def preload_allocator() -> None:
     entry point, before any thread starts or any output is written: the process is replaced.
     Nothing happens off Linux, when no allocator is installed, or with
     ``JAXSCALE_ALLOCATOR=system``."""
-    if not sys.platform.startswith("linux") or not getattr(sys, "orig_argv", None):
-        return
+    if not sys.platform.startswith("linux") or not getattr(sys, "orig_argv", None) or not sys.executable:
+        return  # elsewhere, or an embedded interpreter that cannot be started again
     env = preload_env(os.environ, find_allocator())
     if env is None:
         return
