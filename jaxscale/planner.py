@@ -170,7 +170,9 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
 # same sweep loads them and pays the padding again, while a compile is paid once. Counted once,
 # notebook-emergence shared {small, medium} too: cold 19.0 s but warm 9.5 s (8.6x eager PyTorch's
 # 81.3 s, against 7.3 s at true shapes), in `jaxscale bench --preset notebook-emergence --vs-torch`
-# (2026-12-02, thirteenth session).
+# (2026-12-02, thirteenth session). Again on jemalloc (2026-12-03, sixteenth session, two
+# interleaved cold-then-warm pairs with a fresh cache folder each): counted once, 17.8 / 19.5 s
+# cold and 9.5 / 9.9 s warm; counted twice, 23.2 / 21.4 s cold and 7.9 / 8.1 s warm.
 SHARED_PADDING_WEIGHT = 2.0
 
 
