@@ -78,7 +78,11 @@ def run() -> None:
     where one is installed (``host.preload_allocator``: XLA's CPU compiles run faster on it)."""
     from jaxscale.host import preload_allocator
 
-    preload_allocator()
+    try:
+        preload_allocator()
+    except ValueError as err:  # a bad $JAXSCALE_ALLOCATOR
+        print(f"jaxscale: error: {err}", file=sys.stderr)
+        sys.exit(2)
     _exit_quickly(main())
 
 

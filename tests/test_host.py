@@ -93,3 +93,11 @@ def test_a_process_restarts_on_the_installed_allocator_with_its_arguments():
     out = subprocess.run([sys.executable, "-c", RESTART], capture_output=True, text=True, env=env,
                          check=True).stdout.strip()
     assert out.startswith("None [] glibc mallopt"), out
+
+
+def test_a_bad_allocator_setting_is_a_clean_error_of_the_command():
+    import os
+    env = dict(os.environ, JAXSCALE_ALLOCATOR="/no/such/libmalloc.so")
+    proc = subprocess.run([sys.executable, "-m", "jaxscale.cli", "families"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "jaxscale: error: JAXSCALE_ALLOCATOR='/no/such/libmalloc.so': no such library file" in proc.stderr
