@@ -378,7 +378,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from jaxscale.host import preload_allocator
+    from jaxscale.host import preload_allocator_or_exit
 
-    preload_allocator()  # restarts with jemalloc preloaded where installed (jaxscale/host.py)
+    preload_allocator_or_exit("power_law.py")  # restarts with jemalloc preloaded where installed (jaxscale/host.py)
     sys.exit(main())

@@ -253,7 +253,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from jaxscale.host import preload_allocator
+    from jaxscale.host import preload_allocator_or_exit
 
-    preload_allocator()  # restarts with jemalloc preloaded where installed (jaxscale/host.py)
+    preload_allocator_or_exit("throughput.py")  # restarts with jemalloc preloaded where installed (jaxscale/host.py)
     sys.exit(main())

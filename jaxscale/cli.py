@@ -76,13 +76,9 @@ def run() -> None:
 
     Before anything, the process restarts itself once with jemalloc (or tcmalloc) preloaded
     where one is installed (``host.preload_allocator``: XLA's CPU compiles run faster on it)."""
-    from jaxscale.host import preload_allocator
+    from jaxscale.host import preload_allocator_or_exit
 
-    try:
-        preload_allocator()
-    except ValueError as err:  # a bad $JAXSCALE_ALLOCATOR
-        print(f"jaxscale: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    preload_allocator_or_exit("jaxscale")
     _exit_quickly(main())
 
 

@@ -125,13 +125,17 @@ def find_allocator(setting: str | None = None) -> str | None:
     return None
 
 
+def _preload_entries(environ: Mapping[str, str]) -> list[str]:
+    """The libraries of ``$LD_PRELOAD`` (the loader takes spaces or colons between them)."""
+    return environ.get("LD_PRELOAD", "").replace(":", " ").split()
+
+
 def preload_env(environ: Mapping[str, str], library: str | None) -> dict | None:
     """The environment to restart with so that ``library`` is preloaded, or None when there is
     nothing to do: no library, or this process was started with it (by us or by the user)."""
     if library is None or environ.get(PRELOADED_ENV):
         return None
-    preload = environ.get("LD_PRELOAD", "")
-    entries = preload.replace(":", " ").split()
+    entries = _preload_entries(environ)
     if any(os.path.basename(e).startswith(ALLOCATOR_PREFIXES) or e == library for e in entries):
         return None  # the user preloads an allocator already
     env = dict(environ)
@@ -154,6 +158,16 @@ def preload_allocator() -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os.execve(sys.executable, list(sys.orig_argv), env)
+
+
+def preload_allocator_or_exit(prog: str) -> None:
+    """:func:`preload_allocator` for a program's entry point: a bad ``$JAXSCALE_ALLOCATOR`` ends
+    the program with ``{prog}: error: …`` and status 2, not a traceback."""
+    try:
+        preload_allocator()
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 def loaded_allocator() -> str | None:
@@ -180,7 +194,7 @@ def without_preload(environ: Mapping[str, str]) -> dict:
     env = dict(environ)
     library = env.pop(PRELOADED_ENV, None)
     if library:
-        rest = [e for e in env.get("LD_PRELOAD", "").replace(":", " ").split() if e != library]
+        rest = [e for e in _preload_entries(env) if e != library]
         if rest:
             env["LD_PRELOAD"] = " ".join(rest)
         else:

@@ -95,9 +95,13 @@ def test_a_process_restarts_on_the_installed_allocator_with_its_arguments():
     assert out.startswith("None [] glibc mallopt"), out
 
 
-def test_a_bad_allocator_setting_is_a_clean_error_of_the_command():
+@pytest.mark.parametrize("prog", ["jaxscale", "power_law.py"])
+def test_a_bad_allocator_setting_is_a_clean_error_of_the_command(prog):
     import os
+    from pathlib import Path
     env = dict(os.environ, JAXSCALE_ALLOCATOR="/no/such/libmalloc.so")
-    proc = subprocess.run([sys.executable, "-m", "jaxscale.cli", "families"], capture_output=True, text=True, env=env)
+    script = Path(__file__).resolve().parents[1] / "experiments" / "power_law.py"
+    cmd = ["-m", "jaxscale.cli", "families"] if prog == "jaxscale" else [str(script), "--smoke"]
+    proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert "jaxscale: error: JAXSCALE_ALLOCATOR='/no/such/libmalloc.so': no such library file" in proc.stderr
+    assert f"{prog}: error: JAXSCALE_ALLOCATOR='/no/such/libmalloc.so': no such library file" in proc.stderr
