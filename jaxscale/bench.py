@@ -79,11 +79,13 @@ def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, token
     """[(indices, stacked, lane, shared)] of ``mode``: one stack per compatible bucket, every model
     alone, or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's
     lanes (``shared``: the models whose envelope a model alone is padded to, ``Group.shared``)."""
+    from jaxscale.compile_cache import programs_kept
     from jaxscale.planner import plan
     from jaxscale.runner import ModelSpec
 
     mspecs = [ModelSpec(s.cfg, s.seed) for s in specs]
-    groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode)
+    groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode,
+                  reruns=programs_kept())
     return [(g.indices, g.mode == "stack", g.lane, tuple(g.shared)) for g in groups]
 
 
@@ -330,6 +332,10 @@ def vs_torch_lines(vt: dict) -> list[str]:
             lines.append(f"  jaxscale sweep --mode {mode:<10} cold {e['cold']['wall_s']:6.1f}s{spread(cold)} "
                          f"(torch/jax {e['ratio_cold']:.2f}x), warm {e['warm']['wall_s']:6.1f}s{spread(warm)} "
                          f"(torch/jax {e['ratio_warm']:.2f}x)")
+            if "uncached" in e:
+                walls = e["uncached"].get("runs", [])
+                lines.append(f"  jaxscale sweep --mode {mode:<10} cache off {e['uncached']['wall_s']:6.1f}s{spread(walls)} "
+                             f"(torch/jax {e['ratio_uncached']:.2f}x; every run compiles, planned for one run)")
     return lines
 
 

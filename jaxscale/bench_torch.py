@@ -145,8 +145,10 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     * steady state: the baseline's five eager steps (sum of medians) against each mode's step of
       the same five models (``bench_result``), ratio = torch ms ÷ jaxscale ms;
     * end to end (presets): ``torch_baseline.py --workload`` against ``jaxscale sweep --preset``
-      per mode, cold (fresh compilation-cache folder) and warm (the same folder again), all as
-      subprocesses, ratio = torch wall ÷ jaxscale wall (both include interpreter start).
+      per mode, cold (fresh compilation-cache folder) and warm (the same folder again), and for
+      ``auto`` also with the cache off (``uncached``: every run compiles, and the planner plans
+      for one run, ``planner.plan``'s ``reruns``), all as subprocesses, ratio = torch wall ÷
+      jaxscale wall (both include interpreter start).
       ``e2e_repeats`` rounds, each running the baseline and then every mode cold and warm (so
       that a slow spell of a shared machine hits all of them alike); the walls reported are the
       medians, ratios are of medians, and every round's walls are kept (``runs``).
@@ -169,7 +171,7 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
         say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in out["steady_ratio"].items()))
     if end_to_end:
         torch_runs: list[dict] = []
-        runs: dict = {m: {"cold": [], "warm": []} for m in modes}
+        runs: dict = {m: {"cold": [], "warm": []} | ({"uncached": []} if m == "auto" else {}) for m in modes}
         for r in range(e2e_repeats):
             round_note = f" (round {r + 1} of {e2e_repeats})" if e2e_repeats > 1 else ""
             say(f"eager torch: {preset_or_family} end to end{round_note} ...")
@@ -180,8 +182,10 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
                 with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
                     runs[mode]["cold"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
                     runs[mode]["warm"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
-                say(f"  jaxscale sweep --mode {mode}: cold {runs[mode]['cold'][-1]['wall_s']:.1f}s, "
-                    f"warm {runs[mode]['warm'][-1]['wall_s']:.1f}s")
+                if "uncached" in runs[mode]:
+                    runs[mode]["uncached"].append(jaxscale_sweep_e2e(preset_or_family, mode, None, lanes))
+                say(f"  jaxscale sweep --mode {mode}: " + ", ".join(f"{kind} {walls[-1]['wall_s']:.1f}s"
+                                                                     for kind, walls in runs[mode].items()))
         torch_wall = statistics.median([t["wall_s"] for t in torch_runs])
         last = torch_runs[-1]
         out["torch_end_to_end"] = {"wall_s": torch_wall, "runs": [t["wall_s"] for t in torch_runs],
@@ -190,7 +194,7 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
         e2e = {}
         for mode in modes:
             entry: dict = {}
-            for kind in ("cold", "warm"):
+            for kind in runs[mode]:
                 walls = [x["wall_s"] for x in runs[mode][kind]]
                 entry[kind] = {**runs[mode][kind][-1], "wall_s": statistics.median(walls), "runs": walls}
                 entry[f"ratio_{kind}"] = torch_wall / entry[kind]["wall_s"]

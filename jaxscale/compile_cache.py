@@ -32,3 +32,15 @@ def enable_compilation_cache() -> str | None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     program_cache.enable(os.path.join(path, "programs"))
     return path
+
+
+def programs_kept() -> bool:
+    """Whether the programs this process compiles are kept for later runs (JAX's persistent
+    cache or jaxscale's program cache is on), so that a rerun of the same sweep loads them: the
+    planner weighs a shared program's padding by it (``planner.plan``'s ``reruns``)."""
+    import jax
+
+    from jaxscale import program_cache
+
+    return program_cache.in_use() or (bool(jax.config.jax_compilation_cache_dir)
+                                      and bool(jax.config.jax_enable_compilation_cache))

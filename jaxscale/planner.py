@@ -26,9 +26,11 @@ one after another or on different lanes, by one compiled program at their envelo
 each is padded to it and masked exactly as in a stack (it computes what it computes alone, to
 float rounding), but a step costs one envelope step, not K, and the program compiles as fast
 as one model's alone. On a CPU, where a compile costs seconds and a small model's step well
-under a millisecond, that trades a little padding for whole compiles. But the padding is paid
-again by every later run that loads the program, so ``auto`` counts it twice against the
-compile it saves (``SHARED_PADDING_WEIGHT``). Measured on the 2-core CPU (2026-12-02/03,
+under a millisecond, that trades a little padding for whole compiles. But where a persistent
+cache keeps the programs, the padding is paid again by every later run that loads the program,
+so ``auto`` counts it twice against the compile it saves (``SHARED_PADDING_WEIGHT``); with the
+caches off (``JAXSCALE_COMPILATION_CACHE=off``: every run compiles) it counts once
+(``plan``'s ``reruns``). Measured on the 2-core CPU (2026-12-02/03,
 interleaved, noisy): cold ``jaxscale sweep --preset notebook-scaling`` took 4.8-4.9 s with its
 five models on one shared program, against 5.8-6.9 s as one stack. For notebook-emergence,
 sharing {micro, tiny} and {small, medium} (padding counted once) took 19.3-19.5 s cold with
@@ -128,13 +130,18 @@ def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, al
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
-         mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, str], bool] | None = None) -> list[Group]:
+         mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, str], bool] | None = None,
+         reruns: bool = True) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
     plan order. ``stored(indices, kind)``: whether the training program of those models as
     ``kind`` (``"stack"``, ``"alone"``, or ``"shared"``: trained alone by one program at their
     envelope, ``Group.shared``) is already compiled on disk (a warm run), so that it costs
-    ``load_s`` instead of a compile."""
+    ``load_s`` instead of a compile. ``reruns``: whether later runs will load the programs this
+    run compiles (a persistent cache is on), so that a shared program's padding counts
+    ``SHARED_PADDING_WEIGHT`` times against the compile it saves; False (no cache: every run
+    compiles, and pays the padding, once), once."""
     stored = stored or (lambda indices, kind: False)
+    padding_weight = SHARED_PADDING_WEIGHT if reruns else 1.0
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(specs) != len(steps):
@@ -155,7 +162,7 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
                 parts.extend(order[j:j + max_stack] for j in range(0, len(order), max_stack))
             else:  # "auto", or "alone": the same search without stacks (its best plan for several lanes)
                 parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
-                                             stacks=how == "auto"))
+                                             stacks=how == "auto", padding_weight=padding_weight))
         return schedule(_make_groups(parts, specs, steps, tokens_per_step, profile, stored), profile.lanes)
 
     if mode != "auto":
@@ -172,7 +179,10 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
 # 81.3 s, against 7.3 s at true shapes), in `jaxscale bench --preset notebook-emergence --vs-torch`
 # (2026-12-02, thirteenth session). Again on jemalloc (2026-12-03, sixteenth session, two
 # interleaved cold-then-warm pairs with a fresh cache folder each): counted once, 17.8 / 19.5 s
-# cold and 9.5 / 9.9 s warm; counted twice, 23.2 / 21.4 s cold and 7.9 / 8.1 s warm.
+# cold and 9.5 / 9.9 s warm; counted twice, 23.2 / 21.4 s cold and 7.9 / 8.1 s warm. With both
+# caches off there is no warm run to protect: four interleaved pairs (2026-12-03, seventeenth
+# session, jemalloc) took 20.1 / 17.2 / 16.4 / 14.7 s counted once (three programs) against
+# 19.4 / 20.5 / 17.1 / 16.6 s counted twice (four).
 SHARED_PADDING_WEIGHT = 2.0
 
 
@@ -187,15 +197,15 @@ def _shared_program(part, specs, tokens_per_step, profile, stored) -> tuple:
     return env, flops, step, compile_s
 
 
-def _shared_cost(part, specs, steps, tokens_per_step, profile, stored) -> float:
+def _shared_cost(part, specs, steps, tokens_per_step, profile, stored, padding_weight: float) -> float:
     """Cost, for choosing a plan, of a shared segment: its compile, every step at the envelope's
-    cost, and the padding once more for the runs that will reuse the program
-    (``SHARED_PADDING_WEIGHT``)."""
+    cost, and the padding ``padding_weight`` times in all (``SHARED_PADDING_WEIGHT`` when later
+    runs will reuse the program, ``plan``'s ``reruns``)."""
     _, _, step, compile_s = _shared_program(part, specs, tokens_per_step, profile, stored)
     own = sum(steps[t] * profile.step_seconds(specs[t].cfg.flops_per_token().total * tokens_per_step, 1,
                                               specs[t].cfg.param_counts().total) for t in part)
     padded = sum(steps[t] for t in part) * step
-    return compile_s + own + SHARED_PADDING_WEIGHT * (padded - own)
+    return compile_s + own + padding_weight * (padded - own)
 
 
 def _shared_groups(part, specs, steps, tokens_per_step, profile, stored, first_id: int) -> list[Group]:
@@ -255,7 +265,8 @@ def plan_seconds(groups: Sequence[Group]) -> float:
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
-def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: bool = True) -> tuple[float, str]:
+def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: bool = True,
+                  padding_weight: float = SHARED_PADDING_WEIGHT) -> tuple[float, str]:
     """The cheapest way to train a contiguous segment: (seconds, how): ``stack``, ``alone`` (a
     segment of one config: its models alone, one after another, on one program) or ``shared``
     (models of several configs alone, one after another, on one program at their envelope).
@@ -269,7 +280,7 @@ def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: 
     if any(c != cfgs[0] for c in cfgs):
         if profile.platform != "cpu":  # measured on a CPU only (an accelerator's lanes: one)
             return stack, "stack"
-        shared = _shared_cost(part, specs, steps, tokens_per_step, profile, stored)
+        shared = _shared_cost(part, specs, steps, tokens_per_step, profile, stored, padding_weight)
         return (stack, "stack") if stack <= shared else (shared, "shared")
     run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0,
                           stored=j == 0 and stored((t,), "alone"))[0]
@@ -278,7 +289,7 @@ def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: 
 
 
 def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
-                    stacks: bool = True) -> list[list[int]]:
+                    stacks: bool = True, padding_weight: float = SHARED_PADDING_WEIGHT) -> list[list[int]]:
     """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
     each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
@@ -287,7 +298,7 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, st
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks)
+            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks, padding_weight)
             if best[i] + cost < best[j]:
                 best[j], cut[j], how[j] = best[i] + cost, i, way
     parts, j = [], m

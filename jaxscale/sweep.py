@@ -30,6 +30,7 @@ import jax
 
 from jaxscale import program_cache
 from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
+from jaxscale.compile_cache import programs_kept
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
@@ -96,7 +97,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
         groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode,
-                      stored=_stored_programs(specs, data, settings))
+                      stored=_stored_programs(specs, data, settings), reruns=programs_kept())
         if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
             groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
                                        profile)

@@ -200,16 +200,11 @@ def test_a_cpu_shares_programs_between_neighbouring_sizes_and_an_accelerator_doe
         assert len(members) == len(s) and [g.compiles for g in members].count(True) == 1
         assert {g.envelope_name for g in members} == {"envelope"}
     assert not any(g.shared for g in plan(preset.specs, steps, 4, GPU))
-    # counted once, the padding of {small, medium} looks worth sharing too
-    import jaxscale.planner as planner
-
-    weight = planner.SHARED_PADDING_WEIGHT
-    try:
-        planner.SHARED_PADDING_WEIGHT = 1.0
-        once = plan(preset.specs, steps, 4, dataclasses.replace(CPU, lanes=2))
-    finally:
-        planner.SHARED_PADDING_WEIGHT = weight
+    # with no cache to keep the programs for later runs the padding counts once, and the padding
+    # of {small, medium} is worth sharing too
+    once = plan(preset.specs, steps, 4, dataclasses.replace(CPU, lanes=2), reruns=False)
     assert {g.shared for g in once if g.shared} == {(0, 1), (2, 3)}
+    assert program_count(once, preset.specs) == 3
 
 
 def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_than_a_compile():

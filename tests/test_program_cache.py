@@ -229,3 +229,24 @@ def test_a_trained_group_notes_its_program_for_the_planner(cache_dir, monkeypatc
     monkeypatch.undo()
     program_cache.enable(None)
     assert not program_cache.is_stored("train_chunk", key)
+
+
+def test_programs_are_kept_for_later_runs_only_where_a_persistent_cache_is_on(tmp_path, monkeypatch):
+    """``compile_cache.programs_kept``, which tells the planner whether a rerun will load this
+    run's programs: off with both caches off, on with jaxscale's program cache or JAX's own."""
+    from jaxscale.compile_cache import enable_compilation_cache, programs_kept
+
+    before = jax.config.jax_compilation_cache_dir
+    monkeypatch.delenv("JAXSCALE_PROGRAM_CACHE", raising=False)
+    try:
+        monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert enable_compilation_cache() is None and not programs_kept()
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))  # JAX's cache alone
+        assert not program_cache.in_use() and programs_kept()
+        jax.config.update("jax_compilation_cache_dir", None)
+        program_cache.enable(tmp_path / "programs")  # jaxscale's program cache alone
+        assert programs_kept()
+    finally:
+        program_cache.enable(None)
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -69,7 +69,7 @@ def register(sub) -> None:
                    help="also time the same models as an eager PyTorch loop (benchmarks/torch_baseline.py, "
                         "needs the bench extra) and print the ratios: for a preset, the notebook's own loops "
                         "(steady steps, and `jaxscale sweep --preset` end to end per mode, cold and warm "
-                        "compilation cache); for a family or explicit config, their steady steps at the "
+                        "compilation cache, and auto with the cache off); for a family or explicit config, their steady steps at the "
                         "bench's batch, sequence length and optimiser (float32)")
     p.add_argument("--no-end-to-end", action="store_true", help="with --vs-torch: only the steady-state comparison")
     p.add_argument("--e2e-repeats", type=c.positive_int, default=1,
