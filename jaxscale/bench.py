@@ -79,13 +79,13 @@ def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, token
     """[(indices, stacked, lane, shared)] of ``mode``: one stack per compatible bucket, every model
     alone, or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's
     lanes (``shared``: the models whose envelope a model alone is padded to, ``Group.shared``)."""
-    from jaxscale.compile_cache import programs_kept
     from jaxscale.planner import plan
     from jaxscale.runner import ModelSpec
 
     mspecs = [ModelSpec(s.cfg, s.seed) for s in specs]
-    groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode,
-                  reruns=programs_kept())
+    # the plan of a default sweep (whose cache keeps the programs for later runs), whose steady
+    # steps are what every warm run pays, even though the bench itself compiles with no cache
+    groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode, reruns=True)
     return [(g.indices, g.mode == "stack", g.lane, tuple(g.shared)) for g in groups]
 
 
