@@ -334,8 +334,9 @@ def vs_torch_lines(vt: dict) -> list[str]:
                          f"(torch/jax {e['ratio_warm']:.2f}x)")
             if "uncached" in e:
                 walls = e["uncached"].get("runs", [])
-                lines.append(f"  jaxscale sweep --mode {mode:<10} cache off {e['uncached']['wall_s']:6.1f}s{spread(walls)} "
-                             f"(torch/jax {e['ratio_uncached']:.2f}x; every run compiles, planned for one run)")
+                lines.append(f"  jaxscale sweep --mode {mode:<10} cache off {e['uncached']['wall_s']:6.1f}s"
+                             f"{spread(walls)} (torch/jax {e['ratio_uncached']:.2f}x; every run compiles, "
+                             "planned for one run)")
     return lines
 
 

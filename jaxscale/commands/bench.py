@@ -69,8 +69,8 @@ def register(sub) -> None:
                    help="also time the same models as an eager PyTorch loop (benchmarks/torch_baseline.py, "
                         "needs the bench extra) and print the ratios: for a preset, the notebook's own loops "
                         "(steady steps, and `jaxscale sweep --preset` end to end per mode, cold and warm "
-                        "compilation cache, and auto with the cache off); for a family or explicit config, their steady steps at the "
-                        "bench's batch, sequence length and optimiser (float32)")
+                        "compilation cache, and auto with the cache off); for a family or explicit config, "
+                        "their steady steps at the bench's batch, sequence length and optimiser (float32)")
     p.add_argument("--no-end-to-end", action="store_true", help="with --vs-torch: only the steady-state comparison")
     p.add_argument("--e2e-repeats", type=c.positive_int, default=1,
                    help="with --vs-torch on a preset: rounds of the end-to-end comparison (eager PyTorch, then each "
