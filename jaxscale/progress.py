@@ -1,4 +1,5 @@
-"""A progress line for long runs: steps, tokens/s, ETA and per-model losses, on stderr."""
+"""A progress line for long runs: steps, tokens/s (in total and, for a stack, per model), ETA and
+per-model losses, on stderr."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class Progress:
     the main thread (a sweep's lanes train several groups at once) it prints lines, each naming
     its group: updating lines of two groups would overwrite each other."""
 
-    def __init__(self, label: str, total_steps: int, *, stream=None, enabled: bool = True, every_s: float = 10.0):
-        self.label, self.total = label, max(total_steps, 1)
+    def __init__(self, label: str, total_steps: int, *, stream=None, enabled: bool = True, every_s: float = 10.0,
+                 models: int = 1):
+        self.label, self.total, self.models = label, max(total_steps, 1), models
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -43,7 +45,11 @@ class Progress:
         shown = " ".join("nan" if not math.isfinite(l) else f"{l:.3f}" for l in losses[:8])
         more = f" (+{len(losses) - 8})" if len(losses) > 8 else ""
         rate = f"{tokens_per_s:,.0f}" if math.isfinite(tokens_per_s) else "-"  # not timed yet
-        line = (f"{self.label} step {step}/{self.total} | {rate} tok/s | "
+        if self.models > 1 and math.isfinite(tokens_per_s):
+            rate += f" tok/s total, {tokens_per_s / self.models:,.0f} per model"
+        else:
+            rate += " tok/s"
+        line = (f"{self.label} step {step}/{self.total} | {rate} | "
                 f"ETA {_fmt_time(eta)} | loss {shown}{more}")
         if self.tty:
             self.stream.write("\r\033[K" + line + ("\n" if step >= self.total else ""))

@@ -179,7 +179,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         return str(checkpoint.save(host, meta))
 
     progress = Progress(f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}", max(totals),
-                        enabled=settings.progress)
+                        enabled=settings.progress, models=k)
     last_saved, t_train, n_first, program_source = step, time.perf_counter(), None, None
     for boundary in _boundaries(totals, eval_every, chunk_len, epoch_steps, checkpoint_every):
         if boundary <= step:

@@ -269,12 +269,23 @@ def _stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
     return stored
 
 
+MAX_RATES_SHOWN = 8  # a stack's per-model rates printed in its line (all of them are in the rows)
+
+
 def _report_group(g: Group, group_rows: list, log) -> None:
+    """The group's line: compile, wall, tokens/s in total and, for a stack, of each model (its own
+    tokens over the group's wall: a model stopped early trained fewer)."""
     s = group_rows[0]["stack"]
+    wall = max(group_rows[0]["wall_seconds"], 1e-9)
     total_tokens = sum(r["tokens"] for r in group_rows)
+    per_model = ""
+    if len(group_rows) > 1:
+        shown = " ".join(f"{r['tokens'] / wall:,.0f}" for r in group_rows[:MAX_RATES_SHOWN])
+        more = f" (+{len(group_rows) - MAX_RATES_SHOWN})" if len(group_rows) > MAX_RATES_SHOWN else ""
+        per_model = f" (per model {shown}{more})"
     print(f"{g.id} done: {len(group_rows)} model(s), compile {s['compile_seconds'] or 0:.1f}s, "
           f"wall {group_rows[0]['wall_seconds']:.1f}s (planned {g.estimated_s:.1f}s), "
-          f"{total_tokens / max(group_rows[0]['wall_seconds'], 1e-9):,.0f} tok/s total, "
+          f"{total_tokens / wall:,.0f} tok/s total{per_model}, "
           f"padded-FLOP util {s['padded_flops_util']:.1%}", file=log)
 
 

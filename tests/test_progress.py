@@ -19,10 +19,10 @@ def _lines(stream: io.StringIO) -> list[str]:
 
 def test_line_shows_steps_rate_eta_and_losses():
     out = io.StringIO()
-    p = Progress("[g0] 9 models", 100, stream=out, every_s=0.0)
+    p = Progress("[g0] 9 models", 100, stream=out, every_s=0.0, models=9)
     p.update(25, 12345.6, [1.0, math.nan] + [2.0] * 7)
     (line,) = _lines(out)
-    assert line.startswith("[g0] 9 models step 25/100 | 12,346 tok/s | ETA ")
+    assert line.startswith("[g0] 9 models step 25/100 | 12,346 tok/s total, 1,372 per model | ETA "), line
     assert line.endswith("loss 1.000 nan 2.000 2.000 2.000 2.000 2.000 2.000 (+1)"), line
 
 
@@ -56,3 +56,24 @@ def test_first_progress_line_of_a_group_has_a_measured_rate(capsys):
     stack = row["stack"]
     assert stack["compile_seconds"] > 0 and stack["steady_seconds"] > 0
     assert stack["compile_seconds"] + stack["steady_seconds"] <= row["wall_seconds"] + 1e-6
+
+
+def test_a_groups_done_line_gives_its_total_rate_and_each_models():
+    """``sweep._report_group``: tokens/s of the whole group and, for a stack, of each model (a
+    model stopped early trained fewer tokens in the same wall time)."""
+    from jaxscale.planner import Group
+    from jaxscale.sweep import MAX_RATES_SHOWN, _report_group
+
+    stack = {"compile_seconds": 1.5, "padded_flops_util": 0.5}
+    rows = [{"tokens": t, "wall_seconds": 10.0, "stack": stack} for t in (20_000, 5_000)]
+    group = Group(id="g07", indices=(0, 1), mode="stack", envelope_name="envelope", estimated_s=12.0)
+    out = io.StringIO()
+    _report_group(group, rows, out)
+    assert out.getvalue().startswith("g07 done: 2 model(s), compile 1.5s, wall 10.0s (planned 12.0s), "
+                                     "2,500 tok/s total (per model 2,000 500), padded-FLOP util 50.0%"), out.getvalue()
+    out = io.StringIO()
+    _report_group(group, rows[:1], out)
+    assert "2,000 tok/s total, " in out.getvalue() and "per model" not in out.getvalue()
+    out = io.StringIO()
+    _report_group(group, rows * MAX_RATES_SHOWN, out)
+    assert f"(+{MAX_RATES_SHOWN})" in out.getvalue()
