@@ -79,6 +79,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
     ``lanes``: groups trained at once, in threads (None: the planner's default for this host, one
     per core on a single-device CPU, else one; see ``planner``); ignored when ``profile`` is given.
+    The plan expects later runs to load this run's programs when a persistent cache is on
+    (``compile_cache.programs_kept``: the CLI turns it on, ``enable_compilation_cache``), and
+    plans for this run alone otherwise (``planner.plan``'s ``reruns``).
     """
     log = log or sys.stdout
     if not specs:
