@@ -2,6 +2,7 @@
 under its own cost model, one stack for overhead-bound models on an accelerator."""
 
 import dataclasses
+import io
 
 import pytest
 
@@ -239,3 +240,25 @@ def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_t
     other = [dataclasses.replace(specs[0], cfg=specs[0].cfg.replace(vocab_size=128)), specs[4]]
     apart = share_evaluations(plan(other, steps[:2], 4, CPU, mode="sequential"), other, per_token, CPU)
     assert all(g.eval_shared == () for g in apart)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, monkeypatch):
+    """``run_sweep`` passes ``compile_cache.programs_kept()`` to the planner as ``reruns``."""
+    import jaxscale.sweep as sweep
+
+    seen = {}
+
+    class Planned(Exception):
+        pass
+
+    def fake_plan(*args, **kwargs):
+        seen.update(kwargs)
+        raise Planned
+
+    monkeypatch.setattr(sweep, "programs_kept", lambda: kept)
+    monkeypatch.setattr(sweep, "plan", fake_plan)
+    preset = make_preset("notebook-emergence")
+    with pytest.raises(Planned):
+        sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, log=io.StringIO())
+    assert seen["reruns"] is kept
