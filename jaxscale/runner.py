@@ -251,6 +251,13 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env, g.eval_env)
 
 
+def earliest_stop(total: int, rule: tuple[int, float], epoch_steps: int) -> int:
+    """The first step at which the early-stopping ``rule`` (``RunSettings.early_stop``) can end a
+    run of ``total`` steps with epochs of ``epoch_steps``: the end of epoch index ``rule[0] + 1``
+    (``_early_stop``), or ``total`` when that is sooner."""
+    return min(total, (rule[0] + 2) * epoch_steps)
+
+
 def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
     the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);

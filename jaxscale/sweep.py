@@ -38,7 +38,8 @@ from jaxscale.group_setup import evaluation_flops, prepare_group, train_program_
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
 from jaxscale.results import append_rows, read_rows
-from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
+from jaxscale.runner import (GroupResult, Interrupted, ModelSpec, RunSettings, earliest_stop, run_id_for,
+                             train_group)
 from jaxscale.train import Budget, OptimConfig
 
 WEIGHTS_DIR = "weights"
@@ -99,8 +100,10 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     else:
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
         steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-        groups = plan(specs, steps, data.tokens_per_step, profile, mode=mode,
-                      stored=_stored_programs(specs, data, settings), reruns=programs_kept())
+        reruns = programs_kept()
+        horizon = _planning_steps(steps, settings, data, reruns)
+        groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
+                      stored=_stored_programs(specs, data, settings), reruns=reruns)
         if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
             groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
                                        profile)
@@ -108,13 +111,14 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
               f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
               f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
-              f"est. {plan_seconds(groups):.1f}s{_BUDGET_NOTE if settings.early_stop else ''}):\n"
+              f"est. {plan_seconds(groups):.1f}s{_horizon_note(steps, horizon, settings)}):\n"
               f"{describe(groups, specs)}", file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)
             _write_json(plan_file, {
                 "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
+                "planned_steps": horizon, "reruns": reruns,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
     written = _written_run_ids(out_path)
 
@@ -251,10 +255,33 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
         raise RuntimeError(f"sweep: groups {missing} did not run")
 
 
-# The planner costs every run at its whole budget: it cannot know where an early stop will fall
-# (the notebook-emergence models stopped after 7-8 of their 20 epochs, and counting the earliest
-# possible stop instead made it prefer stacks that measured no faster cold and slower warm).
-_BUDGET_NOTE = " at full budgets; early stopping ends sooner"
+def _planning_steps(steps: list[int], settings: RunSettings, data: TrainData, reruns: bool) -> list[int]:
+    """The steps each model is planned for. With a cache that keeps the programs (``reruns``),
+    its whole budget: the plan is then also every later run's, and counting the steps that
+    early stopping may skip keeps a shared program's padding from looking cheaper than it is
+    for those runs. Without one, the plan is for this run alone, so a run that can stop early is
+    planned to stop at its earliest (``runner.earliest_stop``): were it to train on to its
+    budget, a plan made so costs only the padding its fewer compiles traded (on
+    notebook-emergence, 2 programs instead of 3, estimated 33.5 s against 32.4 s at full
+    budgets), while its compiles are saved either way. Where an early stop falls cannot be known
+    (the notebook-emergence models stopped after 7-8 of their 20 epochs, the earliest being 7).
+    Measured on the 2-core CPU (2026-12-03, seventeenth session, both caches off, three
+    interleaved pairs): 19.4 / 19.2 / 17.5 s with the 2 programs planned so against 25.0 / 22.3 /
+    22.5 s with the 3 planned at full budgets. An earlier session planned every run at its
+    earliest stop with the cache on too, when stacks were the alternative: it chose stacks that
+    were no faster cold and slower warm."""
+    if reruns or not settings.early_stop or not data.steps_per_epoch:
+        return list(steps)
+    return [earliest_stop(n, settings.early_stop, data.steps_per_epoch) for n in steps]
+
+
+def _horizon_note(steps: list[int], horizon: list[int], settings: RunSettings) -> str:
+    if not settings.early_stop:
+        return ""
+    if horizon == list(steps):
+        return " at full budgets; early stopping ends sooner"
+    return (f" if early stopping ends every run at its earliest, step {min(horizon)}: no cache keeps the programs, "
+            "so the plan is for this run alone")
 
 
 def _stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
