@@ -10,3 +10,19 @@ os.environ.setdefault("JAXSCALE_PROGRAM_CACHE", "off")
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_compilation_cache_leaks():
+    """A command run in-process points JAX's persistent compilation cache at its folder
+    (``compile_cache.enable_compilation_cache``), a process-wide setting; restored after each
+    test so that no later test plans as if a cache kept its programs (``programs_kept``)."""
+    from jaxscale import program_cache
+
+    before = jax.config.jax_compilation_cache_dir, program_cache._FOLDER
+    yield
+    jax.config.update("jax_compilation_cache_dir", before[0])
+    program_cache._FOLDER = before[1]
