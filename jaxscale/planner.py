@@ -31,7 +31,7 @@ cache keeps the programs, the padding is paid again by every later run that load
 so ``auto`` counts it twice against the compile it saves (``SHARED_PADDING_WEIGHT``); with the
 caches off (``JAXSCALE_COMPILATION_CACHE=off``: every run compiles) it counts once
 (``plan``'s ``reruns``; the sweep then also plans a run that can stop early for its earliest
-stop, ``sweep._planning_steps``). Measured on the 2-core CPU (2026-12-02/03,
+stop, ``sweep_plan.planning_steps``). Measured on the 2-core CPU (2026-12-02/03,
 interleaved, noisy): cold ``jaxscale sweep --preset notebook-scaling`` took 4.8-4.9 s with its
 five models on one shared program, against 5.8-6.9 s as one stack. For notebook-emergence,
 sharing {micro, tiny} and {small, medium} (padding counted once) took 19.3-19.5 s cold with
@@ -142,6 +142,8 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     ``SHARED_PADDING_WEIGHT`` times against the compile it saves; False (no cache: every run
     compiles, and pays the padding, once), once."""
     stored = stored or (lambda indices, kind: False)
+    if not isinstance(reruns, bool):
+        raise ValueError(f"plan: `reruns` must be True or False, got {reruns!r}")
     padding_weight = SHARED_PADDING_WEIGHT if reruns else 1.0
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

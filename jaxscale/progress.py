@@ -24,6 +24,8 @@ class Progress:
 
     def __init__(self, label: str, total_steps: int, *, stream=None, enabled: bool = True, every_s: float = 10.0,
                  models: int = 1):
+        if not isinstance(models, int) or models < 1:
+            raise ValueError(f"Progress: `models` must be a positive int, got {models!r}")
         self.label, self.total, self.models = label, max(total_steps, 1), models
         self.stream = stream or sys.stderr
         self.enabled = enabled

@@ -255,16 +255,22 @@ def earliest_stop(total: int, rule: tuple[int, float], epoch_steps: int) -> int:
     """The first step at which the early-stopping ``rule`` (``RunSettings.early_stop``) can end a
     run of ``total`` steps with epochs of ``epoch_steps``: the end of epoch index ``rule[0] + 1``
     (``_early_stop``), or ``total`` when that is sooner."""
-    return min(total, (rule[0] + 2) * epoch_steps)
+    if not isinstance(epoch_steps, int) or epoch_steps <= 0:
+        raise ValueError(f"earliest_stop: `epoch_steps` must be a positive int, got {epoch_steps!r}")
+    return min(total, _first_stop(rule, epoch_steps))
+
+
+def _first_stop(rule: tuple[int, float], epoch_steps: int) -> int:
+    """The first epoch end at which ``rule`` may stop a model: after epoch index ``rule[0]``."""
+    return (rule[0] + 2) * epoch_steps
 
 
 def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
     the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);
     ``evaluate()`` gives every model's validation loss now, recorded at the stop."""
-    after_epoch, threshold = rule
-    epoch = step // epoch_steps - 1
-    if epoch <= after_epoch:
+    threshold = rule[1]
+    if step < _first_stop(rule, epoch_steps):  # called at epoch ends only
         return hyper
     means = _epoch_mean_losses(train_losses, step - epoch_steps, step)
     ends = np.asarray(to_host(hyper.total_steps)).reshape(k).copy()

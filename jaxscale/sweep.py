@@ -28,18 +28,16 @@ from typing import Callable, Sequence
 
 import jax
 
-from jaxscale import program_cache
 from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
-from jaxscale.compile_cache import programs_kept
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
-from jaxscale.group_setup import evaluation_flops, prepare_group, train_program_key
+from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
-from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
+from jaxscale.planner import Group
 from jaxscale.results import append_rows, read_rows
-from jaxscale.runner import (GroupResult, Interrupted, ModelSpec, RunSettings, earliest_stop, run_id_for,
-                             train_group)
+from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
+from jaxscale.sweep_plan import plan_sweep
 from jaxscale.train import Budget, OptimConfig
 
 WEIGHTS_DIR = "weights"
@@ -80,9 +78,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
     ``lanes``: groups trained at once, in threads (None: the planner's default for this host, one
     per core on a single-device CPU, else one; see ``planner``); ignored when ``profile`` is given.
-    The plan expects later runs to load this run's programs when a persistent cache is on
-    (``compile_cache.programs_kept``: the CLI turns it on, ``enable_compilation_cache``), and
-    plans for this run alone otherwise (``planner.plan``'s ``reruns``).
+    The plan expects later runs to load this run's programs when a persistent cache is on, and
+    is made for this run alone otherwise (``sweep_plan.plan_sweep``).
     """
     log = log or sys.stdout
     if not specs:
@@ -99,26 +96,15 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
-        steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-        reruns = programs_kept()
-        horizon = _planning_steps(steps, settings, data, reruns)
-        groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
-                      stored=_stored_programs(specs, data, settings), reruns=reruns)
-        if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
-            groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
-                                       profile)
-        n_programs = program_count(groups, specs)
-        print(f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
-              f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
-              f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
-              f"est. {plan_seconds(groups):.1f}s{_horizon_note(steps, horizon, settings)}):\n"
-              f"{describe(groups, specs)}", file=log)
+        made = plan_sweep(specs, data, settings, profile, mode)
+        groups = made.groups
+        print(made.summary, file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)
             _write_json(plan_file, {
                 "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
-                "planned_steps": horizon, "reruns": reruns,
+                "planned_steps": made.planned_steps, "reruns": made.reruns,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
     written = _written_run_ids(out_path)
 
@@ -216,8 +202,9 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     runs), each lane taking the next group as soon as it is free, longest estimate first.
 
     Why not each group on the lane the plan gave it: the plan balances the lanes by estimates at
-    full budgets (where a cache keeps the programs; ``_planning_steps``), and an early stop ends some models far sooner than others (notebook-emergence's
-    models stopped after 7 to 9 of their 20 epochs), so the fixed lanes ended seconds apart.
+    full budgets (where a cache keeps the programs; ``sweep_plan.planning_steps``), and an early
+    stop ends some models far sooner than others (notebook-emergence's models stopped after 7 to 9
+    of their 20 epochs), so the fixed lanes ended seconds apart.
     Taking groups from one queue, longest first, is the plan's own greedy rule applied to the
     times as they turn out. Groups that compile their program go first: a compile's time is
     known, a training time at full budget may be cut short by an early stop, and a group
@@ -253,50 +240,6 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     missing = [g.id for g in groups if g.id not in rows_of]
     if missing:
         raise RuntimeError(f"sweep: groups {missing} did not run")
-
-
-def _planning_steps(steps: list[int], settings: RunSettings, data: TrainData, reruns: bool) -> list[int]:
-    """The steps each model is planned for. With a cache that keeps the programs (``reruns``),
-    its whole budget: the plan is then also every later run's, and counting the steps that
-    early stopping may skip keeps a shared program's padding from looking cheaper than it is
-    for those runs. Without one, the plan is for this run alone, so a run that can stop early is
-    planned to stop at its earliest (``runner.earliest_stop``): were it to train on to its
-    budget, a plan made so costs only the padding its fewer compiles traded (on
-    notebook-emergence, 2 programs instead of 3, estimated 33.5 s against 32.4 s at full
-    budgets), while its compiles are saved either way. Where an early stop falls cannot be known
-    (the notebook-emergence models stopped after 7-8 of their 20 epochs, the earliest being 7).
-    Measured on the 2-core CPU (2026-12-03, seventeenth session, both caches off, three
-    interleaved pairs): 19.4 / 19.2 / 17.5 s with the 2 programs planned so against 25.0 / 22.3 /
-    22.5 s with the 3 planned at full budgets. An earlier session planned every run at its
-    earliest stop with the cache on too, when stacks were the alternative: it chose stacks that
-    were no faster cold and slower warm."""
-    if reruns or not settings.early_stop or not data.steps_per_epoch:
-        return list(steps)
-    return [earliest_stop(n, settings.early_stop, data.steps_per_epoch) for n in steps]
-
-
-def _horizon_note(steps: list[int], horizon: list[int], settings: RunSettings) -> str:
-    if not settings.early_stop:
-        return ""
-    if horizon == list(steps):
-        return " at full budgets; early stopping ends sooner"
-    return (f" if early stopping ends every run at its earliest, step {min(horizon)}: no cache keeps the programs, "
-            "so the plan is for this run alone")
-
-
-def _stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
-    """For the planner: whether a group's training program (``kind``: ``stack``, ``alone`` or
-    ``shared``) was compiled on disk by an earlier run (``program_cache.note_stored``), so that
-    it costs a load, not a compile."""
-    memo: dict = {}
-
-    def stored(indices: tuple, kind: str) -> bool:
-        if (indices, kind) not in memo:
-            key = train_program_key([specs[i] for i in indices], data, settings, kind)
-            memo[indices, kind] = program_cache.is_stored("train_chunk", key)
-        return memo[indices, kind]
-
-    return stored
 
 
 MAX_RATES_SHOWN = 8  # a stack's per-model rates printed in its line (all of them are in the rows)

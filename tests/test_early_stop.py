@@ -5,6 +5,8 @@ decides on its own losses, and the others train on to their budgets."""
 import dataclasses
 import io
 
+import pytest
+
 from jaxscale.presets import make_preset
 from jaxscale.runner import earliest_stop
 from jaxscale.sweep import run_sweep
@@ -12,10 +14,10 @@ from jaxscale.train import Budget
 
 
 def test_each_model_of_a_stack_stops_on_its_own_epoch_loss(monkeypatch):
-    import jaxscale.sweep as sweep
+    import jaxscale.sweep_plan as sweep_plan
 
     monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
-    monkeypatch.setattr(sweep, "programs_kept", lambda: False)  # as with the CLI's cache off
+    monkeypatch.setattr(sweep_plan, "programs_kept", lambda: False)  # as with the CLI's cache off
     preset = make_preset("notebook-emergence")
     epoch = preset.data.steps_per_epoch
     micro = preset.specs[0]
@@ -31,22 +33,24 @@ def test_each_model_of_a_stack_stops_on_its_own_epoch_loss(monkeypatch):
     # the earliest stop the planner plans for when no cache keeps the programs is the rule's own
     assert earliest_stop(4 * epoch, settings.early_stop, epoch) == rows[0]["steps"]
     assert earliest_stop(epoch, settings.early_stop, epoch) == epoch  # a budget spent sooner
+    with pytest.raises(ValueError, match="epoch_steps"):
+        earliest_stop(epoch, settings.early_stop, 0)
     # the plan's estimate says what it counts: with no cache (as here), each run's earliest stop
     assert f"if early stopping ends every run at its earliest, step {2 * epoch}" in log.getvalue(), log.getvalue()
 
 
 def test_a_sweep_is_planned_at_full_budgets_where_a_cache_keeps_its_programs():
     """With the programs kept for later runs, the plan is also theirs: every run is planned at its
-    whole budget, whatever early stopping may cut (``sweep._planning_steps``)."""
-    import jaxscale.sweep as sweep
+    whole budget, whatever early stopping may cut (``sweep_plan.planning_steps``)."""
+    import jaxscale.sweep_plan as sweep_plan
 
     preset = make_preset("notebook-emergence")
     budgets = [s.budget.steps(s.cfg, 1, preset.data.seq_len) for s in preset.specs]
-    assert sweep._planning_steps(budgets, preset.settings, preset.data, reruns=True) == budgets
-    earliest = sweep._planning_steps(budgets, preset.settings, preset.data, reruns=False)
+    assert sweep_plan.planning_steps(budgets, preset.settings, preset.data, reruns=True) == budgets
+    earliest = sweep_plan.planning_steps(budgets, preset.settings, preset.data, reruns=False)
     assert earliest == [7 * preset.data.steps_per_epoch] * 5 and earliest[0] < budgets[0]
     no_rule = dataclasses.replace(preset.settings, early_stop=None)
-    assert sweep._planning_steps(budgets, no_rule, preset.data, reruns=False) == budgets
-    assert sweep._horizon_note(budgets, budgets, preset.settings) == " at full budgets; early stopping ends sooner"
-    assert "its earliest, step 2100" in sweep._horizon_note(budgets, earliest, preset.settings)
-    assert sweep._horizon_note(budgets, budgets, no_rule) == ""
+    assert sweep_plan.planning_steps(budgets, no_rule, preset.data, reruns=False) == budgets
+    assert sweep_plan.horizon_note(budgets, budgets, preset.settings) == " at full budgets; early stopping ends sooner"
+    assert "its earliest, step 2100" in sweep_plan.horizon_note(budgets, earliest, preset.settings)
+    assert sweep_plan.horizon_note(budgets, budgets, no_rule) == ""

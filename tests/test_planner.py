@@ -206,6 +206,8 @@ def test_a_cpu_shares_programs_between_neighbouring_sizes_and_an_accelerator_doe
     once = plan(preset.specs, steps, 4, dataclasses.replace(CPU, lanes=2), reruns=False)
     assert {g.shared for g in once if g.shared} == {(0, 1), (2, 3)}
     assert program_count(once, preset.specs) == 3
+    with pytest.raises(ValueError, match="reruns"):
+        plan(preset.specs, steps, 4, CPU, reruns="no")
 
 
 def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_than_a_compile():
@@ -246,6 +248,7 @@ def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_t
 def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, monkeypatch):
     """``run_sweep`` passes ``compile_cache.programs_kept()`` to the planner as ``reruns``."""
     import jaxscale.sweep as sweep
+    import jaxscale.sweep_plan as sweep_plan
 
     seen = {}
 
@@ -256,8 +259,8 @@ def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, mo
         seen.update(kwargs)
         raise Planned
 
-    monkeypatch.setattr(sweep, "programs_kept", lambda: kept)
-    monkeypatch.setattr(sweep, "plan", fake_plan)
+    monkeypatch.setattr(sweep_plan, "programs_kept", lambda: kept)
+    monkeypatch.setattr(sweep_plan, "plan", fake_plan)
     preset = make_preset("notebook-emergence")
     with pytest.raises(Planned):
         sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, log=io.StringIO())

@@ -26,6 +26,13 @@ def test_line_shows_steps_rate_eta_and_losses():
     assert line.endswith("loss 1.000 nan 2.000 2.000 2.000 2.000 2.000 2.000 (+1)"), line
 
 
+def test_a_bad_model_count_is_refused_by_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="models"):
+        Progress("[g0]", 10, models=0)
+
+
 def test_rate_not_yet_timed_prints_a_dash_not_nan():
     out = io.StringIO()
     Progress("[g0] 1 model", 10, stream=out, every_s=0.0).update(5, math.nan, [3.0])

@@ -1,0 +1,99 @@
+"""How a sweep is planned: the steps each model is planned for, which programs earlier runs left
+compiled, and the plan's printed summary (``planner.py`` holds the cost model and the search).
+
+Whether a persistent cache keeps this run's programs (``compile_cache.programs_kept``) decides
+what the plan is for: with one, every later run of the sweep loads the same programs, so the
+plan is made for those runs too (padding counted for them, whole budgets); without one, for
+this run alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from jaxscale import program_cache
+from jaxscale.compile_cache import programs_kept
+from jaxscale.data.source import TrainData
+from jaxscale.device_profile import DeviceProfile
+from jaxscale.group_setup import evaluation_flops, train_program_key
+from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
+from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep's plan: its groups, the steps each model was planned for, whether it was made for
+    later runs too, and the summary printed before training."""
+
+    groups: list[Group]
+    planned_steps: list[int]
+    reruns: bool
+    summary: str
+
+
+def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings, profile: DeviceProfile,
+               mode: str) -> SweepPlan:
+    """Plan ``specs`` on ``profile`` in ``mode`` (``planner.plan``; in ``auto``, shared
+    evaluations too, ``planner.share_evaluations``)."""
+    steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
+    reruns = programs_kept()
+    horizon = planning_steps(steps, settings, data, reruns)
+    groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
+                  stored=stored_programs(specs, data, settings), reruns=reruns)
+    if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
+        groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
+                                   profile)
+    n_programs = program_count(groups, specs)
+    summary = (f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
+               f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
+               f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
+               f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings)}):\n"
+               f"{describe(groups, specs)}")
+    return SweepPlan(groups, horizon, reruns, summary)
+
+
+def planning_steps(steps: list[int], settings: RunSettings, data: TrainData, reruns: bool) -> list[int]:
+    """The steps each model is planned for. With a cache that keeps the programs (``reruns``),
+    its whole budget: the plan is then also every later run's, and counting the steps that
+    early stopping may skip keeps a shared program's padding from looking cheaper than it is
+    for those runs. Without one, the plan is for this run alone, so a run that can stop early is
+    planned to stop at its earliest (``runner.earliest_stop``): were it to train on to its
+    budget, a plan made so costs only the padding its fewer compiles traded (on
+    notebook-emergence, 2 programs instead of 3, estimated 33.5 s against 32.4 s at full
+    budgets), while its compiles are saved either way. Where an early stop falls cannot be known
+    (the notebook-emergence models stopped after 7-8 of their 20 epochs, the earliest being 7).
+    Measured on the 2-core CPU (2026-12-03, seventeenth session, both caches off, three
+    interleaved pairs): 19.4 / 19.2 / 17.5 s with the 2 programs planned so (forced then by a
+    temporary override of the padding weight, the plan made here) against 25.0 / 22.3 / 22.5 s
+    with the 3 planned at full budgets. An earlier session planned every run at its
+    earliest stop with the cache on too, when stacks were the alternative: it chose stacks that
+    were no faster cold and slower warm."""
+    if reruns or not settings.early_stop or not data.steps_per_epoch:
+        return list(steps)
+    return [earliest_stop(n, settings.early_stop, data.steps_per_epoch) for n in steps]
+
+
+def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings) -> str:
+    """What the plan's estimate counts, for its printed line."""
+    if not settings.early_stop:
+        return ""
+    if horizon == list(steps):
+        return " at full budgets; early stopping ends sooner"
+    return (f" if early stopping ends every run at its earliest, step {min(horizon)}: no cache keeps the programs, "
+            "so the plan is for this run alone")
+
+
+def stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
+    """For the planner: whether a group's training program (``kind``: ``stack``, ``alone`` or
+    ``shared``) was compiled on disk by an earlier run (``program_cache.note_stored``), so that
+    it costs a load, not a compile."""
+    memo: dict = {}
+
+    def stored(indices: tuple, kind: str) -> bool:
+        if (indices, kind) not in memo:
+            key = train_program_key([specs[i] for i in indices], data, settings, kind)
+            memo[indices, kind] = program_cache.is_stored("train_chunk", key)
+        return memo[indices, kind]
+
+    return stored
