@@ -337,6 +337,11 @@ def vs_torch_lines(vt: dict) -> list[str]:
                 lines.append(f"  jaxscale sweep --mode {mode:<10} cache off {e['uncached']['wall_s']:6.1f}s"
                              f"{spread(walls)} (torch/jax {e['ratio_uncached']:.2f}x; every run compiles, "
                              "planned for one run)")
+            if "once" in e:
+                cold, warm = e["once"].get("runs", []), e["once_warm"].get("runs", [])
+                lines.append(f"  jaxscale sweep --mode {mode:<10} --plan-for once: cold {e['once']['wall_s']:6.1f}s"
+                             f"{spread(cold)} (torch/jax {e['ratio_once']:.2f}x), warm {e['once_warm']['wall_s']:6.1f}s"
+                             f"{spread(warm)} (torch/jax {e['ratio_once_warm']:.2f}x; the cache on, planned for one run)")
     return lines
 
 

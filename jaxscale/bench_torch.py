@@ -120,14 +120,17 @@ def torch_workload(name: str) -> dict:
     return res
 
 
-def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None, lanes: int | None = None) -> dict:
-    """``jaxscale sweep --preset … --mode …`` as a subprocess (its own interpreter: the cache is
-    honest), wall time included interpreter start; ``cache_dir`` None disables the cache."""
+def jaxscale_sweep_e2e(preset: str, mode: str, cache_dir: str | None, lanes: int | None = None,
+                       plan_for: str = "auto") -> dict:
+    """``jaxscale sweep --preset … --mode … --plan-for …`` as a subprocess (its own interpreter:
+    the cache is honest), wall time included interpreter start; ``cache_dir`` None disables the
+    cache."""
     env = dict(os.environ)
     env["JAXSCALE_COMPILATION_CACHE"] = cache_dir or "off"
     with tempfile.TemporaryDirectory(prefix="jaxscale-bench-") as out:
         cmd = [sys.executable, "-m", "jaxscale.cli", "sweep", "--preset", preset, "--mode", mode,
-               "--out", out, "--quiet", "--no-save-weights"] + (["--lanes", str(lanes)] if lanes else [])
+               "--out", out, "--quiet", "--no-save-weights", "--plan-for", plan_for] + (
+                   ["--lanes", str(lanes)] if lanes else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
@@ -147,8 +150,10 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     * end to end (presets): ``torch_baseline.py --workload`` against ``jaxscale sweep --preset``
       per mode, cold (fresh compilation-cache folder) and warm (the same folder again), and for
       ``auto`` also with the cache off (``uncached``: every run compiles, and the planner plans
-      for one run, ``planner.plan``'s ``reruns``), all as subprocesses, ratio = torch wall ÷
-      jaxscale wall (both include interpreter start).
+      for one run, ``planner.plan``'s ``reruns``) and with the cache on but planned for one run
+      (``--plan-for once``: ``once`` cold, ``once_warm`` its rerun, which loads that plan's
+      programs), all as subprocesses, ratio = torch wall ÷ jaxscale wall (both include
+      interpreter start).
       ``e2e_repeats`` rounds, each running the baseline and then every mode cold and warm (so
       that a slow spell of a shared machine hits all of them alike); the walls reported are the
       medians, ratios are of medians, and every round's walls are kept (``runs``).
@@ -171,7 +176,8 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
         say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in out["steady_ratio"].items()))
     if end_to_end:
         torch_runs: list[dict] = []
-        runs: dict = {m: {"cold": [], "warm": []} | ({"uncached": []} if m == "auto" else {}) for m in modes}
+        runs: dict = {m: {"cold": [], "warm": []} | ({"uncached": [], "once": [], "once_warm": []} if m == "auto" else {})
+                      for m in modes}
         for r in range(e2e_repeats):
             round_note = f" (round {r + 1} of {e2e_repeats})" if e2e_repeats > 1 else ""
             say(f"eager torch: {preset_or_family} end to end{round_note} ...")
@@ -184,6 +190,9 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
                     runs[mode]["warm"].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes))
                 if "uncached" in runs[mode]:
                     runs[mode]["uncached"].append(jaxscale_sweep_e2e(preset_or_family, mode, None, lanes))
+                    with tempfile.TemporaryDirectory(prefix="jaxscale-cache-") as cache:
+                        for kind in ("once", "once_warm"):
+                            runs[mode][kind].append(jaxscale_sweep_e2e(preset_or_family, mode, cache, lanes, "once"))
                 say(f"  jaxscale sweep --mode {mode}: " + ", ".join(f"{kind} {walls[-1]['wall_s']:.1f}s"
                                                                      for kind, walls in runs[mode].items()))
         torch_wall = statistics.median([t["wall_s"] for t in torch_runs])

@@ -66,7 +66,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
               mode: str = "auto", out: str | os.PathLike | None = None, save_weights: bool = True,
               profile: DeviceProfile | None = None, row_hook: Callable[[dict, ModelSpec, GroupResult, int], None] | None = None,
               checkpoint_every: int | None = None, should_stop=None, record: dict | None = None,
-              log=None, lanes: int | None = None) -> SweepResult:
+              log=None, lanes: int | None = None, plan_for: str = "auto") -> SweepResult:
     """Plan ``specs`` into groups and train them; ``row_hook(row, spec, group_result, i)`` may add
     fields (e.g. task metrics) to each row before it is written.
 
@@ -78,8 +78,10 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
     ``lanes``: groups trained at once, in threads (None: the planner's default for this host, one
     per core on a single-device CPU, else one; see ``planner``); ignored when ``profile`` is given.
-    The plan expects later runs to load this run's programs when a persistent cache is on, and
-    is made for this run alone otherwise (``sweep_plan.plan_sweep``).
+    ``plan_for`` (``auto``, ``reruns`` or ``once``): whether the plan is made for later runs
+    that load this run's programs too, or for this run alone; ``auto`` (default) plans for
+    reruns exactly when a persistent cache is on (``sweep_plan.plan_sweep``). A resumed sweep
+    keeps the plan it recorded.
     """
     log = log or sys.stdout
     if not specs:
@@ -96,7 +98,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
-        made = plan_sweep(specs, data, settings, profile, mode)
+        made = plan_sweep(specs, data, settings, profile, mode, plan_for)
         groups = made.groups
         print(made.summary, file=log)
         if out_path is not None and is_writer():
@@ -104,7 +106,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
             _write_json(out_path / "sweep.json", recorded)
             _write_json(plan_file, {
                 "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
-                "planned_steps": made.planned_steps, "reruns": made.reruns,
+                "plan_for": plan_for, "planned_steps": made.planned_steps, "reruns": made.reruns,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
     written = _written_run_ids(out_path)
 

@@ -2,9 +2,9 @@
 compiled, and the plan's printed summary (``planner.py`` holds the cost model and the search).
 
 Whether a persistent cache keeps this run's programs (``compile_cache.programs_kept``) decides
-what the plan is for: with one, every later run of the sweep loads the same programs, so the
-plan is made for those runs too (padding counted for them, whole budgets); without one, for
-this run alone.
+what the plan is for, unless the caller says (``plan_for``): with one, every later run of the
+sweep loads the same programs, so the plan is made for those runs too (padding counted for
+them, whole budgets); without one, for this run alone.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from jaxscale.planner import Group, describe, plan, plan_seconds, program_count,
 from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
 
 
+PLAN_FOR = ("auto", "reruns", "once")
+
+
 @dataclass(frozen=True)
 class SweepPlan:
     """A sweep's plan: its groups, the steps each model was planned for, whether it was made for
@@ -33,11 +36,23 @@ class SweepPlan:
 
 
 def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings, profile: DeviceProfile,
-               mode: str) -> SweepPlan:
+               mode: str, plan_for: str = "auto") -> SweepPlan:
     """Plan ``specs`` on ``profile`` in ``mode`` (``planner.plan``; in ``auto``, shared
-    evaluations too, ``planner.share_evaluations``)."""
+    evaluations too, ``planner.share_evaluations``).
+
+    ``plan_for``: ``reruns`` plans for this run and the later ones that load its programs,
+    ``once`` for this run alone, ``auto`` (default) for reruns exactly when a persistent cache
+    keeps the programs. ``once`` with the cache on suits a sweep that will not be run again
+    with these model shapes and settings (a new seed, learning rate or data seed reuses the
+    programs; a code change does not). Measured on the 2-core CPU (2026-12-03, eighteenth
+    session, cold then warm ``jaxscale sweep --preset notebook-emergence --no-save-weights``
+    with the cache on, three interleaved rounds): planned ``once`` (two programs), 16.2 / 15.3
+    / 17.7 s cold and 10.6 / 9.0 / 9.8 s for the warm rerun; planned for ``reruns`` (four
+    programs), 23.6 / 19.8 / 19.0 s and 8.4 / 7.0 / 8.2 s."""
+    if plan_for not in PLAN_FOR:
+        raise ValueError(f"plan_sweep: `plan_for` must be one of {PLAN_FOR}, got {plan_for!r}")
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-    reruns = programs_kept()
+    reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)
     groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
                   stored=stored_programs(specs, data, settings), reruns=reruns)
@@ -48,7 +63,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     summary = (f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
                f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
                f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
-               f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings)}):\n"
+               f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings, plan_for)}):\n"
                f"{describe(groups, specs)}")
     return SweepPlan(groups, horizon, reruns, summary)
 
@@ -74,14 +89,15 @@ def planning_steps(steps: list[int], settings: RunSettings, data: TrainData, rer
     return [earliest_stop(n, settings.early_stop, data.steps_per_epoch) for n in steps]
 
 
-def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings) -> str:
+def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings, plan_for: str = "auto") -> str:
     """What the plan's estimate counts, for its printed line."""
     if not settings.early_stop:
         return ""
     if horizon == list(steps):
         return " at full budgets; early stopping ends sooner"
-    return (f" if early stopping ends every run at its earliest, step {min(horizon)}: no cache keeps the programs, "
-            "so the plan is for this run alone")
+    why = ("planned for this run alone (plan for: once)" if plan_for == "once"
+           else "no cache keeps the programs, so the plan is for this run alone")
+    return f" if early stopping ends every run at its earliest, step {min(horizon)}: {why}"
 
 
 def stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:

@@ -160,14 +160,14 @@ def test_end_to_end_rounds_are_interleaved_and_reported_as_medians(monkeypatch):
     no torch, no subprocess)."""
     calls = []
     torch_walls = iter([90.0, 70.0, 80.0])
-    jax_walls = iter([20.0, 8.0, 18.0, 30.0, 9.0, 22.0, 25.0, 7.0, 20.0])
+    jax_walls = iter([20.0, 8.0, 18.0, 17.0, 10.0, 30.0, 9.0, 22.0, 19.0, 11.0, 25.0, 7.0, 20.0, 16.0, 9.0])
 
     def fake_torch(name):
         calls.append("torch")
         return {"wall_s": next(torch_walls), "total_seconds": 1.0, "threads": 2, "load_avg_1m": 0.5}
 
-    def fake_sweep(name, mode, cache, lanes):
-        calls.append(mode if cache else f"{mode} uncached")
+    def fake_sweep(name, mode, cache, lanes, plan_for="auto"):
+        calls.append((mode if cache else f"{mode} uncached") + ("" if plan_for == "auto" else f" {plan_for}"))
         return {"mode": mode, "wall_s": next(jax_walls), "compile_s_in_rows": 0.0, "models": 5}
 
     monkeypatch.setattr(bench_torch, "check_torch", lambda: Path("baseline.py"))
@@ -176,13 +176,15 @@ def test_end_to_end_rounds_are_interleaved_and_reported_as_medians(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)  # the baseline's allocator: the C library's
     monkeypatch.setattr(bench_torch, "jaxscale_sweep_e2e", fake_sweep)
     out = bench_torch.vs_torch("notebook-emergence", None, end_to_end=True, modes=["auto"], e2e_repeats=3)
-    assert calls == ["torch", "auto", "auto", "auto uncached"] * 3
+    assert calls == ["torch", "auto", "auto", "auto uncached", "auto once", "auto once"] * 3
     e = out["end_to_end"]["auto"]
     assert out["torch_end_to_end"]["wall_s"] == 80.0 and out["torch_end_to_end"]["runs"] == [90.0, 70.0, 80.0]
     assert e["cold"]["wall_s"] == 25.0 and e["cold"]["runs"] == [20.0, 30.0, 25.0]
     assert e["warm"]["wall_s"] == 8.0 and e["ratio_cold"] == pytest.approx(80 / 25) and e["ratio_warm"] == 10.0
     assert e["uncached"]["wall_s"] == 20.0 and e["uncached"]["runs"] == [18.0, 22.0, 20.0]
     assert e["ratio_uncached"] == 4.0
+    assert e["once"]["runs"] == [17.0, 19.0, 16.0] and e["ratio_once"] == pytest.approx(80 / 17)
+    assert e["once_warm"]["wall_s"] == 10.0 and e["ratio_once_warm"] == 8.0
     with pytest.raises(ValueError, match="e2e_repeats"):
         bench_torch.vs_torch("notebook-emergence", None, end_to_end=True, modes=["auto"], e2e_repeats=0)
     report = "\n".join(bench.vs_torch_lines({**out, "torch_steady": {
@@ -190,6 +192,8 @@ def test_end_to_end_rounds_are_interleaved_and_reported_as_medians(monkeypatch):
     assert "torch 80.0s wall [70.0-90.0]" in report and "cold   25.0s [20.0-30.0] (torch/jax 3.20x)" in report
     assert "load 0.50, the C library's allocator)" in report, report
     assert "cache off   20.0s [18.0-22.0] (torch/jax 4.00x; every run compiles, planned for one run)" in report, report
+    assert ("--plan-for once: cold   17.0s [16.0-19.0] (torch/jax 4.71x), warm   10.0s [9.0-11.0] (torch/jax 8.00x; "
+            "the cache on, planned for one run)") in report, report
 
 
 def test_the_eager_baseline_runs_on_the_c_librarys_allocator(monkeypatch):

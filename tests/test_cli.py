@@ -93,21 +93,26 @@ def test_sweep_preset_sizes_select_models_and_fixed_options_are_refused(tmp_path
 
 def test_lanes_flag_on_sweep_and_run(tmp_path, capsys, monkeypatch):
     """``--lanes 2`` spreads two models alone over two lanes (recorded in the plan and the rows);
-    ``--lanes`` must be a positive integer, for ``jaxscale run`` too."""
+    ``--lanes`` must be a positive integer, for ``jaxscale run`` too. ``--plan-for reruns``
+    plans for later runs even with the cache off (recorded in the plan)."""
     import json
 
     monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
     rc = main(["sweep", "--family", "ladder", "--sizes", "l1", "l2", "--mode", "sequential", "--steps", "4",
                "--batch-size", "2", "--eval-windows", "4", "--no-save-weights", "--quiet", "--lanes", "2",
-               "--out", str(tmp_path / "s")])
+               "--plan-for", "reruns", "--out", str(tmp_path / "s")])
     assert rc == 0
     assert sorted(r["stack"]["lane"] for r in read_rows(tmp_path / "s" / "results.jsonl")) == [0, 1]
-    assert json.loads((tmp_path / "s" / "plan.json").read_text())["profile"]["lanes"] == 2
+    recorded = json.loads((tmp_path / "s" / "plan.json").read_text())
+    assert recorded["profile"]["lanes"] == 2 and recorded["plan_for"] == "reruns" and recorded["reruns"] is True
     assert "2 lanes" in capsys.readouterr().out
     for command in (["sweep", "--family", "ladder"], ["run"]):
         with pytest.raises(SystemExit):
             main(command + ["--lanes", "0", "--out", str(tmp_path / "bad")])
         assert "--lanes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sweep", "--family", "ladder", "--plan-for", "twice", "--out", str(tmp_path / "bad")])
+    assert "--plan-for" in capsys.readouterr().err
 
 
 def test_console_command_exits_quickly_without_losing_output_or_its_status(tmp_path):

@@ -54,3 +54,7 @@ def test_a_sweep_is_planned_at_full_budgets_where_a_cache_keeps_its_programs():
     assert sweep_plan.horizon_note(budgets, budgets, preset.settings) == " at full budgets; early stopping ends sooner"
     assert "its earliest, step 2100" in sweep_plan.horizon_note(budgets, earliest, preset.settings)
     assert sweep_plan.horizon_note(budgets, budgets, no_rule) == ""
+    assert sweep_plan.horizon_note(budgets, earliest, preset.settings).endswith("no cache keeps the programs, so the "
+                                                                               "plan is for this run alone")
+    assert sweep_plan.horizon_note(budgets, earliest, preset.settings, "once").endswith(
+        "planned for this run alone (plan for: once)")

@@ -244,9 +244,13 @@ def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_t
     assert all(g.eval_shared == () for g in apart)
 
 
-@pytest.mark.parametrize("kept", [True, False])
-def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, monkeypatch):
-    """``run_sweep`` passes ``compile_cache.programs_kept()`` to the planner as ``reruns``."""
+@pytest.mark.parametrize("kept, plan_for, reruns", [
+    (True, "auto", True), (False, "auto", False),  # auto: reruns exactly where a cache keeps the programs
+    (True, "once", False), (False, "once", False), (True, "reruns", True), (False, "reruns", True)])
+def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, plan_for, reruns, monkeypatch):
+    """``run_sweep`` passes ``compile_cache.programs_kept()`` to the planner as ``reruns``, unless
+    ``plan_for`` says what the plan is for; a plan for this run alone is planned at the earliest
+    early stop (``sweep_plan.planning_steps``)."""
     import jaxscale.sweep as sweep
     import jaxscale.sweep_plan as sweep_plan
 
@@ -255,13 +259,24 @@ def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, mo
     class Planned(Exception):
         pass
 
-    def fake_plan(*args, **kwargs):
-        seen.update(kwargs)
+    def fake_plan(specs, steps, *args, **kwargs):
+        seen.update(kwargs, steps=list(steps))
         raise Planned
 
     monkeypatch.setattr(sweep_plan, "programs_kept", lambda: kept)
     monkeypatch.setattr(sweep_plan, "plan", fake_plan)
     preset = make_preset("notebook-emergence")
     with pytest.raises(Planned):
-        sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, log=io.StringIO())
-    assert seen["reruns"] is kept
+        sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, log=io.StringIO(),
+                        plan_for=plan_for)
+    assert seen["reruns"] is reruns
+    budgets = [s.budget.steps(s.cfg, preset.data.batch_size, preset.data.seq_len) for s in preset.specs]
+    assert seen["steps"] == (budgets if reruns else [2100] * 5)
+
+
+def test_plan_for_is_checked_by_name():
+    import jaxscale.sweep_plan as sweep_plan
+
+    preset = make_preset("notebook-emergence")
+    with pytest.raises(ValueError, match="`plan_for` must be one of"):
+        sweep_plan.plan_sweep(preset.specs, preset.data, preset.settings, CPU, "auto", plan_for="twice")

@@ -56,6 +56,10 @@ def register(sub) -> None:
                         "there on an accelerator; on a CPU only load programs already compiled on disk), "
                         "on (compile there everywhere), off")
     c.add_lanes_arg(p)
+    p.add_argument("--plan-for", choices=("auto", "reruns", "once"), default="auto",
+                   help="what the plan is made for: reruns (later runs load this run's compiled programs: "
+                        "fewer shared programs, padding counted for them too), once (this run alone: fewer "
+                        "compiles), auto (default: reruns while the compilation cache is on, else once)")
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
@@ -130,13 +134,13 @@ def run(args) -> int:
     settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()
               if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
-                           "compile_mode", "compile_ahead", "preset_fixed", "lanes")}
+                           "compile_mode", "compile_ahead", "preset_fixed", "lanes", "plan_for")}
     with graceful_stop() as stop:
         try:
             result = run_sweep(specs, data, settings, mode=args.mode, out=out,
                                save_weights=not args.no_save_weights, row_hook=hook,
                                checkpoint_every=args.checkpoint_every, should_stop=stop, record=record,
-                               lanes=args.lanes)
+                               lanes=args.lanes, plan_for=args.plan_for)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; checkpoint saved in {err.checkpoint}.\n"
                   f"resume with the same command: {' '.join(sys.argv)}", file=sys.stderr)
