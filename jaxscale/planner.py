@@ -29,9 +29,10 @@ as one model's alone. On a CPU, where a compile costs seconds and a small model'
 under a millisecond, that trades a little padding for whole compiles. But where a persistent
 cache keeps the programs, the padding is paid again by every later run that loads the program,
 so ``auto`` counts it twice against the compile it saves (``SHARED_PADDING_WEIGHT``); with the
-caches off (``JAXSCALE_COMPILATION_CACHE=off``: every run compiles) it counts once
-(``plan``'s ``reruns``; the sweep then also plans a run that can stop early for its earliest
-stop, ``sweep_plan.planning_steps``). Measured on the 2-core CPU (2026-12-02/03,
+caches off (``JAXSCALE_COMPILATION_CACHE=off``: every run compiles), or when a sweep is
+planned for itself alone (``--plan-for once``), it counts once (``plan``'s ``reruns``; the
+sweep then also plans a run that can stop early for its earliest stop,
+``sweep_plan.planning_steps``). Measured on the 2-core CPU (2026-12-02/03,
 interleaved, noisy): cold ``jaxscale sweep --preset notebook-scaling`` took 4.8-4.9 s with its
 five models on one shared program, against 5.8-6.9 s as one stack. For notebook-emergence,
 sharing {micro, tiny} and {small, medium} (padding counted once) took 19.3-19.5 s cold with
