@@ -314,9 +314,10 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
-              figures: bool = True) -> dict:
+              figures: bool = True, plan_for: str = "auto") -> dict:
     """Train, evaluate and analyse; returns the analysis dict (also in ``out/analysis.json``).
-    Progress goes to ``log`` (default: the current ``sys.stdout``)."""
+    Progress goes to ``log`` (default: the current ``sys.stdout``). ``plan_for``: as in
+    ``sweep.run_sweep``."""
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.sweep import run_sweep
 
@@ -332,7 +333,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
     print(f"task {task.name}: {task.description}; {data.info['train_items']} training items, "
           f"{task.test.num_examples} test items; {len(specs)} models", file=log)
     result = run_sweep(specs, data, settings, mode=spec.mode, out=out, save_weights=True,
-                       row_hook=evaluation_hook(task, out, spec.tolerance), log=log)
+                       row_hook=evaluation_hook(task, out, spec.tolerance), log=log, plan_for=plan_for)
     return analyse_and_write(result.rows, spec, task, out, figures=figures, log=log)
 
 

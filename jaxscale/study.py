@@ -87,10 +87,10 @@ class StudyResult:
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", progress: bool = True,
-              log=None, lanes: int | None = None) -> StudyResult:
+              log=None, lanes: int | None = None, plan_for: str = "auto") -> StudyResult:
     """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
-    ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes``: as in
-    ``sweep.run_sweep``."""
+    ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes`` and
+    ``plan_for``: as in ``sweep.run_sweep``."""
     log = log or sys.stdout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,13 +105,13 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     print(f"part 1: {len(ladder_specs)} models ({len(cfgs)} sizes × {len(cfg.lrs)} learning rates × "
           f"{len(cfg.seeds)} seeds) at {cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter", file=log)
     ladder = run_sweep(ladder_specs, data, settings, mode=mode, out=out / "ladder", record=record,
-                       save_weights=False, log=log, lanes=lanes).rows
+                       save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
     best_lr = {r["name"]: r["lr"] for r in select_best_lr(ladder)}
 
     iso_specs = isoflop_specs(cfg, best_lr)
     print(f"part 2: IsoFLOP grid, {len(cfg.isoflop_budgets)} budgets × {len(cfg.isoflop_sizes)} sizes", file=log)
     iso = run_sweep(iso_specs, data, settings, mode=mode, out=out / "isoflop", record=record,
-                    save_weights=False, log=log, lanes=lanes).rows
+                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
     _write_jsonl(out / "results.jsonl", ladder + iso)
     fits, caught = fit_all(cfg, ladder, iso)
     (out / "fits.json").write_text(json.dumps({k: v for k, v in fits.items() if k != "_objects"},

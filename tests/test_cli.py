@@ -115,6 +115,30 @@ def test_lanes_flag_on_sweep_and_run(tmp_path, capsys, monkeypatch):
     assert "--plan-for" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, module", [
+    (["run"], "jaxscale.study"),
+    (["emergence", "--task", "addition", "--family", "ladder", "--seeds", "0", "1", "2"], "jaxscale.emergence_study")])
+def test_plan_for_reaches_the_sweeps_of_run_and_emergence(command, module, tmp_path, monkeypatch):
+    """``--plan-for`` on ``jaxscale run`` and ``jaxscale emergence`` is handed to their studies'
+    sweeps (``run_study(..., plan_for=...)``; ``sweep.run_sweep`` takes it from there)."""
+    import importlib
+
+    seen = {}
+
+    class Reached(Exception):
+        pass
+
+    def fake_run_study(*args, **kwargs):
+        seen.update(kwargs)
+        raise Reached
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(importlib.import_module(module), "run_study", fake_run_study)
+    with pytest.raises(Reached):
+        main(command + ["--plan-for", "once", "--out", str(tmp_path / "o")])
+    assert seen["plan_for"] == "once"
+
+
 def test_console_command_exits_quickly_without_losing_output_or_its_status(tmp_path):
     """``jaxscale`` (``cli.run``) ends the process with ``os._exit`` once ``main`` returns; what it
     printed to a pipe (block-buffered) and the files it wrote must all be there, and the exit

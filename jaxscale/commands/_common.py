@@ -76,6 +76,13 @@ def add_lanes_arg(p: argparse.ArgumentParser, extra: str = "") -> None:
                         "else 1); the numbers do not depend on it" + extra)
 
 
+def add_plan_for_arg(p) -> None:
+    p.add_argument("--plan-for", choices=("auto", "reruns", "once"), default="auto",
+                   help="what the plan is made for: reruns (later runs load this run's compiled programs: "
+                        "fewer shared programs, padding counted for them too), once (this run alone: fewer "
+                        "compiles), auto (default: reruns while the compilation cache is on, else once)")
+
+
 def run_settings(args):
     from jaxscale.runner import RunSettings
 

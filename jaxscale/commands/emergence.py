@@ -70,6 +70,7 @@ def register(subparsers) -> None:
                        help="model context (default: the task's row length - 1)")
     train.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto",
                        help="stack planning (default auto: the planner's cost model)")
+    c.add_plan_for_arg(train)
     train.add_argument("--threshold", dest="train_threshold", type=float, default=0.5,
                        help="exact-match level that counts as 'emerged' (default 0.5)")
     train.add_argument("--scale-axis", choices=("params", "non_embedding_params", "flops"),
@@ -153,7 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         spec = study_spec_from_args(args)
         enable_compilation_cache()
-        result = run_study(spec, args.out, figures=not args.no_figures)
+        result = run_study(spec, args.out, figures=not args.no_figures, plan_for=args.plan_for)
         out = args.out
     print_result(result)
     print(f"summary: {out}/summary.md")

@@ -38,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto", help="planner mode")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_lanes_arg(p)
+    c.add_plan_for_arg(p)
     p.set_defaults(func=run)
 
 
@@ -69,7 +70,8 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with graceful_stop() as stop:
         try:
-            result = run_study(cfg, out, mode=args.mode, progress=not args.quiet, lanes=args.lanes)
+            result = run_study(cfg, out, mode=args.mode, progress=not args.quiet, lanes=args.lanes,
+                               plan_for=args.plan_for)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; rerun `jaxscale run` (or with --out {out}) to resume",
                   file=sys.stderr)

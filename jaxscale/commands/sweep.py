@@ -56,10 +56,7 @@ def register(sub) -> None:
                         "there on an accelerator; on a CPU only load programs already compiled on disk), "
                         "on (compile there everywhere), off")
     c.add_lanes_arg(p)
-    p.add_argument("--plan-for", choices=("auto", "reruns", "once"), default="auto",
-                   help="what the plan is made for: reruns (later runs load this run's compiled programs: "
-                        "fewer shared programs, padding counted for them too), once (this run alone: fewer "
-                        "compiles), auto (default: reruns while the compilation cache is on, else once)")
+    c.add_plan_for_arg(p)
     p.add_argument("--distributed", action="store_true",
                    help="join a multi-process JAX job (jax.distributed.initialize); see the README")
     c.add_run_args(p)
