@@ -44,3 +44,16 @@ def programs_kept() -> bool:
 
     return program_cache.in_use() or (bool(jax.config.jax_compilation_cache_dir)
                                       and bool(jax.config.jax_enable_compilation_cache))
+
+
+# What a sweep's plan is made for (``sweep_plan.plan_sweep``): ``reruns`` (later runs load this
+# run's programs), ``once`` (this run alone), ``auto`` (``reruns`` exactly when
+# ``programs_kept()``). Here, beside ``programs_kept``, because the command line reads it
+# without importing JAX.
+PLAN_FOR = ("auto", "reruns", "once")
+
+
+def check_plan_for(plan_for, where: str) -> None:
+    """Refuse a ``plan_for`` outside ``PLAN_FOR``, naming ``where`` it was given."""
+    if plan_for not in PLAN_FOR:
+        raise ValueError(f"{where}: `plan_for` must be one of {PLAN_FOR}, got {plan_for!r}")

@@ -318,9 +318,11 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
     """Train, evaluate and analyse; returns the analysis dict (also in ``out/analysis.json``).
     Progress goes to ``log`` (default: the current ``sys.stdout``). ``plan_for``: as in
     ``sweep.run_sweep``."""
+    from jaxscale.compile_cache import check_plan_for
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.sweep import run_sweep
 
+    check_plan_for(plan_for, "run_study")  # before study.json is written
     log = log or sys.stdout
     out = Path(out)
     task, data, specs, settings = prepare(spec)

@@ -20,6 +20,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus
@@ -91,6 +92,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
     ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes`` and
     ``plan_for``: as in ``sweep.run_sweep``."""
+    check_plan_for(plan_for, "run_study")
     log = log or sys.stdout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

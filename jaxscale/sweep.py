@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import jax
 
 from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
+from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import is_writer
@@ -86,6 +87,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     log = log or sys.stdout
     if not specs:
         raise ValueError("run_sweep: no models")
+    check_plan_for(plan_for, "run_sweep")  # before anything is written, and on a resume too
     out_path = Path(out) if out is not None else None
     recorded = _sweep_record(specs, data, settings, mode, record)
     plan_file = out_path / "plan.json" if out_path is not None else None

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from jaxscale import program_cache
-from jaxscale.compile_cache import programs_kept
+from jaxscale.compile_cache import check_plan_for, programs_kept
 from jaxscale.data.source import TrainData
 from jaxscale.device_profile import DeviceProfile
 from jaxscale.group_setup import evaluation_flops, train_program_key
 from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
 from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
-
-
-PLAN_FOR = ("auto", "reruns", "once")
 
 
 @dataclass(frozen=True)
@@ -45,12 +42,11 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     keeps the programs. ``once`` with the cache on suits a sweep that will not be run again
     with these model shapes and settings (a new seed, learning rate or data seed reuses the
     programs; a code change does not). Measured on the 2-core CPU (2026-12-03, eighteenth
-    session, cold then warm ``jaxscale sweep --preset notebook-emergence --no-save-weights``
-    with the cache on, three interleaved rounds): planned ``once`` (two programs), 16.2 / 15.3
-    / 17.7 s cold and 10.6 / 9.0 / 9.8 s for the warm rerun; planned for ``reruns`` (four
-    programs), 23.6 / 19.8 / 19.0 s and 8.4 / 7.0 / 8.2 s."""
-    if plan_for not in PLAN_FOR:
-        raise ValueError(f"plan_sweep: `plan_for` must be one of {PLAN_FOR}, got {plan_for!r}")
+    session, ``jaxscale bench --preset notebook-emergence --vs-torch --modes auto --repeats 3
+    --e2e-repeats 3``, medians of three interleaved rounds, the cache on): ``once`` (two
+    programs) 16.6 s cold and 10.0 s for its warm rerun; ``reruns`` (four programs) 22.8 s and
+    7.7 s."""
+    check_plan_for(plan_for, "plan_sweep")
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)

@@ -274,9 +274,30 @@ def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, pl
     assert seen["steps"] == (budgets if reruns else [2100] * 5)
 
 
-def test_plan_for_is_checked_by_name():
+def test_plan_for_is_checked_by_name_before_anything_is_written(tmp_path):
+    """A bad ``plan_for`` is refused by every entry point that takes it, naming it, before its
+    output folder is made (and on a resume, which reads the recorded plan instead of planning)."""
+    import jaxscale.emergence_study as emergence_study
+    import jaxscale.study as study
+    import jaxscale.sweep as sweep
     import jaxscale.sweep_plan as sweep_plan
 
     preset = make_preset("notebook-emergence")
-    with pytest.raises(ValueError, match="`plan_for` must be one of"):
+    with pytest.raises(ValueError, match="plan_sweep: `plan_for` must be one of"):
         sweep_plan.plan_sweep(preset.specs, preset.data, preset.settings, CPU, "auto", plan_for="twice")
+    with pytest.raises(ValueError, match="run_sweep: `plan_for` must be one of"):
+        sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, out=tmp_path / "new",
+                        log=io.StringIO(), plan_for="twice")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "plan.json").write_text("{}")  # a sweep to resume: its plan is read, not made
+    with pytest.raises(ValueError, match="run_sweep: `plan_for`"):
+        sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, out=tmp_path / "old",
+                        log=io.StringIO(), plan_for="Once")
+    with pytest.raises(ValueError, match="run_study: `plan_for`"):
+        study.run_study(study.SCALES["smoke"], tmp_path / "study", plan_for=None)
+    assert not (tmp_path / "study").exists()
+    spec = emergence_study.StudySpec(task="addition", family="ladder", seeds=(0, 1, 2))
+    with pytest.raises(ValueError, match="run_study: `plan_for`"):
+        emergence_study.run_study(spec, tmp_path / "emergence", plan_for="rerun")
+    assert not (tmp_path / "emergence").exists()

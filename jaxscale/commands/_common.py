@@ -77,7 +77,9 @@ def add_lanes_arg(p: argparse.ArgumentParser, extra: str = "") -> None:
 
 
 def add_plan_for_arg(p) -> None:
-    p.add_argument("--plan-for", choices=("auto", "reruns", "once"), default="auto",
+    from jaxscale.compile_cache import PLAN_FOR
+
+    p.add_argument("--plan-for", choices=PLAN_FOR, default="auto",
                    help="what the plan is made for: reruns (later runs load this run's compiled programs: "
                         "fewer shared programs, padding counted for them too), once (this run alone: fewer "
                         "compiles), auto (default: reruns while the compilation cache is on, else once)")
