@@ -1,11 +1,25 @@
-"""Several devices and hosts: the model axis of a stack sharded with ``jax.sharding``.
+"""Several devices and hosts: a group's model axis and batch axis sharded with ``jax.sharding``.
 
-Models of a stack never communicate, so the leading (model) axis of every stacked array is
-split over a 1-D mesh ``('models',)`` of all devices (on every host), and the batch, which all
-models share, is replicated. ``jax.jit`` then runs each device's share of the models with no
-communication at all. A stack whose size K is not a multiple of the device count D is padded
-with inert copies of its first model (budget 0: frozen from the start) up to a multiple of D;
-their results are dropped.
+A group runs on a 2-D mesh ``('models', 'batch')`` of M x B devices (``group_mesh``):
+
+* **Models.** Models of a stack never communicate, so the leading (model) axis of every
+  stacked array is split over ``models``: each device column trains its share of the models
+  with no communication. A stack whose size K is not a multiple of M is padded with inert
+  copies of its first model (budget 0: frozen from the start) up to a multiple of M; their
+  results are dropped.
+* **Batch.** The batch every model of the group trains on is split over ``batch`` (data
+  parallelism): each device computes its rows' share of the loss and gradients, and XLA adds
+  the cross-device sums that make them the whole batch's (GSPMD, from the sharding constraint
+  the training program puts on its batch). The parameters and Adam moments are replicated
+  over ``batch``. A model trained alone uses this axis alone, so it is no longer held to one
+  device of a multi-device host.
+
+``mesh_shape`` chooses M x B. Default: a stack keeps every device on the model axis (B = 1, as
+before this axis existed: no gradient communication), and a model alone splits its batch over
+the largest number of devices that divides both the device count and the batch. ``batch_shards``
+(``RunSettings.batch_shards``, ``--batch-shards``) sets B for both. The sums over a split batch
+are taken in another order than on one device, so losses agree to rounding (``tests/test_devices.py``
+checks 1e-5 over every step), not bit for bit.
 
 Several hosts: call ``init_distributed()`` (the CLI does when ``JAXSCALE_DISTRIBUTED=1`` or
 ``--distributed``) before anything touches a device; JAX's own runtime
@@ -24,6 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 MODEL_AXIS = "models"
+BATCH_AXIS = "batch"
 
 
 def init_distributed() -> None:
@@ -48,8 +63,57 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-def model_mesh() -> Mesh:
-    return Mesh(np.array(jax.devices()), (MODEL_AXIS,))
+def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,
+               batch_shards: int | None = None) -> tuple[int, int]:
+    """(model shards M, batch shards B) of a group of ``k`` models on ``n_devices`` devices.
+
+    ``batch_shards`` None (default): a stack puts every device on the model axis (M = devices,
+    B = 1); a model alone (``stacked`` False, K = 1) splits the batch over the largest divisor of
+    the device count that also divides ``batch_size`` (M = 1). A number: B = it, which must
+    divide the batch; a stack takes M = devices / B (B must divide the device count), a model
+    alone runs on B devices (at most the device count)."""
+    for name, v in (("k", k), ("batch_size", batch_size), ("n_devices", n_devices)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"mesh_shape: `{name}` must be a positive int, got {v!r}")
+    if not stacked and k != 1:
+        raise ValueError(f"mesh_shape: a group not stacked trains one model, got k={k}")
+    if batch_shards is None:
+        if stacked:
+            return n_devices, 1
+        return 1, max(d for d in range(1, n_devices + 1) if n_devices % d == 0 and batch_size % d == 0)
+    if not isinstance(batch_shards, (int, np.integer)) or batch_shards < 1:
+        raise ValueError(f"batch_shards must be a positive int or None (auto), got {batch_shards!r}")
+    if batch_shards > n_devices:
+        raise ValueError(f"batch_shards {batch_shards} exceeds the {n_devices} device(s)")
+    if batch_size % batch_shards:
+        raise ValueError(f"batch_shards {batch_shards} does not divide the batch of {batch_size} sequences")
+    if stacked and n_devices % batch_shards:
+        raise ValueError(f"batch_shards {batch_shards} does not divide the {n_devices} devices a stack runs on")
+    return (n_devices // batch_shards if stacked else 1), batch_shards
+
+
+def group_mesh(model_shards: int, batch_shards: int) -> Mesh | None:
+    """The ('models', 'batch') mesh of the first M x B devices; None for one device."""
+    if model_shards * batch_shards == 1:
+        return None
+    devices = np.array(jax.devices()[: model_shards * batch_shards]).reshape(model_shards, batch_shards)
+    return Mesh(devices, (MODEL_AXIS, BATCH_AXIS))
+
+
+def batch_sharding(mesh: Mesh | None) -> NamedSharding | None:
+    """How a batch [B, ...] is laid out on ``mesh``: split over its batch axis (None: no mesh, or
+    a batch axis of one device)."""
+    if mesh is None or mesh.shape[BATCH_AXIS] == 1:
+        return None
+    return NamedSharding(mesh, P(BATCH_AXIS))
+
+
+def place(tree, mesh: Mesh | None, *, stacked: bool):
+    """Put a group's host arrays on its mesh: a stack's split along the model axis, a model
+    alone's replicated; on the default device without a mesh."""
+    if mesh is None:
+        return jax.device_put(tree)
+    return shard_models(tree, mesh) if stacked else replicate(tree, mesh)
 
 
 def padded_stack_size(k: int, devices: int) -> int:

@@ -24,7 +24,7 @@ from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
-from jaxscale.devices import model_mesh, padded_stack_size, replicate, shard_models, to_host
+from jaxscale.devices import batch_sharding, group_mesh, mesh_shape, padded_stack_size, place, replicate, to_host
 from jaxscale.flat import ravel_host, split_host
 from jaxscale.model import ModelDims, init_params
 from jaxscale.device_profile import calibrate
@@ -74,7 +74,8 @@ class PreparedGroup:
     chunk_len: int
     epoch_steps: int | None
     fast: bool
-    n_dev: int
+    n_dev: int            # devices the group runs on (its mesh's model shards x batch shards)
+    batch_shards: int = 1  # devices its batch is split over (devices.mesh_shape)
     seconds: float = 0.0
     compile_ahead_s: float | None = None
     program_source: str | None = None
@@ -174,10 +175,13 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     eval_every = settings.eval_every or max(1, math.ceil(max(totals) / settings.n_evals))
     stacked = mode == "stack"
 
-    # A stack's model axis is split over the devices; pad it with inert models (budget 0).
+    # The group's mesh (devices.py): a stack's model axis is split over its model shards, padded
+    # with inert models (budget 0) to a multiple of them; the batch over its batch shards.
     k = len(specs)
-    n_dev = jax.device_count() if stacked else 1
-    k_run = padded_stack_size(k, n_dev)
+    model_shards, batch_shards = mesh_shape(k, data.batch_size, jax.device_count(), stacked=stacked,
+                                            batch_shards=settings.batch_shards)
+    n_dev = model_shards * batch_shards
+    k_run = padded_stack_size(k, model_shards)
     run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
     run_specs = list(specs) + [specs[0]] * (k_run - k)
     hypers = [Hyper.make(s.optim, n) for s, n in zip(run_specs, totals + [0] * (k_run - k))]
@@ -202,9 +206,9 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     layout = layout_for(env, optim.decay_all)
     state = flat_state_host(jax.device_get(state), layout)
 
-    mesh = model_mesh() if stacked and n_dev > 1 else None
+    mesh = group_mesh(model_shards, batch_shards)
     if mesh is not None:
-        state, hyper, dims = shard_models(state, mesh), shard_models(hyper, mesh), shard_models(dims, mesh)
+        state, hyper, dims = (place(x, mesh, stacked=stacked) for x in (state, hyper, dims))
         arrays = replicate(data.arrays, mesh)
     else:
         state, hyper = jax.device_put(state), jax.device_put(hyper)  # a transfer, no per-shape compile
@@ -212,10 +216,12 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
 
     # a shared program is made from all its models' budgets, so that each of them makes the same one
     program_totals = [s.budget.steps(s.cfg, data.batch_size, seq_len) for s in shared] if shared else totals
-    static = _chunk_static(cfgs, env, optim, data, settings, program_totals, stacked, padded=bool(shared))
+    static = _chunk_static(cfgs, env, optim, data, settings, program_totals, stacked, padded=bool(shared),
+                           mesh=(model_shards, batch_shards))
     chunk_len, fast = static[3], static[5]
     chunk_fn = program_cache.cached(make_train_chunk(env, optim, data.sampler, chunk_len, stacked=stacked,
-                                                     fast_compile=fast), "train_chunk", static)
+                                                     fast_compile=fast, batch_sharding=batch_sharding(mesh)),
+                                    "train_chunk", static)
     # The evaluation program: at the training shape, or at the envelope of the models sharing it
     # (``eval_shared``, or a shared training program's set). Its compile choice is made from the
     # work it does for all of those models, so that each makes the same program; the evaluation
@@ -239,10 +245,10 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         specs=tuple(specs), mode=mode, data=data, cfgs=cfgs, env=env, seq_len=seq_len, k=k, k_run=k_run,
         totals=totals, eval_every=eval_every, stacked=stacked, state=state, hyper=hyper, dims=dims,
         arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, layout=layout, optim=optim,
-        val_rows=val_rows,
-        val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
+        val_rows=val_rows, val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
         elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
-        fast=fast, n_dev=n_dev, seconds=time.perf_counter() - t_start, program_key=(static, k_run),
+        fast=fast, n_dev=n_dev, batch_shards=batch_shards, seconds=time.perf_counter() - t_start,
+        program_key=(static, k_run),
         shared=tuple(s.label for s in shared) if shared else (),
         eval_env=eval_env if eval_shared else None,
         eval_dims=ModelDims.of_host(cfgs[0]) if eval_shared else dims,
@@ -287,15 +293,18 @@ def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early
     return per_token * k_run * (val_calls * tokens(data.val[0]) + tokens(data.test[0]))
 
 
-def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, padded: bool = False) -> tuple:
+def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, padded: bool = False,
+                  mesh: tuple[int, int] = (1, 1)) -> tuple:
     """What the training program is made from besides its arguments' shapes (``padded``: a model
-    alone at a shared envelope, ``totals`` the budgets of every model sharing it)."""
+    alone at a shared envelope, ``totals`` the budgets of every model sharing it; ``mesh``: its
+    (model shards, batch shards), ``devices.mesh_shape``)."""
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
     train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True) if padded
                else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
     fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
-    return (env, optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
+    return ((env, optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
+            + ((("mesh",) + tuple(mesh)) if mesh != (1, 1) else ()))
 
 
 def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "RunSettings", mode: str) -> tuple:
@@ -307,6 +316,8 @@ def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "
     stacked = mode == "stack"
     env = envelope(cfgs) if mode != "alone" else cfgs[0]
     totals = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-    k_run = padded_stack_size(len(specs), jax.device_count()) if stacked else 1
+    mesh = mesh_shape(len(specs) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
+                      batch_shards=settings.batch_shards)
+    k_run = padded_stack_size(len(specs), mesh[0]) if stacked else 1
     return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked,
-                          padded=mode == "shared"), k_run)
+                          padded=mode == "shared", mesh=mesh), k_run)

@@ -24,7 +24,7 @@ from jaxscale.compile_mode import COMPILE_MODES
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData
-from jaxscale.devices import is_writer, shard_models, to_host
+from jaxscale.devices import is_writer, place, to_host
 from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.model import ModelDims
 from jaxscale.progress import Progress
@@ -74,13 +74,16 @@ class RunSettings:
     # *load* (~0.2 s per training program here) made no measurable difference there either (warm,
     # ten interleaved pairs: 9.7-14.5 s vs 11.3-13.9 s; README). False: all in the foreground.
     compile_ahead: bool | str = "auto"
+    # devices the batch is split over (``devices.mesh_shape``): None = a stack puts every device
+    # on its model axis and a model alone splits its batch over as many devices as divide it
+    batch_shards: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_windows", "steps_per_dispatch", "n_evals"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
                 raise ValueError(f"RunSettings.{name} must be a positive int, got {v!r}")
-        for name in ("seq_len", "eval_every"):
+        for name in ("seq_len", "eval_every", "batch_shards"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"RunSettings.{name} must be a positive int or None, got {v!r}")
@@ -211,7 +214,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                     val_points[i].append((step, float(vals[i])))
         if epoch_steps and step % epoch_steps == 0:
             hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
-                                lambda: g.evaluate(state.params_P, val_rows, val_weights), mesh)
+                                lambda: g.evaluate(state.params_P, val_rows, val_weights), mesh, stacked)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
         progress.update(step, data.tokens_per_step * k * (step - n_first) / elapsed if step > n_first
                         else float("nan"), [float(x) for x in losses[-1][:k]])
@@ -240,7 +243,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                   "compile_seconds": compile_s, "program_cache": program_source,
                   "compiled_ahead": compiled_ahead,
                   "steady_seconds": steady, "fast_compile": g.fast,
-                  "devices": g.n_dev, "inert_models": k_run - k}
+                  "devices": g.n_dev, "batch_shards": g.batch_shards, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])
         n_i = int(steps_taken[i]) if not diverged else totals[i]
@@ -265,7 +268,7 @@ def _first_stop(rule: tuple[int, float], epoch_steps: int) -> int:
     return (rule[0] + 2) * epoch_steps
 
 
-def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh):
+def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh, stacked=True):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
     the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);
     ``evaluate()`` gives every model's validation loss now, recorded at the stop."""
@@ -283,7 +286,7 @@ def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, eva
         if not val_points[i] or val_points[i][-1][0] != step:
             val_points[i].append((step, float(vals[i])))
     new = ends.reshape(np.shape(hyper.total_steps)).astype(np.int32)
-    return hyper._replace(total_steps=shard_models(new, mesh) if mesh is not None else jax.device_put(new))
+    return hyper._replace(total_steps=place(new, mesh, stacked=stacked))
 
 
 @dataclass(frozen=True)

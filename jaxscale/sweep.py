@@ -32,7 +32,7 @@ from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
-from jaxscale.devices import is_writer
+from jaxscale.devices import is_writer, mesh_shape
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.planner import Group
@@ -97,11 +97,13 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
                            for k, v in g.items() if k != "models"})
                   for g in json.loads(plan_file.read_text())["groups"]]
+        _check_meshes(groups, data, settings)
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
         profile = profile or calibrate(measure=mode == "auto", lanes=lanes)
         made = plan_sweep(specs, data, settings, profile, mode, plan_for)
         groups = made.groups
+        _check_meshes(groups, data, settings)  # a bad --batch-shards is refused before anything is written
         print(made.summary, file=log)
         if out_path is not None and is_writer():
             out_path.mkdir(parents=True, exist_ok=True)
@@ -199,6 +201,14 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         if ahead is not None:  # an interrupted sweep waits for a compile under way, then drops it
             ahead.shutdown(wait=True, cancel_futures=True)
     return SweepResult([r for g in groups for r in rows_of[g.id]], groups, out_path)
+
+
+def _check_meshes(groups: Sequence[Group], data: TrainData, settings: RunSettings) -> None:
+    """Refuse ``settings.batch_shards`` where a group's mesh cannot hold it (``devices.mesh_shape``)."""
+    for g in groups:
+        stacked = g.mode == "stack"
+        mesh_shape(len(g.indices) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
+                   batch_shards=settings.batch_shards)
 
 
 def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:

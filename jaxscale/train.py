@@ -310,7 +310,7 @@ def train_step(state: TrainState, hyper: Hyper, inputs_BT: jax.Array, targets_BT
 
 
 def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, *, stacked: bool,
-                     fast_compile: bool = False):
+                     fast_compile: bool = False, batch_sharding=None):
     """A jitted ``chunk(flat_state, hyper, dims, arrays, data_key, start, n)`` running ``n`` ≤
     ``max_steps`` global steps in one dispatch (a ``fori_loop`` with a traced trip count, so any
     chunk length reuses one compiled program). ``sampler(arrays, data_key, step)`` draws the batch
@@ -318,13 +318,16 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     [max_steps(, K)] (NaN where a model was inactive or beyond ``n``). The state is a
     ``FlatState`` in ``layout_for(cfg, optim.decay_all)`` (made by ``flat_state_host``): the
     program holds no tree conversion (``flat.py``). ``fast_compile``: the CPU's
-    faster-compiling code generation (``compile_mode.py``)."""
-    return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy())
+    faster-compiling code generation (``compile_mode.py``). ``batch_sharding``: where the batch
+    is split over several devices (``devices.batch_sharding``), the constraint put on each
+    sampled batch, from which XLA partitions the step and sums the gradients across devices."""
+    return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy(),
+                        batch_sharding)
 
 
 @functools.lru_cache(maxsize=64)
 def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, stacked: bool, fast_compile: bool,
-                 remat: str):
+                 remat: str, batch_sharding=None):
     """``make_train_chunk``'s program, one per remat policy (``model.remat_policy``, read when the
     program is made: a change of ``$JAXSCALE_REMAT`` makes a new program, never a stale one)."""
     layout = layout_for(cfg, optim.decay_all)
@@ -341,6 +344,9 @@ def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, 
         def body(i, carry):
             fs, losses = carry
             inputs, targets, weights = sampler(arrays, key, start + i)
+            if batch_sharding is not None:
+                inputs, targets, weights = (None if x is None else jax.lax.with_sharding_constraint(x, batch_sharding)
+                                            for x in (inputs, targets, weights))
             fs, metrics = step_fn(fs, hyper, dims, inputs, targets, weights)
             return fs, losses.at[i].set(metrics["loss"])
 

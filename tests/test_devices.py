@@ -86,3 +86,89 @@ def test_program_cache_on_four_devices(tmp_path, prng):
     assert runs[0]["rows"] == runs[1]["rows"]
     assert list(tmp_path.glob("train_chunk-*")) and list(tmp_path.glob("eval-*"))
     assert bool(list(tmp_path.glob("init_state-*"))) == (prng != "threefry2x32")
+
+
+# ----- the batch axis (data parallelism) -------------------------------------------------------------
+
+def test_mesh_shape_puts_a_stack_on_the_model_axis_and_splits_a_lone_models_batch():
+    from jaxscale.devices import mesh_shape
+
+    assert mesh_shape(5, 16, 8, stacked=True) == (8, 1)      # as before the batch axis: inert models pad
+    assert mesh_shape(3, 16, 8, stacked=True, batch_shards=2) == (4, 2)
+    assert mesh_shape(1, 16, 8, stacked=False) == (1, 8)     # a model alone uses every device
+    assert mesh_shape(1, 12, 8, stacked=False) == (1, 4)     # ... that divides its batch
+    assert mesh_shape(1, 1, 8, stacked=False) == (1, 1)
+    assert mesh_shape(1, 16, 8, stacked=False, batch_shards=2) == (1, 2)
+    assert mesh_shape(4, 16, 1, stacked=True) == (1, 1)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(k=3, batch_size=16, n_devices=8, stacked=True, batch_shards=3), "does not divide the batch of 16"),
+    (dict(k=3, batch_size=12, n_devices=8, stacked=True, batch_shards=3), "does not divide the 8 devices"),
+    (dict(k=1, batch_size=16, n_devices=1, stacked=False, batch_shards=2), "exceeds the 1 device"),
+    (dict(k=1, batch_size=16, n_devices=8, stacked=False, batch_shards=0), "positive int"),
+    (dict(k=2, batch_size=16, n_devices=8, stacked=False), "trains one model"),
+    (dict(k=1, batch_size=0, n_devices=8, stacked=False), "`batch_size` must be a positive int"),
+])
+def test_mesh_shape_refuses_what_the_devices_or_batch_cannot_hold(kwargs, message):
+    from jaxscale.devices import mesh_shape
+
+    with pytest.raises(ValueError, match=message):
+        mesh_shape(**kwargs)
+
+
+def test_batch_shards_beyond_the_devices_is_refused_before_anything_is_written(tmp_path):
+    from jaxscale.cli import main
+
+    for command in (["sweep", "--family", "ladder", "--sizes", "l1"], ["train"]):
+        out = tmp_path / command[0]
+        assert main([*command, "--steps", "3", "--batch-shards", "2", "--out", str(out), "--quiet"]) == 2
+        assert not out.exists()
+
+
+BATCH_SCRIPT = r"""
+import dataclasses, json, sys
+import jax
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.group_setup import prepare_group
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, OptimConfig
+mode, shards = sys.argv[1], None if sys.argv[2] == "auto" else int(sys.argv[2])
+l1, l2 = create_model_config("ladder/l1", dropout=0.1), create_model_config("ladder/l2", dropout=0.1)
+if mode == "alone":
+    specs = [ModelSpec(l1, seed=3, optim=OptimConfig(lr=2e-3), budget=Budget("steps", 50))]
+else:
+    specs = [ModelSpec([l1, l2][i % 2], seed=i, optim=OptimConfig(lr=1e-3 * (1 + i)), budget=Budget("steps", 50 + 2 * i))
+             for i in range(3)]
+settings = RunSettings(batch_size=8, seq_len=32, eval_windows=8, progress=False, batch_shards=shards)
+rows = train_group(specs, load_corpus(), settings, mode=mode).rows
+g = prepare_group(specs, load_corpus(), settings, mode=mode)
+hlo = g.chunk_fn.jitted.lower(g.state, g.hyper, g.dims, g.arrays, g.key, 0, 1).compile().as_text()
+print(json.dumps({"devices": jax.device_count(), "all_reduce": "all-reduce" in hlo, "rows": [
+    {"curve": [p["train_loss"] for p in r["curve"]], "test": r["test_loss"], "stack": r["stack"]} for r in rows]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, shards, mesh", [("alone", "auto", (8, 8, 0)), ("stack", "2", (8, 2, 1))])
+def test_a_batch_split_over_devices_matches_one_device(mode, shards, mesh):
+    """Data parallelism: a model alone (dropout on) with its batch of 8 split over all 8 devices,
+    and a stack of 3 on a 4 x 2 mesh (one inert model), give the one-device losses to rounding."""
+    runs = []
+    for devices in (1, 8):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        done = subprocess.run([sys.executable, "-c", BATCH_SCRIPT, mode, shards if devices > 1 else "auto"],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    one, eight = runs
+    s = eight["rows"][0]["stack"]
+    assert (s["devices"], s["batch_shards"], s["inert_models"]) == mesh
+    assert one["rows"][0]["stack"]["batch_shards"] == 1
+    # the batch is really split: the step sums its shards' gradients across devices
+    assert eight["all_reduce"] and not one["all_reduce"]
+    for a, b in zip(one["rows"], eight["rows"]):
+        assert len(a["curve"]) == len(b["curve"]) >= 50
+        np.testing.assert_allclose(b["curve"], a["curve"], rtol=1e-5)
+        assert b["test"] == pytest.approx(a["test"], rel=1e-5)

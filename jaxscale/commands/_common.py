@@ -64,6 +64,10 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-norm", type=positive_float, default=1.0, help="global gradient-norm clip (default 1.0)")
     p.add_argument("--out", default=None, help="output folder (default: a new folder under ./runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--batch-shards", type=positive_int, default=None,
+                   help="devices each batch is split over (data parallelism; several devices only). "
+                        "Default: a stack puts every device on its model axis, a model trained alone "
+                        "splits its batch over as many devices as divide it")
     p.add_argument("--compile", choices=("auto", "full", "fast"), default="auto", dest="compile_mode",
                    help="CPU code generation per training program: auto (fast-compiling when the compile "
                         "time saved beats the slower steps, by the planner's estimates; default), full, fast")
@@ -90,13 +94,29 @@ def run_settings(args):
 
     return RunSettings(batch_size=args.batch_size, seq_len=args.seq_len, data_seed=args.data_seed,
                        eval_every=args.eval_every, eval_windows=args.eval_windows, progress=not args.quiet,
-                       compile_mode=args.compile_mode)
+                       compile_mode=args.compile_mode, batch_shards=args.batch_shards)
 
 
 def optim_config(args, lr: float):
     from jaxscale.train import OptimConfig
 
     return OptimConfig(lr=lr, weight_decay=args.weight_decay, warmup_frac=args.warmup_frac, clip_norm=args.clip_norm)
+
+
+def check_batch_shards(args, batch_size: int) -> None:
+    """Refuse ``--batch-shards`` that this host's devices or the batch cannot hold, before an
+    output folder is made (a stack's further condition, dividing the device count, is checked
+    by ``run_sweep`` once the plan is known, still before anything is written)."""
+    if getattr(args, "batch_shards", None) is None:
+        return
+    import jax
+
+    from jaxscale.devices import mesh_shape
+
+    try:
+        mesh_shape(1, batch_size, jax.device_count(), stacked=False, batch_shards=args.batch_shards)
+    except ValueError as err:
+        raise ValueError(f"--batch-shards: {err}") from None
 
 
 def out_dir(args, prefix: str) -> Path:

@@ -109,7 +109,7 @@ def run(args) -> int:
                              f"{args.preset} --dtype {args.dtype} for its sizes in {args.dtype}")
         preset = make_preset(args.preset)
         specs, data, settings, hook = preset_specs(args, preset.specs), preset.data, preset.settings, preset.row_hook
-        settings = dataclasses.replace(settings, compile_mode=args.compile_mode)
+        settings = dataclasses.replace(settings, compile_mode=args.compile_mode, batch_shards=args.batch_shards)
         if args.quiet:  # --quiet: no progress line, for a preset too
             settings = dataclasses.replace(settings, progress=False)
         else:
@@ -127,6 +127,7 @@ def run(args) -> int:
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
+    c.check_batch_shards(args, data.batch_size)
     out = c.out_dir(args, "sweep")  # made once the options are known to be valid
     settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()

@@ -60,6 +60,7 @@ def run(args) -> int:
     cfg = model_config_from_args(args)
     budget = c.budgets_from_args(args, default_steps=300)[0]
     corpus = load_corpus(args.corpus, vocab_size=cfg.vocab_size)
+    c.check_batch_shards(args, args.batch_size)
     out = c.out_dir(args, "train")
     spec = ModelSpec(cfg, args.seed, c.optim_config(args, args.lr), budget)
     row = train_group([spec], corpus, c.run_settings(args), mode="alone").rows[0]
