@@ -43,22 +43,37 @@ class DeviceProfile:
     lanes: int = 1              # groups trained at once (host threads)
     load_s: float = 0.5         # loading a program compiled on disk by an earlier run, with its setup
     eval_compile_s: float = 0.5  # compiling one evaluation program (``planner.share_evaluations``)
+    # devices a batch is split over (``devices.mesh_shape``) for a model alone (K = 1) and in a
+    # stack (K > 1, whose model axis then has devices / stack_batch_shards shards); set per sweep
+    # by ``sweep_plan.plan_sweep`` from the batch size and ``RunSettings.batch_shards``
+    alone_batch_shards: int = 1
+    stack_batch_shards: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lanes, int) or self.lanes < 1:
-            raise ValueError(f"DeviceProfile.lanes must be a positive int, got {self.lanes!r}")
+        for name in ("lanes", "alone_batch_shards", "stack_batch_shards"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"DeviceProfile.{name} must be a positive int, got {v!r}")
 
     def compile_seconds(self, stacked: bool) -> float:
         return self.compile_s * (self.stack_compile if stacked else 1.0)
 
+    def _split(self, k: int) -> tuple[int, int]:
+        """(models per device column, rounded up; batch shards) of a group of ``k`` models."""
+        shards = self.alone_batch_shards if k == 1 else self.stack_batch_shards
+        return -(-k // max(self.devices // shards, 1)), shards
+
     def step_seconds(self, padded_flops_per_step: float, k: int, padded_params: int = 0) -> float:
-        per_device = -(-k // self.devices)  # models per device, rounded up
-        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / self.flop_rate
+        """One step of ``k`` models (one: alone). A split batch divides the FLOPs, not the
+        per-step overheads or the optimiser's pass over the (replicated) parameters."""
+        per_device, shards = self._split(k)
+        return self.overhead_s + per_device * (self.per_model_s + padded_flops_per_step / (self.flop_rate * shards)
                                                + padded_params * self.param_s)
 
     def flop_seconds(self, padded_flops_per_step: float, k: int) -> float:
         """The FLOP-bound share of ``step_seconds`` (what lanes cannot overlap)."""
-        return -(-k // self.devices) * padded_flops_per_step / self.flop_rate
+        per_device, shards = self._split(k)
+        return per_device * padded_flops_per_step / (self.flop_rate * shards)
 
 
 MAX_CPU_LANES = 4

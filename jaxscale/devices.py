@@ -19,7 +19,9 @@ before this axis existed: no gradient communication), and a model alone splits i
 the largest number of devices that divides both the device count and the batch. ``batch_shards``
 (``RunSettings.batch_shards``, ``--batch-shards``) sets B for both. The sums over a split batch
 are taken in another order than on one device, so losses agree to rounding (``tests/test_devices.py``
-checks 1e-5 over every step), not bit for bit.
+checks 1e-5 over every step), not bit for bit. The planner costs a split batch's FLOPs at its
+share (``DeviceProfile.alone_batch_shards`` / ``stack_batch_shards``, set by
+``sweep_plan.with_batch_shards``).
 
 Several hosts: call ``init_distributed()`` (the CLI does when ``JAXSCALE_DISTRIBUTED=1`` or
 ``--distributed``) before anything touches a device; JAX's own runtime

@@ -109,7 +109,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
             out_path.mkdir(parents=True, exist_ok=True)
             _write_json(out_path / "sweep.json", recorded)
             _write_json(plan_file, {
-                "mode": mode, "profile": dataclasses.asdict(profile), "data": data.info,
+                "mode": mode, "profile": dataclasses.asdict(made.profile), "data": data.info,
                 "plan_for": plan_for, "planned_steps": made.planned_steps, "reruns": made.reruns,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
     written = _written_run_ids(out_path)

@@ -9,6 +9,7 @@ them, whole budgets); without one, for this run alone.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,6 +17,7 @@ from jaxscale import program_cache
 from jaxscale.compile_cache import check_plan_for, programs_kept
 from jaxscale.data.source import TrainData
 from jaxscale.device_profile import DeviceProfile
+from jaxscale.devices import mesh_shape
 from jaxscale.group_setup import evaluation_flops, train_program_key
 from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
 from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
@@ -24,12 +26,14 @@ from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
 @dataclass(frozen=True)
 class SweepPlan:
     """A sweep's plan: its groups, the steps each model was planned for, whether it was made for
-    later runs too, and the summary printed before training."""
+    later runs too, the summary printed before training, and the device profile it was costed
+    on (the given one with its batch splits, ``with_batch_shards``)."""
 
     groups: list[Group]
     planned_steps: list[int]
     reruns: bool
     summary: str
+    profile: DeviceProfile | None = None
 
 
 def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings, profile: DeviceProfile,
@@ -47,6 +51,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     programs) 16.6 s cold and 10.0 s for its warm rerun; ``reruns`` (four programs) 22.8 s and
     7.7 s."""
     check_plan_for(plan_for, "plan_sweep")
+    profile = with_batch_shards(profile, data.batch_size, settings.batch_shards)
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)
@@ -61,7 +66,16 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
                f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
                f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings, plan_for)}):\n"
                f"{describe(groups, specs)}")
-    return SweepPlan(groups, horizon, reruns, summary)
+    return SweepPlan(groups, horizon, reruns, summary, profile)
+
+
+def with_batch_shards(profile: DeviceProfile, batch_size: int, batch_shards: int | None) -> DeviceProfile:
+    """``profile`` costing a model alone and a stack at the batch split their groups will run with
+    (``devices.mesh_shape`` on its device count)."""
+    alone = mesh_shape(1, batch_size, profile.devices, stacked=False, batch_shards=batch_shards)[1]
+    stack = (mesh_shape(2, batch_size, profile.devices, stacked=True, batch_shards=batch_shards)[1]
+             if batch_shards is None or profile.devices % batch_shards == 0 else 1)
+    return dataclasses.replace(profile, alone_batch_shards=alone, stack_batch_shards=stack)
 
 
 def planning_steps(steps: list[int], settings: RunSettings, data: TrainData, reruns: bool) -> list[int]:

@@ -301,3 +301,40 @@ def test_plan_for_is_checked_by_name_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="run_study: `plan_for`"):
         emergence_study.run_study(spec, tmp_path / "emergence", plan_for="rerun")
     assert not (tmp_path / "emergence").exists()
+
+
+def test_a_split_batch_divides_the_flops_of_a_step_not_its_overheads():
+    """On 8 devices a model alone splits its batch of 16 eight ways (``devices.mesh_shape``), so
+    the planner costs its FLOPs at one eighth; a stack keeps its model axis on every device unless
+    ``batch_shards`` says otherwise; per-step overheads and the optimiser's parameter pass stay."""
+    from jaxscale.sweep_plan import with_batch_shards
+
+    eight = dataclasses.replace(GPU, devices=8)
+    flops, params = 1e12, 10**6
+    fixed = eight.overhead_s + eight.per_model_s + params * eight.param_s
+    one_device = fixed + flops / eight.flop_rate
+    auto = with_batch_shards(eight, batch_size=16, batch_shards=None)
+    assert (auto.alone_batch_shards, auto.stack_batch_shards) == (8, 1)
+    assert auto.step_seconds(flops, 1, params) == pytest.approx(fixed + flops / eight.flop_rate / 8)
+    assert auto.step_seconds(flops, 3, params) == pytest.approx(one_device)  # 3 models, one per device
+    assert with_batch_shards(eight, batch_size=12, batch_shards=None).alone_batch_shards == 4
+    two = with_batch_shards(eight, batch_size=16, batch_shards=2)
+    assert (two.alone_batch_shards, two.stack_batch_shards) == (2, 2)
+    # a stack of 6 on a 4 x 2 mesh: 2 models per device column, each at half the batch
+    assert two.step_seconds(flops, 6, params) == pytest.approx(eight.overhead_s + 2 * (
+        eight.per_model_s + flops / eight.flop_rate / 2 + params * eight.param_s))
+    assert two.flop_seconds(flops, 6) == pytest.approx(2 * flops / eight.flop_rate / 2)
+    with pytest.raises(ValueError, match="does not divide the batch"):
+        with_batch_shards(eight, batch_size=16, batch_shards=3)
+    with pytest.raises(ValueError, match="alone_batch_shards"):
+        dataclasses.replace(eight, alone_batch_shards=0)
+
+
+def test_a_sweep_plan_records_the_batch_splits_it_was_costed_with():
+    from jaxscale import sweep_plan
+
+    preset = make_preset("notebook-scaling")  # batch of 4
+    made = sweep_plan.plan_sweep(preset.specs, preset.data, preset.settings, dataclasses.replace(GPU, devices=8),
+                                 "auto")
+    assert (made.profile.alone_batch_shards, made.profile.stack_batch_shards) == (4, 1)
+    assert made.profile.devices == 8 and made.profile.flop_rate == GPU.flop_rate
