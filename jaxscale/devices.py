@@ -66,14 +66,18 @@ def is_writer() -> bool:
 
 
 def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,
-               batch_shards: int | None = None) -> tuple[int, int]:
+               batch_shards: int | None = None, processes: int = 1) -> tuple[int, int]:
     """(model shards M, batch shards B) of a group of ``k`` models on ``n_devices`` devices.
 
     ``batch_shards`` None (default): a stack puts every device on the model axis (M = devices,
     B = 1); a model alone (``stacked`` False, K = 1) splits the batch over the largest divisor of
     the device count that also divides ``batch_size`` (M = 1). A number: B = it, which must
     divide the batch; a stack takes M = devices / B (B must divide the device count), a model
-    alone runs on B devices (at most the device count)."""
+    alone runs on B devices (at most the device count).
+
+    Several ``processes`` (hosts): every process takes part in every program, so a model alone
+    splits its batch over every device or over none (B = 1: each process then trains it on its
+    own default device, as before the batch axis)."""
     for name, v in (("k", k), ("batch_size", batch_size), ("n_devices", n_devices)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"mesh_shape: `{name}` must be a positive int, got {v!r}")
@@ -82,6 +86,8 @@ def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,
     if batch_shards is None:
         if stacked:
             return n_devices, 1
+        if processes > 1:
+            return 1, n_devices if batch_size % n_devices == 0 else 1
         return 1, max(d for d in range(1, n_devices + 1) if n_devices % d == 0 and batch_size % d == 0)
     if not isinstance(batch_shards, (int, np.integer)) or batch_shards < 1:
         raise ValueError(f"batch_shards must be a positive int or None (auto), got {batch_shards!r}")
@@ -91,6 +97,9 @@ def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,
         raise ValueError(f"batch_shards {batch_shards} does not divide the batch of {batch_size} sequences")
     if stacked and n_devices % batch_shards:
         raise ValueError(f"batch_shards {batch_shards} does not divide the {n_devices} devices a stack runs on")
+    if not stacked and processes > 1 and batch_shards not in (1, n_devices):
+        raise ValueError(f"batch_shards {batch_shards}: on {processes} processes a model alone splits its batch "
+                         f"over all {n_devices} devices or none (1)")
     return (n_devices // batch_shards if stacked else 1), batch_shards
 
 

@@ -179,7 +179,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     # with inert models (budget 0) to a multiple of them; the batch over its batch shards.
     k = len(specs)
     model_shards, batch_shards = mesh_shape(k, data.batch_size, jax.device_count(), stacked=stacked,
-                                            batch_shards=settings.batch_shards)
+                                            batch_shards=settings.batch_shards, processes=jax.process_count())
     n_dev = model_shards * batch_shards
     k_run = padded_stack_size(k, model_shards)
     run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
@@ -317,7 +317,7 @@ def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "
     env = envelope(cfgs) if mode != "alone" else cfgs[0]
     totals = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     mesh = mesh_shape(len(specs) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
-                      batch_shards=settings.batch_shards)
+                      batch_shards=settings.batch_shards, processes=jax.process_count())
     k_run = padded_stack_size(len(specs), mesh[0]) if stacked else 1
     return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked,
                           padded=mode == "shared", mesh=mesh), k_run)

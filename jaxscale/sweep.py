@@ -208,7 +208,7 @@ def _check_meshes(groups: Sequence[Group], data: TrainData, settings: RunSetting
     for g in groups:
         stacked = g.mode == "stack"
         mesh_shape(len(g.indices) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
-                   batch_shards=settings.batch_shards)
+                   batch_shards=settings.batch_shards, processes=jax.process_count())
 
 
 def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:

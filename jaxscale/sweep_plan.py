@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import jax
+
 from jaxscale import program_cache
 from jaxscale.compile_cache import check_plan_for, programs_kept
 from jaxscale.data.source import TrainData
@@ -51,7 +53,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     programs) 16.6 s cold and 10.0 s for its warm rerun; ``reruns`` (four programs) 22.8 s and
     7.7 s."""
     check_plan_for(plan_for, "plan_sweep")
-    profile = with_batch_shards(profile, data.batch_size, settings.batch_shards)
+    profile = with_batch_shards(profile, data.batch_size, settings.batch_shards, jax.process_count())
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)
@@ -69,10 +71,12 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     return SweepPlan(groups, horizon, reruns, summary, profile)
 
 
-def with_batch_shards(profile: DeviceProfile, batch_size: int, batch_shards: int | None) -> DeviceProfile:
+def with_batch_shards(profile: DeviceProfile, batch_size: int, batch_shards: int | None,
+                      processes: int = 1) -> DeviceProfile:
     """``profile`` costing a model alone and a stack at the batch split their groups will run with
-    (``devices.mesh_shape`` on its device count)."""
-    alone = mesh_shape(1, batch_size, profile.devices, stacked=False, batch_shards=batch_shards)[1]
+    (``devices.mesh_shape`` on its device count and ``processes``)."""
+    alone = mesh_shape(1, batch_size, profile.devices, stacked=False, batch_shards=batch_shards,
+                       processes=processes)[1]
     stack = (mesh_shape(2, batch_size, profile.devices, stacked=True, batch_shards=batch_shards)[1]
              if batch_shards is None or profile.devices % batch_shards == 0 else 1)
     return dataclasses.replace(profile, alone_batch_shards=alone, stack_batch_shards=stack)

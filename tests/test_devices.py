@@ -100,6 +100,10 @@ def test_mesh_shape_puts_a_stack_on_the_model_axis_and_splits_a_lone_models_batc
     assert mesh_shape(1, 1, 8, stacked=False) == (1, 1)
     assert mesh_shape(1, 16, 8, stacked=False, batch_shards=2) == (1, 2)
     assert mesh_shape(4, 16, 1, stacked=True) == (1, 1)
+    # several processes: a model alone splits its batch over every device or none
+    assert mesh_shape(1, 16, 8, stacked=False, processes=2) == (1, 8)
+    assert mesh_shape(1, 12, 8, stacked=False, processes=2) == (1, 1)
+    assert mesh_shape(3, 12, 8, stacked=True, processes=2) == (8, 1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -109,6 +113,7 @@ def test_mesh_shape_puts_a_stack_on_the_model_axis_and_splits_a_lone_models_batc
     (dict(k=1, batch_size=16, n_devices=8, stacked=False, batch_shards=0), "positive int"),
     (dict(k=2, batch_size=16, n_devices=8, stacked=False), "trains one model"),
     (dict(k=1, batch_size=0, n_devices=8, stacked=False), "`batch_size` must be a positive int"),
+    (dict(k=1, batch_size=16, n_devices=8, stacked=False, batch_shards=4, processes=2), "all 8 devices or none"),
 ])
 def test_mesh_shape_refuses_what_the_devices_or_batch_cannot_hold(kwargs, message):
     from jaxscale.devices import mesh_shape

@@ -114,7 +114,8 @@ def check_batch_shards(args, batch_size: int) -> None:
     from jaxscale.devices import mesh_shape
 
     try:
-        mesh_shape(1, batch_size, jax.device_count(), stacked=False, batch_shards=args.batch_shards)
+        mesh_shape(1, batch_size, jax.device_count(), stacked=False, batch_shards=args.batch_shards,
+                   processes=jax.process_count())
     except ValueError as err:
         raise ValueError(f"--batch-shards: {err}") from None
 
