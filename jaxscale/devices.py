@@ -103,6 +103,12 @@ def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,
     return (n_devices // batch_shards if stacked else 1), batch_shards
 
 
+def host_mesh_shape(k: int, batch_size: int, *, stacked: bool, batch_shards: int | None = None) -> tuple[int, int]:
+    """``mesh_shape`` on this job's devices and processes."""
+    return mesh_shape(k, batch_size, jax.device_count(), stacked=stacked, batch_shards=batch_shards,
+                      processes=jax.process_count())
+
+
 def group_mesh(model_shards: int, batch_shards: int) -> Mesh | None:
     """The ('models', 'batch') mesh of the first M x B devices; None for one device."""
     if model_shards * batch_shards == 1:

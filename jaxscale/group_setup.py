@@ -24,7 +24,7 @@ from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData, from_corpus
 from jaxscale.data.stream import data_key
-from jaxscale.devices import batch_sharding, group_mesh, mesh_shape, padded_stack_size, place, replicate, to_host
+from jaxscale.devices import batch_sharding, group_mesh, host_mesh_shape, padded_stack_size, place, replicate, to_host
 from jaxscale.flat import ravel_host, split_host
 from jaxscale.model import ModelDims, init_params
 from jaxscale.device_profile import calibrate
@@ -178,8 +178,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     # The group's mesh (devices.py): a stack's model axis is split over its model shards, padded
     # with inert models (budget 0) to a multiple of them; the batch over its batch shards.
     k = len(specs)
-    model_shards, batch_shards = mesh_shape(k, data.batch_size, jax.device_count(), stacked=stacked,
-                                            batch_shards=settings.batch_shards, processes=jax.process_count())
+    model_shards, batch_shards = host_mesh_shape(k, data.batch_size, stacked=stacked, batch_shards=settings.batch_shards)
     n_dev = model_shards * batch_shards
     k_run = padded_stack_size(k, model_shards)
     run_cfgs = cfgs + [cfgs[0]] * (k_run - k)
@@ -316,8 +315,8 @@ def train_program_key(specs: Sequence["ModelSpec"], data: TrainData, settings: "
     stacked = mode == "stack"
     env = envelope(cfgs) if mode != "alone" else cfgs[0]
     totals = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
-    mesh = mesh_shape(len(specs) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
-                      batch_shards=settings.batch_shards, processes=jax.process_count())
+    mesh = host_mesh_shape(len(specs) if stacked else 1, data.batch_size, stacked=stacked,
+                           batch_shards=settings.batch_shards)
     k_run = padded_stack_size(len(specs), mesh[0]) if stacked else 1
     return (_chunk_static(cfgs, env, program_optim(specs[0].optim), data, settings, totals, stacked,
                           padded=mode == "shared", mesh=mesh), k_run)

@@ -268,7 +268,7 @@ def _first_stop(rule: tuple[int, float], epoch_steps: int) -> int:
     return (rule[0] + 2) * epoch_steps
 
 
-def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh, stacked=True):
+def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh, stacked):
     """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
     the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);
     ``evaluate()`` gives every model's validation loss now, recorded at the stop."""

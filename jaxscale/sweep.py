@@ -32,7 +32,7 @@ from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
-from jaxscale.devices import is_writer, mesh_shape
+from jaxscale.devices import host_mesh_shape, is_writer
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.planner import Group
@@ -207,8 +207,8 @@ def _check_meshes(groups: Sequence[Group], data: TrainData, settings: RunSetting
     """Refuse ``settings.batch_shards`` where a group's mesh cannot hold it (``devices.mesh_shape``)."""
     for g in groups:
         stacked = g.mode == "stack"
-        mesh_shape(len(g.indices) if stacked else 1, data.batch_size, jax.device_count(), stacked=stacked,
-                   batch_shards=settings.batch_shards, processes=jax.process_count())
+        host_mesh_shape(len(g.indices) if stacked else 1, data.batch_size, stacked=stacked,
+                        batch_shards=settings.batch_shards)
 
 
 def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:

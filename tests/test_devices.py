@@ -122,13 +122,17 @@ def test_mesh_shape_refuses_what_the_devices_or_batch_cannot_hold(kwargs, messag
         mesh_shape(**kwargs)
 
 
-def test_batch_shards_beyond_the_devices_is_refused_before_anything_is_written(tmp_path):
+def test_batch_shards_beyond_the_devices_is_refused_before_anything_is_written(tmp_path, capsys):
+    import jax
+
     from jaxscale.cli import main
 
+    beyond = str(2 * jax.device_count())  # divides the batch of 16 on 1, 2, 4 or 8 devices
     for command in (["sweep", "--family", "ladder", "--sizes", "l1"], ["train"]):
         out = tmp_path / command[0]
-        assert main([*command, "--steps", "3", "--batch-shards", "2", "--out", str(out), "--quiet"]) == 2
+        assert main([*command, "--steps", "3", "--batch-shards", beyond, "--out", str(out), "--quiet"]) == 2
         assert not out.exists()
+        assert "--batch-shards" in capsys.readouterr().err
 
 
 BATCH_SCRIPT = r"""

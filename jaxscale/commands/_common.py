@@ -109,13 +109,10 @@ def check_batch_shards(args, batch_size: int) -> None:
     by ``run_sweep`` once the plan is known, still before anything is written)."""
     if getattr(args, "batch_shards", None) is None:
         return
-    import jax
-
-    from jaxscale.devices import mesh_shape
+    from jaxscale.devices import host_mesh_shape
 
     try:
-        mesh_shape(1, batch_size, jax.device_count(), stacked=False, batch_shards=args.batch_shards,
-                   processes=jax.process_count())
+        host_mesh_shape(1, batch_size, stacked=False, batch_shards=args.batch_shards)
     except ValueError as err:
         raise ValueError(f"--batch-shards: {err}") from None
 
