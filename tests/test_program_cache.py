@@ -124,6 +124,52 @@ def test_two_lanes_asking_for_one_program_compile_it_once(tmp_path, monkeypatch)
     np.testing.assert_allclose(prog(*ARGS)["y"], jitted(*ARGS)["y"])
 
 
+def test_two_lanes_compile_two_programs_at_once_and_the_cache_setting_comes_back(cache_dir, monkeypatch):
+    """Each lane's compile switches JAX's persistent cache off (``_fresh_compile``); the switch is
+    counted, so a second lane's compile starts while the first is still compiling instead of
+    waiting for it (a lock held through the compile deadlocks the barrier below until its
+    timeout), and the setting is restored only when the last compile leaves."""
+    import threading
+
+    inside = threading.Barrier(2, timeout=20)
+    seen = []
+    real = jax.stages.Lowered.compile
+
+    def compile_meeting_the_other_lane(self, *a, **kw):
+        seen.append(bool(jax.config.jax_enable_compilation_cache))
+        inside.wait()  # both lanes must be inside their compiles at once
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", compile_meeting_the_other_lane)
+    progs = [program_cache.CachedProgram(_counting_jit()[0], "toy", ("lane", i)) for i in range(2)]
+    errors, results = [], {}
+
+    def lane(i):
+        try:
+            results[i] = progs[i](*ARGS)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    was = bool(jax.config.jax_enable_compilation_cache)
+    jax.config.update("jax_enable_compilation_cache", True)
+    try:
+        threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        restored = bool(jax.config.jax_enable_compilation_cache)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", was)
+    assert not errors, f"the two compiles did not run at once: {errors!r}"
+    assert seen == [False, False], "JAX's persistent cache must be off inside both compiles"
+    assert [p.last for p in progs] == ["compiled", "compiled"]
+    assert restored and program_cache._fresh_count == 0, "the setting must come back after the last compile"
+    expected = np.tanh(np.asarray(ARGS[0]) * 1.5) + 1.0
+    for i in range(2):
+        np.testing.assert_allclose(np.asarray(results[i]["y"]), expected, rtol=1e-6, atol=1e-6)
+
+
 def _train(mode):
     cfgs = [ModelConfig(name=f"pc{d}", vocab_size=64, d_model=d, n_heads=d // 8, n_layers=2, d_ff=2 * d,
                         max_seq_len=16) for d in (16, 32)]
