@@ -65,13 +65,12 @@ def _fresh_compile():
     The switch is process-wide, so it is counted, not held: the first compile to enter turns the
     cache off, the last to leave restores it, and the compiles of several lanes run at once in
     between. Holding a lock for the whole compile instead made the lanes compile one after
-    another. A compile runs its HLO passes and most of its code emission on one thread (on the
-    2-core CPU, ~1.3 s of a notebook-emergence training program's ~2.6 s; only LLVM's part is
-    spread over the cores), so a lane that waits for another's compile leaves cores idle, and
-    with more lanes (more cores) the wait grows with their number. Measured on the 2-core CPU
-    (cold ``jaxscale sweep --preset notebook-emergence --no-save-weights``, four interleaved
-    rounds): 20.0-21.7 s (mean 21.0) against 20.2-23.1 s (mean 21.6) with the lock: within
-    this machine's noise; its two lanes start only two compiles at once."""
+    another, though a compile runs its HLO passes and most of its code emission on one thread
+    (on the 2-core CPU ~1.25 s of the notebook-emergence large model's 2.3 s; only LLVM's part
+    uses both cores), so a waiting lane left a core idle, and more lanes would wait longer.
+    Measured on the 2-core CPU (cold ``jaxscale sweep --preset notebook-emergence
+    --no-save-weights``, four interleaved rounds): mean 21.0 s against 21.6 s with the lock,
+    within this machine's noise."""
     from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     global _fresh_count, _fresh_restore
