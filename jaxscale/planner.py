@@ -187,6 +187,16 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
 # caches off there is no warm run to protect: four interleaved pairs (2026-12-03, seventeenth
 # session, jemalloc) took 20.1 / 17.2 / 16.4 / 14.7 s counted once (three programs) against
 # 19.4 / 20.5 / 17.1 / 16.6 s counted twice (four).
+# Which sets to share, measured directly (2026-12-03, twenty-first session, `jaxscale sweep --preset
+# notebook-emergence` with the cache on, a fresh cache folder per plan, each plan's cold run then its
+# warm rerun; four plans forced in turn by a temporary patch of the partition search, two batches
+# of four rounds, in seconds): the default's four programs ({micro, tiny}, small, medium,
+# large) 18.5-22.0 cold and 6.6-8.4 warm in the first batch, 16.8-17.9 and 6.4-7.0 in the second;
+# {micro, tiny, small}, medium, large 16.0-18.5 / 6.6-8.3, then 15.0-18.4 / 6.9-7.7; {micro,
+# tiny}, {small, medium}, large 15.9-22.0 / 7.8-9.7, then 15.8-18.7 / 6.8-8.4; {micro, tiny,
+# small}, {medium, large} (first batch only) 14.2-17.1 / 8.1-9.8. Only the last is reliably
+# faster cold, and it is the slowest warm; the others' cold runs differ by less than the
+# machine's drift between batches, so no plan was found that beats the default on both.
 SHARED_PADDING_WEIGHT = 2.0
 
 
