@@ -342,8 +342,8 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
         return x_BTD, None
 
     # The scan runs over the stacked layer leaves, sliced once from the flat parameter vector
-    # (``flat.unravel``). Three other forms were slower on the 2-core CPU (notebook-emergence
-    # large alone, in-process, 1.6 ms per step with this one):
+    # (``flat.unravel``). Three other forms, tried as throwaway prototypes, were slower on the
+    # 2-core CPU (notebook-emergence large alone, in-process, 1.6 ms per step with this one):
     # - each layer's weights dynamic-sliced from the flat vector: 2.1 ms, since autodiff carries
     #   the vector's cotangent as a full-length sum;
     # - one layer-major [L, S] block: 2.2 ms, from transposing copies;
