@@ -22,6 +22,7 @@ __all__ = [
     "as_positive_array", "check_seed_losses", "Estimate", "make_estimate", "log_space_fit_stats",
     "distinct_best",
     "huber", "run_lbfgs", "LBFGSResult", "bootstrap_weights", "bootstrap_lane", "seed_bootstrap_means",
+    "refit_from_starts",
     "lane_weights_and_targets",
     "percentile_interval", "float64", "check_same_length",
 ]
@@ -87,11 +88,11 @@ def _lbfgs_batched(objective, x0, shared, lane, *, max_iter, max_linesearch_step
     done0 = jnp.zeros((K,), bool)
 
     def cond(carry):
-        it, _, _, _, done, _ = carry
+        it, _, _, _, done, _, _, _ = carry
         return jnp.logical_and(it < max_iter, jnp.logical_not(jnp.all(done)))
 
     def body(carry):
-        it, x, state, v, done, gn = carry
+        it, x, state, v, done, gn, x_best, v_best = carry
         x_new, state_new, v_old, v_new, g_new = jax.vmap(
             step_lane, in_axes=(0, 0, data_axes))(x, state, data)
         gnorm = jnp.sqrt(jnp.sum(g_new * g_new, axis=-1))
@@ -110,11 +111,21 @@ def _lbfgs_batched(objective, x0, shared, lane, *, max_iter, max_linesearch_step
         state_out = jax.tree.map(sel, state, state_new)
         v_out = jnp.where(keep, v, v_new)
         gn_out = jnp.where(keep, gn, gnorm)
-        return it + 1, x_out, state_out, v_out, done | now_done, gn_out
+        # The lowest point each lane has visited. When a line search gives up it returns its last
+        # trial step, which can raise the objective; usually later steps recover, but a refit can
+        # also wander off to a flat region far away and "converge" there (bootstrap refits of a
+        # power law that all started at alpha = 0.23 ended at alpha ~ 1e8), so a lane returns
+        # its best point, never one above its start.
+        better = ~keep & (v_out < v_best)
+        x_best = jnp.where(better[:, None], x_out, x_best)
+        v_best = jnp.where(better, v_out, v_best)
+        return it + 1, x_out, state_out, v_out, done | now_done, gn_out, x_best, v_best
 
     gn0 = jnp.sqrt(jnp.sum(g0 * g0, axis=-1))
-    it, x, _, v, done, gn = jax.lax.while_loop(cond, body, (0, x0, state0, v0, done0, gn0))
-    return x, v, gn, done, it
+    v0 = jnp.where(jnp.isfinite(v0), v0, jnp.inf)
+    it, x, _, v, done, gn, x_best, v_best = jax.lax.while_loop(
+        cond, body, (0, x0, state0, v0, done0, gn0, x0, v0))
+    return x_best, v_best, gn, done, it
 
 
 def run_lbfgs(objective: Callable, x0, shared=None, lane=None, *, max_iter: int = 200,
@@ -126,7 +137,8 @@ def run_lbfgs(objective: Callable, x0, shared=None, lane=None, *, max_iter: int 
     ``shared`` is passed unchanged to every lane; ``lane`` is a pytree whose leaves have a leading
     axis of length K (one slice per lane), or ``None``. A lane stops when its gradient norm is
     at most ``gtol``, its objective changed by at most ``ftol`` (relative) in one iteration, or
-    its objective is at most ``fatol`` (an exact fit), or after ``max_iter`` iterations. With
+    its objective is at most ``fatol`` (an exact fit), or after ``max_iter`` iterations. Each lane
+    returns the lowest point it visited (never one above its start). With
     ``prune_after``, a lane whose objective is still above ``prune_ratio`` times the best lane's
     after that many iterations is stopped (use it when only the best lane matters).
     ``objective`` must be a hashable module-level function (it is a static argument of ``jit``).
@@ -207,6 +219,28 @@ def bootstrap_lane(n: int, n_pad: int, n_resamples: int, seed: int, seed_losses:
         return lane
     log_y = np.log(seed_bootstrap_means(seed_losses, n_resamples, rng))
     return lane, jnp.asarray(pad(log_y, n_pad))
+
+
+def refit_from_starts(objective: Callable, starts, shared, lane, n_resamples: int,
+                      **lbfgs_kwargs) -> LBFGSResult:
+    """Refit every bootstrap resample from every row of ``starts`` (S, P) and keep, per resample,
+    the lowest finite objective: (n_resamples, P) parameters, objective and convergence.
+
+    Why several starts: warm-starting every resample from the full-data optimum alone is cheap,
+    but when that optimum lies on a boundary (a power law's floor B → 0) the objective is flat
+    there in the boundary parameter, and no resample's refit ever leaves it: the interval then
+    hides the very uncertainty it should show. ``lane`` is ``bootstrap_lane``'s output."""
+    starts = np.asarray(starts, dtype=np.float64)
+    S = starts.shape[0]
+    x0 = jnp.asarray(np.tile(starts, (n_resamples, 1)))               # resample-major
+    lanes = jax.tree.map(lambda a: jnp.repeat(a, S, axis=0), lane)
+    r = run_lbfgs(objective, x0, shared, lanes, **lbfgs_kwargs)
+    finite = np.isfinite(r.values) & np.all(np.isfinite(r.params), axis=1)
+    v = np.where(finite, r.values, np.inf).reshape(n_resamples, S)
+    k = np.argmin(v, axis=1)
+    pick = np.arange(n_resamples) * S + k
+    return LBFGSResult(r.params[pick], r.values[pick], r.grad_norms[pick], r.converged[pick],
+                       r.iterations)
 
 
 def lane_weights_and_targets(lane, mask, log_y):
