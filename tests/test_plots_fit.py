@@ -22,6 +22,22 @@ def test_power_law_panels_png(tmp_path):
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 10_000
 
 
+def test_power_law_log_panel_keeps_the_data_in_view_when_the_floor_is_zero():
+    from jaxscale.plots._common import plt
+    from jaxscale.plots.power_law import plot_power_law
+    # a small CPU ladder's test losses: they fall faster than a power law with a floor allows,
+    # so the fit puts B at ~0
+    N = np.array([12784, 16064, 19344, 31456, 44160, 56864, 84544, 112816], dtype=float)
+    y = np.array([2.7111, 2.5372, 2.4927, 2.3289, 2.1251, 2.0212, 1.7697, 1.6291])
+    fit = fit_power_law(N, y, bootstrap=0)
+    assert fit.B.value < 1e-3 * y.min()
+    fig = plot_power_law(fit)
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo > y.min() / 10 and hi < y.max() * 10, (lo, hi)
+    assert any("off the axis" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    plt.close(fig)
+
+
 def test_chinchilla_figures_png(tmp_path):
     from jaxscale.plots import chinchilla as chp
     N, D = np.meshgrid(np.geomspace(5e7, 1.6e10, 12), np.geomspace(2.5e8, 3e11, 12))

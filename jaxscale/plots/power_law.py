@@ -10,6 +10,9 @@ from jaxscale.plots._common import plt, save
 
 __all__ = ["plot_power_law"]
 
+#: the log-log panel draws the floor only when it is at least this share of the smallest loss
+FLOOR_SHOWN_FRACTION = 1e-2
+
 
 def plot_power_law(fit, path=None, *, backtest=None, title: str | None = None,
                    factors=(2, 5, 10, 100, 1000)):
@@ -35,12 +38,20 @@ def plot_power_law(fit, path=None, *, backtest=None, title: str | None = None,
            f"+ {fit.B.value:.4f}")
     fig.suptitle(title or f"Power law fit: {law}  (R² log-loss {fit.r2_log:.4f}, n={fit.n})")
 
+    # A floor far below the data (a fit that puts B at ~0, as small ladders do) is left off the
+    # log-log panel: drawn at ~1e-12, it stretched the axis over twelve decades and flattened
+    # the data into one line. The legend says so instead.
+    floor_on_log = fit.B.value >= FLOOR_SHOWN_FRACTION * float(np.min(y))
+
     def draw(ax, log: bool):
         ax.fill_between(grid, band_lo, band_hi, color="C0", alpha=0.2,
                         label=f"95% band ({fit.n_bootstrap} bootstrap)" if fit.n_bootstrap
                         else None)
         ax.plot(grid, pred, color="C0", label=law)
-        ax.axhline(fit.B.value, color="grey", ls=":", label=f"irreducible {sym[2]}")
+        if floor_on_log or not log:
+            ax.axhline(fit.B.value, color="grey", ls=":", label=f"irreducible {sym[2]}")
+        else:
+            ax.plot([], [], " ", label=f"irreducible {sym[2]} = {fit.B.value:.2g} (off the axis)")
         ax.scatter(x, y, color="C3", zorder=3, label="fitted points")
         if backtest is not None:
             ax.scatter(backtest.x_held, backtest.y_held, marker="s", facecolor="none",
