@@ -101,6 +101,7 @@ def plot_power_law(fit, path=None, *, backtest=None, title: str | None = None,
         for xi, ri, lab in zip(x, fit.residuals, fit.labels):
             ax.annotate(lab, (xi, ri), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log")
+    ax.set_xlim(lo_x, hi_x)  # aligned with the panels above (and no crowded minor-tick labels)
     ax.set_xlabel(xname)
     ax.set_ylabel("residual log L̂ − log L (nats)")
     ax.set_title(f"residuals in log space (RMSE {fit.rmse_log:.3g})")
