@@ -213,3 +213,41 @@ def test_approach1_warns_on_intermediate_points():
 def test_bad_input(N, D, L, match):
     with pytest.raises(ValueError, match=match):
         fit_approach3(N, D, L)
+
+
+# The default CPU study's runs (2026-12-04: total parameters, tokens, test loss; ladder and
+# IsoFLOP grid). Approach 3 puts E at ~0 on them, where its objective is flat in E.
+SMALL_LADDER_NDL = np.array([
+    [12784, 66560, 2.71113], [16064, 132096, 2.53718], [16064, 622592, 2.15188],
+    [16064, 1556480, 1.98912], [16064, 4150272, 1.95053], [19344, 197632, 2.49267],
+    [19344, 517120, 2.23400], [19344, 1293312, 1.99897], [19344, 3446784, 1.89750],
+    [31456, 256000, 2.32892], [31456, 318464, 2.27097], [31456, 795648, 2.00224],
+    [31456, 2119680, 1.80172], [44160, 227328, 2.37082], [44160, 509952, 2.12507],
+    [44160, 566272, 2.09636], [44160, 1510400, 1.80769], [56864, 176128, 2.59408],
+    [56864, 440320, 2.13182], [56864, 763904, 2.02119], [56864, 1172480, 1.79908],
+    [84544, 1133568, 1.76974], [112816, 1698816, 1.62913]])
+
+
+def test_a3_bootstrap_explores_the_floor_when_e_is_on_its_boundary():
+    from jaxscale.fit.chinchilla import ConvergenceWarning
+    N, D, L = SMALL_LADDER_NDL.T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = fit_approach3(N, D, L, bootstrap=100)
+    assert fit.E.value < 1e-3 * L.min()  # the premise: E on its boundary
+    # refits started only at the optimum never left E ~ 0: the interval was [E, E]
+    assert fit.E.ci95[1] > 0.1, fit.E.ci95
+    assert np.all(np.isfinite(fit.bootstrap_params))
+    lo, hi = fit.a.ci95
+    assert 0 < lo < fit.a.value < hi < 1.5, fit.a.ci95
+
+
+def test_a3_bootstrap_keeps_one_warm_start_for_an_interior_optimum():
+    from jaxscale.fit.chinchilla import _bootstrap_starts
+    law = HOFFMANN_2022
+    theta = np.array([np.log(law.A), np.log(law.B), np.log(law.E), law.alpha, law.beta])
+    assert _bootstrap_starts(theta, np.array([2.0, 3.0])).shape == (1, 5)
+    edge = theta.copy()
+    edge[2] = -200.0
+    starts = _bootstrap_starts(edge, np.array([2.0, 3.0]))
+    assert starts.shape == (2, 5) and starts[1, 2] == pytest.approx(np.log(1.0))
