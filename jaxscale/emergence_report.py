@@ -11,7 +11,9 @@ run share it. Intervals, and why each kind:
   seeds.
 * continuous metrics (answer NLL, edit distance, answer probability, Brier): mean over seeds
   ± Student-t 95% half-width over seeds. With 3 seeds a bootstrap over seeds has only 10
-  distinct resamples and understates the spread; the t interval is honest about it.
+  distinct resamples and understates the spread; the t interval is honest about it. It is
+  clipped to the metric's range (``METRIC_RANGE``: an NLL is never below 0, a probability never
+  above 1), which a symmetric interval over two or three seeds otherwise crosses.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ CONTINUOUS = {"answer_nll_per_token": "answer NLL / token", "answer_log_likeliho
               "answer log-likelihood", "answer_probability": "answer probability",
               "edit_distance": "token edit distance", "predicted_exact_match":
               "predicted EM (Π p_t)", "brier": "Brier score"}
-_UNIT_RANGE = ("answer_probability", "edit_distance", "predicted_exact_match")
+# the range each continuous metric can take: a t interval over a few seeds is clipped to it
+# (with two or three seeds it easily reached below 0 for an NLL: 0.578 [-0.507, 1.66])
+METRIC_RANGE = {"answer_probability": (0.0, 1.0), "edit_distance": (0.0, 1.0),
+                "predicted_exact_match": (0.0, 1.0), "answer_nll_per_token": (0.0, math.inf),
+                "answer_log_likelihood": (-math.inf, 0.0), "brier": (0.0, 2.0)}
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228}
 
@@ -92,9 +98,8 @@ def size_table(pts: dict, n_boot: int = 1000, seed: int = 0) -> list[dict]:
         for g, entry in enumerate(table):
             v = pts[key][group == g]
             half = _t975(v.size - 1) * v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else np.nan
-            lo, hi = v.mean() - half, v.mean() + half
-            if key in _UNIT_RANGE:  # keep the interval inside the metric's range
-                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            lo_bound, hi_bound = METRIC_RANGE[key]
+            lo, hi = max(v.mean() - half, lo_bound), min(v.mean() + half, hi_bound)
             entry[key] = {"mean": float(v.mean()), "lo": float(lo), "hi": float(hi),
                           "interval": "t 95% over seeds"}
     return table

@@ -183,3 +183,20 @@ def test_example_sampler_shuffles_whole_epochs():
     for e in range(len(seen) // n):
         expected = permutation(fold(key, e), n)
         assert seen[e * n:(e + 1) * n] == [int(v) for v in expected], e
+
+
+def test_size_table_intervals_stay_inside_each_metrics_range():
+    import numpy as np
+
+    from jaxscale.emergence_report import CONTINUOUS, METRIC_RANGE, size_table
+    assert set(METRIC_RANGE) == set(CONTINUOUS)
+    # two seeds far apart: a t interval (t = 12.7 at one degree of freedom) crosses every bound
+    pts = {"scale": np.array([1e5, 1e5]), "name": ["m", "m"],
+           "answer_nll_per_token": np.array([0.05, 1.2]), "answer_log_likelihood": np.array([-0.1, -2.4]),
+           "answer_probability": np.array([0.05, 0.95]), "brier": np.array([0.1, 1.9]),
+           "edit_distance": np.array([0.0, 0.9]), "predicted_exact_match": np.array([0.02, 0.98])}
+    (entry,) = size_table(pts, n_boot=0)
+    for key, (lo_bound, hi_bound) in METRIC_RANGE.items():
+        e = entry[key]
+        assert lo_bound <= e["lo"] <= e["mean"] <= e["hi"] <= hi_bound, (key, e)
+    assert entry["answer_nll_per_token"]["lo"] == 0.0  # clipped, not negative
