@@ -103,8 +103,8 @@ class PowerLawFit:
     converged: bool
     bootstrap_params: np.ndarray | None = None   # (n_bootstrap, 3): A, alpha, B
     labels: tuple[str, ...] | None = None
-    # resamples whose best refit stopped short (a refused step or the iteration cap); their
-    # parameters are still the lowest objective found, never worse than where the refit started
+    # resamples whose best refit stopped short (the iteration cap, or a non-finite next step);
+    # their parameters are still the lowest objective found, never worse than where it started
     bootstrap_unconverged: int = 0
 
     # -- compute-form names ----------------------------------------------------------------
