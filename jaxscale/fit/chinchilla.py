@@ -168,6 +168,10 @@ class Approach3Fit:
         return out
 
 
+#: E below this share of the smallest loss is on its boundary (see ``_bootstrap_starts``)
+BOUNDARY_E_FRACTION = 1e-2
+
+
 def _bootstrap_starts(theta: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Where each bootstrap refit starts: the full-data optimum, and, when that optimum puts the
     irreducible loss E on its boundary (below 1% of the smallest loss), also the optimum with E
@@ -184,9 +188,6 @@ def _bootstrap_starts(theta: np.ndarray, loss: np.ndarray) -> np.ndarray:
     half = math.log(0.5)
     inner = np.array([a + half, b + half, math.log(0.5 * y_min), alpha, beta])
     return np.stack([np.asarray(theta, np.float64), inner])
-
-
-BOUNDARY_E_FRACTION = 1e-2
 
 
 def fit_approach3(N, D, loss, *, bootstrap: int = 0, seed: int = 0, delta: float = HUBER_DELTA,
