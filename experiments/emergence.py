@@ -242,12 +242,11 @@ def write_report(out: Path, mode: str, nb: dict, tr: dict, total_s: float) -> Pa
                          f"{'' if lg['identified'] else ' (not identified: ' + lg['reason'] + ')'}"
                          " (exact match: "
                          f"{_f(a['series']['exact_match']['logistic']['width_decades'])})")
-    v = tr["verdict"]
-    if v:
-        lines += ["", "### Verdict", "", f"**{v['label']}**: sharpness (breakthroughness / "
-                  f"(m−1), 1 = even ramp) of exact match {_f(v['em_sharpness'])}, of "
-                  f"{v['continuous_metric']} {_f(v['continuous_sharpness'])}; sharp ≥ "
-                  f"{_f(v['sharp_ratio'])}. {v['note']}"]
+    if tr["verdict"]:
+        from jaxscale.emergence_report import verdict_text
+
+        lines += ["", "### Verdict", "", "Sharpness is breakthroughness / (m−1), 1 for an even ramp. "
+                  + verdict_text(tr["verdict"])]
     bt = tr["backtest"]
     if bt:
         lines += ["", "### Forecast backtest", "",
@@ -286,12 +285,13 @@ def main(argv=None) -> int:
     summary = {"mode": mode, "seconds": total,
                "notebook": {k: v for k, v in nb.items() if k != "rows"},
                "transition": {k: v for k, v in tr.items() if k != "analysis"}}
+    from jaxscale.emergence_report import verdict_word
     from jaxscale.results import _jsonable
 
     (out / "experiment.json").write_text(json.dumps(_jsonable(summary), indent=2, default=str))
     print(f"\ntransition: midpoint {_f(tr['midpoint'])} [{_f(tr['midpoint_ci'][0])}, "
           f"{_f(tr['midpoint_ci'][1])}] ({'identified' if tr['identified'] else 'not identified'})"
-          f"; verdict {tr['verdict'] and tr['verdict']['label']}; runtime {total:.0f} s")
+          f"; verdict {verdict_word(tr['verdict'])}; runtime {total:.0f} s")
     print(f"wrote {report}")
     return 0
 

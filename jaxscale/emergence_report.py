@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PROPORTIONS", "CONTINUOUS", "size_points", "size_table", "analyse",
+__all__ = ["PROPORTIONS", "CONTINUOUS", "size_points", "size_table", "analyse", "verdict_word", "verdict_text",
            "write_summary", "write_figures", "analyse_and_write"]
 
 # metric key -> label; proportions carry successes and n in the row's metrics
@@ -136,11 +136,13 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
 
     if n_sizes >= 3:
         v = emergence_verdict(pts["scale"], pts["exact_match"],
-                              np.maximum(pts["answer_nll_per_token"], 1e-12))
-        out["verdict"] = {"label": v.label, "em_sharpness": v.em_sharpness,
-                          "continuous_metric": "answer NLL per token",
-                          "continuous_sharpness": v.continuous_sharpness,
-                          "sharp_ratio": v.sharp_ratio, "note": v.note}
+                              np.maximum(pts["answer_nll_per_token"], 1e-12),
+                              successes=pts["exact_match_successes"], trials=pts["exact_match_n"],
+                              n_boot=n_boot, seed=seed, split_threshold=threshold)
+        names = {e["scale"]: e["name"] for e in out["sizes"]}
+        out["verdict"] = {**v.as_dict(), "continuous_metric": "answer NLL per token",
+                          "seed_splits": [{"scale": sp.scale, "name": names.get(sp.scale), "above": sp.above,
+                                           "seeds": sp.seeds} for sp in v.seed_splits]}
     else:
         out["verdict"] = None
         out["notes"].append("verdict needs at least 3 sizes")
@@ -208,6 +210,39 @@ def _ci(lo, hi) -> str:
     return "" if lo is None or not (np.isfinite(lo) and np.isfinite(hi)) else f" [{_f(lo)}, {_f(hi)}]"
 
 
+def verdict_word(v: dict | None) -> str:
+    """The verdict in a line: its label, how often seed resamples agree, the sizes whose seeds split."""
+    if not v:
+        return "not computed"
+    extra = [f"holds in {100 * v['agreement']:.0f}% of resamples"] if v.get("n_boot") else []
+    if v.get("seed_splits"):
+        extra.append(f"seeds split at {len(v['seed_splits'])} size{'s' if len(v['seed_splits']) > 1 else ''}")
+    return v["label"] + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def verdict_text(v: dict | None) -> str:
+    """The verdict of ``analysis.json`` in a paragraph: the label with both sharpness ratios and
+    their intervals, whether seed resamples settle it, and the sizes whose seeds split."""
+    if v is None:
+        return "not computed"
+    text = (f"**{v['label']}** (sharpness, 1 = even ramp: exact match {_f(v['em_sharpness'])}"
+            f"{_ci(*v.get('em_sharpness_ci', (None, None)))}, {v['continuous_metric']} "
+            f"{_f(v['continuous_sharpness'])}{_ci(*v.get('continuous_sharpness_ci', (None, None)))}; "
+            f"sharp ≥ {_f(v['sharp_ratio'])}).")
+    if v.get("n_boot"):
+        others = ", ".join(f"{k} {100 * x:.0f}%" for k, x in v["label_share"].items() if k != v["label"] and x > 0)
+        text += (f" {'Settled' if v['settled'] else '**Not settled** by these seeds'}: the label holds in "
+                 f"{100 * v['agreement']:.0f}% of {v['n_boot']:,} resamples of the seeds and test items"
+                 + (f" ({others})." if others else "."))
+    splits = v.get("seed_splits") or []
+    if splits:
+        where = ", ".join(f"{sp['name'] or _f(sp['scale'])} ({sp['above']} of {sp['seeds']})" for sp in splits)
+        text += (f" Seeds split at {where}: only some reached exact match {_f(v['split_threshold'])}, so the"
+                 " mean there is the share of runs that learned the task; more seeds at those sizes narrow"
+                 " the verdict.")
+    return text + (f" Note: {v['note']}." if v.get("note") else "")
+
+
 def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
     """``summary.md``: what was run, the metric table, the fits, the verdict and the forecast."""
     a = analysis["as_json"]
@@ -242,12 +277,7 @@ def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
                              + (f"floor {_f(fit['floor'])} (fitted), " if fit.get("floor_fitted") else "")
                              + f"AIC {_f(fit['aic'], 5)}{flag}")
         lines.append("")
-    v = a["verdict"]
-    lines += ["## Verdict", ""]
-    lines.append("not computed" if v is None else
-                 f"**{v['label']}** (sharpness, 1 = even ramp: exact match {_f(v['em_sharpness'])}, "
-                 f"{v['continuous_metric']} {_f(v['continuous_sharpness'])}; sharp ≥ "
-                 f"{_f(v['sharp_ratio'])}) {v['note']}")
+    lines += ["## Verdict", "", verdict_text(a["verdict"])]
     lines += ["", "## Forecast (answer loss law → link → exact match) and backtest", ""]
     fc, bt = a.get("forecast"), a.get("backtest")
     if fc:

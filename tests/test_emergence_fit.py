@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from jaxscale.fit.emergence import (
-    backtest, breakthroughness, emergence_verdict, fit_sigmoid, forecast_crossing,
+    VERDICT_AGREEMENT, SeedSplit, backtest, breakthroughness, emergence_verdict, fit_sigmoid, forecast_crossing,
     isotonic_increasing, linearity, measure_emergent_ability, sharpness_ratio,
     threshold_crossing,
 )
+from jaxscale.fit.emergence.resample import resample_seeds
 
 N_BOOT = 200  # one lane bucket (256) for every fit in this file: one compile per point count
 SIZES = np.logspace(3, 7, 9)          # log-uniform grid, 4 decades
@@ -103,6 +104,74 @@ def test_verdicts():
     assert emergence_verdict(scale, em_step, loss_step).label == "sharp under both"
     # a ramp in EM
     assert emergence_verdict(scale, np.linspace(0.1, 0.9, 9), loss).label == "smooth"
+
+
+def _seed_split_study(learners_per_size=(0, 0, 0, 1, 2, 3, 3), seeds=3, n=1000):
+    """Per seed, a model either learns the task (EM 1, NLL ~0) or not (EM ~0.08, NLL ~0.85), like
+    two-layer models on 2-digit addition: ``learners_per_size[i]`` of the seeds at size i learn."""
+    scale, em, nll = [], [], []
+    for i, k in enumerate(learners_per_size):
+        for j in range(seeds):
+            learned = j < k
+            scale.append(10 ** (3.5 + 0.25 * i))
+            em.append(1.0 if learned else 0.08 - 0.01 * (j % 2))
+            nll.append(0.001 if learned else 0.85 - 0.02 * i)
+    scale, em = np.array(scale), np.array(em)
+    return scale, em, np.array(nll), np.round(em * n), np.full(em.size, float(n))
+
+
+def test_verdict_bootstrap_settles_a_clean_series_and_keeps_the_point_verdict():
+    scale = np.repeat(np.logspace(2, 10, 9), 4)
+    loss = (scale / 1e4) ** -0.5 * np.exp(np.random.default_rng(0).normal(0, 0.02, scale.size))
+    em = np.exp(-10 * loss)
+    s, n = np.round(em * 2000), np.full(em.size, 2000.0)
+    em = s / n
+    plain = emergence_verdict(scale, em, loss)
+    v = emergence_verdict(scale, em, loss, successes=s, trials=n, n_boot=300, seed=1)
+    assert v.label == plain.label == "metric-induced"
+    assert (v.em_sharpness, v.continuous_sharpness) == (plain.em_sharpness, plain.continuous_sharpness)
+    assert v.n_boot == 300 and sum(v.label_share) == pytest.approx(1.0)
+    assert v.settled and v.agreement >= VERDICT_AGREEMENT, v
+    assert v.em_sharpness_ci[0] <= v.em_sharpness <= v.em_sharpness_ci[1]
+    assert v.continuous_sharpness_ci[0] <= v.continuous_sharpness <= v.continuous_sharpness_ci[1]
+    assert v.seed_splits == () and math.isnan(plain.agreement) and plain.settled is None
+    # the same seed gives the same replicates
+    assert emergence_verdict(scale, em, loss, successes=s, trials=n, n_boot=300, seed=1) == v
+
+
+def test_verdict_is_not_settled_when_seeds_split_at_the_transition():
+    scale, em, nll, s, n = _seed_split_study()
+    v = emergence_verdict(scale, em, nll, successes=s, trials=n, n_boot=500)
+    sizes = np.unique(scale)
+    assert v.seed_splits == (SeedSplit(sizes[3], 1, 3), SeedSplit(sizes[4], 2, 3))
+    assert not v.settled and v.agreement < VERDICT_AGREEMENT, v
+    assert sorted(x > 0 for x in v.label_share).count(True) >= 2  # resamples reach other labels
+    # the seed level alone (no counts) resamples too, and splits need no bootstrap
+    assert emergence_verdict(scale, em, nll, n_boot=200).n_boot == 200
+    assert emergence_verdict(scale, em, nll).seed_splits == v.seed_splits
+    # where every seed of a size agrees, no size is split
+    scale, em, nll, s, n = _seed_split_study((0, 0, 0, 0, 3, 3, 3))
+    assert emergence_verdict(scale, em, nll).seed_splits == ()
+
+
+def test_verdict_bootstrap_rejects_inconsistent_counts():
+    scale, em, nll, s, n = _seed_split_study()
+    with pytest.raises(ValueError, match="successes and trials must be given together"):
+        emergence_verdict(scale, em, nll, successes=s, n_boot=10)
+    with pytest.raises(ValueError, match="em must equal successes / trials"):
+        emergence_verdict(scale, em, nll, successes=s + 5, trials=n, n_boot=10)
+    with pytest.raises(ValueError, match="one entry per point"):
+        emergence_verdict(scale, em, nll, successes=s[:-1], trials=n[:-1], n_boot=10)
+    with pytest.raises(ValueError, match="ci must lie in"):
+        emergence_verdict(scale, em, nll, n_boot=10, ci=1.5)
+
+
+def test_resample_seeds_draws_within_each_scale():
+    x = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 3.0])
+    pick = resample_seeds(x, 400, np.random.default_rng(0))
+    assert pick.shape == (400, 6)
+    np.testing.assert_array_equal(x[pick], np.broadcast_to(x, pick.shape))
+    assert set(np.unique(pick[:, 0])) == {0, 1, 2} and set(np.unique(pick[:, 5])) == {5}
 
 
 # ---- logistic / Gompertz fits --------------------------------------------------------------------

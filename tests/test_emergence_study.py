@@ -57,7 +57,11 @@ def test_study_writes_documented_files_and_fields(study):
             assert e[key]["lo"] <= e[key]["mean"] + 1e-12 <= e[key]["hi"] + 2e-12, key
     assert set(a["series"]) == {"exact_match", "token_accuracy", "tolerance_match"}
     assert a["series"]["exact_match"]["logistic"] is not None
-    assert a["verdict"]["label"] in ("metric-induced", "sharp under both", "smooth")
+    v = a["verdict"]
+    assert v["label"] in ("metric-induced", "sharp under both", "smooth")
+    assert v["n_boot"] == 50 and sum(v["label_share"].values()) == pytest.approx(1.0)
+    assert v["agreement"] == v["label_share"][v["label"]] and isinstance(v["settled"], bool)
+    assert all(0 < sp["above"] < sp["seeds"] == 3 and sp["name"] for sp in v["seed_splits"])
     assert a["backtest"]["n_holdout"] == 1 and "forecast_error_decades" in a["backtest"]
     assert "only 40 test items" in " ".join(a["notes"])
     summary = (study / "summary.md").read_text()

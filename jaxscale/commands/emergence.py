@@ -176,7 +176,9 @@ def print_result(result: dict) -> None:
               f"{_fmt_ci(fit['midpoint_ci'])}{flag}; crossing of {result['threshold']:g} at "
               f"{_fmt(s['crossing'])}{_fmt_ci(s['crossing_ci'])}")
     if result.get("verdict"):
-        print(f"verdict: {result['verdict']['label']}")
+        from jaxscale.emergence_report import verdict_word
+
+        print(f"verdict: {verdict_word(result['verdict'])}")
     bt = result.get("backtest")
     if bt:
         print(f"backtest: forecast error {_fmt(bt['forecast_error_decades'])} decades, naive "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hierarchical_resample"]
+__all__ = ["hierarchical_resample", "resample_seeds"]
 
 
 def hierarchical_resample(x_S: np.ndarray, successes_S: np.ndarray, trials_S: np.ndarray,
@@ -30,16 +30,22 @@ def hierarchical_resample(x_S: np.ndarray, successes_S: np.ndarray, trials_S: np
     if np.any(trials_S <= 0) or np.any(successes_S < 0) or np.any(successes_S > trials_S):
         raise ValueError("bootstrap needs trials > 0 and 0 <= successes <= trials")
     rng = np.random.default_rng(seed)
-    _, group_S = np.unique(x_S, return_inverse=True)
-    order = np.argsort(group_S, kind="stable")
-    counts_G = np.bincount(group_S)
-    starts_G = np.concatenate([[0], np.cumsum(counts_G)[:-1]])
-    u_BS = rng.random((n_boot, x_S.size))
-    pick_BS = order[starts_G[group_S][None, :] + np.floor(
-        u_BS * counts_G[group_S][None, :]).astype(np.int64)]
+    pick_BS = resample_seeds(x_S, n_boot, rng)
     n_BS = np.round(trials_S[pick_BS]).astype(np.int64)
     p_BS = np.clip(successes_S[pick_BS] / trials_S[pick_BS], 0.0, 1.0)
     s_BS = rng.binomial(n_BS, p_BS).astype(np.float64)
     if return_index:
         return s_BS, n_BS.astype(np.float64), pick_BS
     return s_BS, n_BS.astype(np.float64)
+
+
+def resample_seeds(x_S: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """The seed level alone: [n_boot, S] indices, each point replaced by a uniformly drawn point
+    of the same x (its scale), with replacement. A per-point quantity ``v_S`` resampled is
+    ``v_S[pick_BS]``."""
+    _, group_S = np.unique(np.asarray(x_S), return_inverse=True)
+    order = np.argsort(group_S, kind="stable")
+    counts_G = np.bincount(group_S)
+    starts_G = np.concatenate([[0], np.cumsum(counts_G)[:-1]])
+    u_BS = rng.random((n_boot, group_S.size))
+    return order[starts_G[group_S][None, :] + np.floor(u_BS * counts_G[group_S][None, :]).astype(np.int64)]

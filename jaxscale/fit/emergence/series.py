@@ -1,5 +1,5 @@
 """A score series over a scale axis: validation, monotone smoothing, threshold crossing, and the
-BIG-bench sharpness scores, plus the per-task verdict "metric-induced or sharp under both".
+BIG-bench sharpness scores (the per-task verdict built on them is in ``verdict.py``).
 
 The scale axis is anything positive where "more" should help: parameters, tokens, compute, steps;
 or something where *less* should help (validation loss), with ``decreasing=True``. Internally every
@@ -20,11 +20,8 @@ from jaxscale.fit.emergence.resample import hierarchical_resample
 
 __all__ = [
     "to_x", "from_x", "check_series", "pool_by_scale", "isotonic_increasing", "Crossing",
-    "threshold_crossing", "breakthroughness", "linearity", "sharpness_ratio", "Verdict",
-    "emergence_verdict", "VERDICTS",
+    "threshold_crossing", "breakthroughness", "linearity", "sharpness_ratio",
 ]
-
-VERDICTS = ("metric-induced", "sharp under both", "smooth")
 
 
 def to_x(scale, log_scale: bool = True, decreasing: bool = False) -> np.ndarray:
@@ -211,52 +208,3 @@ def sharpness_ratio(y_M) -> float:
     the (log-uniform) index, larger when the gain concentrates in few steps, ≤ 0 when the series
     gets worse."""
     return breakthroughness(y_M) / (len(y_M) - 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """Is a transition in the model or in the metric?
-
-    label: "metric-induced" (sharp under exact match, smooth under the continuous metric),
-    "sharp under both", or "smooth" (exact match itself is not sharp).
-    """
-
-    label: str
-    em_sharpness: float
-    continuous_sharpness: float
-    sharp_ratio: float
-    n_sizes: int
-    note: str
-
-
-def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
-                      sharp_ratio: float = 2.0, log_scale: bool = True,
-                      decreasing: bool = False) -> Verdict:
-    """Classify a task from its exact-match series and a continuous-metric series.
-
-    Both are pooled per scale and scored with :func:`sharpness_ratio` (BIG-bench breakthroughness
-    over m − 1); a series is "sharp" when the ratio ≥ ``sharp_ratio`` (2: the root-median-square
-    step is at most half of an even ramp's step). A loss (``continuous_is_loss``, e.g. answer NLL
-    per token) is scored as −log(loss), so a power law, the smooth null of Schaeffer et al. 2023,
-    is a straight ramp on a log-uniform grid and scores 1. Use a loss here, not per-token accuracy:
-    accuracy = exp(−loss) is itself a sigmoid in log scale and would read as sharp.
-    """
-    scale, em = check_series(scale, em, "em", log_scale=log_scale, unit_interval=True)
-    _, cont = check_series(scale, continuous, "continuous", log_scale=log_scale)
-    if continuous_is_loss:
-        if np.any(cont <= 0):
-            raise ValueError("continuous must be a positive loss when continuous_is_loss=True")
-        cont = -np.log(cont)
-    x_S = to_x(scale, log_scale, decreasing)
-    x_M, em_M, _ = pool_by_scale(x_S, em)
-    _, cont_M, _ = pool_by_scale(x_S, cont)
-    if x_M.size < 3:
-        raise ValueError(f"a verdict needs at least 3 distinct scales, got {x_M.size}")
-    em_r, cont_r = sharpness_ratio(em_M), sharpness_ratio(cont_M)
-    em_sharp, cont_sharp = em_r >= sharp_ratio, cont_r >= sharp_ratio
-    label = ("smooth" if not em_sharp else
-             "sharp under both" if cont_sharp else "metric-induced")
-    gaps = np.diff(x_M)
-    note = "" if gaps.max() <= 1.5 * gaps.min() else (
-        "scale grid is not log-uniform; breakthroughness assumes it")
-    return Verdict(label, em_r, cont_r, float(sharp_ratio), int(x_M.size), note)

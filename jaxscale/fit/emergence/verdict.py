@@ -1,0 +1,178 @@
+"""The per-task verdict: is a transition in the model or in the metric, and do the seeds settle it?
+
+The label compares the sharpness of exact match with that of a continuous metric over the sizes
+(:func:`emergence_verdict`). It is read from a few seeds per size, so it can flip with them: on
+2-digit addition a two-layer model either learns the carry or does not, seed by seed, and near
+the transition the mean over three seeds is a coin's worth of such runs (the experiment's runs
+of 2026-12-02 and 2026-12-04 read "metric-induced" and "smooth" from the same sizes). Hence two
+checks beside the label:
+
+* **agreement**: the seeds of each size are resampled with replacement (then, where the
+  success counts are given, each model's test examples: ``resample.hierarchical_resample``), the
+  label recomputed on every replicate, and the share of replicates that agree with it reported;
+  the verdict is *settled* when that share is at least ``VERDICT_AGREEMENT``;
+* **seed splits**: the sizes where some seeds reach the exact-match threshold and others do not.
+  There the mean over seeds mixes runs that found the solution with runs that did not, so it
+  measures how often training finds it rather than how well a model of that size does; more
+  seeds at those sizes are what narrows the verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from jaxscale.fit.emergence.resample import hierarchical_resample, resample_seeds
+from jaxscale.fit.emergence.series import check_series, pool_by_scale, sharpness_ratio, to_x
+
+__all__ = ["VERDICTS", "VERDICT_AGREEMENT", "SeedSplit", "Verdict", "emergence_verdict"]
+
+VERDICTS = ("metric-induced", "sharp under both", "smooth")
+VERDICT_AGREEMENT = 0.9  # share of resamples that must agree for a verdict to count as settled
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSplit:
+    """A size whose seeds disagree: ``above`` of ``seeds`` reached the exact-match threshold."""
+
+    scale: float
+    above: int
+    seeds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Is a transition in the model or in the metric?
+
+    label: "metric-induced" (sharp under exact match, smooth under the continuous metric),
+    "sharp under both", or "smooth" (exact match itself is not sharp). With a bootstrap
+    (``n_boot`` > 0): ``label_share`` (each label's share of the replicates, in ``VERDICTS``
+    order) and percentile intervals of the two sharpness ratios; NaN without one.
+    ``seed_splits``: the sizes whose seeds fall on both sides of ``split_threshold``.
+    """
+
+    label: str
+    em_sharpness: float
+    continuous_sharpness: float
+    sharp_ratio: float
+    n_sizes: int
+    note: str
+    n_boot: int = 0
+    label_share: tuple[float, ...] = ()
+    em_sharpness_ci: tuple[float, float] = (float("nan"), float("nan"))
+    continuous_sharpness_ci: tuple[float, float] = (float("nan"), float("nan"))
+    split_threshold: float = 0.5
+    seed_splits: tuple[SeedSplit, ...] = ()
+
+    @property
+    def agreement(self) -> float:
+        """Share of the bootstrap replicates with this label (NaN without a bootstrap)."""
+        return self.label_share[VERDICTS.index(self.label)] if self.label_share else float("nan")
+
+    @property
+    def settled(self) -> bool | None:
+        """Whether at least ``VERDICT_AGREEMENT`` of the replicates agree (None: no bootstrap)."""
+        return None if not self.label_share else bool(self.agreement >= VERDICT_AGREEMENT)
+
+    def as_dict(self) -> dict:
+        """JSON-ready fields, with the label shares by name and the derived agreement."""
+        d = dataclasses.asdict(self)
+        d["label_share"] = dict(zip(VERDICTS, self.label_share))
+        d["agreement"], d["settled"] = self.agreement, self.settled
+        return d
+
+
+def _label(em_r: float, cont_r: float, sharp_ratio: float) -> str:
+    if em_r < sharp_ratio:
+        return "smooth"
+    return "sharp under both" if cont_r >= sharp_ratio else "metric-induced"
+
+
+def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
+                      sharp_ratio: float = 2.0, log_scale: bool = True,
+                      decreasing: bool = False, successes=None, trials=None, n_boot: int = 0,
+                      seed: int = 0, ci: float = 0.95, split_threshold: float = 0.5) -> Verdict:
+    """Classify a task from its exact-match series and a continuous-metric series.
+
+    Both are pooled per scale and scored with :func:`sharpness_ratio` (BIG-bench breakthroughness
+    over m − 1); a series is "sharp" when the ratio ≥ ``sharp_ratio`` (2: the root-median-square
+    step is at most half of an even ramp's step). A loss (``continuous_is_loss``, e.g. answer NLL
+    per token) is scored as −log(loss), so a power law, the smooth null of Schaeffer et al. 2023,
+    is a straight ramp on a log-uniform grid and scores 1. Use a loss here, not per-token accuracy:
+    accuracy = exp(−loss) is itself a sigmoid in log scale and would read as sharp.
+
+    ``n_boot`` > 0 adds the bootstrap of the module docstring: seeds within each scale, and each
+    model's test examples too when ``successes`` and ``trials`` (exact-match counts per point,
+    with ``em`` = successes / trials) are given; the continuous metric follows the seed draw.
+    ``ci``: the sharpness intervals' coverage.
+    """
+    scale, em = check_series(scale, em, "em", log_scale=log_scale, unit_interval=True)
+    _, cont = check_series(scale, continuous, "continuous", log_scale=log_scale)
+    if continuous_is_loss:
+        if np.any(cont <= 0):
+            raise ValueError("continuous must be a positive loss when continuous_is_loss=True")
+        cont = -np.log(cont)
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    x_S = to_x(scale, log_scale, decreasing)
+    x_M, em_M, _ = pool_by_scale(x_S, em)
+    _, cont_M, _ = pool_by_scale(x_S, cont)
+    if x_M.size < 3:
+        raise ValueError(f"a verdict needs at least 3 distinct scales, got {x_M.size}")
+    em_r, cont_r = sharpness_ratio(em_M), sharpness_ratio(cont_M)
+    gaps = np.diff(x_M)
+    note = "" if gaps.max() <= 1.5 * gaps.min() else (
+        "scale grid is not log-uniform; breakthroughness assumes it")
+    verdict = Verdict(_label(em_r, cont_r, sharp_ratio), em_r, cont_r, float(sharp_ratio), int(x_M.size), note,
+                      split_threshold=float(split_threshold),
+                      seed_splits=_seed_splits(scale, x_S, em, split_threshold))
+    if n_boot <= 0:
+        return verdict
+    em_BS, pick_BS = _resampled_em(x_S, em, successes, trials, n_boot, seed)
+    inverse_S = np.unique(x_S, return_inverse=True)[1]
+    onehot_SM = (inverse_S[:, None] == np.arange(x_M.size)[None, :]).astype(np.float64)
+    per_scale_M = onehot_SM.sum(axis=0)
+    em_r_B = np.array([sharpness_ratio(y) for y in em_BS @ onehot_SM / per_scale_M])
+    cont_r_B = np.array([sharpness_ratio(y) for y in cont[pick_BS] @ onehot_SM / per_scale_M])
+    labels_B = [_label(a, b, sharp_ratio) for a, b in zip(em_r_B, cont_r_B)]
+    share = tuple(float(np.mean([lab == name for lab in labels_B])) for name in VERDICTS)
+    return dataclasses.replace(verdict, n_boot=int(n_boot), label_share=share,
+                               em_sharpness_ci=_interval(em_r_B, ci),
+                               continuous_sharpness_ci=_interval(cont_r_B, ci))
+
+
+def _resampled_em(x_S, em_S, successes, trials, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """([n_boot, S] resampled exact match, the seed draw [n_boot, S] that produced it)."""
+    if (successes is None) != (trials is None):
+        raise ValueError("successes and trials must be given together (or neither)")
+    if successes is None:
+        pick_BS = resample_seeds(x_S, n_boot, np.random.default_rng(seed))
+        return em_S[pick_BS], pick_BS
+    successes = np.asarray(successes, np.float64).reshape(-1)
+    trials = np.asarray(trials, np.float64).reshape(-1)
+    if successes.shape != em_S.shape or trials.shape != em_S.shape:
+        raise ValueError(f"successes and trials must have one entry per point ({em_S.size}), got "
+                         f"{successes.size} and {trials.size}")
+    if np.any(trials <= 0) or not np.allclose(successes / trials, em_S, rtol=0, atol=1e-9):
+        raise ValueError("em must equal successes / trials, with trials > 0, point by point")
+    s_BS, n_BS, pick_BS = hierarchical_resample(x_S, successes, trials, n_boot, seed, return_index=True)
+    return s_BS / n_BS, pick_BS
+
+
+def _interval(r_B: np.ndarray, ci: float) -> tuple[float, float]:
+    """Percentile interval by order statistics (no interpolation, so a ±inf ratio of a pure step
+    stays an end point instead of making the bound NaN)."""
+    lo, hi = np.quantile(r_B, [(1 - ci) / 2, (1 + ci) / 2], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _seed_splits(scale_S, x_S, em_S, threshold: float) -> tuple[SeedSplit, ...]:
+    """The sizes (in axis order, scale as given) whose seeds fall on both sides of ``threshold``."""
+    splits = []
+    for x in np.unique(x_S):
+        at = x_S == x
+        above = int(np.sum(em_S[at] >= threshold))
+        if 0 < above < int(at.sum()):
+            splits.append(SeedSplit(float(scale_S[at][0]), above, int(at.sum())))
+    return tuple(splits)
