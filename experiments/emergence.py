@@ -9,10 +9,10 @@ Wilson intervals, an interpolated crossing instead of "first model above 0.6", a
 score of the non-learned heuristic "last term + 2", which passes the ±2 tolerance on every item.
 
 Part 2 trains a size ladder on 2-digit addition (held-out (a, b) pairs, multi-token answers,
-3 seeds per size, one token budget for every size) with ``jaxscale.emergence_study`` and reports
+8 seeds per size, one token budget for every size) with ``jaxscale.emergence_study`` and reports
 the transition in size: exact match, per-token accuracy and answer NLL side by side, the
 logistic/Gompertz midpoints with bootstrap intervals, the verdict (is the sharpness in the
-metric?) and the forecast backtest.
+metric?) with its agreement over seed resamples, and the forecast backtest.
 
 Modes: ``--smoke`` a few seconds of training (the default test suite), ``--quick`` ≤ 2 minutes
 on an idle 2-core CPU (measured: 45 s wall with no compilation cache, 33 s warm), default ≤ 20
@@ -38,13 +38,17 @@ import _common  # noqa: E402
 from jaxscale.host import allocator_description  # noqa: E402
 
 # Transition study per mode, chosen by measurement on the idle 2-core development CPU: plain
-# 2-digit addition, 400 steps × 256 items for every size of the two-layer "depth" models, 3 seeds.
+# 2-digit addition, 400 steps × 256 items for every size of the two-layer "depth" models.
 # Measured (`jaxscale emergence --task addition --task-arg n_digits=2 --family depth --sizes
 # w16-l2 … w128-l2 --steps 400 --batch-size 256 --fit-floor`, 434 s): exact match 0.085 / 0.090 /
 # 0.108 for 7k / 27k / 58k parameters, 0.36 at 102k (one seed of three learned it), 0.99 / 1.00 /
 # 1.00 at 159k / 227k / 401k: logistic midpoint 1.1e5 [8.1e4, 1.5e5] above a fitted plateau of
 # 0.094. Quick and smoke run the same pipeline on shortened budgets (too short for the
-# transition; they test the plumbing).
+# transition; they test the plumbing) with 3 seeds.
+# Eight seeds in the full mode, because a seed either learns the carry or does not, and with three
+# the verdict followed the draw: the same command with --seeds 0-7 (2026-12-04, 459 s) gave
+# "smooth" in 88% of seed resamples, while its three-seed subsets {0,1,2}, {3,4,5}, {5,6,7} read
+# smooth (29% agreement), metric-induced (53%) and smooth (77%), and five seeds 67-83%.
 TRANSITION = {
     "smoke": dict(knobs={"n_digits": 2, "n_train": 2000, "n_test": 200},
                   sizes=("w16-l1", "w32-l1", "w32-l2", "w64-l2"), steps=20, batch_size=32, n_boot=100),
@@ -52,10 +56,10 @@ TRANSITION = {
                   sizes=("w16-l1", "w32-l1", "w32-l2", "w64-l2"), steps=60, batch_size=64, n_boot=300),
     "full": dict(knobs={"n_digits": 2, "n_test": 1000},
                  sizes=("w16-l2", "w32-l2", "w48-l2", "w64-l2", "w80-l2", "w96-l2", "w128-l2"), steps=400,
-                 batch_size=256, n_boot=1000),
+                 batch_size=256, n_boot=1000, seeds=tuple(range(8))),
 }
 NOTEBOOK_STEPS = {"smoke": 30, "quick": 600, "full": None}  # None: the preset's own budget
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2)  # unless the mode's TRANSITION entry says otherwise
 
 
 def run_notebook(out: Path, mode: str) -> dict:
@@ -161,7 +165,8 @@ def run_transition(out: Path, mode: str) -> dict:
     from jaxscale.emergence_study import StudySpec, run_study
 
     cfg = TRANSITION[mode]
-    spec = StudySpec(task="addition", family="depth", seeds=SEEDS, task_knobs=cfg["knobs"],
+    seeds = cfg.get("seeds", SEEDS)
+    spec = StudySpec(task="addition", family="depth", seeds=seeds, task_knobs=cfg["knobs"],
                      sizes=cfg["sizes"], budget={"kind": "steps", "value": cfg["steps"]},
                      batch_size=cfg["batch_size"], n_boot=cfg["n_boot"], mode="auto",
                      fit_floor=True)  # small models plateau near 0.09 (sums without a carry)
@@ -174,7 +179,7 @@ def run_transition(out: Path, mode: str) -> dict:
     bt = analysis.get("backtest") or {}
     return {"folder": str(out / "transition"), "task": "addition", "knobs": cfg["knobs"],
             "sizes": [e["name"] for e in analysis["sizes"]], "n_sizes": analysis["n_sizes"],
-            "seeds": len(SEEDS), "steps": cfg["steps"], "batch_size": cfg["batch_size"],
+            "seeds": len(seeds), "steps": cfg["steps"], "batch_size": cfg["batch_size"],
             "fit": None if best is None else em["best_fit"],
             "midpoint": float("nan") if best is None else best["midpoint"],
             "midpoint_ci": [float("nan")] * 2 if best is None else best["midpoint_ci"],
@@ -245,8 +250,7 @@ def write_report(out: Path, mode: str, nb: dict, tr: dict, total_s: float) -> Pa
     if tr["verdict"]:
         from jaxscale.emergence_report import verdict_text
 
-        lines += ["", "### Verdict", "", "Sharpness is breakthroughness / (m−1), 1 for an even ramp. "
-                  + verdict_text(tr["verdict"])]
+        lines += ["", "### Verdict", "", verdict_text(tr["verdict"])]
     bt = tr["backtest"]
     if bt:
         lines += ["", "### Forecast backtest", "",

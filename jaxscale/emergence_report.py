@@ -238,8 +238,8 @@ def verdict_text(v: dict | None) -> str:
     if splits:
         where = ", ".join(f"{sp['name'] or _f(sp['scale'])} ({sp['above']} of {sp['seeds']})" for sp in splits)
         text += (f" Seeds split at {where}: only some reached exact match {_f(v['split_threshold'])}, so the"
-                 " mean there is the share of runs that learned the task; more seeds at those sizes narrow"
-                 " the verdict.")
+                 " mean there is the share of runs that learned the task, and it is there that more seeds"
+                 " narrow the verdict.")
     return text + (f" Note: {v['note']}." if v.get("note") else "")
 
 

@@ -13,8 +13,8 @@ checks beside the label:
   the verdict is *settled* when that share is at least ``VERDICT_AGREEMENT``;
 * **seed splits**: the sizes where some seeds reach the exact-match threshold and others do not.
   There the mean over seeds mixes runs that found the solution with runs that did not, so it
-  measures how often training finds it rather than how well a model of that size does; more
-  seeds at those sizes are what narrows the verdict.
+  measures how often training finds it rather than how well a model of that size does, and it
+  is there that more seeds narrow the verdict.
 """
 
 from __future__ import annotations
