@@ -16,7 +16,7 @@ metric?) with its agreement over seed resamples, and the forecast backtest.
 
 Modes: ``--smoke`` a few seconds of training (the default test suite), ``--quick`` ≤ 2 minutes
 on an idle 2-core CPU (measured: 45 s wall with no compilation cache, 33 s warm), default ≤ 20
-minutes (measured: 423 s, the transition's midpoint identified). Writes OUT/report.md, OUT/experiment.json,
+minutes (measured 2026-12-04: 480 s with 8 seeds per size, the transition's midpoint identified). Writes OUT/report.md, OUT/experiment.json,
 OUT/notebook_emergence_2x2.png, OUT/notebook/ (sweep rows) and OUT/transition/ (the study
 folder: rows, outputs, weights, summary.md, figures).
 """
