@@ -51,12 +51,15 @@ LN_V = math.log(V_RANDOM)  # the loss of the uniform prediction: the floor on i.
 
 # Per mode: the ladder sizes, learning-rate grid, seeds, budget (tokens per total parameter),
 # batch, held-out windows, bootstrap resamples, backtest hold-out, and the random preset's seeds.
+# The full run's four learning rates bracket every size's optimum: with 4e-3 and 1e-2 alone every
+# size chose 1e-2, the grid's end (2026-12-04), and one seed of l1 / l4 / l8 at 1e-2, 2.5e-2, 5e-2
+# did best at 5e-2 / 2.5e-2 / 1e-2 (``jaxscale/lr_grid.py``).
 PLANS = {
     "smoke": dict(sizes=("l1", "l2", "l3", "l4", "l5"), lrs=(4e-3, 1e-2), seeds=(0, 1), tokens_per_param=0.2,
                   batch_size=8, eval_windows=8, bootstrap=20, holdout=1, random_seeds=(42,)),
     "quick": dict(sizes=("l1", "l2", "l3", "l4", "l5"), lrs=(4e-3, 1e-2), seeds=(0, 1), tokens_per_param=4.0,
                   batch_size=16, eval_windows=32, bootstrap=200, holdout=1, random_seeds=(42, 43)),
-    "full": dict(sizes=("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8"), lrs=(4e-3, 1e-2), seeds=(0, 1),
+    "full": dict(sizes=("l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8"), lrs=(4e-3, 1e-2, 2.5e-2, 5e-2), seeds=(0, 1),
                  tokens_per_param=20.0, batch_size=16, eval_windows=64, bootstrap=1000, holdout=2,
                  random_seeds=(42, 43, 44)),
 }
@@ -257,6 +260,7 @@ def write_figures(out: Path, fits: dict, text_rows: list, rnd: dict) -> dict:
 
 def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, rnd: dict, figures: dict,
                  *, command: str, wall_seconds: float) -> Path:
+    from jaxscale.lr_grid import lr_edge_note
     from jaxscale.sweep import select_best_lr
 
     est = _common.est
@@ -277,6 +281,8 @@ def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, 
         lines.append(f"| {name} | {rs[0]['params']:,} | {rs[0]['non_embedding_params']:,} | {rs[0]['tokens']:,} | "
                      f"{rs[0]['lr']:g} | {np.mean([r['val_loss'] for r in rs]):.4f} | "
                      + ", ".join(f"{r['test_loss']:.4f}" for r in rs) + " |")
+    lr_note = lr_edge_note(text_rows)
+    lines += ([""] + [lr_note] if lr_note else [])
     lines += ["", "| law | A | α | B (irreducible) | R² (log) | n | backtest |", "|---|---|---|---|---:|---:|---|"]
     for key, label in (("non_embedding", "N = non-embedding parameters"), ("total", "N = total parameters")):
         fit, bt = fits["_objects"][key]

@@ -105,6 +105,7 @@ def allocation_rows(fits: dict, max_data_compute: float, local_budgets) -> list[
 
 def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command: str, wall_seconds: float,
                  figures: dict) -> Path:
+    from jaxscale.lr_grid import lr_edge_note
     from jaxscale.sweep import select_best_lr
 
     objs = fits["_objects"]
@@ -115,7 +116,9 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
              "Versions: " + ", ".join(f"{k} {v}" for k, v in first["versions"].items()) + "  ",
              f"Corpus: {first['corpus']['name']}, fingerprint `{first['corpus']['fingerprint']}`", "",
              "## 1. Loss against model size", "",
-             f"{len(cfg.sizes)} sizes × {len(cfg.lrs)} learning rates × {len(cfg.seeds)} seeds, each trained at "
+             f"{len(cfg.sizes)} sizes × {len(cfg.lrs)} learning rates × {len(cfg.seeds)} seeds"
+             + (f" (and, up to {cfg.lr_extend_rounds} rounds, the next rate out ×/÷ {cfg.lr_extend_factor:g} for a size "
+                "whose choice was an end of the grid)" if cfg.lr_extend_rounds else "") + ", each trained at "
              f"{cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter (batch {cfg.batch_size} × "
              f"{cfg.seq_len} tokens). The learning rate of each size is chosen on the validation split; the law "
              "is fitted to the **test** loss (seed mean; the bootstrap resamples sizes and seeds).", "",
@@ -127,6 +130,8 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
         lines.append(f"| {name} | {rs[0]['params']:,} | {rs[0]['non_embedding_params']:,} | {rs[0]['tokens']:,} | "
                      f"{rs[0]['lr']:g} | {np.mean([r['val_loss'] for r in rs]):.4f} | "
                      f"{np.mean([r['test_loss'] for r in rs]):.4f} |")
+    lr_note = lr_edge_note(ladder)
+    lines += ["", lr_note] if lr_note else []
     lines += ["", "| law | A (k) | α (γ) | B (E) | R² (log) | n | backtest: mean abs. error on the largest |",
               "|---|---|---|---|---:|---:|---|"]
     for key, label in (("power_law_non_embedding", "L(N), N = non-embedding"), ("power_law_total", "L(N), N = total")):

@@ -7,7 +7,9 @@ and against total parameters (at small scale the choice moves the exponent), wit
 that holds out the largest sizes. Part 2 trains an IsoFLOP grid (budgets × sizes, each size at
 its part-1 learning rate, C = 6·N·D with N the total parameters) and fits Chinchilla
 Approaches 1, 2 and 3, whose compute-optimal allocation is set beside the 20-tokens-per-parameter
-rule. Both parts are resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
+rule. Where a size's selected learning rate is an end of the grid, part 1 trains the next rate out
+(``lr_extend_rounds`` rounds at most, in ``ladder-lr1/``, ``ladder-lr2/``), so that the law is
+fitted to tuned losses rather than to upper bounds on them (``lr_grid.py``). Both parts are resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus
+from jaxscale.lr_grid import rates_beyond
 from jaxscale.results import read_rows
 from jaxscale.runner import ModelSpec, RunSettings
 from jaxscale.sweep import expand, run_sweep, select_best_lr
@@ -51,12 +54,20 @@ class StudyConfig:
     eval_windows: int = 64
     bootstrap: int = 200
     holdout: int = 2
+    # Rounds of rates beyond the grid for sizes whose selection sits at an end of it
+    # (``lr_grid.rates_beyond``: the end × or ÷ ``lr_extend_factor``); 0 keeps the grid as given.
+    lr_extend_rounds: int = 2
+    lr_extend_factor: float = 2.5
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 4:
             raise ValueError(f"StudyConfig.sizes: need at least 4 sizes to fit a law, got {len(self.sizes)}")
         if len(self.isoflop_budgets) < 3 or len(self.isoflop_sizes) < 3:
             raise ValueError("StudyConfig: an IsoFLOP grid needs at least 3 budgets and 3 sizes")
+        if not isinstance(self.lr_extend_rounds, int) or self.lr_extend_rounds < 0:
+            raise ValueError(f"StudyConfig.lr_extend_rounds: must be an int >= 0, got {self.lr_extend_rounds!r}")
+        if not self.lr_extend_factor > 1:
+            raise ValueError(f"StudyConfig.lr_extend_factor: must be > 1, got {self.lr_extend_factor!r}")
 
 
 # The CPU default fits the 10-minute budget of a 2-core machine; `gpu` is the same study larger.
@@ -66,11 +77,11 @@ SCALES: dict[str, StudyConfig] = {
                        isoflop_budgets=(6e10, 1.5e11, 4e11), isoflop_sizes=("l2", "l3", "l4", "l5", "l6")),
     "quick": StudyConfig("quick", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=6.0, params_basis="non_embedding", isoflop_budgets=(6e9, 1.5e10, 4e10),
-                         isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100),
+                         isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100, lr_extend_rounds=1),
     "smoke": StudyConfig("smoke", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=0.5, isoflop_budgets=(5e8, 1e9, 2e9),
                          isoflop_sizes=("l1", "l2", "l3"), batch_size=8, eval_windows=8, bootstrap=20,
-                         holdout=1),
+                         holdout=1, lr_extend_rounds=1),
     "gpu": StudyConfig("gpu", sizes=("l7", "l8", "l9", "l10", "l11", "l12", "l13", "l14", "l15"),
                        seeds=(0, 1, 2), lrs=(1e-3, 2e-3, 4e-3), tokens_per_param=20.0,
                        isoflop_budgets=(1e14, 3e14, 1e15, 3e15), isoflop_sizes=("l10", "l11", "l12", "l13", "l14"),
@@ -108,6 +119,17 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
           f"{len(cfg.seeds)} seeds) at {cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter", file=log)
     ladder = run_sweep(ladder_specs, data, settings, mode=mode, out=out / "ladder", record=record,
                        save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+    for round_ in range(1, cfg.lr_extend_rounds + 1):
+        beyond = rates_beyond(ladder, cfg.lr_extend_factor)
+        if not beyond:
+            break
+        print(f"part 1, learning rates beyond the grid (round {round_} of at most {cfg.lr_extend_rounds}): "
+              + ", ".join(f"{name.split('/')[-1]} {lr:g}" for name, lr in beyond), file=log)
+        specs = [s for name, lr in beyond
+                 for s in expand([create_model_config(name)], seeds=cfg.seeds, lrs=[lr], budgets=[budget],
+                                 optim=OptimConfig())]
+        ladder = ladder + run_sweep(specs, data, settings, mode=mode, out=out / f"ladder-lr{round_}", record=record,
+                                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
     best_lr = {r["name"]: r["lr"] for r in select_best_lr(ladder)}
 
     iso_specs = isoflop_specs(cfg, best_lr)

@@ -34,8 +34,9 @@ def smoke_study(tmp_path_factory):
 def test_documented_files_and_fields(smoke_study):
     cfg, out, result, figures, report = smoke_study
     rows = read_rows(out / "results.jsonl")
-    n_ladder = len(cfg.sizes) * len(cfg.seeds) * len(cfg.lrs)
-    assert len(rows) == n_ladder + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
+    n_grid = len(cfg.sizes) * len(cfg.seeds) * len(cfg.lrs)
+    extra = read_rows(out / "ladder-lr1" / "results.jsonl") if (out / "ladder-lr1").exists() else []
+    assert len(rows) == n_grid + len(extra) + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
     assert all(not missing_fields(r) for r in rows)
     fits = json.loads((out / "fits.json").read_text())
     for key in ("power_law_non_embedding", "power_law_total", "compute_law", "approach1", "approach2", "approach3"):
@@ -60,11 +61,36 @@ def test_report_numbers_are_the_fit_objects(smoke_study):
     assert result.ladder_rows[0]["corpus"]["fingerprint"] in text
 
 
+def test_selections_at_the_grid_end_get_the_next_rate_out(smoke_study):
+    from jaxscale.lr_grid import rates_beyond
+
+    cfg, out, result, _, _ = smoke_study
+    grid = read_rows(out / "ladder" / "results.jsonl")
+    wanted = rates_beyond(grid, cfg.lr_extend_factor)
+    assert len(grid) == len(cfg.sizes) * len(cfg.seeds) * len(cfg.lrs)
+    assert wanted, "a two-rate grid always selects an end: round 1 must train something"
+    extra = read_rows(out / "ladder-lr1" / "results.jsonl")
+    assert sorted((r["name"], r["lr"], r["seed"]) for r in extra) == sorted(
+        (name, lr, seed) for name, lr in wanted for seed in cfg.seeds)
+    assert all(lr not in cfg.lrs for _, lr in wanted)
+    assert {r["run_id"] for r in extra} <= {r["run_id"] for r in result.ladder_rows}
+    assert not (out / "ladder-lr2").exists()  # smoke allows one round
+
+
 def test_rerun_resumes_without_training(smoke_study):
     cfg, out, result, _, _ = smoke_study
     again = run_study(cfg, out, progress=False, log=open("/dev/null", "w"))
     assert [r["run_id"] for r in again.ladder_rows] == [r["run_id"] for r in result.ladder_rows]
     assert [r["test_loss"] for r in again.isoflop_rows] == [r["test_loss"] for r in result.isoflop_rows]
+
+
+def test_study_config_rejects_a_bad_learning_rate_extension():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="lr_extend_rounds: must be an int >= 0"):
+        dataclasses.replace(SCALES["smoke"], lr_extend_rounds=-1)
+    with pytest.raises(ValueError, match="lr_extend_factor: must be > 1"):
+        dataclasses.replace(SCALES["smoke"], lr_extend_factor=0.5)
 
 
 def test_newest_unfinished(tmp_path):

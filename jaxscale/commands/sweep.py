@@ -162,5 +162,9 @@ def run(args) -> int:
             if key not in seen:
                 seen.add(key)
                 print(f"  {r['name']:<26} tokens {r['tokens']:>12,}  lr {r['lr']:g}")
+        from jaxscale.lr_grid import lr_edge_note
+
+        if note := lr_edge_note(result.rows):
+            print(note)
     print(f"\nwrote {out / 'results.jsonl'} ({len(result.rows)} rows), {out / 'plan.json'}")
     return 0
