@@ -23,8 +23,14 @@ PLANS = {
     "quick": dict(race_tokens_per_param=2.0, race_lrs=(4e-3, 1e-2), race_seeds=(0,),
                   budgets=(3e9, 8e9, 2e10), sizes=("l1", "l2", "l3", "l4"), lrs=(4e-3, 1e-2), seeds=(0,),
                   batch_size=16, eval_windows=32, bootstrap=100),
-    "full": dict(race_tokens_per_param=20.0, race_lrs=(4e-3, 1e-2), race_seeds=(0, 1),
-                 budgets=(3e10, 8e10, 2e11), sizes=("l2", "l3", "l4", "l5", "l6"), lrs=(4e-3, 1e-2), seeds=(0, 1),
+    # full: five learning rates, so that the choices are bracketed (``jaxscale/lr_grid.py``). With
+    # 4e-3 and 1e-2 alone every race strategy and IsoFLOP point chose an end, and the balanced
+    # model won the race by 0.072 nats; with 1.6e-3 to 2.5e-2 the small model chose 2.5e-2 and the
+    # margin fell to 0.015 nats, and 6 of 15 IsoFLOP points still chose 2.5e-2 (2026-12-04).
+    "full": dict(race_tokens_per_param=20.0, race_lrs=(1.6e-3, 4e-3, 1e-2, 2.5e-2, 6.25e-2), race_seeds=(0, 1),
+                 budgets=(3e10, 8e10, 2e11), sizes=("l2", "l3", "l4", "l5", "l6"),
+                 lrs=(1.6e-3, 4e-3, 1e-2, 2.5e-2, 6.25e-2),
+                 seeds=(0, 1),
                  batch_size=16, eval_windows=64, bootstrap=300),
 }
 
