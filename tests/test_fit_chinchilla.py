@@ -251,3 +251,27 @@ def test_a3_bootstrap_keeps_one_warm_start_for_an_interior_optimum():
     edge[2] = -200.0
     starts = _bootstrap_starts(edge, np.array([2.0, 3.0]))
     assert starts.shape == (2, 5) and starts[1, 2] == pytest.approx(np.log(1.0))
+
+
+def test_a3_bootstrap_counts_refits_beyond_float64_instead_of_overflowing(monkeypatch):
+    """A resample that sends log A past 709 is kept as inf and counted in a named warning, not
+    left to numpy's bare "overflow encountered in exp"."""
+    from jaxscale.fit import _optim
+
+    N, D, L = synthetic_grid(n_sizes=5, n_tokens=5)
+    real = _optim.refit_from_starts
+
+    def with_one_runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        params = res.params.copy()
+        params[0, 0] = 800.0  # log A of the first resample
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "refit_from_starts", with_one_runaway)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_approach3(N, D, L, bootstrap=8)
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught]
+    assert any("1 of 8 bootstrap refits put E, A or B beyond float64's range" in m for m in messages), messages
+    assert not any(m.startswith("RuntimeWarning") for m in messages), messages
+    assert np.isinf(fit.bootstrap_params[0, 1]) and np.isfinite(fit.bootstrap_params[1:, 1]).all()

@@ -256,8 +256,17 @@ def fit_approach3(N, D, loss, *, bootstrap: int = 0, seed: int = 0, delta: float
                                           bootstrap, max_iter=300, max_linesearch_steps=6,
                                           ftol=1e-10)
             p = rb.params
-            boot = np.stack([np.exp(p[:, 2]), np.exp(p[:, 0]), np.exp(p[:, 1]), p[:, 3], p[:, 4]],
-                            axis=1)
+            # A refit may send log A or log B past float64's range (log > 709): A/N^α is then
+            # identified only through α, not as a scale. Such a sample is kept as inf (the
+            # percentile interval then reaches inf, which is what the data say) and counted.
+            with np.errstate(over="ignore"):
+                boot = np.stack([np.exp(p[:, 2]), np.exp(p[:, 0]), np.exp(p[:, 1]), p[:, 3], p[:, 4]],
+                                axis=1)
+            n_inf = int((~np.isfinite(boot[:, :3])).any(axis=1).sum())
+            if n_inf:
+                warnings.warn(f"{n_inf} of {bootstrap} bootstrap refits put E, A or B beyond float64's range "
+                              f"(log > 709): at this scale the data fix those terms' exponents, not their "
+                              f"scales", ConvergenceWarning, stacklevel=2)
             if not rb.converged.all():
                 warnings.warn(f"{int((~rb.converged).sum())} of {bootstrap} bootstrap refits hit "
                               f"the iteration cap", ConvergenceWarning, stacklevel=2)
