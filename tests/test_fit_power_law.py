@@ -198,3 +198,13 @@ def test_refit_from_starts_keeps_each_resamples_best_start():
 
 def _double_well(x, shared, c):
     return (x[0] ** 2 - 1.0) ** 2 + c * x[0]
+
+
+def test_estimate_of_an_unbounded_bootstrap_has_an_infinite_se_not_an_overflow_warning():
+    # an unidentified scale parameter (A of Approach 3 at small scale) can bootstrap to ~1e300
+    from jaxscale.fit._optim import make_estimate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        est = make_estimate(1.0, np.array([1.0, 2.0, 3.0, 1e300]))
+    assert est.se == float("inf") and est.ci95[1] > 1e299 and est.ci95[0] >= 1.0

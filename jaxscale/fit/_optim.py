@@ -311,7 +311,9 @@ def make_estimate(value: float, samples: np.ndarray | None, level: float = 0.95)
     s = s[np.isfinite(s)]
     if s.size < 2:
         return Estimate(float(value))
-    return Estimate(float(value), percentile_interval(s, level), float(np.std(s, ddof=1)))
+    with np.errstate(over="ignore"):  # samples near 1e200 (an unidentified scale): the SD is inf, honestly
+        se = float(np.std(s, ddof=1))
+    return Estimate(float(value), percentile_interval(s, level), se)
 
 
 def log_space_fit_stats(log_pred: np.ndarray, log_y: np.ndarray) -> tuple[float, float, np.ndarray]:
