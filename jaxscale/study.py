@@ -9,7 +9,8 @@ its part-1 learning rate, C = 6·N·D with N the total parameters) and fits Chin
 Approaches 1, 2 and 3, whose compute-optimal allocation is set beside the 20-tokens-per-parameter
 rule. Where a size's selected learning rate is an end of the grid, part 1 trains the next rate out
 (``lr_extend_rounds`` rounds at most, in ``ladder-lr1/``, ``ladder-lr2/``), so that the law is
-fitted to tuned losses rather than to upper bounds on them (``lr_grid.py``). Both parts are resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
+fitted to tuned losses rather than to upper bounds on them (``lr_grid.py``). Both parts are
+resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
 """
 
 from __future__ import annotations
