@@ -44,7 +44,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
         lines.append(f"| {e['strategy']} | {e['name']} | {e['params']:,} | {e['tokens']:,} | {e['tokens_per_param']:.1f} | "
                      f"{e['flops']:.4g} | {e['flops_6nd']:.4g} | {e['lr']:g} | {e['val_mean']:.4f}{sd} | "
                      f"{e['test_mean']:.4f} |")
-    race_note = lr_edge_note([r for r in rows if r.get("part") == "race"])
+    race_note, iso_note = (lr_edge_note([r for r in rows if r.get("part") == part]) for part in ("race", "isoflop"))
     lines += ["", race_note] if race_note else []
     margin = race["margin_val"]
     sds = [e["val_sd"] for e in race["entries"] if not e["diverged"] and e["val_sd"] is not None]
@@ -72,7 +72,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
               "use every run (the grid and the race: end-of-schedule points of several lengths per size). An exponent "
               f"counts as identified when its 95% interval is narrower than {IDENTIFIED_MAX_CI_WIDTH} (Approaches 1 and "
               "2: t-interval of the log-log regression over budgets; Approach 3: bootstrap).", "",
-              *([iso_note, ""] if (iso_note := lr_edge_note([r for r in rows if r.get("part") == "isoflop"])) else []),
+              *([iso_note, ""] if iso_note else []),
               "| approach | a (N_opt ∝ C^a) [95%] | b (D_opt ∝ C^b) [95%] | Hoffmann et al. a / b | R² (log) | at this scale |",
               "|---|---|---|---|---:|---|"]
     for i in (1, 2, 3):

@@ -164,6 +164,10 @@ def test_verdict_bootstrap_rejects_inconsistent_counts():
         emergence_verdict(scale, em, nll, successes=s[:-1], trials=n[:-1], n_boot=10)
     with pytest.raises(ValueError, match="ci must lie in"):
         emergence_verdict(scale, em, nll, n_boot=10, ci=1.5)
+    with pytest.raises(ValueError, match="n_boot must be >= 0"):
+        emergence_verdict(scale, em, nll, n_boot=-1)
+    with pytest.raises(ValueError, match="split_threshold must lie in"):
+        emergence_verdict(scale, em, nll, split_threshold=0.0)
 
 
 def test_resample_seeds_draws_within_each_scale():

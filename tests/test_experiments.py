@@ -82,6 +82,10 @@ def test_power_law_smoke(power_law_smoke):
         assert f"{100 * law['backtest']['mean_abs_rel_error']:.2f}%" in report
     rnd = fits["random_tokens"]
     assert "6.2146" in report and "No scaling law can be learned" in report
+    from jaxscale.lr_grid import lr_edge_note
+
+    note = lr_edge_note([r for r in rows if r["part"] == "text"])
+    assert note.startswith("Learning-rate grid: two rates") and note in report
     for s in rnd["sizes"]:
         assert f"{s['train_minus_lnv']:+.4f}" in report
     if rnd["fit"] is not None:
@@ -105,6 +109,11 @@ def test_chinchilla_smoke(chinchilla_smoke):
         assert race["flops"] <= r["flops"] < race["flops"] + step_flops
         assert r["flops"] == r["flops_per_token"] * r["tokens"]
     assert f"Winner by validation loss: {race['winner_val']}" in report
+    from jaxscale.lr_grid import lr_edge_note  # the smoke grids (two rates) cannot bracket: both notes show
+
+    for part in ("race", "isoflop"):
+        note = lr_edge_note([r for r in rows if r["part"] == part])
+        assert note.startswith("Learning-rate grid: two rates") and note in report, part
     for e in race["entries"]:
         assert f"{e['val_mean']:.4f}" in report
     for i in (1, 2, 3):

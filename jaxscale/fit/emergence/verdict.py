@@ -115,6 +115,10 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
         cont = -np.log(cont)
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot!r}")
+    if not 0 < split_threshold <= 1:
+        raise ValueError(f"split_threshold must lie in (0, 1], got {split_threshold!r}")
     x_S = to_x(scale, log_scale, decreasing)
     x_M, em_M, _ = pool_by_scale(x_S, em)
     _, cont_M, _ = pool_by_scale(x_S, cont)
