@@ -28,10 +28,19 @@ verdict with its full bench result: two files, within the device tool's file lim
 * ``stack_emergence_k8``: K = 8 seeds of the notebook's emergence ``micro`` model (batch one
   sequence) as one stack ≥ 0.8·K × the aggregate tokens/s of training them one after another;
 * ``stack_scaling``: the notebook's five scaling sizes as one padded stack ≥ 0.8·K × sequential
-  (K = 5).
+  (K = 5);
+* ``stack_emergence_cmdbuf``, ``stack_emergence_unroll``, ``stack_emergence_unroll_cmdbuf``,
+  ``stack_scaling_unroll_cmdbuf``, ``mfu_w1024_cudnn_remat_dots_unroll``: the same workloads (the
+  emergence ones with ``auto`` too) with the loops recorded into CUDA graphs (``CMDBUF_WHILE``)
+  and/or the layer scan unrolled (``JAXSCALE_LAYER_UNROLL=full``): what the per-iteration launch
+  overhead costs tiny models, and whether removing it lifts the stack ratios; and
+  ``mfu_w1024_cudnn_remat_dots`` with cuBLAS for every GEMM (``_cublas``: XLA's Triton GEMM
+  fusions took 12% of that step) and with one step per dispatch (``_spd1``: whether the copies
+  in its profile come from carrying the state through the loop over steps).
 
-The checks run in that order: those not yet measured on a GPU first (the H200 run of 2026-11-28
-measured the K = 8 and scaling-family stacks), so that a short lease measures them. ``--budget``
+The cuDNN test runs first, then the overhead variants (the last item above: not yet measured on
+a GPU), then the rest in the order above (all measured on one H200 on 2026-12-04), so that a
+short lease measures what is new. ``--budget``
 (default 570 s) bounds the whole run: each check gets at most the time left, and a check with
 under 30 s left is skipped and reported as such. ``--dry-run`` swaps in tiny configs and float32
 so that the whole script runs in
@@ -63,10 +72,24 @@ MFU_DRY = ["--d-model", "64", "--n-heads", "2", "--n-layers", "2", "--seq-len", 
 # the H200 a notebook-scaling program took 31 s to compile (155 s for the five sequential ones)
 # for a 40-step workload; for models this small autotuning buys little, so this measures what
 # turning it off saves in compile time and costs in step time.
+# The per-step overhead of tiny models on a GPU: every loop iteration (the steps of a dispatch,
+# the layers of the forward and backward scans) is launched from the host. These variants record
+# loops into CUDA graphs too (command buffers with conditional nodes; XLA's default records the
+# kernels between loops only) and/or unroll the layer scan (``JAXSCALE_LAYER_UNROLL=full``).
+CMDBUF_WHILE = "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL"
 CHECK_ENV = {"mfu_w1024_cudnn": {"JAXSCALE_ATTENTION": "cudnn"},
              "mfu_w1024_explicit_attention": {"JAXSCALE_ATTENTION": "explicit"},
              "mfu_w1024_cudnn_remat_dots": {"JAXSCALE_ATTENTION": "cudnn", "JAXSCALE_REMAT": "dots"},
-             "stack_scaling_autotune0": {"XLA_FLAGS": "--xla_gpu_autotune_level=0"}}
+             "stack_scaling_autotune0": {"XLA_FLAGS": "--xla_gpu_autotune_level=0"},
+             "stack_emergence_cmdbuf": {"XLA_FLAGS": CMDBUF_WHILE},
+             "stack_emergence_unroll": {"JAXSCALE_LAYER_UNROLL": "full"},
+             "stack_emergence_unroll_cmdbuf": {"JAXSCALE_LAYER_UNROLL": "full", "XLA_FLAGS": CMDBUF_WHILE},
+             "stack_scaling_unroll_cmdbuf": {"JAXSCALE_LAYER_UNROLL": "full", "XLA_FLAGS": CMDBUF_WHILE},
+             "mfu_w1024_cudnn_remat_dots_unroll": {"JAXSCALE_ATTENTION": "cudnn", "JAXSCALE_REMAT": "dots",
+                                                   "JAXSCALE_LAYER_UNROLL": "full"},
+             "mfu_w1024_cudnn_remat_dots_cublas": {"JAXSCALE_ATTENTION": "cudnn", "JAXSCALE_REMAT": "dots",
+                                                   "XLA_FLAGS": "--xla_gpu_enable_triton_gemm=false"},
+             "mfu_w1024_cudnn_remat_dots_spd1": {"JAXSCALE_ATTENTION": "cudnn", "JAXSCALE_REMAT": "dots"}}
 # A check that is a pytest file rather than a bench run: cuDNN attention under vmap (the stack)
 # against the models alone, on this GPU; it must pass before cuDNN attention is trusted here.
 PYTEST_CHECKS = {"cudnn_vmap_test": "tests/test_attention_gpu.py"}
@@ -75,11 +98,24 @@ SCALING_STACK = ["--preset", "notebook-scaling", "--modes", "stack", "sequential
 SCALING_STACK_DRY = ["--preset", "notebook-scaling", "--sizes", "nano", "micro", "--modes", "stack", "sequential",
                      "--repeats", "2", "--steps-per-dispatch", "5"]
 
+EMERGENCE_AUTO = ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "auto", "--repeats", "5"]
+EMERGENCE_DRY = ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "--modes", "stack", "sequential",
+                 "--repeats", "2", "--steps-per-dispatch", "20"]
+
 CHECKS: tuple[tuple[str, float, list[str], list[str]], ...] = (
     # name, time limit (s) on an accelerator, full arguments, --dry-run arguments. The checks not
     # yet measured on a GPU come first; ``--budget`` (default 570 s: one 10-minute device command
     # with start-up to spare) skips whatever no longer fits.
     ("cudnn_vmap_test", 60.0, [], []),
+    # the overhead variants (CMDBUF_WHILE, JAXSCALE_LAYER_UNROLL), with auto, for the planner
+    ("stack_emergence_cmdbuf", 90.0, EMERGENCE_AUTO, EMERGENCE_DRY),
+    ("stack_emergence_unroll", 90.0, EMERGENCE_AUTO, EMERGENCE_DRY),
+    ("stack_emergence_unroll_cmdbuf", 90.0, EMERGENCE_AUTO, EMERGENCE_DRY),
+    ("stack_scaling_unroll_cmdbuf", 105.0, SCALING_STACK, SCALING_STACK_DRY),
+    ("mfu_w1024_cudnn_remat_dots_unroll", 110.0, MFU_ARGS, MFU_DRY),
+    ("mfu_w1024_cudnn_remat_dots_cublas", 110.0, MFU_ARGS, MFU_DRY),
+    ("mfu_w1024_cudnn_remat_dots_spd1", 110.0, MFU_ARGS + ["--steps-per-dispatch", "1"],
+     MFU_DRY + ["--steps-per-dispatch", "1"]),
     ("mfu_w1024_cudnn", 110.0, MFU_ARGS, MFU_DRY),
     ("stack_emergence", 200.0,
      ["--preset", "notebook-emergence", "--modes", "stack", "sequential", "--repeats", "5"],

@@ -40,7 +40,7 @@ from jaxscale.bench_timing import GroupTiming, time_group, time_groups, time_pla
 from jaxscale.host import allocator_description
 from jaxscale.mfu import (FLOP_FORMULA, PEAK_FLOPS, device_peak, flops_per_step, measure_matmul_peak, mfu,
                           table_peak, throughput)
-from jaxscale.model import attention_impl, remat_policy, resolve_remat
+from jaxscale.model import attention_impl, layer_unroll, remat_policy, resolve_remat
 from jaxscale.op_profile import format_table
 
 # The FLOP/MFU arithmetic (mfu.py) and the program timing (bench_timing.py) are re-exported here,
@@ -202,7 +202,7 @@ def _model_info(s: BenchSpec, b: int, t: int) -> dict:
             "flops_per_token": {"total": f.total, "non_embedding": f.non_embedding, "head": f.head,
                                 "attention": f.attention, "causal": f.causal, "seq_len": f.seq_len},
             "flops_per_step": flops_per_step(s.cfg, b, t), "attention": attention_impl(s.cfg),
-            "remat": resolve_remat(remat_policy(), s.cfg, b, t)}
+            "remat": resolve_remat(remat_policy(), s.cfg, b, t), "layer_unroll": layer_unroll() or "full"}
 
 
 def _mode_result(mode, timings, specs, b, t, peak, devices, budget_steps) -> dict:

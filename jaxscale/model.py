@@ -193,6 +193,32 @@ def remat_policy() -> str:
     return choice
 
 
+LAYER_UNROLL_ENV = "JAXSCALE_LAYER_UNROLL"
+
+
+def layer_unroll() -> int:
+    """How many layers each iteration of the layer ``lax.scan`` runs (``lax.scan``'s ``unroll``),
+    from ``$JAXSCALE_LAYER_UNROLL``: ``1`` (default), a larger whole number, or ``full`` (every
+    layer in straight-line code: returned as 0, meaning the model's depth).
+
+    Why: on a GPU every iteration of a loop is launched from the host (and, outside command
+    buffers, the loop predicate is read back), so a tiny model's step costs a fixed time per layer
+    in the forward and backward scans whatever its FLOPs; straight-line layers can be captured
+    whole in a CUDA graph. On a CPU the loop costs little and unrolling lengthens the compile
+    (``lax.scan`` over layers is what keeps compile time flat in depth), so 1 stays the default.
+    The result is the same function either way (a test checks it)."""
+    raw = (os.environ.get(LAYER_UNROLL_ENV) or "1").strip().lower()
+    if raw == "full":
+        return 0
+    try:
+        n = int(raw)
+    except ValueError:
+        n = -1
+    if n < 1:
+        raise ValueError(f"{LAYER_UNROLL_ENV} must be a whole number >= 1 or 'full', got {raw!r}")
+    return n
+
+
 def resolve_remat(policy: str, cfg: ModelConfig, batch: int, seq_len: int, backend: str | None = None) -> str:
     """The policy ``auto`` stands for, for one model's [batch, seq_len] step on ``backend``
     (default: JAX's); any other policy as given."""
@@ -288,12 +314,14 @@ _low_precision_mm.defvjp(_low_precision_mm_fwd, _low_precision_mm_bwd)
 
 def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig, *,
             dims: ModelDims | None = None, dropout_key: jax.Array | None = None,
-            remat: str | None = None) -> jax.Array:
+            remat: str | None = None, unroll: int | None = None) -> jax.Array:
     """Logits [B, T, V] of a GPT whose arrays may be padded beyond ``dims`` (see module doc).
 
     ``cfg`` gives the static (array) shapes, the dropout rate and the matmul dtype; ``dims`` the
     true sizes when the arrays are padded (None: the arrays are the true shape); ``remat`` what a
-    backward pass recomputes (``remat_policy``, ``resolve_remat``; None: ``$JAXSCALE_REMAT``).
+    backward pass recomputes (``remat_policy``, ``resolve_remat``; None: ``$JAXSCALE_REMAT``);
+    ``unroll`` the layers per scan iteration (``layer_unroll``: 0 all of them; None:
+    ``$JAXSCALE_LAYER_UNROLL``).
     """
     B, T = tokens_BT.shape
     L, D, _, H, E = params["wqkv"].shape
@@ -351,7 +379,9 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     #   in place into a flat vector: 2.1 ms, with 268 kernels against 299 and no faster compile.
     layer_params = {n: params[n] for n in PARAM_AXES if PARAM_AXES[n][0] == "layer"}
     policy = resolve_remat(remat or remat_policy(), cfg, B, T)
-    x_BTD, _ = jax.lax.scan(_with_remat(block, policy), x_BTD, (layer_params, jnp.arange(L)))
+    per_iter = layer_unroll() if unroll is None else unroll
+    x_BTD, _ = jax.lax.scan(_with_remat(block, policy), x_BTD, (layer_params, jnp.arange(L)),
+                            unroll=L if per_iter == 0 else min(per_iter, L))
     h_BTD = _layer_norm(x_BTD, params["lnf_scale"], params["lnf_bias"], cmask, width)
     if "head_w" in params:
         return _mm("btd,dv->btv", h_BTD, params["head_w"], dt) + params["head_b"][None, None]

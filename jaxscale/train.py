@@ -38,7 +38,7 @@ from jaxscale.compile_mode import compiler_options, run_few_times_options, unopt
 from jaxscale.config import ModelConfig
 from jaxscale.flat import (FlatLayout, decay_mask, layout_from_shapes, layout_of, ravel, ravel_host, split_host,
                            split_leaves, unravel)
-from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, param_shapes, remat_policy
+from jaxscale.model import DECAYED, ModelDims, cross_entropy, forward, layer_unroll, param_shapes, remat_policy
 from jaxscale.rng import fold, host_dropout_keys
 
 PARAMS_BASES = ("total", "non_embedding")
@@ -253,7 +253,8 @@ def tree_state_host(fs: FlatState, layout: FlatLayout, optim: OptimConfig) -> Tr
 
 def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax.Array,
               weights_BT: jax.Array | None = None, *, cfg: ModelConfig, optim: OptimConfig, layout: FlatLayout,
-              dims: ModelDims | None = None, remat: str | None = None) -> tuple[FlatState, dict]:
+              dims: ModelDims | None = None, remat: str | None = None,
+              unroll: int | None = None) -> tuple[FlatState, dict]:
     """One AdamW step of one model on its flat state. Frozen (state unchanged) once diverged or out
     of budget. ``weights`` select the target positions in the loss (None: all).
 
@@ -263,7 +264,8 @@ def flat_step(fs: FlatState, hyper: Hyper, inputs_BT: jax.Array, targets_BT: jax
     rounding)."""
     def loss_fn(params_P):
         key = fold(fs.key, fs.step) if cfg.dropout > 0 else None
-        logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key, remat=remat)
+        logits = forward(unravel(layout, params_P), inputs_BT, cfg, dims=dims, dropout_key=key, remat=remat,
+                         unroll=unroll)
         return cross_entropy(logits, targets_BT, weights_BT)
 
     loss, g_P = jax.value_and_grad(loss_fn)(fs.params_P)
@@ -322,20 +324,21 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     is split over several devices (``devices.batch_sharding``), the constraint put on each
     sampled batch, from which XLA partitions the step and sums the gradients across devices."""
     return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy(),
-                        batch_sharding)
+                        batch_sharding, layer_unroll())
 
 
 @functools.lru_cache(maxsize=64)
 def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, stacked: bool, fast_compile: bool,
-                 remat: str, batch_sharding=None):
-    """``make_train_chunk``'s program, one per remat policy (``model.remat_policy``, read when the
-    program is made: a change of ``$JAXSCALE_REMAT`` makes a new program, never a stale one)."""
+                 remat: str, batch_sharding=None, unroll: int = 1):
+    """``make_train_chunk``'s program, one per remat policy and layer unroll (``model.remat_policy``,
+    ``model.layer_unroll``, read when the program is made: a change of ``$JAXSCALE_REMAT`` or
+    ``$JAXSCALE_LAYER_UNROLL`` makes a new program, never a stale one)."""
     layout = layout_for(cfg, optim.decay_all)
 
     def chunk(fs, hyper, dims, arrays, key, start, n):
         def one(fs, hyper, dims, inputs, targets, weights):
             return flat_step(fs, hyper, inputs, targets, weights, cfg=cfg, optim=optim, layout=layout, dims=dims,
-                             remat=remat)
+                             remat=remat, unroll=unroll)
 
         step_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None, None)) if stacked else one
         k = hyper.lr.shape if stacked else ()

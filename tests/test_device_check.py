@@ -24,7 +24,10 @@ def dc():
 def test_every_check_parses_and_builds_the_intended_workload(dc):
     from jaxscale.commands.bench import build
 
-    expected_models = {"cudnn_vmap_test": None, "mfu_w1024_cudnn": 1, "stack_emergence": 5,
+    expected_models = {"cudnn_vmap_test": None, "stack_emergence_cmdbuf": 5, "stack_emergence_unroll": 5,
+                       "stack_emergence_unroll_cmdbuf": 5, "stack_scaling_unroll_cmdbuf": 5,
+                       "mfu_w1024_cudnn_remat_dots_unroll": 1, "mfu_w1024_cudnn_remat_dots_cublas": 1,
+                       "mfu_w1024_cudnn_remat_dots_spd1": 1, "mfu_w1024_cudnn": 1, "stack_emergence": 5,
                        "mfu_w1024_cudnn_remat_dots": 1, "stack_scaling_autotune0": 5, "mfu_w1024_explicit_attention": 1, "stack_emergence_k8": 8,
                        "stack_scaling": 5}
     assert [c[0] for c in dc.CHECKS] == list(expected_models)

@@ -154,6 +154,43 @@ def test_remat_gives_the_same_loss_and_gradients(policy):
         chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("unroll", [2, 0])
+def test_unrolled_layers_give_the_same_loss_and_gradients(unroll):
+    """Unrolling the layer scan (``JAXSCALE_LAYER_UNROLL``; 0 = every layer) changes the program's
+    shape, not its function: loss and gradients equal the one-layer-per-iteration scan, for a
+    padded model (identity layers beyond its depth) with dropout and an odd depth (3 of 4 with 2)."""
+    cfg = SMALL.replace(dropout=0.1, n_layers=3)
+    big = cfg.replace(d_model=48, n_heads=3, d_ff=96, n_layers=4)
+    padded = jax.tree.map(jnp.asarray, pad_params(init_params(cfg, 0), big))
+    params = jax.tree.map(jnp.asarray, init_params(cfg, 0))
+    x = _tokens(t=9)
+
+    def loss_grad(p, c, d, u):
+        fn = lambda p: cross_entropy(forward(p, x[:, :-1], c, dims=d, dropout_key=jax.random.PRNGKey(3),
+                                             remat="none", unroll=u), x[:, 1:])
+        return jax.jit(jax.value_and_grad(fn))(p)
+
+    for p, c, d in ((params, cfg, None), (padded, big, ModelDims.of(cfg))):
+        (l0, g0), (l1, g1) = loss_grad(p, c, d, 1), loss_grad(p, c, d, unroll)
+        np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+        chex.assert_trees_all_close(g1, g0, rtol=1e-5, atol=1e-7)
+
+
+def test_layer_unroll_choice_is_checked(monkeypatch):
+    from jaxscale.model import LAYER_UNROLL_ENV, layer_unroll
+
+    monkeypatch.delenv(LAYER_UNROLL_ENV, raising=False)
+    assert layer_unroll() == 1
+    monkeypatch.setenv(LAYER_UNROLL_ENV, "full")
+    assert layer_unroll() == 0
+    monkeypatch.setenv(LAYER_UNROLL_ENV, "4")
+    assert layer_unroll() == 4
+    for bad in ("0", "-2", "all", "1.5"):
+        monkeypatch.setenv(LAYER_UNROLL_ENV, bad)
+        with pytest.raises(ValueError, match="JAXSCALE_LAYER_UNROLL must be a whole number"):
+            layer_unroll()
+
+
 def test_remat_choice_is_checked(monkeypatch):
     from jaxscale.model import REMAT_ENV, remat_policy
 

@@ -108,6 +108,9 @@ def test_a_remat_change_makes_a_new_training_program(monkeypatch):
     assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is plain
     monkeypatch.setenv("JAXSCALE_REMAT", "full")
     assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is not plain
+    monkeypatch.setenv("JAXSCALE_REMAT", "none")
+    monkeypatch.setenv("JAXSCALE_LAYER_UNROLL", "full")  # likewise the layer unroll
+    assert make_train_chunk(cfg, OptimConfig(), data.sampler, 4, stacked=False) is not plain
 
 
 def test_training_programs_are_shared_across_per_model_optimiser_settings():
