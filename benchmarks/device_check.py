@@ -38,9 +38,9 @@ verdict with its full bench result: two files, within the device tool's file lim
   fusions took 12% of that step) and with one step per dispatch (``_spd1``: whether the copies
   in its profile come from carrying the state through the loop over steps).
 
-The cuDNN test runs first, then the overhead variants (the last item above: not yet measured on
-a GPU), then the rest in the order above (all measured on one H200 on 2026-12-04), so that a
-short lease measures what is new. ``--budget``
+The cuDNN test runs first, then the overhead variants (the last item above), then the rest in
+the order above; all were measured on one H200 on 2026-12-04 (README, "Measured performance").
+Put a new check first, so that a short lease measures what is new. ``--budget``
 (default 570 s) bounds the whole run: each check gets at most the time left, and a check with
 under 30 s left is skipped and reported as such. ``--dry-run`` swaps in tiny configs and float32
 so that the whole script runs in
@@ -103,8 +103,8 @@ EMERGENCE_DRY = ["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "
                  "--repeats", "2", "--steps-per-dispatch", "20"]
 
 CHECKS: tuple[tuple[str, float, list[str], list[str]], ...] = (
-    # name, time limit (s) on an accelerator, full arguments, --dry-run arguments. The checks not
-    # yet measured on a GPU come first; ``--budget`` (default 570 s: one 10-minute device command
+    # name, time limit (s) on an accelerator, full arguments, --dry-run arguments. New checks
+    # come first; ``--budget`` (default 570 s: one 10-minute device command
     # with start-up to spare) skips whatever no longer fits.
     ("cudnn_vmap_test", 60.0, [], []),
     # the overhead variants (CMDBUF_WHILE, JAXSCALE_LAYER_UNROLL), with auto, for the planner

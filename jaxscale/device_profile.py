@@ -17,12 +17,16 @@ from dataclasses import dataclass
 # from the same preset's cold runs (stacks of 2-3 models 8.8-11.0 s, models alone 4.6-7.1 s),
 # eval_compile_s (an evaluation program's trace and compile) from the same runs' timelines
 # (0.4-0.8 s each for the held-out loss, 0.6-1.4 s for the task's, on two busy lanes).
-# Accelerator numbers are conservative defaults; stack_compile 1.5 is the H200's notebook-scaling
-# family (one stack 47 s, five programs alone 155 s; benchmarks/device_check.py).
+# GPU numbers from one H200 (jax 0.11.2, benchmarks/device_check.py): on 2026-11-28 the
+# notebook-scaling stack compiled in 47 s against 155 s for the five programs (stack_compile
+# 1.5); on 2026-12-04 programs compiled in 3.0-5.2 s each (stacks 4.2 and 6.9 s: 1.1-1.5x the
+# mean alone) and a notebook model's scanned step cost 0.31-0.79 ms whatever its FLOPs (0.31 ms
+# at 2 layers, ~0.11 ms more per layer), hence overhead_s 3e-4 and compile_s 5. TPU numbers are
+# conservative defaults, not measured.
 PLATFORM_DEFAULTS = {
     "cpu": {"efficiency": 0.25, "overhead_s": 2e-4, "per_model_s": 5e-5, "param_s": 4.5e-9, "compile_s": 6.0,
             "stack_compile": 1.6, "load_s": 0.5, "eval_compile_s": 0.5},
-    "gpu": {"efficiency": 0.30, "overhead_s": 5e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 15.0,
+    "gpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 5.0,
             "stack_compile": 1.5, "load_s": 2.0, "eval_compile_s": 2.0},
     "tpu": {"efficiency": 0.30, "overhead_s": 3e-4, "per_model_s": 2e-6, "param_s": 2e-11, "compile_s": 20.0,
             "stack_compile": 1.5, "load_s": 2.0, "eval_compile_s": 2.0},
