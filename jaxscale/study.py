@@ -9,7 +9,10 @@ its part-1 learning rate, C = 6·N·D with N the total parameters) and fits Chin
 Approaches 1, 2 and 3, whose compute-optimal allocation is set beside the 20-tokens-per-parameter
 rule. Where a size's selected learning rate is an end of the grid, part 1 trains the next rate out
 (``lr_extend_rounds`` rounds at most, in ``ladder-lr1/``, ``ladder-lr2/``), so that the law is
-fitted to tuned losses rather than to upper bounds on them (``lr_grid.py``). Both parts are
+fitted to tuned losses rather than to upper bounds on them (``lr_grid.py``). Likewise, where a
+budget's lowest IsoFLOP loss is at its smallest or largest size, part 2 trains the family's next
+size out at that budget (``isoflop_extend_rounds`` rounds at most, in ``isoflop-ext1/``, ...), so
+that Approach 2's parabolas bracket their minima (``isoflop_grid.py``). Both parts are
 resumable sweeps (``sweep.run_sweep``) in sub-folders of one output folder.
 """
 
@@ -24,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxscale.compile_cache import check_plan_for
-from jaxscale.config import create_model_config
+from jaxscale.config import create_model_config, list_families
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus
+from jaxscale.isoflop_grid import sizes_beyond
 from jaxscale.lr_grid import rates_beyond
 from jaxscale.results import read_rows
 from jaxscale.runner import ModelSpec, RunSettings
@@ -59,6 +63,10 @@ class StudyConfig:
     # (``lr_grid.rates_beyond``: the end × or ÷ ``lr_extend_factor``); 0 keeps the grid as given.
     lr_extend_rounds: int = 2
     lr_extend_factor: float = 2.5
+    # Rounds of sizes beyond the IsoFLOP grid for budgets whose lowest validation loss sits at an
+    # end of their sizes (``isoflop_grid.sizes_beyond``: the family's next size out, at that
+    # budget only); 0 keeps the grid as given.
+    isoflop_extend_rounds: int = 2
 
     def __post_init__(self) -> None:
         if len(self.sizes) < 4:
@@ -69,6 +77,9 @@ class StudyConfig:
             raise ValueError(f"StudyConfig.lr_extend_rounds: must be an int >= 0, got {self.lr_extend_rounds!r}")
         if not self.lr_extend_factor > 1:
             raise ValueError(f"StudyConfig.lr_extend_factor: must be > 1, got {self.lr_extend_factor!r}")
+        if not isinstance(self.isoflop_extend_rounds, int) or self.isoflop_extend_rounds < 0:
+            raise ValueError(f"StudyConfig.isoflop_extend_rounds: must be an int >= 0, "
+                             f"got {self.isoflop_extend_rounds!r}")
 
 
 # The CPU default fits the 10-minute budget of a 2-core machine; `gpu` is the same study larger.
@@ -78,11 +89,12 @@ SCALES: dict[str, StudyConfig] = {
                        isoflop_budgets=(6e10, 1.5e11, 4e11), isoflop_sizes=("l2", "l3", "l4", "l5", "l6")),
     "quick": StudyConfig("quick", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=6.0, params_basis="non_embedding", isoflop_budgets=(6e9, 1.5e10, 4e10),
-                         isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100, lr_extend_rounds=1),
+                         isoflop_sizes=("l1", "l2", "l3", "l4"), bootstrap=100, lr_extend_rounds=1,
+                         isoflop_extend_rounds=1),
     "smoke": StudyConfig("smoke", sizes=("l1", "l2", "l3", "l4", "l5"), seeds=(0, 1), lrs=(4e-3, 1e-2),
                          tokens_per_param=0.5, isoflop_budgets=(5e8, 1e9, 2e9),
-                         isoflop_sizes=("l1", "l2", "l3"), batch_size=8, eval_windows=8, bootstrap=20,
-                         holdout=1, lr_extend_rounds=1),
+                         isoflop_sizes=("l2", "l3", "l4"), batch_size=8, eval_windows=8, bootstrap=20,
+                         holdout=1, lr_extend_rounds=1, isoflop_extend_rounds=1),
     "gpu": StudyConfig("gpu", sizes=("l7", "l8", "l9", "l10", "l11", "l12", "l13", "l14", "l15"),
                        seeds=(0, 1, 2), lrs=(1e-3, 2e-3, 4e-3), tokens_per_param=20.0,
                        isoflop_budgets=(1e14, 3e14, 1e15, 3e15), isoflop_sizes=("l10", "l11", "l12", "l13", "l14"),
@@ -137,6 +149,16 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     print(f"part 2: IsoFLOP grid, {len(cfg.isoflop_budgets)} budgets × {len(cfg.isoflop_sizes)} sizes", file=log)
     iso = run_sweep(iso_specs, data, settings, mode=mode, out=out / "isoflop", record=record,
                     save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+    order = [f"{cfg.family}/{s}" for s in list_families()[cfg.family]]
+    for round_ in range(1, cfg.isoflop_extend_rounds + 1):
+        beyond = sizes_beyond(iso, cfg.isoflop_budgets, order)
+        if not beyond:
+            break
+        print(f"part 2, sizes beyond the IsoFLOP grid (round {round_} of at most {cfg.isoflop_extend_rounds}): "
+              + ", ".join(f"{name.split('/')[-1]} at {c:.1e}" for c, name in beyond), file=log)
+        specs = [isoflop_spec(cfg, c, name, best_lr) for c, name in beyond]
+        iso = iso + run_sweep(specs, data, settings, mode=mode, out=out / f"isoflop-ext{round_}", record=record,
+                              save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
     _write_jsonl(out / "results.jsonl", ladder + iso)
     fits, caught = fit_all(cfg, ladder, iso)
     (out / "fits.json").write_text(json.dumps({k: v for k, v in fits.items() if k != "_objects"},
@@ -146,14 +168,17 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
 
 def isoflop_specs(cfg: StudyConfig, best_lr: dict) -> list[ModelSpec]:
     """Each budget C × each size N: D = C / (6·N_total) tokens, at the size's chosen rate."""
-    specs = []
-    for c in cfg.isoflop_budgets:
-        for size in cfg.isoflop_sizes:
-            model = create_model_config(f"{cfg.family}/{size}")
-            tokens = c / (6.0 * model.param_counts().total)
-            lr = best_lr.get(model.name, cfg.lrs[0])
-            specs.append(ModelSpec(model, seed=cfg.seeds[0], optim=OptimConfig(lr=lr), budget=Budget("tokens", tokens)))
-    return specs
+    return [isoflop_spec(cfg, c, f"{cfg.family}/{size}", best_lr)
+            for c in cfg.isoflop_budgets for size in cfg.isoflop_sizes]
+
+
+def isoflop_spec(cfg: StudyConfig, budget: float, name: str, best_lr: dict) -> ModelSpec:
+    """One IsoFLOP point: model ``name`` trained on D = C / (6·N_total) tokens at its part-1
+    learning rate (the grid's first rate for a size part 1 did not train)."""
+    model = create_model_config(name)
+    tokens = budget / (6.0 * model.param_counts().total)
+    lr = best_lr.get(model.name, cfg.lrs[0])
+    return ModelSpec(model, seed=cfg.seeds[0], optim=OptimConfig(lr=lr), budget=Budget("tokens", tokens))
 
 
 def _write_jsonl(path: Path, rows: list) -> None:

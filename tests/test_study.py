@@ -36,7 +36,8 @@ def test_documented_files_and_fields(smoke_study):
     rows = read_rows(out / "results.jsonl")
     n_grid = len(cfg.sizes) * len(cfg.seeds) * len(cfg.lrs)
     extra = read_rows(out / "ladder-lr1" / "results.jsonl") if (out / "ladder-lr1").exists() else []
-    assert len(rows) == n_grid + len(extra) + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
+    iso_extra = read_rows(out / "isoflop-ext1" / "results.jsonl") if (out / "isoflop-ext1").exists() else []
+    assert len(rows) == n_grid + len(extra) + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes) + len(iso_extra)
     assert all(not missing_fields(r) for r in rows)
     fits = json.loads((out / "fits.json").read_text())
     for key in ("power_law_non_embedding", "power_law_total", "compute_law", "approach1", "approach2", "approach3"):
@@ -77,6 +78,25 @@ def test_selections_at_the_grid_end_get_the_next_rate_out(smoke_study):
     assert not (out / "ladder-lr2").exists()  # smoke allows one round
 
 
+def test_budgets_with_an_edge_minimum_get_the_next_size_out(smoke_study):
+    from jaxscale.config import list_families
+    from jaxscale.isoflop_grid import budget_of, sizes_beyond
+
+    cfg, out, result, _, report = smoke_study
+    grid = read_rows(out / "isoflop" / "results.jsonl")
+    assert len(grid) == len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
+    order = [f"{cfg.family}/{s}" for s in list_families()[cfg.family]]
+    wanted = sizes_beyond(grid, cfg.isoflop_budgets, order)
+    ext = out / "isoflop-ext1" / "results.jsonl"
+    extra = read_rows(ext) if ext.exists() else []
+    assert sorted((budget_of(r, cfg.isoflop_budgets), r["name"]) for r in extra) == sorted(wanted)
+    assert {r["run_id"] for r in extra} <= {r["run_id"] for r in result.isoflop_rows}
+    assert not (out / "isoflop-ext2").exists()  # smoke allows one round
+    # smoke's grid (l2-l4 at 5e8-2e9 FLOPs) has the smallest budget's minimum at l2, its small end
+    assert wanted, "the smoke grid is off-centre on purpose: round 1 must train something"
+    assert "IsoFLOP grid extended" in report.read_text()
+
+
 def test_rerun_resumes_without_training(smoke_study):
     cfg, out, result, _, _ = smoke_study
     again = run_study(cfg, out, progress=False, log=open("/dev/null", "w"))
@@ -91,6 +111,8 @@ def test_study_config_rejects_a_bad_learning_rate_extension():
         dataclasses.replace(SCALES["smoke"], lr_extend_rounds=-1)
     with pytest.raises(ValueError, match="lr_extend_factor: must be > 1"):
         dataclasses.replace(SCALES["smoke"], lr_extend_factor=0.5)
+    with pytest.raises(ValueError, match="isoflop_extend_rounds: must be an int >= 0"):
+        dataclasses.replace(SCALES["smoke"], isoflop_extend_rounds=1.5)
 
 
 def test_newest_unfinished(tmp_path):

@@ -1,0 +1,107 @@
+"""Whether an IsoFLOP grid brackets each budget's loss minimum, and which size to train next.
+
+Approach 2 fits a parabola in log N to each budget's losses and takes its vertex as N_opt(C).
+When the lowest loss of a budget is its smallest or largest size, the parabola extrapolates: its
+vertex is biased, and ``fit_approach2`` warns. A fixed size list cannot serve every budget: the
+optimum moves with compute (N_opt ∝ C^a, a ≈ 0.5), so a list centred on the middle budget has
+the small budget's minimum at its small end and the large budget's at its large end. Measured on
+the 2-core CPU (``jaxscale run``, 2026-12-04): all three budgets of the default grid (6e10,
+1.5e11 and 4e11 FLOPs × ladder l2-l6) had their lowest loss at an edge, l2, l2 and l6.
+
+The remedy mirrors the learning-rate grid's (``lr_grid.py``): for each budget whose lowest
+validation loss sits at an end of the sizes tried there, train the family's next size beyond that
+end at that budget, and look again. Selection uses the validation split, as everywhere else; the
+test split is left for the fits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+__all__ = ["budget_of", "isoflop_edges", "sizes_beyond", "isoflop_extension_note"]
+
+
+def budget_of(row: dict, budgets: Sequence[float], rtol: float = 0.1) -> float | None:
+    """The IsoFLOP budget (of ``budgets``) a row was trained at: C = 6·N·D with N its total
+    parameters and D the tokens it was asked for (its ``budget``, when that is a token count; else
+    the tokens it trained on, which whole steps round up: by 10% for a 500-step run at 5e8
+    FLOPs), within ``rtol`` (relative); None when it matches none."""
+    asked = row.get("budget") or {}
+    tokens = asked["value"] if asked.get("kind") == "tokens" else row["tokens"]
+    c = 6.0 * float(row["params"]) * float(tokens)
+    for b in budgets:
+        if abs(math.log(c / b)) <= math.log1p(rtol):
+            return b
+    return None
+
+
+def _mean_val_by_size(rows: Sequence[dict], budgets: Sequence[float], metric: str) -> dict:
+    """{budget: {name: seed-mean metric}} over the rows that trained without diverging."""
+    acc: dict[float, dict[str, list[float]]] = {}
+    for r in rows:
+        v = r.get(metric)
+        b = budget_of(r, budgets)
+        if b is None or r.get("diverged") or v is None or not math.isfinite(v):
+            continue
+        acc.setdefault(b, {}).setdefault(r["name"], []).append(float(v))
+    return {b: {n: sum(v) / len(v) for n, v in by.items()} for b, by in acc.items()}
+
+
+def isoflop_edges(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],
+                  metric: str = "val_loss") -> list[dict]:
+    """The budgets whose lowest seed-mean ``metric`` is at the smallest or largest size tried
+    there (budgets with at least 3 sizes). Each entry: ``budget``, ``name`` (the minimum's model),
+    ``edge`` ("smallest" or "largest"), ``tried`` (names in ``family_order``, smallest first) and
+    ``next`` (the family's next size beyond that edge, or None when the family has none).
+    ``family_order``: the family's model names, smallest first (``config.list_families``)."""
+    rank = {n: i for i, n in enumerate(family_order)}
+    out = []
+    for b, by in sorted(_mean_val_by_size(rows, budgets, metric).items()):
+        unknown = sorted(set(by) - set(rank))
+        if unknown:
+            raise ValueError(f"isoflop_edges: models {unknown} are not in family_order")
+        if len(by) < 3:
+            continue
+        tried = sorted(by, key=rank.__getitem__)
+        best = min(tried, key=by.__getitem__)
+        if best not in (tried[0], tried[-1]):
+            continue
+        edge = "smallest" if best == tried[0] else "largest"
+        i = rank[best] + (-1 if edge == "smallest" else 1)
+        nxt = family_order[i] if 0 <= i < len(family_order) else None
+        out.append({"budget": b, "name": best, "edge": edge, "tried": tried, "next": nxt})
+    return out
+
+
+def sizes_beyond(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],
+                 metric: str = "val_loss") -> list[tuple[float, str]]:
+    """For each budget whose minimum sits at an end of its sizes (``isoflop_edges``), the next
+    size out as (budget, model name), in budget order; budgets already at the family's end are
+    left out (nothing beyond to train)."""
+    return [(e["budget"], e["next"]) for e in isoflop_edges(rows, budgets, family_order, metric)
+            if e["next"] is not None]
+
+
+def isoflop_extension_note(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],
+                           base_sizes: Sequence[str], metric: str = "val_loss") -> str:
+    """One sentence for a report: which sizes were added to which budget beyond ``base_sizes``
+    (short names), and which budgets still have their minimum at an edge ("" when neither)."""
+    by_budget = _mean_val_by_size(rows, budgets, metric)
+    base = set(base_sizes)
+    added = []
+    for b in sorted(by_budget):
+        extra = [n.split("/")[-1] for n in family_order if n in by_budget[b] and n.split("/")[-1] not in base]
+        if extra:
+            added.append(f"{', '.join(extra)} at {b:.1e}")
+    edges = isoflop_edges(rows, budgets, family_order, metric)
+    parts = []
+    if added:
+        parts.append("IsoFLOP grid extended where a budget's lowest validation loss sat at an end of its "
+                     "sizes: " + "; ".join(added) + ".")
+    if edges:
+        parts.append("Still at an edge: " + "; ".join(
+            f"{e['budget']:.1e} ({e['name'].split('/')[-1]}, its {e['edge']} size"
+            + ("" if e["next"] else ", the family's end") + ")" for e in edges)
+            + ": those budgets' parabola vertices are extrapolated.")
+    return " ".join(parts)

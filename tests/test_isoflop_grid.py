@@ -1,0 +1,72 @@
+"""IsoFLOP grid edges (jaxscale/isoflop_grid.py): which budgets' minima sit at an end of their
+sizes, and the family's next size out to train there."""
+
+import pytest
+
+from jaxscale.config import create_model_config, list_families
+from jaxscale.isoflop_grid import budget_of, isoflop_edges, isoflop_extension_note, sizes_beyond
+
+ORDER = [f"ladder/{s}" for s in list_families()["ladder"]]
+BUDGETS = (6e10, 1.5e11, 4e11)
+
+
+def _row(size, budget, val, seed=0, diverged=False):
+    name = f"ladder/{size}"
+    n = create_model_config(name).param_counts().total
+    return {"name": name, "params": n, "tokens": budget / (6.0 * n), "val_loss": val, "seed": seed,
+            "diverged": diverged}
+
+
+def _grid(losses_by_budget):
+    return [_row(size, b, v) for b, losses in losses_by_budget.items() for size, v in losses.items()]
+
+
+def test_budget_of_matches_within_tolerance_only():
+    r = _row("l3", 1.5e11, 2.0)
+    assert budget_of(r, BUDGETS) == 1.5e11
+    assert budget_of({**r, "tokens": r["tokens"] * 1.3}, BUDGETS) is None
+    # the tokens asked for decide, not the whole steps trained (which round up)
+    asked = {**r, "budget": {"kind": "tokens", "value": r["tokens"]}, "tokens": r["tokens"] * 1.3}
+    assert budget_of(asked, BUDGETS) == 1.5e11
+
+
+def test_edges_and_the_next_size_out():
+    rows = _grid({6e10: {"l2": 2.10, "l3": 2.20, "l4": 2.30},      # minimum at the small end
+                  1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.00},    # bracketed
+                  4e11: {"l2": 1.95, "l3": 1.90, "l4": 1.80}})     # minimum at the large end
+    edges = isoflop_edges(rows, BUDGETS, ORDER)
+    assert [(e["budget"], e["name"], e["edge"], e["next"]) for e in edges] == [
+        (6e10, "ladder/l2", "smallest", "ladder/l1"), (4e11, "ladder/l4", "largest", "ladder/l5")]
+    assert edges[0]["tried"] == ["ladder/l2", "ladder/l3", "ladder/l4"]
+    assert sizes_beyond(rows, BUDGETS, ORDER) == [(6e10, "ladder/l1"), (4e11, "ladder/l5")]
+
+
+def test_seed_means_decide_and_diverged_runs_do_not_count():
+    rows = _grid({6e10: {"l2": 2.0, "l3": 2.1, "l4": 2.2}})
+    # a second seed of l3 pulls its mean below l2's: bracketed; a diverged l2 run is ignored
+    rows += [_row("l3", 6e10, 1.7, seed=1), _row("l2", 6e10, 0.1, seed=1, diverged=True)]
+    assert isoflop_edges(rows, BUDGETS, ORDER) == []
+
+
+def test_the_family_end_and_thin_budgets():
+    first, second, third = (n.split("/")[1] for n in ORDER[:3])
+    rows = _grid({6e10: {first: 1.0, second: 2.0, third: 3.0},      # at the family's smallest size
+                  1.5e11: {"l4": 1.0, "l5": 2.0}})                  # two sizes: no parabola, no verdict
+    edges = isoflop_edges(rows, BUDGETS, ORDER)
+    assert [(e["budget"], e["next"]) for e in edges] == [(6e10, None)]
+    assert sizes_beyond(rows, BUDGETS, ORDER) == []
+
+
+def test_unknown_models_are_refused():
+    rows = _grid({6e10: {"l2": 2.0, "l3": 2.1, "l4": 2.2}})
+    with pytest.raises(ValueError, match="not in family_order"):
+        isoflop_edges(rows, BUDGETS, ORDER[3:])
+
+
+def test_extension_note_names_additions_and_remaining_edges():
+    rows = _grid({6e10: {"l1": 2.0, "l2": 2.1, "l3": 2.2, "l4": 2.3},
+                  1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.00}})
+    note = isoflop_extension_note(rows, BUDGETS, ORDER, ("l2", "l3", "l4"))
+    assert "l1 at 6.0e+10" in note and "Still at an edge: 6.0e+10 (l1, its smallest size, the family's end)" in note
+    assert isoflop_extension_note(_grid({1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.0}}), BUDGETS, ORDER,
+                                  ("l2", "l3", "l4")) == ""
