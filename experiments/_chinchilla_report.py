@@ -19,6 +19,8 @@ from jaxscale.study import IDENTIFIED_MAX_CI_WIDTH
 
 def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows: list, figures: dict, *,
                  command: str, wall_seconds: float) -> Path:
+    from jaxscale.config import list_families
+    from jaxscale.isoflop_grid import isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
     from jaxscale.report import allocation_rows
 
@@ -45,6 +47,8 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
                      f"{e['flops']:.4g} | {e['flops_6nd']:.4g} | {e['lr']:g} | {e['val_mean']:.4f}{sd} | "
                      f"{e['test_mean']:.4f} |")
     race_note, iso_note = (lr_edge_note([r for r in rows if r.get("part") == part]) for part in ("race", "isoflop"))
+    size_note = isoflop_extension_note([r for r in rows if r.get("part") == "isoflop"], plan["budgets"],
+                                       [f"ladder/{s}" for s in list_families()["ladder"]], plan["sizes"])
     lines += ["", race_note] if race_note else []
     margin = race["margin_val"]
     sds = [e["val_sd"] for e in race["entries"] if not e["diverged"] and e["val_sd"] is not None]
@@ -73,6 +77,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
               f"counts as identified when its 95% interval is narrower than {IDENTIFIED_MAX_CI_WIDTH} (Approaches 1 and "
               "2: t-interval of the log-log regression over budgets; Approach 3: bootstrap).", "",
               *([iso_note, ""] if iso_note else []),
+              *([size_note, ""] if size_note else []),
               "| approach | a (N_opt ∝ C^a) [95%] | b (D_opt ∝ C^b) [95%] | Hoffmann et al. a / b | R² (log) | at this scale |",
               "|---|---|---|---|---:|---|"]
     for i in (1, 2, 3):

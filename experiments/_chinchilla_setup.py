@@ -18,20 +18,22 @@ HOFFMANN_A = {1: 0.50, 2: 0.49, 3: 0.46}  # Hoffmann et al. (2022), Table 2
 # batch, held-out windows, bootstrap resamples.
 PLANS = {
     "smoke": dict(race_tokens_per_param=0.2, race_lrs=(4e-3, 1e-2), race_seeds=(0,),
-                  budgets=(5e8, 1e9, 2e9), sizes=("l1", "l2", "l3"), lrs=(4e-3, 1e-2), seeds=(0,),
-                  batch_size=8, eval_windows=8, bootstrap=20),
+                  budgets=(5e8, 1e9, 2e9), sizes=("l2", "l3", "l4"), lrs=(4e-3, 1e-2), seeds=(0,),
+                  batch_size=8, eval_windows=8, bootstrap=20, isoflop_extend_rounds=1),
     "quick": dict(race_tokens_per_param=2.0, race_lrs=(4e-3, 1e-2), race_seeds=(0,),
                   budgets=(3e9, 8e9, 2e10), sizes=("l1", "l2", "l3", "l4"), lrs=(4e-3, 1e-2), seeds=(0,),
-                  batch_size=16, eval_windows=32, bootstrap=100),
+                  batch_size=16, eval_windows=32, bootstrap=100, isoflop_extend_rounds=1),
     # full: five learning rates, so that the choices are bracketed (``jaxscale/lr_grid.py``). With
     # 4e-3 and 1e-2 alone every race strategy and IsoFLOP point chose an end, and the balanced
     # model won the race by 0.072 nats; with 1.6e-3 to 2.5e-2 the small model chose 2.5e-2 and the
     # margin fell to 0.015 nats, and 6 of 15 IsoFLOP points still chose 2.5e-2 (2026-12-04).
+    # isoflop_extend_rounds: rounds of the ladder's next size out, at every rate and seed, for a
+    # budget whose lowest validation loss is an end of its sizes (``jaxscale/isoflop_grid.py``).
     "full": dict(race_tokens_per_param=20.0, race_lrs=(1.6e-3, 4e-3, 1e-2, 2.5e-2, 6.25e-2), race_seeds=(0, 1),
                  budgets=(3e10, 8e10, 2e11), sizes=("l2", "l3", "l4", "l5", "l6"),
                  lrs=(1.6e-3, 4e-3, 1e-2, 2.5e-2, 6.25e-2),
                  seeds=(0, 1),
-                 batch_size=16, eval_windows=64, bootstrap=300),
+                 batch_size=16, eval_windows=64, bootstrap=300, isoflop_extend_rounds=2),
 }
 
 

@@ -30,7 +30,8 @@ Measured on the idle 2-core development CPU: quick 99 s wall with no compilation
 
 Writes into OUT: results.jsonl (every trained model; field ``part`` is ``race`` or
 ``isoflop``), fits.json, race.png, isoflops.png, allocation.png, contours.png, report.md;
-race/ and isoflop/ hold the resumable sweeps.
+race/ and isoflop/ hold the resumable sweeps (isoflop-ext1/, ... the sizes added where a budget's
+lowest validation loss was an end of its sizes: ``jaxscale/isoflop_grid.py``).
 """
 
 from __future__ import annotations
@@ -143,18 +144,32 @@ def run_isoflop(out: Path, plan: dict, mode: str) -> list:
     from jaxscale.sweep import run_sweep
     from jaxscale.train import Budget, OptimConfig
 
+    from jaxscale.config import list_families
+    from jaxscale.isoflop_grid import sizes_beyond
+
     data, settings = _data(plan)
-    specs = []
-    for c in plan["budgets"]:
-        for size in plan["sizes"]:
-            cfg = create_model_config(f"ladder/{size}")
-            tokens = c / (6.0 * cfg.param_counts().total)
-            specs += [ModelSpec(cfg, seed, OptimConfig(lr=lr), Budget("tokens", tokens))
-                      for lr in plan["lrs"] for seed in plan["seeds"]]
+
+    def point(c, name):
+        cfg = create_model_config(name)
+        tokens = c / (6.0 * cfg.param_counts().total)
+        return [ModelSpec(cfg, seed, OptimConfig(lr=lr), Budget("tokens", tokens))
+                for lr in plan["lrs"] for seed in plan["seeds"]]
+
+    specs = [s for c in plan["budgets"] for size in plan["sizes"] for s in point(c, f"ladder/{size}")]
     _common.log(f"part 2: IsoFLOP grid, {len(plan['budgets'])} budgets × {len(plan['sizes'])} sizes × "
                 f"{len(plan['lrs'])} learning rates × {len(plan['seeds'])} seed(s)")
-    rows = run_sweep(specs, data, settings, mode=mode, out=out / "isoflop", save_weights=False,
-                     record={"experiment": "chinchilla-isoflop", "plan": plan}).rows
+    record = {"experiment": "chinchilla-isoflop", "plan": plan}
+    rows = run_sweep(specs, data, settings, mode=mode, out=out / "isoflop", save_weights=False, record=record).rows
+    order = [f"ladder/{s}" for s in list_families()["ladder"]]
+    for round_ in range(1, plan.get("isoflop_extend_rounds", 0) + 1):
+        beyond = sizes_beyond(rows, plan["budgets"], order)
+        if not beyond:
+            break
+        _common.log(f"part 2, sizes beyond the grid (round {round_}): "
+                    + ", ".join(f"{name.split('/')[-1]} at {c:.1e}" for c, name in beyond))
+        specs = [s for c, name in beyond for s in point(c, name)]
+        rows = rows + run_sweep(specs, data, settings, mode=mode, out=out / f"isoflop-ext{round_}",
+                                save_weights=False, record=record).rows
     return [{**r, "part": "isoflop", "isoflop_budget": 6.0 * r["params"] * r["budget"]["value"]} for r in rows]
 
 

@@ -37,15 +37,23 @@ def budget_of(row: dict, budgets: Sequence[float], rtol: float = 0.1) -> float |
 
 
 def _mean_val_by_size(rows: Sequence[dict], budgets: Sequence[float], metric: str) -> dict:
-    """{budget: {name: seed-mean metric}} over the rows that trained without diverging."""
-    acc: dict[float, dict[str, list[float]]] = {}
+    """{budget: {name: seed-mean metric at the best learning rate}} over the rows that trained
+    without diverging: where a point was trained at several rates (a grid per point, as in
+    ``experiments/chinchilla.py``), the rate with the lowest seed mean stands for it, as
+    ``sweep.select_best_lr`` chooses."""
+    acc: dict[tuple, list[float]] = {}
     for r in rows:
         v = r.get(metric)
         b = budget_of(r, budgets)
         if b is None or r.get("diverged") or v is None or not math.isfinite(v):
             continue
-        acc.setdefault(b, {}).setdefault(r["name"], []).append(float(v))
-    return {b: {n: sum(v) / len(v) for n, v in by.items()} for b, by in acc.items()}
+        acc.setdefault((b, r["name"], r.get("lr")), []).append(float(v))
+    out: dict[float, dict[str, float]] = {}
+    for (b, name, _), vals in acc.items():
+        mean = sum(vals) / len(vals)
+        by = out.setdefault(b, {})
+        by[name] = min(by.get(name, math.inf), mean)
+    return out
 
 
 def isoflop_edges(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],

@@ -10,11 +10,11 @@ ORDER = [f"ladder/{s}" for s in list_families()["ladder"]]
 BUDGETS = (6e10, 1.5e11, 4e11)
 
 
-def _row(size, budget, val, seed=0, diverged=False):
+def _row(size, budget, val, seed=0, diverged=False, lr=1e-2):
     name = f"ladder/{size}"
     n = create_model_config(name).param_counts().total
     return {"name": name, "params": n, "tokens": budget / (6.0 * n), "val_loss": val, "seed": seed,
-            "diverged": diverged}
+            "diverged": diverged, "lr": lr}
 
 
 def _grid(losses_by_budget):
@@ -46,6 +46,15 @@ def test_seed_means_decide_and_diverged_runs_do_not_count():
     # a second seed of l3 pulls its mean below l2's: bracketed; a diverged l2 run is ignored
     rows += [_row("l3", 6e10, 1.7, seed=1), _row("l2", 6e10, 0.1, seed=1, diverged=True)]
     assert isoflop_edges(rows, BUDGETS, ORDER) == []
+
+
+def test_each_point_stands_at_its_best_learning_rate():
+    """A grid of rates per point: a poor rate of l3 must not make l2 look like the minimum."""
+    rows = _grid({6e10: {"l2": 2.0, "l3": 1.9, "l4": 2.2}})
+    rows += [_row("l3", 6e10, 3.5, lr=1e-1), _row("l3", 6e10, 3.4, lr=1e-1, seed=1)]
+    assert isoflop_edges(rows, BUDGETS, ORDER) == []
+    rows += [_row("l2", 6e10, 1.5, lr=3e-3)]  # now l2's best rate wins: an edge
+    assert sizes_beyond(rows, BUDGETS, ORDER) == [(6e10, "ladder/l1")]
 
 
 def test_the_family_end_and_thin_budgets():
