@@ -26,7 +26,8 @@ plumbing, not the conclusions), meant for <= 2 minutes on an idle 2-core CPU; de
 at 20 tokens per parameter for the balanced model and a 3 × 5 IsoFLOP grid, 2 seeds each.
 Measured on the idle 2-core development CPU: quick 99 s wall with no compilation cache
 (``JAXSCALE_COMPILATION_CACHE=off``), 66 s with a warm one; the default run took 372 s
-(2026-12-04, five learning rates; 161 s with the two it had before).
+(2026-12-04, five learning rates; 161 s with the two it had before), and 634 s on a slow day
+with the IsoFLOP extension (l1 at the two smaller budgets: 20 more models, planned at 28 s).
 
 Writes into OUT: results.jsonl (every trained model; field ``part`` is ``race`` or
 ``isoflop``), fits.json, race.png, isoflops.png, allocation.png, contours.png, report.md;
