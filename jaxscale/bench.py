@@ -266,7 +266,8 @@ def format_report(res: dict) -> str:
              f"FLOPs: {res['flop_formula']}",
              f"batch {res['batch_size']} x seq {res['seq_len']}, dtype {res['dtype']}, attention "
              f"{'/'.join(sorted({m.get('attention', '?') for m in res['models']}))}, remat "
-             f"{'/'.join(sorted({m.get('remat', '?') for m in res['models']}))}, "
+             f"{'/'.join(sorted({m.get('remat', '?') for m in res['models']}))}, layer unroll "
+             f"{'/'.join(sorted({str(m.get('layer_unroll', '?')) for m in res['models']}))}, "
              f"{res['steps_per_dispatch']} steps per dispatch, {res['repeats']} timed dispatches; "
              f"load avg {res['load_avg_1m']['before']:.2f} -> {res['load_avg_1m']['after']:.2f} on "
              f"{res['cpu_count']} cores; host allocator: {res.get('host_allocator', '?')}"]

@@ -117,6 +117,9 @@ def test_bench_json_has_the_documented_fields(capsys):
             assert g["step_ms"]["repeats"] == 2
     assert res["modes"]["stack"]["groups"][0]["k"] == 2
     assert "stack_vs_sequential" in res["ratios"]
+    # how each model's step was built: the attention, the remat policy and the layer unroll
+    assert all(m["attention"] == "explicit" and m["remat"] in ("none", "dots") and m["layer_unroll"] == 1
+               for m in res["models"])
 
 
 def test_bench_bad_input_is_a_clean_error(capsys):
