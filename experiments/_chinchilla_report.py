@@ -19,8 +19,7 @@ from jaxscale.study import IDENTIFIED_MAX_CI_WIDTH
 
 def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows: list, figures: dict, *,
                  command: str, wall_seconds: float) -> Path:
-    from jaxscale.config import list_families
-    from jaxscale.isoflop_grid import isoflop_extension_note
+    from jaxscale.isoflop_grid import family_order, isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
     from jaxscale.report import allocation_rows
 
@@ -48,7 +47,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
                      f"{e['test_mean']:.4f} |")
     race_note, iso_note = (lr_edge_note([r for r in rows if r.get("part") == part]) for part in ("race", "isoflop"))
     size_note = isoflop_extension_note([r for r in rows if r.get("part") == "isoflop"], plan["budgets"],
-                                       [f"ladder/{s}" for s in list_families()["ladder"]], plan["sizes"])
+                                       family_order("ladder"), plan["sizes"])
     lines += ["", race_note] if race_note else []
     margin = race["margin_val"]
     sds = [e["val_sd"] for e in race["entries"] if not e["diverged"] and e["val_sd"] is not None]

@@ -145,8 +145,7 @@ def run_isoflop(out: Path, plan: dict, mode: str) -> list:
     from jaxscale.sweep import run_sweep
     from jaxscale.train import Budget, OptimConfig
 
-    from jaxscale.config import list_families
-    from jaxscale.isoflop_grid import sizes_beyond
+    from jaxscale.isoflop_grid import family_order, sizes_beyond
 
     data, settings = _data(plan)
 
@@ -161,7 +160,7 @@ def run_isoflop(out: Path, plan: dict, mode: str) -> list:
                 f"{len(plan['lrs'])} learning rates × {len(plan['seeds'])} seed(s)")
     record = {"experiment": "chinchilla-isoflop", "plan": plan}
     rows = run_sweep(specs, data, settings, mode=mode, out=out / "isoflop", save_weights=False, record=record).rows
-    order = [f"ladder/{s}" for s in list_families()["ladder"]]
+    order = family_order("ladder")
     for round_ in range(1, plan.get("isoflop_extend_rounds", 0) + 1):
         beyond = sizes_beyond(rows, plan["budgets"], order)
         if not beyond:

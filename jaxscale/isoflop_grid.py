@@ -19,14 +19,22 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["budget_of", "isoflop_edges", "sizes_beyond", "isoflop_extension_note"]
+__all__ = ["budget_of", "family_order", "isoflop_edges", "sizes_beyond", "isoflop_extension_note"]
+
+
+def family_order(family: str) -> list[str]:
+    """The family's model names, smallest first (``config.family_configs``): the order in which
+    ``isoflop_edges`` looks for the next size out."""
+    from jaxscale.config import family_configs
+
+    return [c.name for c in family_configs(family)]
 
 
 def budget_of(row: dict, budgets: Sequence[float], rtol: float = 0.1) -> float | None:
     """The IsoFLOP budget (of ``budgets``) a row was trained at: C = 6·N·D with N its total
     parameters and D the tokens it was asked for (its ``budget``, when that is a token count; else
-    the tokens it trained on, which whole steps round up: by 10% for a 500-step run at 5e8
-    FLOPs), within ``rtol`` (relative); None when it matches none."""
+    the tokens it trained on, which whole steps round up: by 16% for ladder l4 at 5e8 FLOPs and
+    batch 8 × 64), within ``rtol`` (relative); None when it matches none."""
     asked = row.get("budget") or {}
     tokens = asked["value"] if asked.get("kind") == "tokens" else row["tokens"]
     c = 6.0 * float(row["params"]) * float(tokens)
@@ -63,9 +71,13 @@ def isoflop_edges(rows: Sequence[dict], budgets: Sequence[float], family_order: 
     ``edge`` ("smallest" or "largest"), ``tried`` (names in ``family_order``, smallest first) and
     ``next`` (the family's next size beyond that edge, or None when the family has none).
     ``family_order``: the family's model names, smallest first (``config.list_families``)."""
+    return _edges(_mean_val_by_size(rows, budgets, metric), family_order)
+
+
+def _edges(by_budget: dict, family_order: Sequence[str]) -> list[dict]:
     rank = {n: i for i, n in enumerate(family_order)}
     out = []
-    for b, by in sorted(_mean_val_by_size(rows, budgets, metric).items()):
+    for b, by in sorted(by_budget.items()):
         unknown = sorted(set(by) - set(rank))
         if unknown:
             raise ValueError(f"isoflop_edges: models {unknown} are not in family_order")
@@ -102,7 +114,7 @@ def isoflop_extension_note(rows: Sequence[dict], budgets: Sequence[float], famil
         extra = [n.split("/")[-1] for n in family_order if n in by_budget[b] and n.split("/")[-1] not in base]
         if extra:
             added.append(f"{', '.join(extra)} at {b:.1e}")
-    edges = isoflop_edges(rows, budgets, family_order, metric)
+    edges = _edges(by_budget, family_order)
     parts = []
     if added:
         parts.append("IsoFLOP grid extended where a budget's lowest validation loss sat at an end of its "

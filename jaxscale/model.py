@@ -380,6 +380,8 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     layer_params = {n: params[n] for n in PARAM_AXES if PARAM_AXES[n][0] == "layer"}
     policy = resolve_remat(remat or remat_policy(), cfg, B, T)
     per_iter = layer_unroll() if unroll is None else unroll
+    if not isinstance(per_iter, int) or per_iter < 0:
+        raise ValueError(f"unroll must be a whole number >= 0 (0: every layer), got {per_iter!r}")
     x_BTD, _ = jax.lax.scan(_with_remat(block, policy), x_BTD, (layer_params, jnp.arange(L)),
                             unroll=L if per_iter == 0 else min(per_iter, L))
     h_BTD = _layer_norm(x_BTD, params["lnf_scale"], params["lnf_bias"], cmask, width)

@@ -105,8 +105,7 @@ def allocation_rows(fits: dict, max_data_compute: float, local_budgets) -> list[
 
 def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command: str, wall_seconds: float,
                  figures: dict) -> Path:
-    from jaxscale.config import list_families
-    from jaxscale.isoflop_grid import isoflop_extension_note
+    from jaxscale.isoflop_grid import family_order, isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
     from jaxscale.sweep import select_best_lr
 
@@ -156,7 +155,7 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
         "run (end-of-schedule points of several lengths per size); Approach 3 fits L(N, D) = E + A/N^α + B/D^β on "
         "every run (Huber δ = 1e-3 on log loss, Hoffmann's 4,500-start grid).", ""]
     iso_note = isoflop_extension_note(iso, cfg.isoflop_budgets,
-                                      [f"{cfg.family}/{s}" for s in list_families()[cfg.family]], cfg.isoflop_sizes)
+                                      family_order(cfg.family), cfg.isoflop_sizes)
     if iso_note:
         lines += [iso_note, ""]
     lines += ["| approach | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | R² |", "|---|---|---|---:|"]

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jaxscale.compile_cache import check_plan_for
-from jaxscale.config import create_model_config, list_families
+from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus
-from jaxscale.isoflop_grid import sizes_beyond
+from jaxscale.isoflop_grid import family_order, sizes_beyond
 from jaxscale.lr_grid import rates_beyond
 from jaxscale.results import read_rows
 from jaxscale.runner import ModelSpec, RunSettings
@@ -149,7 +149,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     print(f"part 2: IsoFLOP grid, {len(cfg.isoflop_budgets)} budgets × {len(cfg.isoflop_sizes)} sizes", file=log)
     iso = run_sweep(iso_specs, data, settings, mode=mode, out=out / "isoflop", record=record,
                     save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
-    order = [f"{cfg.family}/{s}" for s in list_families()[cfg.family]]
+    order = family_order(cfg.family)
     for round_ in range(1, cfg.isoflop_extend_rounds + 1):
         beyond = sizes_beyond(iso, cfg.isoflop_budgets, order)
         if not beyond:

@@ -125,12 +125,11 @@ def test_chinchilla_smoke(chinchilla_smoke):
     assert "0.50 / 0.50" in report and "0.49 / 0.51" in report and "0.46 / 0.54" in report
     # the smoke grid (l2-l4) is off-centre on purpose: a budget with its minimum at an end gets the
     # next size out at every rate, and the report names it
-    from jaxscale.config import list_families
-    from jaxscale.isoflop_grid import budget_of, sizes_beyond
+    from jaxscale.isoflop_grid import budget_of, family_order, sizes_beyond
 
     plan = load_script("chinchilla").PLANS["smoke"]
     grid = read_rows(out / "isoflop" / "results.jsonl")
-    wanted = sizes_beyond(grid, plan["budgets"], [f"ladder/{s}" for s in list_families()["ladder"]])
+    wanted = sizes_beyond(grid, plan["budgets"], family_order("ladder"))
     assert wanted, "the smoke grid must have a budget with its minimum at an end"
     extra = read_rows(out / "isoflop-ext1" / "results.jsonl")
     assert sorted({(budget_of(r, plan["budgets"]), r["name"]) for r in extra}) == sorted(wanted)

@@ -3,10 +3,10 @@ sizes, and the family's next size out to train there."""
 
 import pytest
 
-from jaxscale.config import create_model_config, list_families
-from jaxscale.isoflop_grid import budget_of, isoflop_edges, isoflop_extension_note, sizes_beyond
+from jaxscale.config import create_model_config
+from jaxscale.isoflop_grid import budget_of, family_order, isoflop_edges, isoflop_extension_note, sizes_beyond
 
-ORDER = [f"ladder/{s}" for s in list_families()["ladder"]]
+ORDER = family_order("ladder")
 BUDGETS = (6e10, 1.5e11, 4e11)
 
 

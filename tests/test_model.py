@@ -189,6 +189,9 @@ def test_layer_unroll_choice_is_checked(monkeypatch):
         monkeypatch.setenv(LAYER_UNROLL_ENV, bad)
         with pytest.raises(ValueError, match="JAXSCALE_LAYER_UNROLL must be a whole number"):
             layer_unroll()
+    params = jax.tree.map(jnp.asarray, init_params(SMALL, 0))
+    with pytest.raises(ValueError, match="unroll must be a whole number >= 0"):
+        forward(params, _tokens(), SMALL, unroll=-1)
 
 
 def test_remat_choice_is_checked(monkeypatch):

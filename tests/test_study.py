@@ -79,13 +79,12 @@ def test_selections_at_the_grid_end_get_the_next_rate_out(smoke_study):
 
 
 def test_budgets_with_an_edge_minimum_get_the_next_size_out(smoke_study):
-    from jaxscale.config import list_families
-    from jaxscale.isoflop_grid import budget_of, sizes_beyond
+    from jaxscale.isoflop_grid import budget_of, family_order, sizes_beyond
 
     cfg, out, result, _, report = smoke_study
     grid = read_rows(out / "isoflop" / "results.jsonl")
     assert len(grid) == len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes)
-    order = [f"{cfg.family}/{s}" for s in list_families()[cfg.family]]
+    order = family_order(cfg.family)
     wanted = sizes_beyond(grid, cfg.isoflop_budgets, order)
     ext = out / "isoflop-ext1" / "results.jsonl"
     extra = read_rows(ext) if ext.exists() else []
