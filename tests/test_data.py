@@ -5,7 +5,7 @@ import pytest
 
 from jaxscale.data import corpus as corpus_mod
 from jaxscale.data.corpus import fingerprint_splits, load_corpus, load_path, random_tokens_corpus
-from jaxscale.data.stream import eval_windows, sample_batch
+from jaxscale.data.stream import data_key, eval_windows, sample_batch
 from jaxscale.data.tokenizer import decode, encode
 
 
@@ -103,3 +103,15 @@ def test_batches_are_deterministic_and_shifted():
     np.testing.assert_array_equal(np.asarray(x1)[:, 1:], np.asarray(y1)[:, :-1])
     w = eval_windows(tokens, 16, 10)
     assert w.shape == (10, 17) and len({int(r[0]) for r in w}) == 10
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 2**31 - 1, 2**31, 2**32 + 5, -1])
+def test_data_key_is_jax_prngkey(seed):
+    """The data key made on the host (seeds in [0, 2^31)) or by JAX (others) equals
+    ``jax.random.PRNGKey(seed)``: the data order of every run depends on it."""
+    import chex
+    import jax
+
+    key, ref = data_key(seed), jax.random.PRNGKey(seed)
+    chex.assert_trees_all_equal(key, ref)
+    assert key.dtype == ref.dtype and key.shape == ref.shape and key.weak_type == ref.weak_type

@@ -170,6 +170,45 @@ def test_two_lanes_compile_two_programs_at_once_and_the_cache_setting_comes_back
         np.testing.assert_allclose(np.asarray(results[i]["y"]), expected, rtol=1e-6, atol=1e-6)
 
 
+def test_lanes_trace_one_at_a_time(cache_dir):
+    """Tracing and lowering hold the GIL, so two lanes tracing at once only take turns and
+    delay both compiles; ``_lower`` lets one lane trace at a time (the compiles still overlap:
+    the test above). Each traced function sleeps while it is traced; the two tracing intervals
+    must not overlap."""
+    import threading
+    import time
+
+    spans, errors = [], []
+
+    def slow_to_trace():  # a function per lane: JAX would share one function's trace
+        def f(x_N):
+            t0 = time.perf_counter()
+            time.sleep(0.3)  # runs only while tracing
+            spans.append((t0, time.perf_counter()))
+            return x_N * 2.0
+        return f
+
+    progs = [program_cache.CachedProgram(jax.jit(slow_to_trace()), "toy", ("trace", i)) for i in range(2)]
+    start = threading.Barrier(2, timeout=20)
+
+    def lane(i):
+        try:
+            start.wait()
+            progs[i].compile_for(ARGS[0])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=lane, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert a1 <= b0, f"the lanes traced at once: {sorted(spans)}"
+    np.testing.assert_allclose(np.asarray(progs[1](ARGS[0])), 2.0 * np.asarray(ARGS[0]))
+
+
 def _train(mode):
     cfgs = [ModelConfig(name=f"pc{d}", vocab_size=64, d_model=d, n_heads=d // 8, n_layers=2, d_ff=2 * d,
                         max_seq_len=16) for d in (16, 32)]
