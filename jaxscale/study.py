@@ -261,14 +261,37 @@ def identified(fit) -> bool:
     return 0 < a.value < 1 and a.ci95[1] - a.ci95[0] < IDENTIFIED_MAX_CI_WIDTH
 
 
-def newest_unfinished(root: str | os.PathLike = "runs") -> Path | None:
-    """The newest ``run-*`` folder under ``root`` without a DONE marker (for auto-resume)."""
+def newest_unfinished(root: str | os.PathLike = "runs", study: StudyConfig | None = None) -> Path | None:
+    """The newest ``run-*`` folder under ``root`` without a DONE marker (for auto-resume).
+    ``study``: only a run of that study (its recorded configuration; a run that recorded none
+    yet, by its folder name's ending, ``run_suffix``), so that ``jaxscale run --scale quick`` does
+    not try to resume an unfinished run of another scale or budget."""
     root = Path(root)
     if not root.exists():
         return None
-    runs = sorted((p for p in root.glob("run-*") if p.is_dir() and not (p / DONE_MARKER).exists()),
-                  key=lambda p: p.stat().st_mtime)
+    runs = sorted((p for p in root.glob("run-*") if p.is_dir() and not (p / DONE_MARKER).exists()
+                   and (study is None or _is_run_of(p, study))), key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
+
+
+def run_suffix(study: StudyConfig) -> str:
+    """The end of a ``runs/run-<time>…`` folder's name for ``study``: ``-<scale>``, and
+    ``-tpp<R>`` where its ladder's tokens per parameter differ from the scale's."""
+    default = SCALES.get(study.scale)
+    tpp = "" if default is not None and study.tokens_per_param == default.tokens_per_param \
+        else f"-tpp{study.tokens_per_param:g}"
+    return f"-{study.scale}{tpp}"
+
+
+def _is_run_of(folder: Path, study: StudyConfig) -> bool:
+    recorded = folder / "ladder" / "sweep.json"
+    if not recorded.exists():
+        return folder.name.endswith(run_suffix(study))
+    try:
+        was = json.loads(recorded.read_text()).get("command", {}).get("study")
+    except (OSError, ValueError):
+        return False
+    return was == json.loads(json.dumps(dataclasses.asdict(study)))
 
 
 def load_rows(out: str | os.PathLike) -> list:

@@ -139,6 +139,42 @@ def test_plan_for_reaches_the_sweeps_of_run_and_emergence(command, module, tmp_p
     assert seen["plan_for"] == "once"
 
 
+def test_run_tokens_per_param_reaches_the_study_and_names_its_folder(tmp_path, monkeypatch, capsys):
+    """``jaxscale run --tokens-per-param R`` trains the ladder at R tokens per parameter (the rest
+    of the scale unchanged), in a new folder named for it, and never resumes the default run;
+    R must be positive."""
+    import dataclasses
+
+    from jaxscale.study import SCALES
+
+    seen = {}
+
+    class Reached(Exception):
+        pass
+
+    def fake_run_study(cfg, out, **kwargs):
+        seen.update(cfg=cfg, out=out)
+        raise Reached
+
+    import jaxscale.study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(jaxscale.study, "run_study", fake_run_study)
+    (tmp_path / "runs" / "run-0-cpu").mkdir(parents=True)  # an unfinished default run, not to be resumed
+    with pytest.raises(Reached):
+        main(["run", "--tokens-per-param", "60"])
+    assert seen["cfg"] == dataclasses.replace(SCALES["cpu"], tokens_per_param=60.0)
+    assert seen["out"].name.endswith("-cpu-tpp60") and seen["out"].parent.name == "runs"
+    with pytest.raises(Reached):
+        main(["run"])
+    assert seen["cfg"] == SCALES["cpu"] and seen["out"].name == "run-0-cpu"  # the default resumes it
+    for bad in ("0", "-5", "nan"):
+        with pytest.raises(SystemExit):
+            main(["run", "--tokens-per-param", bad])
+        assert "--tokens-per-param" in capsys.readouterr().err
+
+
 def test_console_command_exits_quickly_without_losing_output_or_its_status(tmp_path):
     """``jaxscale`` (``cli.run``) ends the process with ``os._exit`` once ``main`` returns; what it
     printed to a pipe (block-buffered) and the files it wrote must all be there, and the exit

@@ -120,3 +120,34 @@ def test_newest_unfinished(tmp_path):
     (tmp_path / "run-b").mkdir()
     (tmp_path / "run-b" / DONE_MARKER).write_text("x")
     assert newest_unfinished(tmp_path).name == "run-a"
+
+
+def test_newest_unfinished_of_a_study(tmp_path):
+    """Auto-resume picks only a run of the study asked for: by the study it recorded, or by its
+    folder name's scale before it recorded one; another scale or budget is never resumed."""
+    import dataclasses
+    import json
+    import os
+
+    def make(name, study, age):
+        folder = tmp_path / name
+        (folder / "ladder").mkdir(parents=True)
+        if study is not None:
+            (folder / "ladder" / "sweep.json").write_text(json.dumps({"command": {"study": dataclasses.asdict(study)}}))
+        os.utime(folder, (age, age))
+
+    cpu, quick = SCALES["cpu"], SCALES["quick"]
+    make("run-1-cpu", cpu, 1_000)
+    make("run-2-quick", quick, 2_000)
+    make("run-3-smoke", None, 3_000)
+    assert newest_unfinished(tmp_path).name == "run-3-smoke"
+    assert newest_unfinished(tmp_path, cpu).name == "run-1-cpu"
+    assert newest_unfinished(tmp_path, quick).name == "run-2-quick"
+    assert newest_unfinished(tmp_path, SCALES["smoke"]).name == "run-3-smoke"
+    longer = dataclasses.replace(cpu, tokens_per_param=60.0)
+    assert newest_unfinished(tmp_path, longer) is None
+    make("run-0-cpu-tpp60", None, 500)
+    assert newest_unfinished(tmp_path, longer).name == "run-0-cpu-tpp60"
+    assert newest_unfinished(tmp_path, cpu).name == "run-1-cpu"
+    (tmp_path / "run-1-cpu" / "ladder" / "sweep.json").write_text("{not json")
+    assert newest_unfinished(tmp_path, cpu) is None
