@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import warnings
@@ -71,6 +72,9 @@ class StudyConfig:
     def __post_init__(self) -> None:
         if len(self.sizes) < 4:
             raise ValueError(f"StudyConfig.sizes: need at least 4 sizes to fit a law, got {len(self.sizes)}")
+        if isinstance(self.tokens_per_param, bool) or not isinstance(self.tokens_per_param, (int, float)) \
+                or not math.isfinite(self.tokens_per_param) or self.tokens_per_param <= 0:
+            raise ValueError(f"StudyConfig.tokens_per_param: must be a positive number, got {self.tokens_per_param!r}")
         if len(self.isoflop_budgets) < 3 or len(self.isoflop_sizes) < 3:
             raise ValueError("StudyConfig: an IsoFLOP grid needs at least 3 budgets and 3 sizes")
         if not isinstance(self.lr_extend_rounds, int) or self.lr_extend_rounds < 0:

@@ -112,6 +112,9 @@ def test_study_config_rejects_a_bad_learning_rate_extension():
         dataclasses.replace(SCALES["smoke"], lr_extend_factor=0.5)
     with pytest.raises(ValueError, match="isoflop_extend_rounds: must be an int >= 0"):
         dataclasses.replace(SCALES["smoke"], isoflop_extend_rounds=1.5)
+    for bad in (0, -20.0, float("nan"), float("inf"), "20", True):
+        with pytest.raises(ValueError, match="tokens_per_param: must be a positive number"):
+            dataclasses.replace(SCALES["smoke"], tokens_per_param=bad)
 
 
 def test_newest_unfinished(tmp_path):

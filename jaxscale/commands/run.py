@@ -54,8 +54,7 @@ def study_config(args):
     from jaxscale.study import SCALES
 
     cfg = SCALES[args.scale]
-    tpp = getattr(args, "tokens_per_param", None)
-    return cfg if tpp is None else dataclasses.replace(cfg, tokens_per_param=tpp)
+    return cfg if args.tokens_per_param is None else dataclasses.replace(cfg, tokens_per_param=args.tokens_per_param)
 
 
 def choose_out(args, cfg) -> tuple[Path, bool]:

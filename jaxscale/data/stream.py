@@ -23,11 +23,11 @@ def data_key(data_seed: int) -> jax.Array:
     """``jax.random.PRNGKey(data_seed)``. For JAX's default PRNG (threefry2x32) and a seed in
     [0, 2^31), whose key is ``[0, seed]`` as uint32, it is made on the host: made by JAX it cost
     two small compiles at the start of every run. Any other seed or PRNG: JAX's own."""
-    seed = int(data_seed)
-    if jax.config.jax_default_prng_impl != "threefry2x32" or jax.config.jax_enable_custom_prng \
-            or not 0 <= seed < 2**31:
+    if not isinstance(data_seed, (int, np.integer)) or isinstance(data_seed, bool) \
+            or jax.config.jax_default_prng_impl != "threefry2x32" or jax.config.jax_enable_custom_prng \
+            or not 0 <= data_seed < 2**31:
         return jax.random.PRNGKey(data_seed)
-    return jax.device_put(np.array([0, seed], np.uint32))
+    return jax.device_put(np.array([0, data_seed], np.uint32))
 
 
 def sample_batch(tokens_N: jax.Array, key: jax.Array, step: jax.Array, batch_size: int,
