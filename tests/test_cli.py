@@ -1,6 +1,7 @@
 """The CLI: help with examples everywhere, a train run writing a valid row, clean errors."""
 
 import json
+import re
 
 import pytest
 
@@ -218,3 +219,56 @@ def test_quick_exit_falls_back_to_a_normal_exit_while_other_threads_live(monkeyp
     monkeypatch.setattr("atexit._run_exitfuncs", lambda: calls.append("handlers"))
     cli._exit_quickly(0)  # no other thread: exit handlers, then os._exit with the status
     assert calls == ["handlers", 0]
+
+
+def _epilogs(parser, path=("jaxscale",)):
+    """(command path, epilog) of ``parser`` and of every subcommand under it."""
+    yield path, parser.epilog or ""
+    for action in parser._actions:
+        if isinstance(getattr(action, "choices", None), dict):
+            for name, sub in action.choices.items():
+                yield from _epilogs(sub, path + (name,))
+
+
+def _example_lines(epilog: str) -> list[str]:
+    """The shell lines of an epilog's examples, a line ending in a backslash joined to the next."""
+    lines, pending = [], ""
+    for raw in epilog.splitlines():
+        text = raw.strip()
+        # a flag after a run of spaces: a backslash-newline that the Python string swallowed
+        assert not re.search(r"\S {3,}--?\w", text.split("#")[0]), f"a joined line continuation: {text!r}"
+        if pending:
+            text = pending + " " + text
+        elif not text.startswith("jaxscale "):
+            continue
+        pending = text[:-1].rstrip() if text.endswith("\\") else ""
+        if not pending:
+            lines.append(text)
+    assert not pending, f"an example ends in a line continuation: {pending!r}"
+    return lines
+
+
+def test_every_help_example_parses():
+    """Each example in every ``--help`` (the top level's and each subcommand's) is accepted by the
+    real parser, so a renamed flag or a removed choice fails here; so does a line continuation
+    that the epilog's Python string swallowed (``jaxscale emergence --help`` printed ``--sizes l1
+    l2 l3 l5       --seeds …`` on one line, its backslash lost)."""
+    import shlex
+
+    parser = build_parser()
+    checked = 0
+    for path, epilog in _epilogs(parser):
+        for line in _example_lines(epilog):
+            words = shlex.split(line, comments=True)
+            for stop in (">", "|", "&&"):
+                if stop in words:
+                    words = words[:words.index(stop)]
+            if any("<" in w for w in words) or {"--help", "-h", "--version"} & set(words):
+                continue  # a placeholder, or a help line
+            assert words[0] == "jaxscale", (path, line)
+            try:
+                parser.parse_args(words[1:])
+            except SystemExit as exit_:
+                pytest.fail(f"`{' '.join(path)} --help` example does not parse (exit {exit_.code}): {line}")
+            checked += 1
+    assert checked >= 25, f"only {checked} examples found: is the epilog format still `  jaxscale …`?"

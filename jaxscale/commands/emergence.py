@@ -22,7 +22,7 @@ EPILOG = """examples:
   jaxscale emergence analyze scores.csv                   # crossing of 0.5 + fits per benchmark
   jaxscale emergence analyze scores.csv --threshold 0.6 --chance 0.25 --json
   jaxscale emergence analyze scores.csv --n-items 1000 --plot figures/   # intervals + figures
-  jaxscale emergence --task addition --task-arg n_digits=2 --family ladder --sizes l1 l2 l3 l5 \
+  jaxscale emergence --task addition --task-arg n_digits=2 --family ladder --sizes l1 l2 l3 l5 \\
       --seeds 0 1 2 --steps 600 --out runs/add          # train, evaluate, analyse
   jaxscale emergence --task induction --family depth --seeds 0 1 2 --epochs 2 --out runs/ind
   jaxscale emergence --eval-only runs/add               # recompute every metric from weights
