@@ -248,23 +248,31 @@ def _example_lines(epilog: str) -> list[str]:
     return lines
 
 
+def _words(line: str) -> list[str] | None:
+    """A command line's words up to any redirect or pipe; None for a help line or a placeholder."""
+    import shlex
+
+    words = shlex.split(line, comments=True)
+    for stop in (">", "|", "&&"):
+        if stop in words:
+            words = words[:words.index(stop)]
+    if any("<" in w for w in words) or {"--help", "-h", "--version"} & set(words):
+        return None
+    return words
+
+
 def test_every_help_example_parses():
     """Each example in every ``--help`` (the top level's and each subcommand's) is accepted by the
     real parser, so a renamed flag or a removed choice fails here; so does a line continuation
     that the epilog's Python string swallowed (``jaxscale emergence --help`` printed ``--sizes l1
     l2 l3 l5       --seeds …`` on one line, its backslash lost)."""
-    import shlex
-
     parser = build_parser()
     checked = 0
     for path, epilog in _epilogs(parser):
         for line in _example_lines(epilog):
-            words = shlex.split(line, comments=True)
-            for stop in (">", "|", "&&"):
-                if stop in words:
-                    words = words[:words.index(stop)]
-            if any("<" in w for w in words) or {"--help", "-h", "--version"} & set(words):
-                continue  # a placeholder, or a help line
+            words = _words(line)
+            if words is None:
+                continue
             assert words[0] == "jaxscale", (path, line)
             try:
                 parser.parse_args(words[1:])
@@ -272,3 +280,30 @@ def test_every_help_example_parses():
                 pytest.fail(f"`{' '.join(path)} --help` example does not parse (exit {exit_.code}): {line}")
             checked += 1
     assert checked >= 25, f"only {checked} examples found: is the epilog format still `  jaxscale …`?"
+
+
+def test_readme_commands_parse():
+    """Every ``jaxscale …`` command in the README's code blocks (what a reader copies) is
+    accepted by the real parser, so that the README cannot keep a flag the CLI dropped."""
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not readme.exists():
+        pytest.skip("no README.md beside the tests")
+    parser = build_parser()
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", readme.read_text(), re.S | re.M)
+    checked = 0
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line.startswith("#") or "jaxscale " not in line:
+                continue
+            words = _words(line[line.index("jaxscale "):])
+            if words is None:
+                continue
+            try:
+                parser.parse_args(words[1:])
+            except SystemExit as exit_:
+                pytest.fail(f"README command does not parse (exit {exit_.code}): {line}")
+            checked += 1
+    assert checked >= 10, f"only {checked} commands found in the README's code blocks"
