@@ -261,6 +261,20 @@ def _words(line: str) -> list[str] | None:
     return words
 
 
+def _parses(parser, line: str, where: str) -> int:
+    """1 when the command ``line`` parses with ``parser``, 0 when it is a help line or has a
+    placeholder; fails the test, naming ``where`` it came from, when it does not parse."""
+    words = _words(line)
+    if words is None:
+        return 0
+    assert words[0] == "jaxscale", (where, line)
+    try:
+        parser.parse_args(words[1:])
+    except SystemExit as exit_:
+        pytest.fail(f"{where}: a command that does not parse (exit {exit_.code}): {line}")
+    return 1
+
+
 def test_every_help_example_parses():
     """Each example in every ``--help`` (the top level's and each subcommand's) is accepted by the
     real parser, so a renamed flag or a removed choice fails here; so does a line continuation
@@ -270,15 +284,7 @@ def test_every_help_example_parses():
     checked = 0
     for path, epilog in _epilogs(parser):
         for line in _example_lines(epilog):
-            words = _words(line)
-            if words is None:
-                continue
-            assert words[0] == "jaxscale", (path, line)
-            try:
-                parser.parse_args(words[1:])
-            except SystemExit as exit_:
-                pytest.fail(f"`{' '.join(path)} --help` example does not parse (exit {exit_.code}): {line}")
-            checked += 1
+            checked += _parses(parser, line, f"`{' '.join(path)} --help`")
     assert checked >= 25, f"only {checked} examples found: is the epilog format still `  jaxscale …`?"
 
 
@@ -298,12 +304,5 @@ def test_readme_commands_parse():
             line = line.strip()
             if line.startswith("#") or "jaxscale " not in line:
                 continue
-            words = _words(line[line.index("jaxscale "):])
-            if words is None:
-                continue
-            try:
-                parser.parse_args(words[1:])
-            except SystemExit as exit_:
-                pytest.fail(f"README command does not parse (exit {exit_.code}): {line}")
-            checked += 1
+            checked += _parses(parser, line[line.index("jaxscale "):], "README.md")
     assert checked >= 10, f"only {checked} commands found in the README's code blocks"
