@@ -51,10 +51,20 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     if args.mode is None:
         args.mode = "stack" if run_mode == "smoke" else "auto"
     out = Path(args.out) if args.out else Path("runs") / f"{name}-{run_mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         print(f"note: {out} is not empty; finished sweeps in it are resumed, not retrained", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    return args, run_mode, out
+    return args, run_mode, script_output_folder(parser, out)
+
+
+def script_output_folder(parser: argparse.ArgumentParser, out: Path) -> Path:
+    """``out`` made (``folders.output_folder``), or the script stops with a usage error naming
+    ``--out``."""
+    from jaxscale.folders import output_folder
+
+    try:
+        return output_folder(out, "--out")
+    except ValueError as err:
+        parser.error(str(err))
 
 
 def tag(rows: list, **fields) -> list:

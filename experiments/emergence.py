@@ -278,8 +278,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default runs/emergence-…)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    out = Path(args.out or f"runs/emergence-{mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _common.script_output_folder(parser, Path(args.out or f"runs/emergence-{mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"))
     _common.prepare_process()
     t0 = time.perf_counter()
     nb = run_notebook(out, mode)

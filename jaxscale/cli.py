@@ -56,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except (ValueError, FileNotFoundError) as err:
         print(f"jaxscale {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        return 0
+    except OSError as err:  # the system refused a read or write (a full disk, permissions): no traceback
+        print(f"jaxscale {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

@@ -30,6 +30,7 @@ from typing import Sequence
 
 
 from jaxscale.config import ModelConfig, create_model_config, family_configs
+from jaxscale.folders import output_folder
 from jaxscale.train import Budget, OptimConfig
 
 __all__ = ["MIN_SEEDS", "STUDY_FAMILIES", "StudySpec", "study_family", "task_configs",
@@ -326,7 +327,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
     log = log or sys.stdout
     out = Path(out)
     task, data, specs, settings = prepare(spec)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "out")
     if (out / "results.jsonl").exists():
         raise ValueError(f"out: {out} already holds results.jsonl; choose a new folder (or use "
                          "--eval-only to re-analyse it)")

@@ -31,6 +31,7 @@ from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
 from jaxscale.data.source import from_corpus
+from jaxscale.folders import output_folder
 from jaxscale.isoflop_grid import family_order, sizes_beyond
 from jaxscale.lr_grid import rates_beyond
 from jaxscale.results import read_rows
@@ -122,8 +123,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     ``plan_for``: as in ``sweep.run_sweep``."""
     check_plan_for(plan_for, "run_study")
     log = log or sys.stdout
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "out")
     corpus = load_corpus(cfg.corpus)
     data = from_corpus(corpus, seq_len=cfg.seq_len, batch_size=cfg.batch_size, eval_max_windows=cfg.eval_windows)
     settings = RunSettings(batch_size=cfg.batch_size, seq_len=cfg.seq_len, eval_windows=cfg.eval_windows,

@@ -35,6 +35,7 @@ from jaxscale.data.source import TrainData
 from jaxscale.devices import host_mesh_shape, is_writer
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
+from jaxscale.folders import output_folder
 from jaxscale.planner import Group
 from jaxscale.results import append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
@@ -106,7 +107,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         _check_meshes(groups, data, settings)  # a bad --batch-shards is refused before anything is written
         print(made.summary, file=log)
         if out_path is not None and is_writer():
-            out_path.mkdir(parents=True, exist_ok=True)
+            output_folder(out_path, "out")
             _write_json(out_path / "sweep.json", recorded)
             _write_json(plan_file, {
                 "mode": mode, "profile": dataclasses.asdict(made.profile), "data": data.info,

@@ -39,6 +39,10 @@ def test_bad_input_is_a_clean_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--steps", "0"])
+    for bad in ("inf", "nan", "-1"):  # a float that parses is not yet a learning rate
+        with pytest.raises(SystemExit):
+            main(["sweep", "--family", "ladder", "--lrs", "1e-3", bad, "--steps", "5", "--out", str(tmp_path)])
+        assert "argument --lrs: expected a finite positive number" in capsys.readouterr().err
 
 
 def test_sweep_dtype_sets_every_model_and_is_refused_for_presets(tmp_path, capsys, monkeypatch):

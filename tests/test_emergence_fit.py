@@ -299,6 +299,19 @@ COURSE_SIZES = [135e6, 360e6, 1.7e9, 3.8e9, 7e9]
 COURSE = {"MMLU": [0.25, 0.32, 0.42, 0.55, 0.68], "GSM8K": [0.10, 0.18, 0.35, 0.52, 0.75]}
 
 
+def test_score_table_errors_name_the_value_and_the_model_plainly():
+    """Bad tables are refused with the value as a plain number (not numpy's repr) and the model
+    it belongs to, in the table's order."""
+    pct = {"MMLU": [25, 32, 42, 55, 68]}
+    with pytest.raises(ValueError, match=r"^column 'MMLU': scores must lie in \[0, 1\], got 25\.0 for the model "
+                                         r"of size 1\.35e\+08 \(percentages\? divide by 100\)$"):
+        measure_emergent_ability(COURSE_SIZES, pct)
+    with pytest.raises(ValueError, match=r"sizes must be finite and > 0, got nan \(model 2 of 5\)$"):
+        measure_emergent_ability([1e6, float("nan"), 1e8, 1e9, 1e10], COURSE)
+    with pytest.raises(ValueError, match=r"strictly increasing, got 1\.7e\+09 then 3\.6e\+08 \(models 3 and 4 of 5\)$"):
+        measure_emergent_ability([135e6, 360e6, 1.7e9, 360e6, 7e9], COURSE)
+
+
 def test_measure_emergent_ability_interpolates_in_log_size():
     rep = measure_emergent_ability(COURSE_SIZES, COURSE, threshold=0.5)
     x = math.log10(1.7e9) + (0.5 - 0.42) / (0.55 - 0.42) * math.log10(3.8e9 / 1.7e9)

@@ -81,6 +81,14 @@ def test_csv_without_columns_is_a_clean_error(tmp_path, capsys):
     assert main(["fit", "chinchilla", str(tmp_path / "missing.csv")]) == 2
 
 
+def test_csv_with_a_non_finite_or_negative_value_names_its_row(tmp_path):
+    p = tmp_path / "nan.csv"
+    for value, shown in (("nan", "nan"), ("-2.5", "-2.5"), ("inf", "inf")):
+        p.write_text(f"params,loss\n1e6,3\n1e7,{value}\n1e8,2.2\n")
+        with pytest.raises(ValueError, match=rf"column 'loss' \(loss\) must be finite and > 0; row 3 holds {shown}$"):
+            load_csv(p)
+
+
 def test_fit_chinchilla_json_and_allocate(tmp_path, capsys):
     src = _chinchilla_csv(tmp_path / "runs.csv")
     assert main(["fit", "chinchilla", str(src), "--approach", "3", "--json"]) == 0

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import os
 from pathlib import Path
+
+from jaxscale.folders import output_folder
 
 
 def positive_int(text: str) -> int:
@@ -19,12 +22,13 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """A finite number > 0 (``nan`` and ``inf`` parse as floats, but no setting means them)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {value}")
     return value
 
 
@@ -123,8 +127,7 @@ def out_dir(args, prefix: str) -> Path:
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / f"{prefix}-{stamp}-{os.getpid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return output_folder(path, "--out")
 
 
 def summary_line(row: dict) -> str:

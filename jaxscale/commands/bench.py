@@ -152,8 +152,9 @@ def run(args) -> int:
     if args.profile:  # read when JAX starts its backends, which has not happened yet
         import os
 
-        if os.path.exists(args.profile) and not os.path.isdir(args.profile):
-            raise ValueError(f"--profile {args.profile!r} is a file; give a folder for the traces")
+        from jaxscale.folders import output_folder
+
+        output_folder(args.profile, "--profile")  # the traces' folder, before anything is timed
 
         flag = "--xla_cpu_enable_xprof_traceme=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):

@@ -142,6 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Train-and-analyse (``--task``/``--family``) and ``--eval-only DIR``."""
     from jaxscale.compile_cache import enable_compilation_cache
     from jaxscale.emergence_study import eval_only, run_study
+    from jaxscale.folders import output_folder
 
     if args.eval_only:
         if args.task or args.family:
@@ -153,6 +154,7 @@ def run_train(args: argparse.Namespace) -> int:
         out = args.eval_only
     else:
         spec = study_spec_from_args(args)
+        output_folder(args.out, "--out")  # before the task is made and the models trained
         enable_compilation_cache()
         result = run_study(spec, args.out, figures=not args.no_figures, plan_for=args.plan_for)
         out = args.out
@@ -210,6 +212,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     if args.n_boot < 0:
         raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if args.plot:
+        from jaxscale.folders import output_folder
+        output_folder(args.plot, "--plot")  # before the fits: a bad folder costs nothing
     report = analyze_score_table(args.table, args.threshold, chance=args.chance,
                                  n_items=args.n_items, n_boot=args.n_boot)
     figures = []

@@ -113,6 +113,7 @@ def _emit(args, payload: dict, lines: list[str]) -> None:
 
 def run_power_law(args) -> int:
     from jaxscale.fit import power_law as pl
+    _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     bootstrap = 200 if args.bootstrap is None else args.bootstrap
     notes = list(data.notes)
@@ -163,14 +164,14 @@ def run_power_law(args) -> int:
 
 
 def _plot_dir(args):
-    from pathlib import Path
-    d = Path(args.plot)
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The ``--plot`` folder, made (None without ``--plot``)."""
+    from jaxscale.folders import output_folder
+    return output_folder(args.plot, "--plot") if args.plot else None
 
 
 def run_chinchilla(args) -> int:
     from jaxscale.fit import chinchilla as ch
+    _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     if data.D is None:
         raise ValueError(f"{args.source}: Chinchilla fits need tokens (a D/tokens column) or "

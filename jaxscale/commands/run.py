@@ -64,7 +64,7 @@ def choose_out(args, cfg) -> tuple[Path, bool]:
 
     if args.out:
         path = Path(args.out)
-        return path, path.exists()
+        return path, path.is_dir()
     if not args.fresh:
         previous = newest_unfinished("runs", cfg)
         if previous is not None:
@@ -75,6 +75,7 @@ def choose_out(args, cfg) -> tuple[Path, bool]:
 
 def run(args) -> int:
     from jaxscale.compile_cache import enable_compilation_cache
+    from jaxscale.folders import output_folder
     from jaxscale.report import write_figures, write_report
     from jaxscale.runner import Interrupted
     from jaxscale.signals import graceful_stop
@@ -83,6 +84,7 @@ def run(args) -> int:
     enable_compilation_cache()
     cfg = study_config(args)
     out, resuming = choose_out(args, cfg)
+    output_folder(out, "--out")
     print(f"{'resuming' if resuming else 'starting'} the {cfg.scale} study in {out}")
     t0 = time.perf_counter()
     with graceful_stop() as stop:

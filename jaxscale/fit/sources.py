@@ -126,7 +126,7 @@ def _check_positive(arr, path, col, what):
     if bad.any():
         i = int(np.argmax(bad))
         raise ValueError(f"{path}: column {col!r} ({what}) must be finite and > 0; row {i + 2} "
-                         f"holds {arr[i]!r}")
+                         f"holds {float(arr[i])!r}")
 
 
 def load_csv(path: str | os.PathLike) -> FitData:

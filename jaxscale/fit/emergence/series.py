@@ -50,12 +50,12 @@ def check_series(scale, values, name: str = "scores", *, log_scale: bool = True,
     bad = ~np.isfinite(scale) | ((scale <= 0) if log_scale else False)
     if np.any(bad):
         raise ValueError(f"scale must be finite{' and > 0' if log_scale else ''}, got "
-                         f"{scale[bad][0]!r}")
+                         f"{float(scale[bad][0])!r}")
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]!r}")
+        raise ValueError(f"{name} must be finite, got {float(values[~np.isfinite(values)][0])!r}")
     if unit_interval and (values.min() < 0 or values.max() > 1):
         bad_v = values[(values < 0) | (values > 1)][0]
-        raise ValueError(f"{name} must lie in [0, 1], got {bad_v!r}")
+        raise ValueError(f"{name} must lie in [0, 1], got {float(bad_v)!r}")
     return scale, values
 
 

@@ -116,12 +116,12 @@ def _check_sizes(sizes, label: str) -> np.ndarray:
     bad = ~np.isfinite(sizes) | (sizes <= 0)
     if np.any(bad):
         raise ValueError(f"{label}: model sizes must be finite and > 0, got "
-                         f"{sizes[bad][0]!r} (row {int(np.flatnonzero(bad)[0]) + 1})")
+                         f"{float(sizes[bad][0])!r} (model {int(np.flatnonzero(bad)[0]) + 1} of {sizes.size})")
     drops = np.flatnonzero(np.diff(sizes) <= 0)
     if drops.size:
         i = int(drops[0])
         raise ValueError(f"{label}: model sizes must be strictly increasing, got {sizes[i]:g} "
-                         f"then {sizes[i + 1]:g} (rows {i + 1} and {i + 2})")
+                         f"then {sizes[i + 1]:g} (models {i + 1} and {i + 2} of {sizes.size})")
     return sizes
 
 
@@ -154,8 +154,8 @@ def measure_emergent_ability(model_sizes: Sequence[float],
         if np.any(bad):
             i = int(np.flatnonzero(bad)[0])
             hint = " (percentages? divide by 100)" if 1 < scores[i] <= 100 else ""
-            raise ValueError(f"column {name!r}: scores must lie in [0, 1], got {scores[i]!r} "
-                             f"in row {i + 1}{hint}")
+            raise ValueError(f"column {name!r}: scores must lie in [0, 1], got {float(scores[i])!r} "
+                             f"for the model of size {sizes[i]:g}{hint}")
         if given.sum() < 2:
             raise ValueError(f"column {name!r}: needs at least 2 reported scores, got "
                              f"{int(given.sum())}")

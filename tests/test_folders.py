@@ -1,0 +1,123 @@
+"""Output folders: made on demand; a file where a folder should be is a clean error that names the
+argument, raised before anything is trained, and it leaves the file as it was."""
+
+import pytest
+
+from jaxscale.cli import main
+from jaxscale.folders import output_folder
+
+
+def test_output_folder_makes_nested_folders_and_accepts_an_existing_one(tmp_path):
+    made = output_folder(tmp_path / "a" / "b", "--out")
+    assert made.is_dir() and made == tmp_path / "a" / "b"
+    (made / "keep.txt").write_text("x")
+    assert output_folder(str(made), "--out") == made and (made / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("sub", ["", "deeper/still"])
+def test_output_folder_refuses_a_file_at_or_on_the_way_to_the_path(tmp_path, sub):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    target = blocker / sub if sub else blocker
+    with pytest.raises(ValueError, match=r"^--plot: '.*results' is a file, not a folder") as err:
+        output_folder(target, "--plot")
+    assert ("on the way to" in str(err.value)) == bool(sub)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_output_folder_reports_what_the_system_refused(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    def refuse(self, *a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ValueError, match=r"^out: cannot create the folder '.*new': Permission denied$"):
+        output_folder(tmp_path / "new", "out")
+
+
+def _score_table(tmp_path):
+    path = tmp_path / "scores.csv"
+    path.write_text("model,params,score\na,1e6,0.1\nb,1e7,0.2\nc,1e8,0.7\nd,1e9,0.9\n")
+    return str(path)
+
+
+def _power_law_csv(tmp_path):
+    path = tmp_path / "runs.csv"
+    sizes = [1e6, 3e6, 1e7, 3e7, 1e8, 3e8]
+    path.write_text("params,loss\n" + "".join(f"{n:g},{2.0 + 400 * n ** -0.3:.6f}\n" for n in sizes))
+    return str(path)
+
+
+# each command given a file where it writes a folder; all must fail before any training
+COMMANDS = {
+    "fit power-law": lambda f, t: ["fit", "power-law", _power_law_csv(t), "--bootstrap", "0", "--plot", f],
+    "fit chinchilla": lambda f, t: ["fit", "chinchilla", _power_law_csv(t), "--plot", f],
+    "sweep": lambda f, t: ["sweep", "--family", "ladder", "--sizes", "l1", "--steps", "5", "--out", f],
+    "train": lambda f, t: ["train", "--model", "ladder/l1", "--steps", "5", "--out", f],
+    "run": lambda f, t: ["run", "--out", f, "--quiet"],
+    "emergence": lambda f, t: ["emergence", "--task", "induction", "--family", "depth", "--seeds", "0", "1", "2",
+                               "--epochs", "1", "--out", f],
+    "emergence analyze": lambda f, t: ["emergence", "analyze", _score_table(t), "--plot", f],
+    "bench": lambda f, t: ["bench", "--preset", "notebook-emergence", "--sizes", "micro", "--modes", "sequential",
+                           "--repeats", "1", "--no-end-to-end", "--profile", f],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_file_given_as_an_output_folder_is_a_clean_error(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "taken"
+    blocker.write_text("a user's file")
+    argv = COMMANDS[command](str(blocker), tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    flag = {"emergence analyze": "--plot", "fit power-law": "--plot", "fit chinchilla": "--plot",
+            "bench": "--profile"}.get(command, "--out")
+    assert f"error: {flag}: '{blocker}' is a file, not a folder" in err, err
+    assert "Traceback" not in err
+    assert blocker.read_text() == "a user's file"
+    assert not (tmp_path / "runs").exists()  # nothing was started elsewhere instead
+
+
+def test_a_system_error_while_running_is_reported_without_a_traceback(capsys, monkeypatch):
+    """The backstop: an OSError that a command does not turn into a ValueError (a full disk while
+    writing, say) ends it with status 1 and one line, not a traceback; a closed pipe stays quiet."""
+    import jaxscale.commands.families as families
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(families, "run", full_disk)  # read when main builds its parser
+    assert main(["families"]) == 1
+    assert capsys.readouterr().err.strip() == "jaxscale families: error: [Errno 28] No space left on device"
+
+    def closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(families, "run", closed_pipe)
+    assert main(["families"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_python_api_refuses_a_file_as_its_output_folder_before_training(tmp_path):
+    """``run_sweep(out=…)``: the same check, naming the ``out`` argument; no model is trained."""
+    from jaxscale.config import create_model_config
+    from jaxscale.data.corpus import load_corpus
+    from jaxscale.data.source import from_corpus
+    from jaxscale.runner import ModelSpec, RunSettings
+    from jaxscale.sweep import run_sweep
+    from jaxscale.train import Budget, OptimConfig
+
+    blocker = tmp_path / "taken"
+    blocker.write_text("a user's file")
+    data = from_corpus(load_corpus(), seq_len=16, batch_size=2, eval_max_windows=4)
+    spec = ModelSpec(create_model_config("ladder/l1"), seed=0, optim=OptimConfig(), budget=Budget("steps", 5))
+    lines = []
+    log = type("Log", (), {"write": lambda self, s: lines.append(s), "flush": lambda self: None})()
+    with pytest.raises(ValueError, match=r"^out: '.*taken' is a file, not a folder"):
+        run_sweep([spec], data, RunSettings(batch_size=2, seq_len=16, eval_windows=4, progress=False),
+                  mode="sequential", out=blocker, save_weights=False, log=log)
+    assert blocker.read_text() == "a user's file"
+    assert not any("done" in s for s in lines)  # the plan was printed, no group trained
