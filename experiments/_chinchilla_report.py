@@ -21,7 +21,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
                  command: str, wall_seconds: float) -> Path:
     from jaxscale.isoflop_grid import family_order, isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
-    from jaxscale.report import allocation_rows
+    from jaxscale.report import allocation_rows, floor_note
 
     est = _common.est
     objs = fits["_objects"]
@@ -92,6 +92,8 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
         lines += ["", f"Approach 3: L(N, D) = E + A/N^α + B/D^β with E = {est(a3.E)}, A = {est(a3.A)}, "
                   f"B = {est(a3.B)}, α = {est(a3.alpha)}, β = {est(a3.beta)}, G = {est(a3.G)} "
                   f"({a3.n} runs, {a3.n_bootstrap} bootstrap refits; Hoffmann et al.: α 0.3392, β 0.2849)."]
+        note = floor_note([("Approach 3", "E", a3.E, a3.floor_identified)])
+        lines += ["", note] if note else []
     lines += ["", "### Allocation for budgets 1e18…1e21 FLOPs", "",
               "| budget (FLOPs) | rule: N = (C/120)^½ | rule: D = 20·N | Approach 1: N_opt | Approach 2: N_opt | "
               "Approach 3: N_opt [95%] | Approach 3: D_opt | |", "|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -261,6 +261,7 @@ def write_figures(out: Path, fits: dict, text_rows: list, rnd: dict) -> dict:
 def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, rnd: dict, figures: dict,
                  *, command: str, wall_seconds: float) -> Path:
     from jaxscale.lr_grid import lr_edge_note
+    from jaxscale.report import floor_note
     from jaxscale.sweep import select_best_lr
 
     est = _common.est
@@ -290,6 +291,9 @@ def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, 
                          for x, p, o in zip(bt.x_held, bt.predicted, bt.y_held))
         lines.append(f"| {label} | {est(fit.A)} | {est(fit.alpha)} | {est(fit.B)} | {fit.r2_log:.4f} | {fit.n} | "
                      f"mean abs. error {100 * bt.mean_abs_rel_error:.2f}% on the {bt.x_held.size} largest ({held}) |")
+    note = floor_note([(label, "B", fits["_objects"][key][0].B, fits["_objects"][key][0].floor_identified)
+                       for key, label in (("non_embedding", "non-embedding"), ("total", "total"))])
+    lines += ["", note] if note else []
     fit = fits["_objects"]["non_embedding"][0]
     imp = fit.improvement()
     lines += ["", "The notebook's \"k× more parameters\" read-out (non-embedding law, from the largest size "

@@ -106,7 +106,10 @@ def sizes_beyond(rows: Sequence[dict], budgets: Sequence[float], family_order: S
 def isoflop_extension_note(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],
                            base_sizes: Sequence[str], metric: str = "val_loss") -> str:
     """One sentence for a report: which sizes were added to which budget beyond ``base_sizes``
-    (short names), and which budgets still have their minimum at an edge ("" when neither)."""
+    (short names), which budgets still have their minimum at an edge, and (``metric`` being the
+    validation loss) which budgets have their *test* loss lowest at an edge though validation's
+    is inside: there Approach 2, fitted to the test loss, warns of an edge that the extension,
+    decided on validation, did not act on ("" when none of these)."""
     by_budget = _mean_val_by_size(rows, budgets, metric)
     base = set(base_sizes)
     added = []
@@ -124,4 +127,21 @@ def isoflop_extension_note(rows: Sequence[dict], budgets: Sequence[float], famil
             f"{e['budget']:.1e} ({e['name'].split('/')[-1]}, its {e['edge']} size"
             + ("" if e["next"] else ", the family's end") + ")" for e in edges)
             + ": those budgets' parabola vertices are extrapolated.")
+    if metric == "val_loss":
+        at_edge = {e["budget"] for e in edges}
+        test_by = _mean_val_by_size(rows, budgets, "test_loss")
+        split = [e for e in _edges(test_by, family_order) if e["budget"] not in at_edge and e["budget"] in by_budget]
+        if split:
+            short = lambda name: name.split("/")[-1]  # noqa: E731
+
+            def disagreement(e) -> str:
+                test, val = test_by[e["budget"]], by_budget[e["budget"]]
+                val_best = min(val, key=val.get)
+                return (f"{e['budget']:.1e} ({short(e['name'])}; validation's lowest is {short(val_best)}, whose "
+                        f"test loss is {test[val_best] - test[e['name']]:.3f} nats higher)")
+
+            parts.append("On the test split, which the fits use, the lowest loss is at an edge at "
+                         + "; ".join(disagreement(e) for e in split)
+                         + ": the splits disagree on the profile's minimum, so Approach 2 warns of an edge there "
+                         "that the validation split, which decides the extensions, does not show.")
     return " ".join(parts)

@@ -24,6 +24,25 @@ def _est(e) -> str:
     return f"{e.value:.4g} [{lo:.4g}, {hi:.4g}]"
 
 
+def floor_note(laws: list[tuple[str, str, object, bool]]) -> str | None:
+    """A sentence on the laws (label, the floor's name, its ``Estimate``, whether it is
+    identified: ``_optim.floor_identified``) whose irreducible term the data do not identify,
+    with how large a floor their intervals still allow; None when every floor is identified.
+
+    Why: such a fit prints a floor like 5e-12 with an interval reaching the same order as the
+    losses; read without comment, that looks like a measured floor of zero."""
+    loose = [(label, name, est) for label, name, est, identified in laws if not identified]
+    if not loose:
+        return None
+    allowed = "; ".join(f"{label}: {name} up to {est.ci95[1]:.3g}" if est.ci95 is not None
+                        and math.isfinite(est.ci95[1]) else f"{label}: {name} ≈ 0" for label, name, est in loose)
+    return ("**Floor not identified** (" + allowed + "). The fit drives the irreducible term towards 0, below "
+            "1% of the smallest loss, because over the range trained the loss still falls as fast as a pure power "
+            "law. The fitted exponents then describe the whole loss, not its reducible part, and the upper "
+            "ends of their intervals go with the largest floor the data allow. Larger or longer-trained "
+            "models are needed to place the floor.")
+
+
 def write_figures(out: Path, fits: dict, ladder: list) -> dict[str, str]:
     from jaxscale.plots.power_law import plot_power_law
 
@@ -143,6 +162,10 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
     comp = objs["compute_law"]
     lines.append(f"| L(C), C = training FLOPs | {_est(comp.k)} | {_est(comp.gamma)} | {_est(comp.E)} | "
                  f"{comp.r2_log:.4f} | {comp.n} | — |")
+    note = floor_note([(label, name, fit.B, fit.floor_identified) for label, name, fit in (
+        ("L(N), non-embedding", "B", objs["power_law_non_embedding"][0]),
+        ("L(N), total", "B", objs["power_law_total"][0]), ("L(C)", "E", comp))])
+    lines += ["", note] if note else []
     fit = objs["power_law_non_embedding"][0]
     imp = fit.improvement()
     lines += ["", "Scaling returns from the largest size (non-embedding law): " + "; ".join(
@@ -170,6 +193,8 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
     if a3 is not None:
         lines += [f"Approach 3: E = {_est(a3.E)}, A = {_est(a3.A)}, B = {_est(a3.B)}, α = {_est(a3.alpha)}, "
                   f"β = {_est(a3.beta)}, G = {_est(a3.G)}.", ""]
+        note = floor_note([("Approach 3", "E", a3.E, a3.floor_identified)])
+        lines += [note, ""] if note else []
     lines += ["| budget (FLOPs) | 20 tokens/param: N | D | Approach 2: N_opt | Approach 3: N_opt [95%] | D_opt | |",
               "|---:|---:|---:|---:|---:|---:|---|"]
     max_c = max(6.0 * r["params"] * r["tokens"] for r in ladder + iso)

@@ -95,6 +95,7 @@ def test_reference_t3_parameters(reference_fit):
     assert f.A.value == pytest.approx(477.8, rel=2e-2)
     assert f.B.value == pytest.approx(2143.4, rel=2e-2)
     assert f.objective == pytest.approx(1.0183e-3, rel=1e-3)
+    assert f.floor_identified  # Hoffmann's data place E well inside
 
 
 def test_reference_t4_bootstrap_standard_errors(reference_fit):
@@ -235,6 +236,7 @@ def test_a3_bootstrap_explores_the_floor_when_e_is_on_its_boundary():
         warnings.simplefilter("ignore", ConvergenceWarning)
         fit = fit_approach3(N, D, L, bootstrap=100)
     assert fit.E.value < 1e-3 * L.min()  # the premise: E on its boundary
+    assert not fit.floor_identified and fit.to_json()["floor_identified"] is False
     # refits started only at the optimum never left E ~ 0: the interval was [E, E]
     assert fit.E.ci95[1] > 0.1, fit.E.ci95
     assert np.all(np.isfinite(fit.bootstrap_params))

@@ -179,6 +179,18 @@ def test_bootstrap_refits_never_end_above_their_start_and_explore_the_floor():
     assert fit.B.ci95[1] > 0.5, fit.B.ci95
 
 
+def test_floor_identified_says_whether_the_data_place_the_floor():
+    """A floor the data show (the recovery law's B = 1.7) is identified; the CPU ladder's loss,
+    falling like a pure power law, puts B at ~0, which is flagged, and the flag reaches the JSON."""
+    assert fit_power_law(N, law(N), bootstrap=0).floor_identified
+    ladder = fit_power_law(LADDER_N, LADDER_SEED_LOSSES.mean(axis=1), bootstrap=0)
+    assert not ladder.floor_identified and ladder.to_json()["floor_identified"] is False
+    # the threshold: a floor of 1% of the smallest loss is identified, just below it is not
+    from jaxscale.fit._optim import FLOOR_BOUNDARY_FRACTION, floor_identified
+    assert floor_identified(FLOOR_BOUNDARY_FRACTION * 1.6, [1.6, 2.0])
+    assert not floor_identified(0.99 * FLOOR_BOUNDARY_FRACTION * 1.6, [2.0, 1.6])
+
+
 def test_refit_from_starts_keeps_each_resamples_best_start():
     import jax.numpy as jnp
 

@@ -79,3 +79,18 @@ def test_extension_note_names_additions_and_remaining_edges():
     assert "l1 at 6.0e+10" in note and "Still at an edge: 6.0e+10 (l1, its smallest size, the family's end)" in note
     assert isoflop_extension_note(_grid({1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.0}}), BUDGETS, ORDER,
                                   ("l2", "l3", "l4")) == ""
+
+
+def test_extension_note_explains_a_test_split_edge_that_validation_does_not_show():
+    """Validation (which decides extensions) brackets the minimum, the test split (which the fits
+    use) puts it at an edge: the note says so, with the profile's spread; when the splits agree
+    it says nothing of the kind."""
+    rows = _grid({1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.00}})
+    for r, test in zip(rows, (1.97, 1.99, 1.98)):
+        r["test_loss"] = test
+    note = isoflop_extension_note(rows, BUDGETS, ORDER, ("l2", "l3", "l4"))
+    assert note.startswith("On the test split, which the fits use, the lowest loss is at an edge at 1.5e+11 "
+                           "(l2; validation's lowest is l3, whose test loss is 0.020 nats higher)"), note
+    for r, test in zip(rows, (1.99, 1.97, 1.98)):
+        r["test_loss"] = test
+    assert isoflop_extension_note(rows, BUDGETS, ORDER, ("l2", "l3", "l4")) == ""

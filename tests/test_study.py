@@ -43,7 +43,7 @@ def test_documented_files_and_fields(smoke_study):
     for key in ("power_law_non_embedding", "power_law_total", "compute_law", "approach1", "approach2", "approach3"):
         assert key in fits
     law = fits["power_law_non_embedding"]
-    assert {"A", "alpha", "B", "r2_log", "backtest"} <= set(law)
+    assert {"A", "alpha", "B", "r2_log", "backtest", "floor_identified"} <= set(law)
     for name in figures.values():
         w, h = png_size(out / name)
         assert w > 400 and h > 300
@@ -60,6 +60,22 @@ def test_report_numbers_are_the_fit_objects(smoke_study):
     for name in figures.values():
         assert f"({name})" in text
     assert result.ladder_rows[0]["corpus"]["fingerprint"] in text
+    objs = result.fits["_objects"]
+    laws = [objs["power_law_non_embedding"][0], objs["power_law_total"][0], objs["compute_law"]]
+    section_1 = text.split("## 2.")[0]
+    assert ("**Floor not identified**" in section_1) == any(not f.floor_identified for f in laws)
+
+
+def test_floor_note_names_each_unidentified_floor_and_what_the_data_allow():
+    from jaxscale.fit._optim import Estimate
+    from jaxscale.report import floor_note
+
+    placed, zero = Estimate(1.2, (1.0, 1.4)), Estimate(3e-12, (3e-12, 0.992))
+    assert floor_note([("L(N)", "B", placed, True)]) is None
+    note = floor_note([("L(N), total", "B", placed, True), ("L(C)", "E", zero, False),
+                       ("A3", "E", Estimate(1e-20), False)])
+    assert note.startswith("**Floor not identified** (L(C): E up to 0.992; A3: E ≈ 0).")
+    assert "L(N), total" not in note
 
 
 def test_selections_at_the_grid_end_get_the_next_rate_out(smoke_study):

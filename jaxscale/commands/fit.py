@@ -146,6 +146,8 @@ def run_power_law(args) -> int:
              f"{fit.n_bootstrap} bootstrap resamples, 95% intervals)"]
     lines += [f"  {nm:<6} {_fmt(e)}" for nm, e in zip(sym, (fit.A, fit.alpha, fit.B))]
     lines.append(f"  R^2 (log loss) {fit.r2_log:.5f}   RMSE (log loss) {fit.rmse_log:.4g}")
+    if not fit.floor_identified:
+        lines.append(f"  note: {_FLOOR_NOTE.format(floor=sym[2], exponent=sym[1] + ' describes')}")
     lines.append(f"  from the largest {var} = {fit.x.max():.3g}:")
     for k, v in improvement.items():
         lines.append(f"    {k:>6g}x {var:<2}-> loss {v['loss']:.4f} ({v['total_pct']:.1f}% lower; "
@@ -216,6 +218,12 @@ def run_chinchilla(args) -> int:
     return 0
 
 
+# printed under a fit whose irreducible term the data do not identify (``_optim.floor_identified``)
+_FLOOR_NOTE = ("{floor} is not identified: the fit drives it below 1% of the smallest loss (the loss still "
+               "falls like a pure power law over these points), so the fit's {exponent} the whole loss, not "
+               "its reducible part, and {floor}'s interval is how large a floor the data still allow")
+
+
 def _summary(ap: str, fit) -> list[str]:
     if ap == "3":
         out = [f"Approach 3  L(N, D) = E + A/N^alpha + B/D^beta   ({fit.n} points, "
@@ -224,6 +232,8 @@ def _summary(ap: str, fit) -> list[str]:
             out.append(f"  {k:<6} {getattr(fit, k)}")
         out.append(f"  objective (sum of Huber terms) {fit.objective:.6g}   R^2 (log loss) "
                    f"{fit.r2_log:.4f}   RMSE (log loss) {fit.rmse_log:.4g}")
+        if not fit.floor_identified:
+            out.append(f"  note: {_FLOOR_NOTE.format(floor='E', exponent='alpha and beta describe')}")
         out.append("  N_opt(C) = G*(C/6)^a, D_opt(C) = (C/6)^b / G:")
         for c in (1e21, 1e23, 5.76e23, 1e25):
             out.append(f"    C = {c:.3g}: N_opt = {fit.n_opt(c):.4g}, D_opt = {fit.d_opt(c):.4g}")

@@ -111,7 +111,8 @@ def _print_summary(result) -> None:
     for key, label in (("power_law_non_embedding", "non-embedding"), ("power_law_total", "total")):
         fit, bt = objs[key]
         print(f"power law vs {label} parameters: L = {fit.A} · N^-({fit.alpha}) + {fit.B}; "
-              f"R² (log) {fit.r2_log:.4f}; backtest error {100 * bt.mean_abs_rel_error:.2f}%")
+              f"R² (log) {fit.r2_log:.4f}; backtest error {100 * bt.mean_abs_rel_error:.2f}%"
+              + ("" if fit.floor_identified else "; the floor B is not identified (see the report)"))
     for i in (1, 2, 3):
         f = objs.get(f"approach{i}")
         if f is None:

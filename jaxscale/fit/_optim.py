@@ -316,6 +316,21 @@ def make_estimate(value: float, samples: np.ndarray | None, level: float = 0.95)
     return Estimate(float(value), percentile_interval(s, level), se)
 
 
+#: A fitted irreducible loss (a power law's B or E, Approach 3's E) below this share of the smallest
+#: observed loss is on its boundary: the fit's log-sum-exp form keeps it positive, so "no floor"
+#: shows up as a value driven towards zero (1e-12 and less), not as a bound that is hit.
+FLOOR_BOUNDARY_FRACTION = 1e-2
+
+
+def floor_identified(floor: float, losses) -> bool:
+    """Whether a fitted irreducible loss ``floor`` is identified by the data ``losses``: at least
+    ``FLOOR_BOUNDARY_FRACTION`` of the smallest one. When it is not, the loss was still falling as
+    fast as a pure power law over the data (the floor lies below what they can show): the fitted
+    exponent then describes the whole loss over this range, not its reducible part, and the
+    floor's interval says how large a floor the data still allow."""
+    return bool(floor >= FLOOR_BOUNDARY_FRACTION * float(np.min(losses)))
+
+
 def log_space_fit_stats(log_pred: np.ndarray, log_y: np.ndarray) -> tuple[float, float, np.ndarray]:
     """(R² of log-loss, RMSE of log-loss, residuals log ŷ − log y)."""
     resid = np.asarray(log_pred, np.float64) - np.asarray(log_y, np.float64)

@@ -129,6 +129,11 @@ class Approach3Fit:
     def n_bootstrap(self) -> int:
         return 0 if self.bootstrap_params is None else int(self.bootstrap_params.shape[0])
 
+    @property
+    def floor_identified(self) -> bool:
+        """Whether the data identify the irreducible loss E: ``_optim.floor_identified``."""
+        return _optim.floor_identified(self.E.value, self.loss)
+
     def predict(self, N, D):
         return self.law.loss(N, D)
 
@@ -164,26 +169,22 @@ class Approach3Fit:
         out.update({"objective": self.objective, "n": self.n, "r2_log": self.r2_log,
                     "rmse_log": self.rmse_log, "n_starts": self.n_starts,
                     "n_bootstrap": self.n_bootstrap, "converged": self.converged,
-                    "huber_delta": self.delta})
+                    "huber_delta": self.delta, "floor_identified": self.floor_identified})
         return out
-
-
-#: E below this share of the smallest loss is on its boundary (see ``_bootstrap_starts``)
-BOUNDARY_E_FRACTION = 1e-2
 
 
 def _bootstrap_starts(theta: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Where each bootstrap refit starts: the full-data optimum, and, when that optimum puts the
-    irreducible loss E on its boundary (below 1% of the smallest loss), also the optimum with E
-    moved to half the smallest loss and the two reducible terms halved; each resample keeps its
-    better refit (``_optim.refit_from_starts``).
+    irreducible loss E on its boundary (not ``_optim.floor_identified``: below 1% of the smallest
+    loss), also the optimum with E moved to half the smallest loss and the two reducible terms
+    halved; each resample keeps its better refit (``_optim.refit_from_starts``).
 
     Why: at E → 0 the objective is flat in E, so refits started only there never find a
     resample's floor and E's interval collapses onto the point estimate. An interior optimum
     (Hoffmann et al.'s data) keeps the single, warm start and its cost."""
     a, b, e, alpha, beta = (float(v) for v in theta)
     y_min = float(np.min(loss))
-    if math.exp(e) >= BOUNDARY_E_FRACTION * y_min:
+    if _optim.floor_identified(math.exp(e), loss):
         return np.asarray(theta, np.float64)[None]
     half = math.log(0.5)
     inner = np.array([a + half, b + half, math.log(0.5 * y_min), alpha, beta])

@@ -120,6 +120,11 @@ class PowerLawFit:
         return 0 if self.bootstrap_params is None else int(self.bootstrap_params.shape[0])
 
     @property
+    def floor_identified(self) -> bool:
+        """Whether the data identify the irreducible term B (E): ``_optim.floor_identified``."""
+        return _optim.floor_identified(self.B.value, self.y)
+
+    @property
     def x_name(self) -> str:
         return "C" if self.form == "compute" else "N"
 
@@ -198,7 +203,8 @@ class PowerLawFit:
             out[nm] = est.to_json()
         out.update({"r2_log": self.r2_log, "rmse_log": self.rmse_log, "n": self.n,
                     "objective": self.objective, "n_bootstrap": self.n_bootstrap,
-                    "bootstrap_unconverged": self.bootstrap_unconverged, "converged": self.converged})
+                    "bootstrap_unconverged": self.bootstrap_unconverged, "converged": self.converged,
+                    "floor_identified": self.floor_identified})
         return out
 
 
