@@ -36,8 +36,10 @@ def floor_note(laws: list[tuple[str, str, object, bool]]) -> str | None:
         return None
     allowed = "; ".join(f"{label}: {name} up to {est.ci95[1]:.3g}" if est.ci95 is not None
                         and math.isfinite(est.ci95[1]) else f"{label}: {name} ≈ 0" for label, name, est in loose)
+    from jaxscale.fit._optim import FLOOR_BOUNDARY_FRACTION
+
     return ("**Floor not identified** (" + allowed + "). The fit drives the irreducible term towards 0, below "
-            "1% of the smallest loss, because over the range trained the loss still falls as fast as a pure power "
+            f"{FLOOR_BOUNDARY_FRACTION:.0%} of the smallest loss, because over the range trained the loss still falls as fast as a pure power "
             "law. The fitted exponents then describe the whole loss, not its reducible part, and the upper "
             "ends of their intervals go with the largest floor the data allow. Larger or longer-trained "
             "models are needed to place the floor.")

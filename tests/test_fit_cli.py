@@ -137,3 +137,13 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert "examples:" in capsys.readouterr().out
+
+
+def test_fit_power_law_notes_an_unidentified_floor_only_where_there_is_one(tmp_path, capsys):
+    p = tmp_path / "runs.csv"
+    sizes = np.geomspace(1e6, 1e9, 8)
+    for floor, noted in ((0.0, True), (1.7, False)):
+        p.write_text("params,loss\n" + "".join(f"{n:g},{floor + 400 * n ** -0.3:.8f}\n" for n in sizes))
+        assert main(["fit", "power-law", str(p), "--bootstrap", "0", "--holdout", "0"]) == 0
+        out = capsys.readouterr().out
+        assert ("note: B is not identified: the fit drives it below 1% of the smallest loss" in out) == noted, out

@@ -113,7 +113,7 @@ def _emit(args, payload: dict, lines: list[str]) -> None:
 
 def run_power_law(args) -> int:
     from jaxscale.fit import power_law as pl
-    _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
+    plot_dir = _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     bootstrap = 200 if args.bootstrap is None else args.bootstrap
     notes = list(data.notes)
@@ -147,7 +147,7 @@ def run_power_law(args) -> int:
     lines += [f"  {nm:<6} {_fmt(e)}" for nm, e in zip(sym, (fit.A, fit.alpha, fit.B))]
     lines.append(f"  R^2 (log loss) {fit.r2_log:.5f}   RMSE (log loss) {fit.rmse_log:.4g}")
     if not fit.floor_identified:
-        lines.append(f"  note: {_FLOOR_NOTE.format(floor=sym[2], exponent=sym[1] + ' describes')}")
+        lines.append(f"  note: {_floor_note(sym[2], sym[1] + ' describes')}")
     lines.append(f"  from the largest {var} = {fit.x.max():.3g}:")
     for k, v in improvement.items():
         lines.append(f"    {k:>6g}x {var:<2}-> loss {v['loss']:.4f} ({v['total_pct']:.1f}% lower; "
@@ -158,7 +158,7 @@ def run_power_law(args) -> int:
     lines += [f"  note: {n}" for n in notes]
     if args.plot:
         from jaxscale.plots.power_law import plot_power_law
-        path = plot_power_law(fit, _plot_dir(args) / "power_law.png", backtest=back)
+        path = plot_power_law(fit, plot_dir / "power_law.png", backtest=back)
         lines.append(f"  figure: {path}")
         payload["figures"] = [str(path)]
     _emit(args, payload, lines)
@@ -173,7 +173,7 @@ def _plot_dir(args):
 
 def run_chinchilla(args) -> int:
     from jaxscale.fit import chinchilla as ch
-    _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
+    plot_dir = _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     if data.D is None:
         raise ValueError(f"{args.source}: Chinchilla fits need tokens (a D/tokens column) or "
@@ -205,7 +205,7 @@ def run_chinchilla(args) -> int:
     lines += [f"note: {n}" for n in data.notes]
     if args.plot and fits:
         from jaxscale.plots import chinchilla as chp
-        d = _plot_dir(args)
+        d = plot_dir
         if "2" in fits:
             figures.append(chp.plot_isoflops(fits["2"], data.N, data.D, data.loss,
                                              d / "isoflops.png", labels=data.names))
@@ -218,10 +218,14 @@ def run_chinchilla(args) -> int:
     return 0
 
 
-# printed under a fit whose irreducible term the data do not identify (``_optim.floor_identified``)
-_FLOOR_NOTE = ("{floor} is not identified: the fit drives it below 1% of the smallest loss (the loss still "
-               "falls like a pure power law over these points), so the fit's {exponent} the whole loss, not "
-               "its reducible part, and {floor}'s interval is how large a floor the data still allow")
+def _floor_note(floor: str, exponent: str) -> str:
+    """The note printed under a fit whose irreducible term ``floor`` the data do not identify
+    (``_optim.floor_identified``); ``exponent``: what then describes the whole loss."""
+    from jaxscale.fit._optim import FLOOR_BOUNDARY_FRACTION
+
+    return (f"{floor} is not identified: the fit drives it below {FLOOR_BOUNDARY_FRACTION:.0%} of the smallest loss "
+            f"(the loss still falls like a pure power law over these points), so the fit's {exponent} the whole "
+            f"loss, not its reducible part, and {floor}'s interval is how large a floor the data still allow")
 
 
 def _summary(ap: str, fit) -> list[str]:
@@ -233,7 +237,7 @@ def _summary(ap: str, fit) -> list[str]:
         out.append(f"  objective (sum of Huber terms) {fit.objective:.6g}   R^2 (log loss) "
                    f"{fit.r2_log:.4f}   RMSE (log loss) {fit.rmse_log:.4g}")
         if not fit.floor_identified:
-            out.append(f"  note: {_FLOOR_NOTE.format(floor='E', exponent='alpha and beta describe')}")
+            out.append(f"  note: {_floor_note('E', 'alpha and beta describe')}")
         out.append("  N_opt(C) = G*(C/6)^a, D_opt(C) = (C/6)^b / G:")
         for c in (1e21, 1e23, 5.76e23, 1e25):
             out.append(f"    C = {c:.3g}: N_opt = {fit.n_opt(c):.4g}, D_opt = {fit.d_opt(c):.4g}")
