@@ -47,12 +47,19 @@ WEIGHTS_DIR = "weights"
 
 def expand(cfgs: Sequence[ModelConfig], *, seeds: Sequence[int] = (0,), lrs: Sequence[float] = (1e-3,),
            budgets: Sequence[Budget] = (Budget("steps", 100),), optim: OptimConfig = OptimConfig()) -> list[ModelSpec]:
-    """Every (config, budget, learning rate, seed) combination, in that nesting order."""
+    """Every (config, budget, learning rate, seed) combination, in that nesting order.
+
+    A repeated value in any of the four is refused: it would train the same model twice and
+    write two identical rows, which a fit then counts as two measurements (half its weight to
+    one point) and ``--select best-lr`` sees as a tie."""
     for name, values in (("sizes", cfgs), ("seeds", seeds), ("lrs", lrs), ("budgets", budgets)):
         if not values:
             raise ValueError(f"sweep: {name} is empty")
-    if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
-        raise ValueError("sweep: seeds and learning rates must not repeat")
+        repeated = [v for j, v in enumerate(values) if v in list(values)[:j]]
+        if repeated:
+            shown = [v.name if isinstance(v, ModelConfig) else f"{v.kind} {v.value:g}" if isinstance(v, Budget) else v
+                     for v in dict.fromkeys(repeated)]
+            raise ValueError(f"sweep: {name} must not repeat; given more than once: {shown}")
     return [ModelSpec(cfg, seed, dataclasses.replace(optim, lr=lr), budget)
             for cfg, budget, lr, seed in itertools.product(cfgs, budgets, lrs, seeds)]
 
@@ -88,6 +95,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     log = log or sys.stdout
     if not specs:
         raise ValueError("run_sweep: no models")
+    repeated = [s.label for j, s in enumerate(specs) if s in specs[:j]]
+    if repeated:  # the same model twice: two identical rows (``expand``)
+        raise ValueError(f"run_sweep: `specs` holds the same model more than once: {list(dict.fromkeys(repeated))}")
     check_plan_for(plan_for, "run_sweep")  # before anything is written, and on a resume too
     out_path = Path(out) if out is not None else None
     recorded = _sweep_record(specs, data, settings, mode, record)

@@ -125,6 +125,8 @@ def test_bench_json_has_the_documented_fields(capsys):
 def test_bench_bad_input_is_a_clean_error(capsys):
     assert main(["bench", "--family", "ladder", "--sizes", "nope"]) == 2
     assert "unknown sizes" in capsys.readouterr().err
+    assert main(["bench", "--preset", "notebook-emergence", "--sizes", "micro", "micro"]) == 2
+    assert "--sizes: given more than once: ['micro'] (--k N benches N seeds" in capsys.readouterr().err
     assert main(["bench"]) == 2
 
 

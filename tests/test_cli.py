@@ -96,6 +96,22 @@ def test_sweep_preset_sizes_select_models_and_fixed_options_are_refused(tmp_path
     assert [r["name"] for r in rows] == ["notebook-scaling/nano"] and rows[0]["steps"] == 40
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--family", "ladder", "--sizes", "l1", "l2", "l1", "--steps", "5"], "sizes must not repeat; given more than once: ['ladder/l1']"),
+    (["--family", "ladder", "--sizes", "l1", "--steps", "5", "5"], "budgets must not repeat; given more than once: ['steps 5']"),
+    (["--family", "ladder", "--sizes", "l1", "--tokens", "5000", "5e3"], "budgets must not repeat; given more than once: ['tokens 5000']"),
+    (["--family", "ladder", "--sizes", "l1", "--steps", "5", "--seeds", "0", "1", "0"], "seeds must not repeat; given more than once: [0]"),
+    (["--family", "ladder", "--sizes", "l1", "--steps", "5", "--lrs", "1e-3", "0.001"], "lrs must not repeat; given more than once: [0.001]"),
+    (["--preset", "notebook-emergence", "--sizes", "micro", "tiny", "micro"], "--sizes: given more than once: ['micro']"),
+])
+def test_sweep_refuses_a_repeated_size_seed_rate_or_budget(args, message, tmp_path, capsys):
+    """A repeated value would train the same model twice and write two identical rows, which a
+    fit would count as two measurements: refused before anything is written."""
+    assert main(["sweep", *args, "--no-save-weights", "--quiet", "--out", str(tmp_path / "s")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_lanes_flag_on_sweep_and_run(tmp_path, capsys, monkeypatch):
     """``--lanes 2`` spreads two models alone over two lanes (recorded in the plan and the rows);
     ``--lanes`` must be a positive integer, for ``jaxscale run`` too. ``--plan-for reruns``

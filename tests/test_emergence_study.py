@@ -131,6 +131,8 @@ def test_api_errors_name_the_argument():
     assert [c.vocab_size for c in fitted] == [14, 14]
     assert [(c.d_model, c.n_layers, c.head_dim) for c in fitted] == [(32, 2, 16), (16, 1, 16)]
     assert len(study_family("ladder")) > 1  # the named families of jaxscale.config work too
+    with pytest.raises(ValueError, match=r"sizes: given more than once: \['w16-l1'\]"):
+        study_family("depth", ["w16-l1", "w32-l2", "w16-l1"])
     with pytest.raises(ValueError, match="context"):
         task_configs(task, cfgs, context=task.seq_len - 2)
     with pytest.raises(ValueError, match="vocab_size"):

@@ -66,6 +66,8 @@ def test_resume_with_changed_setting_is_refused(tmp_path):
     run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False,
               record={"lrs": [3e-3], "seeds": [0]}, log=open(os.devnull, "w"))
     assert len(read_rows(tmp_path / "results.jsonl")) == 1
+    with pytest.raises(ValueError, match=r"`specs` holds the same model more than once: \['ladder/l1 seed=0"):
+        run_sweep(specs * 2, data, SETTINGS, mode="sequential", out=tmp_path)
     with pytest.raises(ValueError, match=r"--lrs was \[0.003\], now \[0.001\]"):
         run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, record={"lrs": [1e-3], "seeds": [0]})
     with pytest.raises(ValueError, match="settings.batch_size"):
