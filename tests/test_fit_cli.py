@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxscale.cli import main
-from jaxscale.fit import HOFFMANN_2022, DivergedRowsWarning
+from jaxscale.fit import HOFFMANN_2022, DivergedRowsWarning, DuplicateRunsWarning
 from jaxscale.fit.sources import load_csv, rows_to_data
 from jaxscale.results import append_rows
 
@@ -62,6 +62,35 @@ def test_rows_to_data_picks_best_lr_averages_seeds_drops_diverged(tmp_path):
     with pytest.warns(DivergedRowsWarning):
         total = rows_to_data(rows, x="params")
     assert np.allclose(total.N, data.N * 1.2)
+
+
+def test_rows_to_data_refuses_mixed_corpora_and_counts_a_repeated_run_once(tmp_path, capsys):
+    """Averaging would take rows of two corpora, or one run twice, for seeds of one point."""
+    from jaxscale.results import read_rows
+    rows = [r for r in read_rows(_rows_file(tmp_path / "r.jsonl")) if not r["diverged"]]
+    other = [{**r, "corpus": {"name": "mine.txt", "fingerprint": "y" * 64}} for r in rows]
+    with pytest.raises(ValueError, match=r"rows: come from 2 corpora: t \(x\), mine.txt \(yyyyyyyyyyyy\)"):
+        rows_to_data(rows + other)
+    once = rows_to_data(rows)
+    with pytest.warns(DuplicateRunsWarning, match=r"28 run\(s\) given more than once, each counted once .*"
+                                                  r"s0 at 1e\+06 tokens, lr 0.001, seed 0 \(rows 0 and 28"):
+        twice = rows_to_data(rows + rows)
+    assert twice.seed_losses.shape == (7, 2)
+    np.testing.assert_array_equal(twice.loss, once.loss)
+    np.testing.assert_array_equal(twice.seed_losses, once.seed_losses)
+    # another data order is another run, not a repeat
+    reordered = [{**r, "data_seed": 7} for r in rows]
+    assert rows_to_data(rows + reordered).seed_losses.shape == (7, 4)
+    # the CLI fits the file appended to itself as the file alone, and says so
+    append_rows(tmp_path / "once.jsonl", rows)
+    append_rows(tmp_path / "twice.jsonl", rows + rows)
+    assert main(["fit", "power-law", str(tmp_path / "once.jsonl"), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert main(["fit", "power-law", str(tmp_path / "twice.jsonl"), "--json"]) == 0
+    out = capsys.readouterr()
+    fitted = json.loads(out.out)
+    assert fitted["power_law"] == alone["power_law"] and "DuplicateRunsWarning" in out.err
+    assert fitted["source"]["notes"] == alone["source"]["notes"]
 
 
 def test_csv_aliases_and_derived_tokens(tmp_path):

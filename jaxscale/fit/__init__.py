@@ -22,7 +22,9 @@ from jaxscale.fit.power_law import (
     BacktestResult, ExtrapolationWarning, PowerLawFit, backtest_power_law, fit_compute_law,
     fit_power_law,
 )
-from jaxscale.fit.sources import DivergedRowsWarning, FitData, load_csv, load_source, rows_to_data
+from jaxscale.fit.sources import (
+    DivergedRowsWarning, DuplicateRunsWarning, FitData, load_csv, load_source, rows_to_data,
+)
 
 __all__ = [
     "Estimate", "HOFFMANN_2022", "Allocation", "ChinchillaLaw", "allocation_from_law",
@@ -31,5 +33,5 @@ __all__ = [
     "IsoFLOPGridWarning", "fit_approach1", "fit_approach2", "fit_approach3", "group_isoflops",
     "hoffmann_grid", "surface_isoflop_optima", "BacktestResult", "ExtrapolationWarning",
     "PowerLawFit", "backtest_power_law", "fit_compute_law", "fit_power_law",
-    "DivergedRowsWarning", "FitData", "load_csv", "load_source", "rows_to_data",
+    "DivergedRowsWarning", "DuplicateRunsWarning", "FitData", "load_csv", "load_source", "rows_to_data",
 ]

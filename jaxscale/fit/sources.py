@@ -7,7 +7,9 @@ as D = C/(6·N) and the returned notes say so.
 Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
 with the lowest mean ``val_loss`` is kept; its seeds are averaged (their individual losses are kept
-in ``seed_losses`` so a bootstrap can resample them).
+in ``seed_losses`` so a bootstrap can resample them). Rows from more than one corpus are refused,
+and a run given twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them
+silently.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["FitData", "DivergedRowsWarning", "load_csv", "rows_to_data", "load_source",
+__all__ = ["FitData", "DivergedRowsWarning", "DuplicateRunsWarning", "load_csv", "rows_to_data", "load_source",
            "CSV_ALIASES"]
 
 CSV_ALIASES: dict[str, tuple[str, ...]] = {
@@ -39,6 +41,10 @@ CSV_ALIASES: dict[str, tuple[str, ...]] = {
 
 class DivergedRowsWarning(UserWarning):
     """Result rows were dropped because they diverged or have no finite loss."""
+
+
+class DuplicateRunsWarning(UserWarning):
+    """The same run was given more than once; it was counted once."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -176,13 +182,47 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
+    """The rows with each run once. Rows measured on different corpora are refused (a loss on one
+    is no point on another's curve). The same run twice (same size, budget, rate, seed, data
+    seed, batch and context: a results file appended to another, or one of the study's IsoFLOP
+    runs that repeats a ladder run) is kept once with a :class:`DuplicateRunsWarning`: averaged
+    as two seeds, it would shrink the bootstrap's intervals. ``at``: each row's index in the
+    caller's list, for the warning."""
+    corpora: dict[str, str] = {}
+    for r in rows:
+        corpus = r.get("corpus")
+        if isinstance(corpus, dict) and corpus.get("fingerprint"):
+            corpora.setdefault(str(corpus["fingerprint"]), str(corpus.get("name", "?")))
+    if len(corpora) > 1:
+        shown = ", ".join(f"{name} ({fp[:12]})" for fp, name in corpora.items())
+        raise ValueError(f"rows: come from {len(corpora)} corpora: {shown}; losses on different corpora "
+                         f"are not comparable: fit each corpus's rows on their own")
+    seen: dict[tuple, int] = {}
+    unique, repeats = [], []
+    for i, r in zip(at, rows):
+        key = (str(r["name"]), float(r["tokens"]), r.get("lr"), r.get("seed"), r.get("data_seed"),
+               r.get("batch_size"), r.get("seq_len"))
+        if key in seen:
+            repeats.append(f"{r['name']} at {float(r['tokens']):g} tokens, lr {r.get('lr')}, seed {r.get('seed')} "
+                           f"(rows {seen[key]} and {i}, from 0)")
+        else:
+            seen[key] = i
+            unique.append(r)
+    if repeats:
+        warnings.warn(f"{len(repeats)} run(s) given more than once, each counted once (the first row kept): "
+                      + "; ".join(repeats[:4]) + (" ..." if len(repeats) > 4 else ""),
+                      DuplicateRunsWarning, stacklevel=3)
+    return unique
+
+
 def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: str = "test_loss",
                  select_by: str = "val_loss") -> FitData:
     """Result rows → one point per (size name, token budget): the learning rate with the lowest
     mean ``select_by`` loss is kept, and its seeds' ``y`` losses averaged."""
     if x not in ("non_embedding_params", "params"):
         raise ValueError(f"x: must be 'non_embedding_params' or 'params', got {x!r}")
-    kept, dropped = [], []
+    kept, kept_at, dropped = [], [], []
     for i, r in enumerate(rows):
         for field in (x, "tokens", "name"):
             if field not in r:
@@ -191,12 +231,14 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
             dropped.append(str(r.get("run_id", r.get("name", i))))
         else:
             kept.append(r)
+            kept_at.append(i)
     if dropped:
         warnings.warn(f"dropped {len(dropped)} diverged row(s) or row(s) without a finite {y}: "
                       + ", ".join(dropped[:8]) + (" ..." if len(dropped) > 8 else ""),
                       DivergedRowsWarning, stacklevel=2)
     if not kept:
         raise ValueError("rows: no usable (non-diverged) rows")
+    kept = _one_experiment(kept, kept_at)
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
     for r in kept:
         groups[(str(r["name"]), float(r["tokens"]))][r.get("lr")].append(r)
