@@ -220,3 +220,18 @@ def test_estimate_of_an_unbounded_bootstrap_has_an_infinite_se_not_an_overflow_w
         warnings.simplefilter("error", RuntimeWarning)
         est = make_estimate(1.0, np.array([1.0, 2.0, 3.0, 1e300]))
     assert est.se == float("inf") and est.ci95[1] > 1e299 and est.ci95[0] >= 1.0
+
+
+def test_a_bootstrap_past_float_range_bands_without_warnings():
+    """A refit at an unidentified exponent (the smoke study's, α ≈ 70) puts A past float range:
+    the fit keeps inf for it and the prediction band skips its curve, without RuntimeWarnings
+    (they reached the user's terminal raw from `jaxscale run`'s figures)."""
+    fit = fit_power_law(N, law(N), bootstrap=20, seed=0)
+    P = fit.bootstrap_params.copy()
+    P[0] = (np.inf, 70.0, 1.7)
+    P[1] = (1e300, 81.0, 1.7)
+    wild = type(fit)(**{**fit.__dict__, "bootstrap_params": P})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        val, lo, hi = wild.predict(N, band=True)
+    assert np.all(np.isfinite(lo)) and np.all(lo <= val + 1e-12) and np.all(val <= hi + 1e-9)

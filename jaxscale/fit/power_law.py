@@ -152,7 +152,8 @@ class PowerLawFit:
             lo = hi = pred
         else:
             P = self.bootstrap_params
-            curves = P[:, 0:1] * xs[None, :] ** -P[:, 1:2] + P[:, 2:3]
+            with np.errstate(over="ignore", invalid="ignore"):  # such a refit's curve is inf or NaN: skipped below
+                curves = P[:, 0:1] * xs[None, :] ** -P[:, 1:2] + P[:, 2:3]
             lo = np.nanpercentile(curves, 50 * (1 - level), axis=0)
             hi = np.nanpercentile(curves, 50 * (1 + level), axis=0)
         if scalar:
@@ -262,7 +263,8 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int 
                                           ftol=1e-10)
             p = rb.params
             boot_unconverged = int((~rb.converged).sum())
-            boot = np.stack([np.exp(p[:, 0] + p[:, 1] * x_ref), p[:, 1], np.exp(p[:, 2])], axis=1)
+            with np.errstate(over="ignore"):  # a refit at an unidentified exponent may put A past float range: inf
+                boot = np.stack([np.exp(p[:, 0] + p[:, 1] * x_ref), p[:, 1], np.exp(p[:, 2])], axis=1)
     a, alpha, b = (float(v) for v in theta)
     A, B = float(np.exp(a + alpha * x_ref)), float(np.exp(b))
     log_pred = np.logaddexp(a - alpha * u, b)
