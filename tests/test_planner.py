@@ -347,3 +347,21 @@ def test_a_sweep_plan_records_the_batch_splits_it_was_costed_with():
                                  "auto")
     assert (made.profile.alone_batch_shards, made.profile.stack_batch_shards) == (4, 1)
     assert made.profile.devices == 8 and made.profile.flop_rate == GPU.flop_rate
+
+
+def test_the_plan_names_a_shared_set_once_and_points_to_it_after():
+    """A program shared by many models is listed in full (each size counted) on its first group
+    only: a sweep of 20 models on one program printed the other 19 on each of its 20 lines."""
+    from jaxscale.planner import Group, describe
+
+    preset = make_preset("notebook-emergence")
+    specs = [dataclasses.replace(preset.specs[i], seed=s) for i in (0, 1) for s in (1, 2)]
+    members = (0, 1, 2, 3)
+    groups = [Group(f"g{i:02d}", (i,), "alone", "envelope", 1.0, shared=members, compiles=i == 0, eval_shared=members)
+              for i in members]
+    lines = describe(groups, specs).splitlines()
+    assert len(lines) == 5
+    assert lines[0].endswith("seed=1 lr=0.001 (padded to envelope, one program for 4 models: "
+                             "notebook-emergence/micro ×2, notebook-emergence/tiny ×2)"), lines[0]
+    assert all(line.endswith("(padded to envelope, g00's program)") for line in lines[1:4]), lines
+    assert lines[4].endswith("4 models, notebook-emergence/micro ×2, notebook-emergence/tiny ×2"), lines[4]
