@@ -49,9 +49,9 @@ def expand(cfgs: Sequence[ModelConfig], *, seeds: Sequence[int] = (0,), lrs: Seq
            budgets: Sequence[Budget] = (Budget("steps", 100),), optim: OptimConfig = OptimConfig()) -> list[ModelSpec]:
     """Every (config, budget, learning rate, seed) combination, in that nesting order.
 
-    A repeated value in any of the four is refused: it would train the same model twice and
-    write two identical rows, which a fit then counts as two measurements (half its weight to
-    one point) and ``--select best-lr`` sees as a tie."""
+    A repeated value in any of the four is refused: it would train the same model twice, for two
+    identical rows that a fit counts once (``fit.sources``) and ``--select best-lr`` sees as a
+    tie."""
     for name, values in (("sizes", cfgs), ("seeds", seeds), ("lrs", lrs), ("budgets", budgets)):
         if not values:
             raise ValueError(f"sweep: {name} is empty")
