@@ -64,6 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the system refused a read or write (a full disk, permissions): no traceback
         print(f"jaxscale {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except RuntimeError as err:  # jax.errors.JaxRuntimeError, without importing jax here
+        if "RESOURCE_EXHAUSTED" not in str(err):
+            raise
+        print(f"jaxscale {args.command}: error: the device ran out of memory ({_first_line(err)}); train with a "
+              f"smaller --batch-size or --seq-len, or smaller models (rows already written are kept)",
+              file=sys.stderr)
+        return 1
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def run() -> None:

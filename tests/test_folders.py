@@ -101,6 +101,30 @@ def test_a_system_error_while_running_is_reported_without_a_traceback(capsys, mo
     assert capsys.readouterr().err == ""
 
 
+def test_out_of_device_memory_is_one_line_other_runtime_errors_keep_their_traceback(monkeypatch, capsys):
+    """A batch too big for the device ends the command with one line saying what to lower
+    (`jaxscale train --batch-size 100000` printed jax's traceback); any other RuntimeError is a
+    bug and keeps its traceback."""
+    import jaxscale.commands.families as families
+
+    def oom(args):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 32896462888 bytes.\nmore detail")
+
+    monkeypatch.setattr(families, "run", oom)
+    assert main(["families"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "jaxscale families: error: the device ran out of memory (RESOURCE_EXHAUSTED: Out of memory allocating "
+        "32896462888 bytes.); train with a smaller --batch-size or --seq-len, or smaller models (rows already "
+        "written are kept)")
+
+    def bug(args):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(families, "run", bug)
+    with pytest.raises(RuntimeError, match="something else"):
+        main(["families"])
+
+
 def test_the_python_api_refuses_a_file_as_its_output_folder_before_training(tmp_path):
     """``run_sweep(out=…)``: the same check, naming the ``out`` argument; no model is trained."""
     from jaxscale.config import create_model_config
