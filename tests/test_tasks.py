@@ -129,10 +129,23 @@ def test_modular_addition_split_and_labels():
     ("sparse-parity", dict(k=30, n_bits=10), "k="),
     ("arithmetic", dict(n_test=0), "n_test"),
     ("no-such-task", {}, "unknown task"),
+    # as `--task-arg` delivers them: a word, NaN, a fraction, a yes/no that is neither
+    ("addition", dict(n_digits="abc"), "n_digits must be an integer >= 1, got 'abc'"),
+    ("induction", dict(copy_len=float("nan")), "copy_len must be an integer >= 1, got nan"),
+    ("sparse-parity", dict(n_bits=2.5), "n_bits must be an integer >= 1, got 2.5"),
+    ("addition", dict(reverse="maybe"), "reverse must be true or false, got 'maybe'"),
+    ("arithmetic", dict(reverse=1), "reverse must be true or false, got 1"),
 ])
 def test_bad_knobs_raise_value_error_naming_them(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_task(name, **kwargs)
+
+
+def test_a_whole_float_knob_is_used_as_the_integer_it_is():
+    """``--task-arg n_train=300.0`` arrives as a float; slicing with it failed with a TypeError."""
+    task = make_task("addition", n_digits=2.0, n_train=300.0, n_test=50.0)
+    assert task.train.num_examples == 300 and task.test.num_examples == 50
+    assert task.params["n_digits"] == 2 and isinstance(task.params["n_train"], int)
 
 
 def test_task_split_validates_layout():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxscale.data.tasks.base import (
-    DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_positive_int, digits_of,
+    DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_bool, check_positive_int, digits_of,
     disjoint_keys,
 )
 
@@ -40,11 +40,12 @@ def _addition_split(a_N, b_N, n_digits: int, reverse: bool) -> TaskSplit:
 def addition(seed: int = 0, n_digits: int = 3, reverse: bool = False, n_train: int = 20_000,
              n_test: int = 1000) -> Task:
     """``n_digits``-digit addition with a held-out test set of (a, b) pairs."""
-    check_positive_int("n_digits", n_digits)
+    n_digits = check_positive_int("n_digits", n_digits)
+    reverse = check_bool("reverse", reverse)
     if n_digits > MAX_DIGITS:
         raise ValueError(f"n_digits must be <= {MAX_DIGITS}, got {n_digits}")
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test", n_test)
+    n_train = check_positive_int("n_train", n_train)
+    n_test = check_positive_int("n_test", n_test)
     base = 10 ** n_digits
     rng = np.random.default_rng(seed)
     train_keys, test_keys = disjoint_keys(rng, base * base, n_train, n_test)

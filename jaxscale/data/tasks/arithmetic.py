@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxscale.data.tasks.base import (
-    DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_positive_int, digits_of,
+    DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_bool, check_positive_int, digits_of,
     disjoint_keys,
 )
 
@@ -43,8 +43,8 @@ def _notebook_split(rng: np.random.Generator, n: int) -> TaskSplit:
 
 def notebook_arithmetic(seed: int = 0, n_train: int = 300, n_test: int = 100) -> Task:
     """The notebook's arithmetic-sequence task, flaw included (train and test overlap)."""
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test", n_test)
+    n_train = check_positive_int("n_train", n_train)
+    n_test = check_positive_int("n_test", n_test)
     rng = np.random.default_rng(seed)
     train, test = _notebook_split(rng, n_train), _notebook_split(rng, n_test)
     return Task(
@@ -81,13 +81,14 @@ def arithmetic(seed: int = 0, max_start: int = 400, max_step: int = 24, n_test: 
     out; training uses the remaining pairs (all of them unless ``n_train`` is given). Numbers are
     written with as many digits as the largest fifth term needs (3 with the defaults).
     """
-    check_positive_int("max_start", max_start)
-    check_positive_int("max_step", max_step)
-    check_positive_int("n_test", n_test)
+    max_start = check_positive_int("max_start", max_start)
+    reverse = check_bool("reverse", reverse)
+    max_step = check_positive_int("max_step", max_step)
+    n_test = check_positive_int("n_test", n_test)
     space = max_start * max_step
     if n_train is None:
         n_train = space - n_test
-    check_positive_int("n_train", n_train)
+    n_train = check_positive_int("n_train", n_train)
     rng = np.random.default_rng(seed)
     train_keys, test_keys = disjoint_keys(rng, space, n_train, n_test)
     width = len(str(max_start - 1 + N_TERMS * max_step))

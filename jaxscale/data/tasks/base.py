@@ -13,13 +13,15 @@ a greedy answer back into a number (the notebook's ±2 tolerance match needs tha
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Mapping
 
 import numpy as np
 
 __all__ = [
     "NumberCodec", "TaskSplit", "Task", "loss_mask", "count_overlap", "check_disjoint",
-    "disjoint_keys", "digits_of", "check_positive_int", "DIGIT_TOKENS", "DIGIT_VOCAB",
+    "disjoint_keys", "digits_of", "check_positive_int", "check_bool", "DIGIT_TOKENS", "DIGIT_VOCAB",
 ]
 
 # The small vocabulary shared by the digit tasks (fixed arithmetic sequences, addition):
@@ -31,9 +33,18 @@ DIGIT_VOCAB = 14
 
 def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     """Validate an integer knob; the error names the argument and its bad value."""
-    if isinstance(value, bool) or int(value) != value or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or int(value) != value or value < minimum):  # a string ("abc" from --task-arg) or NaN too
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """Validate a yes/no knob: ``--task-arg reverse=maybe`` arrives as the string "maybe", which
+    Python would read as true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 @dataclasses.dataclass(frozen=True)

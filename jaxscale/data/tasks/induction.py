@@ -25,10 +25,10 @@ def _distinct_rows(rng: np.random.Generator, n: int, n_symbols: int, m: int) -> 
 def induction(seed: int = 0, n_symbols: int = 32, copy_len: int = 10, n_train: int = 20_000,
               n_test: int = 1000) -> Task:
     """In-context copying of ``copy_len`` distinct symbols out of ``n_symbols``."""
-    check_positive_int("n_symbols", n_symbols, minimum=2)
-    check_positive_int("copy_len", copy_len)
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test", n_test)
+    n_symbols = check_positive_int("n_symbols", n_symbols, minimum=2)
+    copy_len = check_positive_int("copy_len", copy_len)
+    n_train = check_positive_int("n_train", n_train)
+    n_test = check_positive_int("n_test", n_test)
     if copy_len > n_symbols:
         raise ValueError(f"copy_len={copy_len} must be <= n_symbols={n_symbols} "
                          "(symbols in a row are distinct)")

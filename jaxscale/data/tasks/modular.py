@@ -17,7 +17,7 @@ __all__ = ["modular_addition"]
 
 def modular_addition(seed: int = 0, p: int = 97, train_fraction: float = 0.3) -> Task:
     """All pairs (a, b) ∈ [0, p)², ``train_fraction`` of them for training, the rest for test."""
-    check_positive_int("p", p, minimum=2)
+    p = check_positive_int("p", p, minimum=2)
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
     plus, equals = p, p + 1

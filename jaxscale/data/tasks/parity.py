@@ -52,11 +52,11 @@ def sparse_parity(seed: int = 0, n_tasks: int = 16, n_bits: int = 24, k: int = 3
                   alpha: float = 0.4, n_train: int = 50_000,
                   n_test_per_subtask: int = 100) -> Task:
     """Multitask sparse parity with Zipfian subtask frequencies and a balanced test set."""
-    check_positive_int("n_tasks", n_tasks)
-    check_positive_int("n_bits", n_bits)
-    check_positive_int("k", k)
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test_per_subtask", n_test_per_subtask)
+    n_tasks = check_positive_int("n_tasks", n_tasks)
+    n_bits = check_positive_int("n_bits", n_bits)
+    k = check_positive_int("k", k)
+    n_train = check_positive_int("n_train", n_train)
+    n_test_per_subtask = check_positive_int("n_test_per_subtask", n_test_per_subtask)
     if k > n_bits:
         raise ValueError(f"k={k} must be <= n_bits={n_bits}")
     if n_bits > 40:
