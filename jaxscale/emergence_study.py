@@ -170,6 +170,9 @@ class StudySpec:
         object.__setattr__(self, "seeds", seeds)
         if self.sizes is not None:
             object.__setattr__(self, "sizes", tuple(self.sizes))
+            if len(set(self.sizes)) < 2:  # refused before training: the analysis would refuse after it
+                raise ValueError(f"sizes: an emergence study compares sizes and needs at least 2, "
+                                 f"got {list(self.sizes)}")
         if self.budget.get("kind") not in ("steps", "tokens", "tokens_per_param", "epochs"):
             raise ValueError(f"budget: kind must be steps, tokens, tokens_per_param or epochs, "
                              f"got {self.budget.get('kind')!r}")

@@ -79,6 +79,19 @@ def test_bad_corpora_raise_naming_the_input(tmp_path):
         random_tokens_corpus(500, 10_000).check_fits(16, vocab_size=100)
 
 
+def test_a_task_too_small_for_its_batch_says_what_was_held_back():
+    from jaxscale.data.source import from_task
+    from jaxscale.data.tasks import make_task
+
+    task = make_task("addition", n_digits=2, n_train=64, n_test=20)
+    with pytest.raises(ValueError, match=r"58 training items \(64 less 6 held back for validation\), "
+                                         r"fewer than batch_size 64"):
+        from_task(task, batch_size=64)
+    with pytest.raises(ValueError, match=r"64 training items, fewer than batch_size 65"):
+        from_task(task, batch_size=65, val_fraction=0)
+    assert from_task(task, batch_size=58).info["train_items"] == 58
+
+
 def test_shakespeare_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSCALE_CACHE", str(tmp_path))
 

@@ -141,6 +141,8 @@ def test_api_errors_name_the_argument():
         StudySpec(task="addition", family="ladder", seeds=(0, 0, 1))
     with pytest.raises(ValueError, match="threshold"):
         StudySpec(task="addition", family="ladder", seeds=(0, 1, 2), threshold=1.0)
+    with pytest.raises(ValueError, match=r"sizes: an emergence study compares sizes and needs at least 2, got \['l1'\]"):
+        StudySpec(task="addition", family="ladder", seeds=(0, 1, 2), sizes=("l1",))
     assert parse_knobs(["n_digits=3", "reverse=true", "name=x"]) == {
         "n_digits": 3, "reverse": True, "name": "x"}
     with pytest.raises(ValueError, match="task-arg"):

@@ -113,7 +113,8 @@ def from_task(task, *, batch_size: int, shuffle: bool = True, val_fraction: floa
     rows, weights = task_arrays(task.train)
     n_val = max(1, int(round(val_fraction * rows.shape[0]))) if val_fraction > 0 else 0
     if rows.shape[0] - n_val < batch_size:
-        raise ValueError(f"task {task.name!r}: {rows.shape[0] - n_val} training items, fewer than "
+        held = f" ({rows.shape[0]} less {n_val} held back for validation)" if n_val else ""
+        raise ValueError(f"task {task.name!r}: {rows.shape[0] - n_val} training items{held}, fewer than "
                          f"batch_size {batch_size}")
     test = task_arrays(task.test)
     val = (rows[-n_val:], weights[-n_val:]) if n_val else test
