@@ -78,9 +78,11 @@ def test_rows_to_data_refuses_mixed_corpora_and_counts_a_repeated_run_once(tmp_p
     assert twice.seed_losses.shape == (7, 2)
     np.testing.assert_array_equal(twice.loss, once.loss)
     np.testing.assert_array_equal(twice.seed_losses, once.seed_losses)
-    # another data order is another run, not a repeat
+    # another data order, or another optimiser setting, is another run, not a repeat
     reordered = [{**r, "data_seed": 7} for r in rows]
     assert rows_to_data(rows + reordered).seed_losses.shape == (7, 4)
+    decayed = [{**r, "optimizer": {"weight_decay": 0.0}} for r in rows]
+    assert rows_to_data(rows + decayed).seed_losses.shape == (7, 4)
     # the CLI fits the file appended to itself as the file alone, and says so
     append_rows(tmp_path / "once.jsonl", rows)
     append_rows(tmp_path / "twice.jsonl", rows + rows)

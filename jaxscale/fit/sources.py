@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import warnings
@@ -185,8 +186,8 @@ def _finite(v) -> bool:
 def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     """The rows with each run once. Rows measured on different corpora are refused (a loss on one
     is no point on another's curve). The same run twice (same size, budget, rate, seed, data
-    seed, batch and context: a results file appended to another, or one of the study's IsoFLOP
-    runs that repeats a ladder run) is kept once with a :class:`DuplicateRunsWarning`: averaged
+    seed, batch, context, optimiser and config: a results file appended to another, or one of the
+    study's IsoFLOP runs that repeats a ladder run) is kept once with a :class:`DuplicateRunsWarning`: averaged
     as two seeds, it would shrink the bootstrap's intervals. ``at``: each row's index in the
     caller's list, for the warning."""
     corpora: dict[str, str] = {}
@@ -202,7 +203,9 @@ def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     unique, repeats = [], []
     for i, r in zip(at, rows):
         key = (str(r["name"]), float(r["tokens"]), r.get("lr"), r.get("seed"), r.get("data_seed"),
-               r.get("batch_size"), r.get("seq_len"))
+               r.get("batch_size"), r.get("seq_len"), r.get("steps"), r.get("weight_decay"),
+               json.dumps(r.get("optimizer"), sort_keys=True, default=str),
+               json.dumps(r.get("config"), sort_keys=True, default=str))
         if key in seen:
             repeats.append(f"{r['name']} at {float(r['tokens']):g} tokens, lr {r.get('lr')}, seed {r.get('seed')} "
                            f"(rows {seen[key]} and {i}, from 0)")
