@@ -78,11 +78,20 @@ def test_rows_to_data_refuses_mixed_corpora_and_counts_a_repeated_run_once(tmp_p
     assert twice.seed_losses.shape == (7, 2)
     np.testing.assert_array_equal(twice.loss, once.loss)
     np.testing.assert_array_equal(twice.seed_losses, once.seed_losses)
-    # another data order, or another optimiser setting, is another run, not a repeat
+    # another data order is another run, not a repeat: seeds of the point
     reordered = [{**r, "data_seed": 7} for r in rows]
     assert rows_to_data(rows + reordered).seed_losses.shape == (7, 4)
-    decayed = [{**r, "optimizer": {"weight_decay": 0.0}} for r in rows]
-    assert rows_to_data(rows + decayed).seed_losses.shape == (7, 4)
+    # another setting is another experiment, which the point must not average as a seed
+    adam = {"name": "adamw", "lr": 1e-3, "weight_decay": 0.1, "warmup_frac": 0.1}
+    base = [{**r, "optimizer": {**adam, "lr": r["lr"]}} for r in rows]
+    assert rows_to_data(base).n == 7  # the rate differs between points, not a setting
+    decayed = [{**r, "seed": r["seed"] + 2, "optimizer": {**r["optimizer"], "weight_decay": 0.0}} for r in base]
+    with pytest.raises(ValueError, match=r"rows: s0 at 1e\+06 tokens, lr 0.001: its rows differ in "
+                                         r"optimizer.weight_decay \(0.1 against 0.0\); a point averages seeds"):
+        rows_to_data(base + decayed)
+    halved = [{**r, "seed": r["seed"] + 2, "config": {"dtype": "bfloat16"}} for r in base]
+    with pytest.raises(ValueError, match=r"differ in config.dtype \(None against 'bfloat16'\)"):
+        rows_to_data(base + halved)
     # the CLI fits the file appended to itself as the file alone, and says so
     append_rows(tmp_path / "once.jsonl", rows)
     append_rows(tmp_path / "twice.jsonl", rows + rows)

@@ -8,8 +8,8 @@ Result rows (``jaxscale.results``): diverged rows and rows without a finite loss
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
 with the lowest mean ``val_loss`` is kept; its seeds are averaged (their individual losses are kept
 in ``seed_losses`` so a bootstrap can resample them). Rows from more than one corpus are refused,
-and a run given twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them
-silently.
+as are a point's seeds trained with different settings (``SETTING_FIELDS``), and a run given
+twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them silently.
 """
 
 from __future__ import annotations
@@ -219,6 +219,32 @@ def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     return unique
 
 
+# What a point's seeds must share: rows that differ here are different experiments, which the
+# averaging would take for seeds (a weight-decay or dtype sweep's rows at one rate, say).
+SETTING_FIELDS = ("batch_size", "seq_len", "optimizer", "config")
+
+
+def _check_seeds_of_one_setting(name: str, tokens: float, lr, rows: Sequence[dict]) -> None:
+    """Refuse a point whose rows (its seeds) were trained with different settings, naming the
+    first setting that differs."""
+    def setting(r: dict, field: str):
+        v = r.get(field)
+        return {k: w for k, w in v.items() if k != "lr"} if field == "optimizer" and isinstance(v, dict) else v
+
+    first = rows[0]
+    for r in rows[1:]:
+        for field in SETTING_FIELDS:
+            a, b = setting(first, field), setting(r, field)
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                key = next(k for k in sorted(set(a) | set(b), key=str) if a.get(k) != b.get(k))
+                field, a, b = f"{field}.{key}", a.get(key), b.get(key)
+            raise ValueError(f"rows: {name} at {tokens:g} tokens, lr {lr}: its rows differ in {field} ({a!r} "
+                             f"against {b!r}); a point averages seeds of one setting: fit each setting's rows "
+                             f"on their own")
+
+
 def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: str = "test_loss",
                  select_by: str = "val_loss") -> FitData:
     """Result rows → one point per (size name, token budget): the learning rate with the lowest
@@ -245,6 +271,9 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
     groups: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
     for r in kept:
         groups[(str(r["name"]), float(r["tokens"]))][r.get("lr")].append(r)
+    for (name, tokens), by_lr in groups.items():
+        for lr, rs in by_lr.items():
+            _check_seeds_of_one_setting(name, tokens, lr, rs)
     N, D, C, L, names, seeds, n_lr_choices = [], [], [], [], [], [], 0
     for (name, tokens), by_lr in groups.items():
         def score(rs):
