@@ -54,9 +54,10 @@ STUDY_FAMILIES: dict[str, dict[str, tuple[int, int, int, int]]] = {
 def study_family(family: str, sizes: Sequence[str] | None = None) -> list[ModelConfig]:
     """Configs of ``family`` (a named family of ``jaxscale.config`` or of ``STUDY_FAMILIES``),
     restricted to ``sizes`` (in the order given) when given."""
-    repeated = [s for j, s in enumerate(sizes or ()) if s in list(sizes)[:j]]
-    if repeated:  # the same models twice would count twice in the transition's fits
-        raise ValueError(f"sizes: given more than once: {list(dict.fromkeys(repeated))}")
+    from jaxscale.sweep import repeated
+
+    if repeated(sizes or ()):  # the same models twice would count twice in the transition's fits
+        raise ValueError(f"sizes: given more than once: {repeated(sizes)}")
     if family in STUDY_FAMILIES:
         table = {name: ModelConfig(vocab_size=256, d_model=d, n_heads=h, n_layers=n, d_ff=f,
                                    max_seq_len=64, name=f"{family}/{name}")

@@ -371,37 +371,3 @@ def program_count(groups: Sequence[Group], specs: Sequence) -> int:
     set of models sharing a program."""
     return len({("stack", g.id) if g.mode == "stack" else ("shared", tuple(g.shared)) if g.shared
                 else ("alone", specs[g.indices[0]].cfg) for g in groups})
-
-
-def _counted(names: Sequence[str]) -> str:
-    """``a ×2, b`` for ``[a, a, b]``: a shared set of a large sweep names each size once."""
-    counts = dict.fromkeys(names, 0)
-    for n in names:
-        counts[n] += 1
-    return ", ".join(n if k == 1 else f"{n} ×{k}" for n, k in counts.items())
-
-
-def describe(groups: Sequence[Group], specs: Sequence) -> str:
-    """The plan, one line per group. A set of models sharing a program is named in full once, on
-    its first group; the others point to it (a sweep of 20 models on one program printed the 19
-    others on each of its 20 lines)."""
-    lines = []
-    n_lanes = 1 + max((g.lane for g in groups), default=0)
-    first_of: dict[tuple, str] = {}
-    for g in groups:
-        names = ", ".join(specs[i].label for i in g.indices)
-        lane = f" lane {g.lane}" if n_lanes > 1 else ""
-        share = ""
-        if g.shared and g.shared in first_of:
-            share = f" (padded to {g.envelope_name}, {first_of[g.shared]}'s program)"
-        elif g.shared:
-            first_of[g.shared] = g.id
-            share = (f" (padded to {g.envelope_name}, one program for {len(g.shared)} models: "
-                     f"{_counted([specs[i].cfg.name for i in g.shared])})")
-        lines.append(f"  {g.id} {g.mode:<5} K={len(g.indices):<3}{lane} est {g.estimated_s:7.1f}s "
-                     f"padded-FLOP util {g.padded_flops_util:5.1%}: {names}{share}")
-    for members in dict.fromkeys(g.eval_shared for g in groups if g.eval_shared):
-        env = envelope([specs[i].cfg for i in members])
-        lines.append(f"  evaluated by one program at their envelope (d_model {env.d_model}, {env.n_layers} layers): "
-                     f"{len(members)} models, {_counted([specs[i].cfg.name for i in members])}")
-    return "\n".join(lines)

@@ -45,6 +45,13 @@ from jaxscale.train import Budget, OptimConfig
 WEIGHTS_DIR = "weights"
 
 
+def repeated(values: Sequence) -> list:
+    """The values given more than once, each once, in order of first repeat: a sweep, a bench or
+    a study refuses them (the same model trained twice)."""
+    values = list(values)
+    return list(dict.fromkeys(v for j, v in enumerate(values) if v in values[:j]))
+
+
 def expand(cfgs: Sequence[ModelConfig], *, seeds: Sequence[int] = (0,), lrs: Sequence[float] = (1e-3,),
            budgets: Sequence[Budget] = (Budget("steps", 100),), optim: OptimConfig = OptimConfig()) -> list[ModelSpec]:
     """Every (config, budget, learning rate, seed) combination, in that nesting order.
@@ -55,10 +62,9 @@ def expand(cfgs: Sequence[ModelConfig], *, seeds: Sequence[int] = (0,), lrs: Seq
     for name, values in (("sizes", cfgs), ("seeds", seeds), ("lrs", lrs), ("budgets", budgets)):
         if not values:
             raise ValueError(f"sweep: {name} is empty")
-        repeated = [v for j, v in enumerate(values) if v in list(values)[:j]]
-        if repeated:
+        if repeated(values):
             shown = [v.name if isinstance(v, ModelConfig) else f"{v.kind} {v.value:g}" if isinstance(v, Budget) else v
-                     for v in dict.fromkeys(repeated)]
+                     for v in repeated(values)]
             raise ValueError(f"sweep: {name} must not repeat; given more than once: {shown}")
     return [ModelSpec(cfg, seed, dataclasses.replace(optim, lr=lr), budget)
             for cfg, budget, lr, seed in itertools.product(cfgs, budgets, lrs, seeds)]
@@ -95,9 +101,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     log = log or sys.stdout
     if not specs:
         raise ValueError("run_sweep: no models")
-    repeated = [s.label for j, s in enumerate(specs) if s in specs[:j]]
-    if repeated:  # the same model twice: two identical rows (``expand``)
-        raise ValueError(f"run_sweep: `specs` holds the same model more than once: {list(dict.fromkeys(repeated))}")
+    if repeated(specs):  # the same model twice: two identical rows (``expand``)
+        raise ValueError(f"run_sweep: `specs` holds the same model more than once: "
+                         f"{[s.label for s in repeated(specs)]}")
     check_plan_for(plan_for, "run_sweep")  # before anything is written, and on a resume too
     out_path = Path(out) if out is not None else None
     recorded = _sweep_record(specs, data, settings, mode, record)

@@ -10,6 +10,7 @@ them, whole budgets); without one, for this run alone.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,8 +21,9 @@ from jaxscale.compile_cache import check_plan_for, programs_kept
 from jaxscale.data.source import TrainData
 from jaxscale.device_profile import DeviceProfile
 from jaxscale.devices import mesh_shape
+from jaxscale.stack import envelope
 from jaxscale.group_setup import evaluation_flops, train_program_key
-from jaxscale.planner import Group, describe, plan, plan_seconds, program_count, share_evaluations
+from jaxscale.planner import Group, plan, plan_seconds, program_count, share_evaluations
 from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
 
 
@@ -127,3 +129,34 @@ def stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
         return memo[indices, kind]
 
     return stored
+
+
+def _counted(names: Sequence[str]) -> str:
+    """``a ×2, b`` for ``[a, a, b]``: a shared set of a large sweep names each size once."""
+    return ", ".join(n if k == 1 else f"{n} ×{k}" for n, k in Counter(names).items())
+
+
+def describe(groups: Sequence[Group], specs: Sequence) -> str:
+    """The plan, one line per group. A set of models sharing a program is named in full once, on
+    its first group; the others point to it (a sweep of 20 models on one program printed the 19
+    others on each of its 20 lines)."""
+    lines = []
+    n_lanes = 1 + max((g.lane for g in groups), default=0)
+    first_of: dict[tuple, str] = {}
+    for g in groups:
+        names = ", ".join(specs[i].label for i in g.indices)
+        lane = f" lane {g.lane}" if n_lanes > 1 else ""
+        share = ""
+        if g.shared and g.shared in first_of:
+            share = f" (padded to {g.envelope_name}, {first_of[g.shared]}'s program)"
+        elif g.shared:
+            first_of[g.shared] = g.id
+            share = (f" (padded to {g.envelope_name}, one program for {len(g.shared)} models: "
+                     f"{_counted([specs[i].cfg.name for i in g.shared])})")
+        lines.append(f"  {g.id} {g.mode:<5} K={len(g.indices):<3}{lane} est {g.estimated_s:7.1f}s "
+                     f"padded-FLOP util {g.padded_flops_util:5.1%}: {names}{share}")
+    for members in dict.fromkeys(g.eval_shared for g in groups if g.eval_shared):
+        env = envelope([specs[i].cfg for i in members])
+        lines.append(f"  evaluated by one program at their envelope (d_model {env.d_model}, {env.n_layers} layers): "
+                     f"{len(members)} models, {_counted([specs[i].cfg.name for i in members])}")
+    return "\n".join(lines)

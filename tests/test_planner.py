@@ -352,7 +352,8 @@ def test_a_sweep_plan_records_the_batch_splits_it_was_costed_with():
 def test_the_plan_names_a_shared_set_once_and_points_to_it_after():
     """A program shared by many models is listed in full (each size counted) on its first group
     only: a sweep of 20 models on one program printed the other 19 on each of its 20 lines."""
-    from jaxscale.planner import Group, describe
+    from jaxscale.planner import Group
+    from jaxscale.sweep_plan import describe
 
     preset = make_preset("notebook-emergence")
     specs = [dataclasses.replace(preset.specs[i], seed=s) for i in (0, 1) for s in (1, 2)]

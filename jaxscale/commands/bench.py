@@ -124,9 +124,10 @@ def build(args):
         if explicit:
             raise ValueError("--sizes goes with --family or --preset")
         by_size = {cf.name.split("/", 1)[-1]: cf for cf in cfgs}
-        repeated = [s for j, s in enumerate(args.sizes) if s in args.sizes[:j]]
-        if repeated:
-            raise ValueError(f"--sizes: given more than once: {list(dict.fromkeys(repeated))} "
+        from jaxscale.sweep import repeated
+
+        if repeated(args.sizes):
+            raise ValueError(f"--sizes: given more than once: {repeated(args.sizes)} "
                              f"(--k N benches N seeds of each size)")
         missing = [s for s in args.sizes if s not in by_size]
         if missing:

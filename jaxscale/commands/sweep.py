@@ -78,9 +78,10 @@ def preset_specs(args, specs):
                          f"use --family {args.preset} to choose them")
     if not args.sizes:
         return specs
-    repeated = [s for j, s in enumerate(args.sizes) if s in args.sizes[:j]]
-    if repeated:
-        raise ValueError(f"--sizes: given more than once: {list(dict.fromkeys(repeated))}")
+    from jaxscale.sweep import repeated
+
+    if repeated(args.sizes):
+        raise ValueError(f"--sizes: given more than once: {repeated(args.sizes)}")
     by_size = {s.cfg.name.split("/", 1)[-1]: s for s in specs}
     missing = [s for s in args.sizes if s not in by_size]
     if missing:

@@ -183,12 +183,23 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# What a point's seeds must share: rows that differ here are different experiments, which the
+# averaging would take for seeds (a weight-decay or dtype sweep's rows at one rate, say).
+SETTING_FIELDS = ("batch_size", "seq_len", "optimizer", "config")
+
+
+def _setting(r: dict, field: str):
+    """A row's ``field`` of ``SETTING_FIELDS``; the optimiser without its rate (points are by rate)."""
+    v = r.get(field)
+    return {k: w for k, w in v.items() if k != "lr"} if field == "optimizer" and isinstance(v, dict) else v
+
+
 def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     """The rows with each run once. Rows measured on different corpora are refused (a loss on one
     is no point on another's curve). The same run twice (same size, budget, rate, seed, data
-    seed, batch, context, optimiser and config: a results file appended to another, or one of the
-    study's IsoFLOP runs that repeats a ladder run) is kept once with a :class:`DuplicateRunsWarning`: averaged
-    as two seeds, it would shrink the bootstrap's intervals. ``at``: each row's index in the
+    seed, steps and ``SETTING_FIELDS``: a results file appended to another, or one of the study's
+    IsoFLOP runs that repeats a ladder run) is kept once with a :class:`DuplicateRunsWarning`:
+    averaged as two seeds, it would shrink the bootstrap's intervals. ``at``: each row's index in the
     caller's list, for the warning."""
     corpora: dict[str, str] = {}
     for r in rows:
@@ -202,10 +213,8 @@ def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     seen: dict[tuple, int] = {}
     unique, repeats = [], []
     for i, r in zip(at, rows):
-        key = (str(r["name"]), float(r["tokens"]), r.get("lr"), r.get("seed"), r.get("data_seed"),
-               r.get("batch_size"), r.get("seq_len"), r.get("steps"), r.get("weight_decay"),
-               json.dumps(r.get("optimizer"), sort_keys=True, default=str),
-               json.dumps(r.get("config"), sort_keys=True, default=str))
+        key = (str(r["name"]), float(r["tokens"]), r.get("lr"), r.get("seed"), r.get("data_seed"), r.get("steps"),
+               *(json.dumps(_setting(r, f), sort_keys=True, default=str) for f in SETTING_FIELDS))
         if key in seen:
             repeats.append(f"{r['name']} at {float(r['tokens']):g} tokens, lr {r.get('lr')}, seed {r.get('seed')} "
                            f"(rows {seen[key]} and {i}, from 0)")
@@ -219,22 +228,13 @@ def _one_experiment(rows: Sequence[dict], at: Sequence[int]) -> list[dict]:
     return unique
 
 
-# What a point's seeds must share: rows that differ here are different experiments, which the
-# averaging would take for seeds (a weight-decay or dtype sweep's rows at one rate, say).
-SETTING_FIELDS = ("batch_size", "seq_len", "optimizer", "config")
-
-
 def _check_seeds_of_one_setting(name: str, tokens: float, lr, rows: Sequence[dict]) -> None:
     """Refuse a point whose rows (its seeds) were trained with different settings, naming the
     first setting that differs."""
-    def setting(r: dict, field: str):
-        v = r.get(field)
-        return {k: w for k, w in v.items() if k != "lr"} if field == "optimizer" and isinstance(v, dict) else v
-
     first = rows[0]
     for r in rows[1:]:
         for field in SETTING_FIELDS:
-            a, b = setting(first, field), setting(r, field)
+            a, b = _setting(first, field), _setting(r, field)
             if a == b:
                 continue
             if isinstance(a, dict) and isinstance(b, dict):
