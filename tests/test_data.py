@@ -92,6 +92,24 @@ def test_a_task_too_small_for_its_batch_says_what_was_held_back():
     assert from_task(task, batch_size=58).info["train_items"] == 58
 
 
+@pytest.mark.parametrize("name,kwargs", [("sparse-parity", dict(n_bits=12)),
+                                         ("induction", dict(n_symbols=8, copy_len=4))])
+def test_a_held_back_validation_item_is_never_trained_on(name, kwargs):
+    # these tasks draw training items with replacement, so the held-back tail repeats earlier rows
+    from jaxscale.data.source import from_task, task_arrays
+    from jaxscale.data.tasks import make_task
+
+    task = make_task(name, **kwargs)
+    rows, _ = task_arrays(task.train)
+    data = from_task(task, batch_size=32)
+    val_keys = {r.tobytes() for r in np.asarray(data.val[0])}
+    train_rows = np.asarray(data.arrays["rows"])
+    assert not val_keys & {r.tobytes() for r in train_rows}
+    # only repeats of held-back rows are dropped: every other row still trains
+    kept = [r.tobytes() not in val_keys for r in rows[: rows.shape[0] - data.val[0].shape[0]]]
+    assert train_rows.shape[0] == sum(kept) == data.info["train_items"] < rows.shape[0] - data.val[0].shape[0]
+
+
 def test_shakespeare_offline_gives_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSCALE_CACHE", str(tmp_path))
 

@@ -106,20 +106,29 @@ def task_arrays(split) -> tuple[np.ndarray, np.ndarray]:
 
 def from_task(task, *, batch_size: int, shuffle: bool = True, val_fraction: float = 0.1) -> TrainData:
     """Train on ``task.train``; validation is a held-back ``val_fraction`` of the training items
-    (never test items), test is ``task.test``. ``val_fraction=0`` trains on every training item
+    (never test items, and never trained on: repeats of them are dropped from training), test is
+    ``task.test``. ``val_fraction=0`` trains on every training item
     and validates on the test split (the notebook preset, which has no validation split)."""
     import hashlib
 
     rows, weights = task_arrays(task.train)
     n_val = max(1, int(round(val_fraction * rows.shape[0]))) if val_fraction > 0 else 0
-    if rows.shape[0] - n_val < batch_size:
-        held = f" ({rows.shape[0]} less {n_val} held back for validation)" if n_val else ""
-        raise ValueError(f"task {task.name!r}: {rows.shape[0] - n_val} training items{held}, fewer than "
-                         f"batch_size {batch_size}")
     test = task_arrays(task.test)
     val = (rows[-n_val:], weights[-n_val:]) if n_val else test
-    train_rows, train_w = rows[: rows.shape[0] - n_val], weights[: rows.shape[0] - n_val]
-    n = train_rows.shape[0]
+    # Tasks that draw training items with replacement (sparse parity, induction) repeat rows: a
+    # repeat of a held-back row would train on a validation item, so every copy stays out.
+    train_N = np.ones(rows.shape[0], bool)
+    if n_val:
+        train_N[-n_val:] = False
+        held_keys = {r.tobytes() for r in np.ascontiguousarray(val[0])}
+        train_N &= np.array([r.tobytes() not in held_keys for r in np.ascontiguousarray(rows)], bool)
+    n = int(train_N.sum())
+    if n < batch_size:
+        repeats = rows.shape[0] - n_val - n
+        held = (f" ({rows.shape[0]} less {n_val} held back for validation"
+                + (f" and {repeats} repeats of those" if repeats else "") + ")") if n_val else ""
+        raise ValueError(f"task {task.name!r}: {n} training items{held}, fewer than batch_size {batch_size}")
+    train_rows, train_w = rows[train_N], weights[train_N]
     sampler = ExampleSampler(batch_size, n, shuffle)
 
     digest = hashlib.sha256(np.ascontiguousarray(rows).tobytes() + np.ascontiguousarray(test[0]).tobytes())
