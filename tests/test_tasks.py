@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxscale.data.tasks import (
-    TaskSplit, check_disjoint, count_overlap, loss_mask, make_task, parity_features, task_names,
+    NumberCodec, TaskSplit, check_disjoint, count_overlap, loss_mask, make_task, parity_features, task_names,
 )
 
 FIXED = [n for n in task_names() if n != "notebook-arithmetic"]
@@ -119,6 +119,19 @@ def test_modular_addition_split_and_labels():
     np.testing.assert_array_equal(tok[:, 4], (tok[:, 0] + tok[:, 2]) % 23)
     assert task.train.num_examples == round(0.4 * 23 * 23)
     assert len({tuple(r) for r in tok.tolist()}) == 23 * 23
+
+
+def test_modular_addition_operator_tokens_are_not_numbers():
+    # '+' and '=' are tokens p and p+1: read as numbers they would sit within +-2 of the largest
+    # answers and count as near misses in the tolerance metric
+    task = make_task("modular-addition", seed=0, p=97, train_fraction=0.3)
+    codec = task.test.codec
+    plus, equals = task.tokens["+"], task.tokens["="]
+    decoded = codec.decode(np.array([[0], [96], [plus], [equals]]), np.ones(4))
+    np.testing.assert_array_equal(decoded[:2], [0.0, 96.0])
+    assert np.isnan(decoded[2:]).all()
+    with pytest.raises(ValueError, match="n_values"):
+        NumberCodec("digits", n_values=10)
 
 
 @pytest.mark.parametrize("name,kwargs,match", [

@@ -51,7 +51,9 @@ def check_bool(name: str, value) -> bool:
 class NumberCodec:
     """How a number is written as answer tokens.
 
-    ``kind="offset"``: one token, ``token = number + offset`` (the notebook's scheme).
+    ``kind="offset"``: one token, ``token = number + offset`` (the notebook's scheme); with
+    ``n_values``, only the numbers ``0 .. n_values-1`` are written this way, and any other token
+    (an operator, a separator) decodes to NaN, so that it never counts as a near miss.
     ``kind="digits"``: one token per decimal digit, digit ``d`` written as token ``digit0 + d``,
     zero-padded to the answer length, most significant digit first unless ``reversed``.
     """
@@ -60,10 +62,14 @@ class NumberCodec:
     offset: int = 0
     digit0: int = 0
     reversed: bool = False
+    n_values: int | None = None
 
     def __post_init__(self):
         if self.kind not in ("offset", "digits"):
             raise ValueError(f"kind must be 'offset' or 'digits', got {self.kind!r}")
+        if self.n_values is not None and (self.kind != "offset" or self.n_values < 1):
+            raise ValueError(f"n_values must be >= 1 and only with kind 'offset', got {self.n_values!r} "
+                             f"with kind {self.kind!r}")
 
     def decode(self, tokens_NA: np.ndarray, length_N: np.ndarray) -> np.ndarray:
         """Numbers written by ``tokens_NA`` (first ``length_N`` tokens of each row) as float64;
@@ -71,7 +77,10 @@ class NumberCodec:
         tokens_NA = np.asarray(tokens_NA, np.int64)
         length_N = np.asarray(length_N, np.int64)
         if self.kind == "offset":
-            return (tokens_NA[:, 0] - self.offset).astype(np.float64)
+            value_N = (tokens_NA[:, 0] - self.offset).astype(np.float64)
+            if self.n_values is None:
+                return value_N
+            return np.where((value_N >= 0) & (value_N < self.n_values), value_N, np.nan)
         n, a = tokens_NA.shape
         digits_NA = tokens_NA - self.digit0
         valid_NA = (digits_NA >= 0) & (digits_NA <= 9)

@@ -35,7 +35,7 @@ def modular_addition(seed: int = 0, p: int = 97, train_fraction: float = 0.3) ->
         return TaskSplit(
             name="modular-addition", tokens_NT=tokens_NT, answer_start_N=np.full(n, 4),
             answer_len_N=np.ones(n), vocab_size=p + 2, pad_id=equals, target_value_N=c_N,
-            codec=NumberCodec("offset", offset=0))
+            codec=NumberCodec("offset", offset=0, n_values=p))
 
     return Task(
         name="modular-addition", vocab_size=p + 2, seq_len=5,
