@@ -55,6 +55,12 @@ def test_token_files(tmp_path):
     arr[:2000].astype("<u2").tofile(nano / "val.bin")
     c = load_path(nano)
     assert c.train.size == 10_000 and c.val.size == 1000 and c.test.size == 1000
+    arr[:1].astype("<u2").tofile(nano / "val.bin")
+    with pytest.raises(ValueError, match="val.bin holds 1 token, too few to halve"):
+        load_path(nano)
+    (tmp_path / "odd.bin").write_bytes(b"abc")
+    with pytest.raises(ValueError, match="odd.bin' has 3 bytes, not a whole number of uint16"):
+        load_path(tmp_path / "odd.bin")
 
 
 def test_bad_corpora_raise_naming_the_input(tmp_path):

@@ -199,6 +199,10 @@ def _load_token_file(path: Path, vocab_size: int | None) -> np.ndarray:
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(f"token file {str(path)!r} must hold a 1-D integer array, got {arr.dtype}{list(arr.shape)}")
     else:
+        n_bytes = path.stat().st_size
+        if n_bytes % 2:
+            raise ValueError(f"token file {str(path)!r} has {n_bytes} bytes, not a whole number of uint16 "
+                             "tokens (a .bin file holds little-endian uint16 ids, as nanoGPT writes them)")
         arr = np.fromfile(path, dtype="<u2")
     if arr.size == 0:
         raise ValueError(f"token file {str(path)!r} is empty")
@@ -220,6 +224,9 @@ def load_path(path: str | os.PathLike, vocab_size: int | None = None) -> Corpus:
         if (p / "test.bin").exists():
             test = _load_token_file(p / "test.bin", vocab_size)
         else:  # nanoGPT writes no test split: halve validation, first half val, second test
+            if val.size < 2:
+                raise ValueError(f"corpus folder {str(p)!r}: val.bin holds {val.size} token, too few to "
+                                 "halve into validation and test (there is no test.bin)")
             val, test = val[: val.size // 2], val[val.size // 2:]
         vocab = vocab_size or int(max(train.max(), val.max(), test.max())) + 1
         return _make(name, f"nanoGPT token folder {p}", vocab, train, val, test)
