@@ -32,9 +32,13 @@ def to_x(scale, log_scale: bool = True, decreasing: bool = False) -> np.ndarray:
 
 
 def from_x(x, log_scale: bool = True, decreasing: bool = False):
-    """Inverse of :func:`to_x`."""
+    """Inverse of :func:`to_x`; a position past float range (an unidentified fit's interval can
+    run hundreds of decades out) is inf or 0, without numpy's overflow warning."""
     x = -np.asarray(x, np.float64) if decreasing else np.asarray(x, np.float64)
-    return 10.0 ** x if log_scale else x
+    if not log_scale:
+        return x
+    with np.errstate(over="ignore"):
+        return 10.0 ** x
 
 
 def check_series(scale, values, name: str = "scores", *, log_scale: bool = True,
