@@ -154,7 +154,9 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
         fc = forecast_crossing(pts["scale"], nll, s_S, n_S, threshold, n_boot=n_boot, seed=seed)
         out["forecast"] = {"scale": fc.scale, "ci": list(fc.ci), "loss_exponent":
                            fc.loss_exponent, "loss_at_threshold": fc.loss_at_threshold,
-                           "extrapolation_decades": fc.extrapolation_decades}
+                           "extrapolation_decades": fc.extrapolation_decades, "note": fc.note}
+        if fc.note:
+            out["notes"].append(f"forecast: none, {fc.note}")
     except ValueError as err:
         out["forecast"] = None
         out["notes"].append(f"forecast not computed: {err}")
@@ -245,6 +247,8 @@ def verdict_text(v: dict | None) -> str:
 
 def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
     """``summary.md``: what was run, the metric table, the fits, the verdict and the forecast."""
+    from jaxscale.fit.emergence.sigmoid import STEP_NOTE
+
     a = analysis["as_json"]
     lines = [f"# Emergence study: {meta['task']} × {meta['family']}", ""]
     for k in ("task_description", "fingerprint", "budget", "seeds", "device", "versions"):
@@ -270,7 +274,8 @@ def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
         for kind in ("logistic", "gompertz"):
             fit = s[kind]
             if fit is not None:
-                flag = "" if fit["identified"] else f" — NOT IDENTIFIED ({fit['reason']})"
+                flag = (f" — NOT IDENTIFIED ({fit['reason']})" if not fit["identified"] else
+                        f" — {STEP_NOTE}" if fit.get("step") else "")
                 lines.append(f"- {kind}: midpoint {_f(fit['midpoint'])}{_ci(*fit['midpoint_ci'])}, "
                              f"10–90% width {_f(fit['width_decades'])} decades"
                              f"{_ci(*fit['width_ci'])}, "

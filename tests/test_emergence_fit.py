@@ -250,6 +250,45 @@ def test_midpoint_outside_range_is_not_identified():
     assert not fit.identified and "outside" in fit.reason
 
 
+@pytest.mark.parametrize("kind", ["logistic", "gompertz"])
+def test_a_clean_step_brackets_the_midpoint_instead_of_a_zero_width_interval(kind):
+    # exact match 0 up to 1e6, 1 from 10^6.5: any midpoint between the two fits as the curve
+    # steepens, so the optimiser's stopping point and a bootstrap restarted from it are no interval
+    scale = np.repeat(10.0 ** np.linspace(5, 8, 7), 3)
+    n = np.full(scale.size, 1000.0)
+    s = np.repeat([0, 0, 0, 1, 1, 1, 1.0], 3) * n
+    fit = fit_sigmoid(scale, s, n, kind=kind, n_boot=N_BOOT)
+    assert fit.step and fit.identified
+    assert fit.x0_ci == (6.0, 6.5) and fit.width_ci == (0.0, 0.5)
+    assert 6.0 <= fit.x0 <= 6.5
+    np.testing.assert_allclose(fit.scale_at_ci(0.5), (1e6, 10 ** 6.5))
+    # seeds that disagree at one size are not a step: that size is inside the transition
+    s_split = s.copy()
+    s_split[9] = 0.0
+    assert not fit_sigmoid(scale, s_split, n, kind=kind, n_boot=0).step
+
+
+@pytest.mark.parametrize("em", [0.0, 1.0])
+def test_forecast_refuses_a_link_that_exact_match_never_informs(em):
+    scale = np.repeat(10.0 ** np.linspace(5, 7, 5), 3)
+    n = np.full(scale.size, 1000.0)
+    nll = 8 * (scale / 1e5) ** -0.2
+    fc = forecast_crossing(scale, nll, em * n, n, 0.5, n_boot=N_BOOT)
+    assert math.isnan(fc.scale) and all(math.isnan(v) for v in fc.ci)
+    assert f"exact match is {em:g} at every fitted point" in fc.note
+
+
+def test_forecast_through_a_stepped_link_spans_the_bracket():
+    scale = np.repeat(10.0 ** np.linspace(5, 7, 5), 3)
+    n = np.full(scale.size, 1000.0)
+    nll = 8 * (scale / 1e5) ** -0.2
+    s = np.repeat([0, 0, 1, 1, 1.0], 3) * n   # 0 up to 10^5.5, 1 from 10^6
+    fc = forecast_crossing(scale, nll, s, n, 0.5, n_boot=N_BOOT)
+    assert fc.link.step
+    np.testing.assert_allclose(fc.ci, (10 ** 5.5, 1e6), rtol=1e-6)
+    assert fc.ci[0] <= fc.scale <= fc.ci[1]
+
+
 def test_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="kind"):
         fit_sigmoid([1, 10, 100], [1, 2, 3], [10, 10, 10], kind="probit")
@@ -365,3 +404,16 @@ def test_forecast_powers_of_ten_saturate_instead_of_raising():
 
     assert _pow10(5000.0) == math.inf and _pow10(-5000.0) == 0.0
     assert _pow10(5.0) == 1e5 and math.isnan(_pow10(float("nan")))
+
+
+def test_an_interval_past_float_range_reads_as_infinite_without_a_warning():
+    # an unidentified fit's midpoint interval can run hundreds of decades out (the emergence
+    # study's smoke run printed numpy's "overflow encountered in power" from here)
+    import warnings
+
+    from jaxscale.fit.emergence.series import from_x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(from_x([400.0, 2.0]), [math.inf, 100.0])
+        np.testing.assert_array_equal(from_x([400.0], decreasing=True), [0.0])

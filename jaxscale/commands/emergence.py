@@ -165,6 +165,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def print_result(result: dict) -> None:
     """A short text digest of an emergence analysis (analysis.json has everything)."""
+    from jaxscale.fit.emergence.sigmoid import STEP_NOTE
+
     print(f"\n{'size':<22}{'params':>10}  {'exact match':>22}  {'token acc':>10}  {'NLL/token':>9}")
     for e in result["sizes"]:
         em = e["exact_match"]
@@ -173,7 +175,8 @@ def print_result(result: dict) -> None:
     s = result["series"]["exact_match"]
     fit = s["logistic"]
     if fit is not None:
-        flag = "" if fit["identified"] else f" (not identified: {fit['reason']})"
+        flag = (f" (not identified: {fit['reason']})" if not fit["identified"] else
+                f" ({STEP_NOTE})" if fit.get("step") else "")
         print(f"exact match: logistic midpoint {_fmt(fit['midpoint'])}"
               f"{_fmt_ci(fit['midpoint_ci'])}{flag}; crossing of {result['threshold']:g} at "
               f"{_fmt(s['crossing'])}{_fmt_ci(s['crossing_ci'])}")
@@ -209,6 +212,7 @@ def _fmt_ci(ci) -> str:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from jaxscale.fit.emergence import analyze_score_table
+    from jaxscale.fit.emergence.sigmoid import STEP_NOTE
 
     if args.n_boot < 0:
         raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
@@ -236,7 +240,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             if f is None:
                 print("  fits: need at least 3 sizes")
                 break
-            flag = "" if f.identified else f"  NOT IDENTIFIED: {f.reason}"
+            flag = f"  NOT IDENTIFIED: {f.reason}" if not f.identified else f"  ({STEP_NOTE})" if f.step else ""
             print(f"  {f.kind:<9} midpoint {_fmt(f.midpoint)}{_fmt_ci(f.midpoint_ci)}, "
                   f"10-90% width {abs(f.width):.2f} decades{_fmt_ci(f.width_ci)}, "
                   f"AIC {f.aic:.1f}{flag}")

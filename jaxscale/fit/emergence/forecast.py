@@ -35,7 +35,10 @@ __all__ = ["Forecast", "forecast_crossing", "Backtest", "backtest"]
 @dataclasses.dataclass(frozen=True, eq=False)
 class Forecast:
     """Predicted scale at which exact match reaches ``threshold`` (NaN when the fitted loss law
-    does not fall, or the link never reaches θ), with a bootstrap interval.
+    does not fall, the link never reaches θ, or exact match is 0 at every fitted point, or 1 at
+    every one, so that nothing ties it to the loss: ``note`` says which), with a bootstrap
+    interval. When exact match steps from 0 to 1 between two fitted losses (``link.step``), the
+    crossing loss is only bracketed, and the interval covers the whole bracket.
 
     loss_exponent α and loss_log10_prefactor log10 A of ℓ = A·N^−α; ``link`` maps the loss
     (a decreasing axis) to exact match; ``extrapolation_decades`` = log10(N*/largest fitted N).
@@ -51,6 +54,7 @@ class Forecast:
     fit_scales: tuple[float, ...]
     extrapolation_decades: float
     boot_log10_scale_B: np.ndarray
+    note: str = ""
 
     def predict_loss(self, scale) -> np.ndarray:
         return 10.0 ** (self.loss_log10_prefactor
@@ -102,6 +106,15 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
     u_S = np.log10(scale)
     a, b = (float(v[0]) for v in _loglog_ols(u_S[None], np.log10(nll_S)[None]))
     link_fit = fit_sigmoid(nll_S, s_S, n_S, kind=link, decreasing=True, n_boot=0)
+    flat = ("exact match is 0 at every fitted point" if not np.any(s_S > 0) else
+            "exact match is 1 at every fitted point" if np.all(s_S >= n_S) else "")
+    if flat:  # the link's likelihood is flat: any curve above (below) the points fits them
+        nan = float("nan")
+        return Forecast(
+            threshold=float(threshold), scale=nan, ci=(nan, nan), loss_exponent=-b,
+            loss_log10_prefactor=a, loss_at_threshold=nan, link=link_fit,
+            fit_scales=tuple(np.unique(scale).tolist()), extrapolation_decades=nan,
+            boot_log10_scale_B=np.zeros(0), note=f"{flat}: nothing ties it to the answer loss")
     x_star = float(link_fit.x_at(threshold))
     log10_n = float(_solve_log10_scale(a, b, x_star))
 
@@ -123,7 +136,15 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
         p_B4 = unpack_params(th_B4, 0.0, False)
         xs_B = link_fit.x_at(threshold, p_B4[:, 0], p_B4[:, 1], p_B4[:, 2], p_B4[:, 3])
         boot = np.where(np.isfinite(v_B), _solve_log10_scale(a_B, b_B, xs_B), np.nan)
-        if np.mean(np.isfinite(boot)) >= ci:
+        if link_fit.step:
+            # every replicate is the same step, so the refits all stop where the point estimate
+            # did: take the loss law's replicates at both ends of the bracket instead
+            ends = [_solve_log10_scale(a_B, b_B, x) for x in link_fit.x0_ci]
+            low, high = np.fmin(*ends), np.fmax(*ends)
+            if np.mean(np.isfinite(low) & np.isfinite(high)) >= ci:
+                interval = (_pow10(np.nanpercentile(low, 50 * (1 - ci))),
+                            _pow10(np.nanpercentile(high, 50 * (1 + ci))))
+        elif np.mean(np.isfinite(boot)) >= ci:
             lo, hi = np.nanpercentile(boot, [50 * (1 - ci), 50 * (1 + ci)])
             interval = (_pow10(lo), _pow10(hi))
     return Forecast(
@@ -186,8 +207,11 @@ def backtest(scale, answer_nll, successes, trials, threshold: float = 0.5, *,
                            nll_se=se, n_boot=n_boot, seed=seed, ci=ci)
     naive = fit_sigmoid(scale[keep], s_S[keep], n_S[keep], kind="logistic", n_boot=n_boot,
                         seed=seed, ci=ci)
-    naive_scale = naive.scale_at(threshold)
-    naive_ci = naive.scale_at_ci(threshold, ci)
+    if fc.note:  # exact match is flat over the kept sizes: the naive fit has nothing to locate
+        naive_scale, naive_ci = float("nan"), (float("nan"), float("nan"))
+    else:
+        naive_scale = naive.scale_at(threshold)
+        naive_ci = naive.scale_at_ci(threshold, ci)
     return Backtest(
         threshold=float(threshold), n_holdout=int(n_holdout),
         holdout_scales=tuple(sizes[-n_holdout:].tolist()), observed=observed, forecast=fc,

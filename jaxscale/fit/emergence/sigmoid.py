@@ -31,9 +31,10 @@ from jaxscale.fit.emergence.resample import hierarchical_resample
 from jaxscale.fit.emergence.series import check_series, from_x, to_x
 
 __all__ = ["SIGMOID_KINDS", "SigmoidFit", "fit_sigmoid", "fit_binomial_batch", "unpack_params", "shape_fn",
-           "width_constant"]
+           "width_constant", "step_bracket", "STEP_NOTE"]
 
 SIGMOID_KINDS = ("logistic", "gompertz")
+STEP_NOTE = "a step between two sizes: the midpoint is only bracketed, the width at most their gap"
 _LN2 = math.log(2.0)
 _EPS = 1e-12
 
@@ -138,7 +139,12 @@ class SigmoidFit:
     scale; negated decades for a decreasing axis); ``midpoint`` is x0 in scale units.
     Intervals are bootstrap percentiles (NaN without bootstrap). ``identified`` is False, with a
     ``reason``, when the midpoint lies outside the measured range or its interval is wider than
-    that range: the data then do not locate the transition."""
+    that range: the data then do not locate the transition. ``step`` is True when no point lies
+    inside the transition (every point at or below the floor below some size, every point at 1
+    from the next size up: complete separation). The likelihood is then flat for any midpoint
+    between those two sizes as the curve steepens, so the midpoint interval is that bracket, the
+    width interval is (0, the bracket's width), and the point estimates are only where the
+    optimiser stopped inside it; no bootstrap is run (every replicate is the same step)."""
 
     kind: str
     x0: float
@@ -159,6 +165,7 @@ class SigmoidFit:
     boot_params_B4: np.ndarray  # (x0, k, ceiling, floor) per bootstrap replicate, empty without one
     chance: float = 0.0         # the floor given (the fitted ``floor`` is ≥ it when ``floor_fitted``)
     floor_fitted: bool = False
+    step: bool = False
 
     @property
     def midpoint(self) -> float:
@@ -191,6 +198,9 @@ class SigmoidFit:
 
     def scale_at_ci(self, level: float, ci: float = 0.95) -> tuple[float, float]:
         """Bootstrap interval of :meth:`scale_at` (NaN when most replicates never reach it)."""
+        if self.step:  # any level between floor and ceiling is crossed inside the bracket
+            inside = self.floor < level < self.ceiling
+            return self.midpoint_ci if inside else (float("nan"), float("nan"))
         b = self.boot_params_B4
         if b.size == 0:
             return (float("nan"), float("nan"))
@@ -212,6 +222,18 @@ def _start_grid(x_S: np.ndarray, kind: str, fit_ceiling: bool, fit_floor: bool) 
             for tau in ((-3.0, -1.0) if fit_floor else (0.0,)):
                 starts.append([x0, k + np.log(-np.expm1(-k)), 3.0 if fit_ceiling else 0.0, tau])
     return np.asarray(starts)
+
+
+def step_bracket(x_S: np.ndarray, s_S: np.ndarray, n_S: np.ndarray, floor: float) -> tuple[float, float] | None:
+    """(last x below, first x above) when the points are completely separated: each one at or
+    below the floor (s/n ≤ floor) or at 1 (s = n), all of the former at smaller x than all of the
+    latter, and both kinds present; else None. Seeds of one size that disagree are not a step."""
+    low_S = s_S <= floor * n_S + 1e-9
+    high_S = s_S >= n_S
+    if not np.all(low_S | high_S) or not low_S.any() or not high_S.any():
+        return None
+    below, above = float(x_S[low_S].max()), float(x_S[high_S].min())
+    return (below, above) if below < above else None
 
 
 def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: float = 0.0,
@@ -251,7 +273,11 @@ def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: floa
 
     boot = np.zeros((0, 4))
     x0_ci = width_ci = (float("nan"), float("nan"))
-    if n_boot > 0:
+    bracket = step_bracket(x_S, s_S, n_S, floor)
+    if bracket is not None:
+        x0 = float(np.clip(x0, *bracket))
+        x0_ci, width_ci = bracket, (0.0, bracket[1] - bracket[0])
+    elif n_boot > 0:
         s_BS, n_BS = hierarchical_resample(x_S, s_S, n_S, n_boot, seed)
         tb_B4, vb_B = fit_binomial_batch(kind, x_S, s_BS, n_BS, floor, fit_ceiling,
                                          np.tile(theta, (n_boot, 1)), fit_floor)
@@ -270,4 +296,4 @@ def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: floa
         nll=nll_total, aic=2 * nll_total + 2 * n_params, n_points=int(x_S.size),
         x_range=(lo, hi), log_scale=log_scale, decreasing=decreasing, x0_ci=x0_ci,
         width_ci=width_ci, identified=not reason, reason=reason, boot_params_B4=boot,
-        chance=float(floor), floor_fitted=bool(fit_floor))
+        chance=float(floor), floor_fitted=bool(fit_floor), step=bracket is not None)

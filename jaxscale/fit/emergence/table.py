@@ -59,7 +59,7 @@ class SeriesAnalysis:
             return dict(midpoint=f.midpoint, midpoint_ci=list(f.midpoint_ci),
                         width_decades=abs(f.width), width_ci=list(f.width_ci), floor=f.floor,
                         floor_fitted=f.floor_fitted,
-                        identified=f.identified, reason=f.reason, aic=f.aic)
+                        identified=f.identified, reason=f.reason, step=f.step, aic=f.aic)
         c = self.crossing
         best = self.best_fit
         return dict(name=self.name, scales=list(self.scales), scores=list(self.scores),
