@@ -58,6 +58,26 @@ def test_bad_tables_exit_2_naming_the_column(tmp_path, capsys, text, column):
     assert "error" in err and column in err
 
 
+@pytest.mark.parametrize("args,match", [
+    (["--n-items", "-5"], "--n-items must be >= 1"),
+    (["--chance", "1.5"], "--chance must lie in [0, 1)"),
+    (["--threshold", "2"], "--threshold must lie in (0, 1)"),
+])
+def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, args, match):
+    assert main(["emergence", "analyze", write(tmp_path, TABLE), "--n-boot", "0"] + args) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_a_table_that_is_not_utf8_says_so(tmp_path, capsys):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(TABLE.replace("a,135e6", "caf\xe9,135e6").encode("latin-1"))
+    assert main(["emergence", "analyze", str(path), "--n-boot", "0"]) == 2
+    assert "latin1.csv: not UTF-8 text" in capsys.readouterr().err
+    bom = tmp_path / "bom.csv"   # a spreadsheet's UTF-8 export starts with a byte-order mark
+    bom.write_bytes(TABLE.encode("utf-8-sig"))
+    assert main(["emergence", "analyze", str(bom), "--n-boot", "0"]) == 0
+
+
 def test_missing_file_exits_2(tmp_path, capsys):
     assert main(["emergence", "analyze", str(tmp_path / "nope.csv")]) == 2
 

@@ -216,6 +216,13 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     if args.n_boot < 0:
         raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if args.n_items is not None and args.n_items < 1:
+        raise ValueError(f"--n-items must be >= 1 (test items behind each score), got {args.n_items}")
+    if not 0.0 <= args.chance < 1.0:
+        raise ValueError(f"--chance must lie in [0, 1) (the chance score, e.g. 0.25 for 4-way "
+                         f"choice), got {args.chance}")
+    if not 0.0 < args.threshold < 1.0:
+        raise ValueError(f"--threshold must lie in (0, 1), got {args.threshold}")
     if args.plot:
         from jaxscale.folders import output_folder
         output_folder(args.plot, "--plot")  # before the fits: a bad folder costs nothing

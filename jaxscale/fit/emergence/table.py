@@ -193,10 +193,13 @@ def _cell(value: str | None, column: str, row: int) -> float:
 def read_score_table(path: str | os.PathLike) -> ScoreTable:
     """Read a CSV with a ``params`` column and one numeric column per benchmark. An optional
     ``name`` (or ``model``) column labels the rows and is not a benchmark."""
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        rows = [r for r in reader if any(cell.strip() for cell in r)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [r for r in reader if any(cell.strip() for cell in r)]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the table as UTF-8 CSV") from None
     if not header:
         raise ValueError(f"{path}: empty table")
     if len(set(header)) != len(header):
