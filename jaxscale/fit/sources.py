@@ -6,7 +6,8 @@ as D = C/(6·N) and the returned notes say so.
 
 Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
-with the lowest mean ``val_loss`` is kept; its seeds are averaged (their individual losses are kept
+with the lowest mean ``val_loss`` is kept (a rate that lost a seed to divergence only when every
+rate did); its seeds are averaged (their individual losses are kept
 in ``seed_losses`` so a bootstrap can resample them). Rows from more than one corpus are refused,
 as are a point's seeds trained with different settings (``SETTING_FIELDS``), and a run given
 twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them silently.
@@ -252,12 +253,14 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
     if x not in ("non_embedding_params", "params"):
         raise ValueError(f"x: must be 'non_embedding_params' or 'params', got {x!r}")
     kept, kept_at, dropped = [], [], []
+    failed_at: set[tuple] = set()  # (name, tokens, lr) where a seed diverged or has no loss
     for i, r in enumerate(rows):
         for field in (x, "tokens", "name"):
             if field not in r:
                 raise ValueError(f"rows: row {i} lacks field {field!r}")
         if r.get("diverged") or not _finite(r.get(y)) or r[y] <= 0:
             dropped.append(str(r.get("run_id", r.get("name", i))))
+            failed_at.add((str(r["name"]), float(r["tokens"]), r.get("lr")))
         else:
             kept.append(r)
             kept_at.append(i)
@@ -274,15 +277,20 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
     for (name, tokens), by_lr in groups.items():
         for lr, rs in by_lr.items():
             _check_seeds_of_one_setting(name, tokens, lr, rs)
-    N, D, C, L, names, seeds, n_lr_choices = [], [], [], [], [], [], 0
+    N, D, C, L, names, seeds, n_lr_choices, passed_over = [], [], [], [], [], [], 0, 0
     for (name, tokens), by_lr in groups.items():
-        def score(rs):
-            vals = [rr.get(select_by) for rr in rs]
+        def score(lr):
+            # a rate that lost a seed to divergence ranks after every rate that kept all its
+            # seeds: its survivors' mean alone would favour the unstable rate
+            vals = [rr.get(select_by) for rr in by_lr[lr]]
             vals = [v for v in vals if _finite(v)]
-            return float(np.mean(vals)) if vals else math.inf
+            return ((name, tokens, lr) in failed_at, float(np.mean(vals)) if vals else math.inf)
         if len(by_lr) > 1:
             n_lr_choices += 1
-        best = min(by_lr.values(), key=score)
+        best_lr = min(by_lr, key=score)
+        passed_over += sum(score(lr)[1] < score(best_lr)[1] for lr in by_lr
+                           if (name, tokens, lr) in failed_at and (name, tokens, best_lr) not in failed_at)
+        best = by_lr[best_lr]
         losses = [float(rr[y]) for rr in best]
         N.append(float(best[0][x]))
         D.append(tokens)
@@ -300,6 +308,9 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
     notes = [f"x = {x}, y = {y}; {len(N)} (size, budget) points from {len(kept)} rows"]
     if n_lr_choices:
         notes.append(f"best learning rate by {select_by} chosen for {n_lr_choices} point(s)")
+    if passed_over:
+        notes.append(f"{passed_over} learning rate(s) whose surviving seeds scored best were passed over: "
+                     "another seed of theirs diverged")
     if S > 1:
         notes.append(f"seeds averaged (up to {S} per point; the bootstrap resamples them)")
     order = np.lexsort((np.asarray(D), np.asarray(N)))
