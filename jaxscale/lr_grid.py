@@ -22,13 +22,16 @@ __all__ = ["lr_grid_edges", "lr_edge_note", "rates_beyond"]
 
 def lr_grid_edges(rows: Sequence[dict], metric: str = "val_loss") -> tuple[list[dict], int]:
     """The (size, budget) groups whose selected learning rate is an end of the rates tried there
-    (only groups where at least two rates trained without diverging), and the number of groups
-    with such a choice to make. Each entry: ``name``, ``budget`` (``sweep.budget_key``), ``lr``,
-    ``edge`` ("largest" or "smallest") and ``tried`` (sorted)."""
+    (only groups where at least two rates were tried), and the number of groups with such a
+    choice to make. Each entry: ``name``, ``budget`` (``sweep.budget_key``), ``lr``, ``edge``
+    ("largest" or "smallest") and ``tried`` (sorted).
+
+    A rate that diverged counts as tried: its loss is, in effect, infinite, so it brackets the
+    optimum on its side (the selection itself never picks it). Leaving it out called the rate
+    below it "the largest tried", and ``rates_beyond`` then proposed the diverged rate again."""
     tried: dict[tuple, set] = {}
     for r in rows:
-        if not r["diverged"] and r.get(metric) is not None:
-            tried.setdefault((r["name"], budget_key(r)), set()).add(r["lr"])
+        tried.setdefault((r["name"], budget_key(r)), set()).add(r["lr"])
     edges, seen, groups = [], set(), 0
     for r in select_best_lr(rows, metric):
         key = (r["name"], budget_key(r))

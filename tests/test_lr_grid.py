@@ -42,13 +42,19 @@ def test_two_rates_cannot_bracket_and_the_note_says_so():
     assert "largest rate tried for 1 of 2 choices (a)" in note and "smallest rate tried for 1 of 2 choices (b)" in note
 
 
-def test_diverged_rates_do_not_count_as_tried_and_single_rates_need_no_choice():
-    # the 1e-2 runs diverged: of the rates that trained, 3e-3 is the largest
-    rows = (_grid("f/a", {1e-3: 2.0, 3e-3: 1.8})
-            + [_row("f/a", 1e-2, None, seed, diverged=True) for seed in (0, 1)]
-            + _grid("f/solo", {1e-3: 2.0}))
-    edges, groups = lr_grid_edges(rows)
-    assert groups == 1 and [(e["name"], e["edge"], e["tried"]) for e in edges] == [("f/a", "largest", [1e-3, 3e-3])]
+def test_a_diverged_rate_brackets_the_optimum_and_single_rates_need_no_choice():
+    # the 1e-2 runs diverged: 3e-3 is selected, and the optimum lies below 1e-2, so it is bracketed
+    # (a diverged rate must not be proposed again as "the next rate out")
+    from jaxscale.lr_grid import rates_beyond
+
+    diverged = [_row("f/a", 1e-2, None, seed, diverged=True) for seed in (0, 1)]
+    rows = _grid("f/a", {1e-3: 2.0, 3e-3: 1.8}) + diverged + _grid("f/solo", {1e-3: 2.0})
+    assert lr_grid_edges(rows) == ([], 1)
+    assert lr_edge_note(rows) == "" and rates_beyond(rows, 2.5) == []
+    # the other side stays open: with 1e-3 selected below a diverged 3e-3, step down
+    rows = _grid("f/b", {1e-3: 2.0}) + [_row("f/b", 3e-3, None, seed, diverged=True) for seed in (0, 1)]
+    assert [(e["edge"], e["tried"]) for e in lr_grid_edges(rows)[0]] == [("smallest", [1e-3, 3e-3])]
+    assert rates_beyond(rows, 2.5) == [("f/b", 4e-4)]
 
 
 def test_rates_beyond_step_out_of_the_grid_by_the_factor():
