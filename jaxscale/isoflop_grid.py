@@ -44,24 +44,40 @@ def budget_of(row: dict, budgets: Sequence[float], rtol: float = 0.1) -> float |
     return None
 
 
-def _mean_val_by_size(rows: Sequence[dict], budgets: Sequence[float], metric: str) -> dict:
-    """{budget: {name: seed-mean metric at the best learning rate}} over the rows that trained
-    without diverging: where a point was trained at several rates (a grid per point, as in
-    ``experiments/chinchilla.py``), the rate with the lowest seed mean stands for it, as
-    ``sweep.select_best_lr`` chooses."""
-    acc: dict[tuple, list[float]] = {}
+def _mean_val_by_size(rows: Sequence[dict], budgets: Sequence[float], metric: str,
+                      select_by: str | None = None) -> dict:
+    """{budget: {name: seed-mean ``metric`` at the learning rate chosen by ``select_by``}} (default:
+    ``metric`` itself). Where a point was trained at several rates (a grid per point, as in
+    ``experiments/chinchilla.py``), the rate with the lowest seed mean of ``select_by`` stands
+    for it, a rate that lost a seed to divergence only when every rate did: as the fits choose
+    (``fit.sources.rows_to_data``), so that a note on the test losses describes the points the
+    fits use, not each size's luckiest rate on the test split."""
+    select_by = select_by or metric
+    acc: dict[tuple, list[tuple[float, float]]] = {}
+    failed: set[tuple] = set()
     for r in rows:
-        v = r.get(metric)
         b = budget_of(r, budgets)
-        if b is None or r.get("diverged") or v is None or not math.isfinite(v):
+        if b is None:
             continue
-        acc.setdefault((b, r["name"], r.get("lr")), []).append(float(v))
+        key = (b, r["name"], r.get("lr"))
+        v, s = r.get(metric), r.get(select_by)
+        if r.get("diverged") or not _finite(v) or not _finite(s):
+            failed.add(key)
+            continue
+        acc.setdefault(key, []).append((float(v), float(s)))
+    best: dict[tuple, tuple] = {}
+    for (b, name, lr), vals in acc.items():
+        rank = ((b, name, lr) in failed, sum(s for _, s in vals) / len(vals))
+        if (b, name) not in best or rank < best[(b, name)][0]:
+            best[(b, name)] = (rank, sum(v for v, _ in vals) / len(vals))
     out: dict[float, dict[str, float]] = {}
-    for (b, name, _), vals in acc.items():
-        mean = sum(vals) / len(vals)
-        by = out.setdefault(b, {})
-        by[name] = min(by.get(name, math.inf), mean)
+    for (b, name), (_, mean) in best.items():
+        out.setdefault(b, {})[name] = mean
     return out
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(float(v))
 
 
 def isoflop_edges(rows: Sequence[dict], budgets: Sequence[float], family_order: Sequence[str],
@@ -129,7 +145,7 @@ def isoflop_extension_note(rows: Sequence[dict], budgets: Sequence[float], famil
             + ": those budgets' parabola vertices are extrapolated.")
     if metric == "val_loss":
         at_edge = {e["budget"] for e in edges}
-        test_by = _mean_val_by_size(rows, budgets, "test_loss")
+        test_by = _mean_val_by_size(rows, budgets, "test_loss", select_by="val_loss")
         split = [e for e in _edges(test_by, family_order) if e["budget"] not in at_edge and e["budget"] in by_budget]
         if split:
             short = lambda name: name.split("/")[-1]  # noqa: E731

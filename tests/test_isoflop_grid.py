@@ -94,3 +94,13 @@ def test_extension_note_explains_a_test_split_edge_that_validation_does_not_show
     for r, test in zip(rows, (1.99, 1.97, 1.98)):
         r["test_loss"] = test
     assert isoflop_extension_note(rows, BUDGETS, ORDER, ("l2", "l3", "l4")) == ""
+
+
+def test_the_test_split_note_reads_each_point_at_the_rate_validation_chose():
+    """The fits take each point's test loss at the rate chosen on validation: a rate that
+    validation rejects must not put the test split's minimum at an edge in the note."""
+    rows = _grid({1.5e11: {"l2": 2.05, "l3": 1.98, "l4": 2.00}})
+    for r, test in zip(rows, (2.90, 2.80, 2.90)):
+        r["test_loss"] = test
+    rows.append({**_row("l2", 1.5e11, 2.30, lr=1e-1), "test_loss": 2.70})  # rejected on validation
+    assert isoflop_extension_note(rows, BUDGETS, ORDER, ("l2", "l3", "l4")) == ""
