@@ -21,7 +21,7 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
                  command: str, wall_seconds: float) -> Path:
     from jaxscale.isoflop_grid import family_order, isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
-    from jaxscale.report import allocation_rows, floor_note
+    from jaxscale.report import allocation_rows, floor_note, identified_mark, not_identified_note
 
     est = _common.est
     objs = fits["_objects"]
@@ -99,14 +99,17 @@ def write_report(out: Path, mode: str, plan: dict, race: dict, fits: dict, rows:
               "Approach 3: N_opt [95%] | Approach 3: D_opt | |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     max_c = max(6.0 * r["params"] * r["tokens"] for r in rows)
     a1 = objs.get("approach1")
+    m1, m2, m3 = (identified_mark(fits, i) for i in (1, 2, 3))
     for row in allocation_rows(fits, max_c, plan["budgets"]):
         lo, hi = row["a3_params_ci"]
         n1 = float(a1.n_opt(row["compute"])) if a1 is not None else float("nan")
         flag = (f"**extrapolation: {row['decades_beyond_data']:.1f} decades beyond the data**"
                 if row["extrapolated"] else "within the data")
-        lines.append(f"| {row['compute']:.1e} | {row['rule_params']:.3g} | {row['rule_tokens']:.3g} | {n1:.3g} | "
-                     f"{row['a2_params']:.3g} | {row['a3_params']:.3g} [{lo:.3g}, {hi:.3g}] | {row['a3_tokens']:.3g} | "
-                     f"{flag} |")
+        lines.append(f"| {row['compute']:.1e} | {row['rule_params']:.3g} | {row['rule_tokens']:.3g} | {n1:.3g}{m1} | "
+                     f"{row['a2_params']:.3g}{m2} | {row['a3_params']:.3g}{m3} [{lo:.3g}, {hi:.3g}] | "
+                     f"{row['a3_tokens']:.3g}{m3} | {flag} |")
+    footnote = not_identified_note(fits)
+    lines += ["", footnote] if footnote else []
     far = [math.log10(c / max_c) for c in (1e18, 1e21)]
     lines += ["", f"The largest run here used {max_c:.2g} FLOPs (6·N·D): the 1e18–1e21 rows extrapolate the fitted "
               f"laws {far[0]:.1f} to {far[1]:.1f} decades, from byte-level models of 10^4–10^5 parameters. Read them as what these "

@@ -106,6 +106,24 @@ def plot_curves(rows: list, path: Path) -> Path:
     return save(fig, path)
 
 
+NOT_IDENTIFIED_MARK = "†"
+
+
+def identified_mark(fits: dict, i: int) -> str:
+    """"" for an Approach ``i`` whose exponent is identified (``study.identified``), else the mark
+    that an allocation table puts after its numbers, explained by :func:`not_identified_note`."""
+    return "" if fits.get(f"approach{i}", {}).get("identified") else NOT_IDENTIFIED_MARK
+
+
+def not_identified_note(fits: dict, approaches=(1, 2, 3)) -> str:
+    """The footnote for :func:`identified_mark` ("" when every approach shown is identified)."""
+    missing = [str(i) for i in approaches if identified_mark(fits, i)]
+    if not missing:
+        return ""
+    return (f"{NOT_IDENTIFIED_MARK} Approach {', '.join(missing)}: not identified at this scale (the exponent's "
+            "95% interval is missing or too wide): its N_opt is what the point estimate implies, not a finding.")
+
+
 def allocation_rows(fits: dict, max_data_compute: float, local_budgets) -> list[dict]:
     """Rule of thumb vs Approach 2 and 3 at the local budgets and the course's 1e18-1e21."""
     from jaxscale.fit import chinchilla_optimal_allocation
@@ -183,13 +201,15 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
                                       family_order(cfg.family), cfg.isoflop_sizes)
     if iso_note:
         lines += [iso_note, ""]
-    lines += ["| approach | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | R² |", "|---|---|---|---:|"]
+    lines += ["| approach | a (N_opt ∝ C^a) | b (D_opt ∝ C^b) | R² | at this scale |", "|---|---|---|---:|---|"]
     for i in (1, 2, 3):
         f = objs.get(f"approach{i}")
         if f is None:
-            lines.append(f"| {i} | not identified: {fits[f'approach{i}']['error']} | | |")
+            lines.append(f"| {i} | not identified: {fits[f'approach{i}']['error']} | | | |")
         else:
-            lines.append(f"| {i} | {_est(f.a)} | {_est(f.b)} | {f.r2_log:.4f} |")
+            verdict = ("identified" if not identified_mark(fits, i)
+                       else "**not identified** (interval too wide or missing)")
+            lines.append(f"| {i} | {_est(f.a)} | {_est(f.b)} | {f.r2_log:.4f} | {verdict} |")
     a3 = objs.get("approach3")
     lines += ["", "Hoffmann et al. (2022) found a ≈ 0.50 / 0.49 / 0.46 (Approaches 1 / 2 / 3).", ""]
     if a3 is not None:
@@ -200,12 +220,16 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
     lines += ["| budget (FLOPs) | 20 tokens/param: N | D | Approach 2: N_opt | Approach 3: N_opt [95%] | D_opt | |",
               "|---:|---:|---:|---:|---:|---:|---|"]
     max_c = max(6.0 * r["params"] * r["tokens"] for r in ladder + iso)
+    m2, m3 = identified_mark(fits, 2), identified_mark(fits, 3)
     for row in allocation_rows(fits, max_c, cfg.isoflop_budgets):
         lo, hi = row["a3_params_ci"]
         flag = (f"**extrapolation: {row['decades_beyond_data']:.1f} decades beyond the data**"
                 if row["extrapolated"] else "within the data")
         lines.append(f"| {row['compute']:.1e} | {row['rule_params']:.3g} | {row['rule_tokens']:.3g} | "
-                     f"{row['a2_params']:.3g} | {row['a3_params']:.3g} [{lo:.3g}, {hi:.3g}] | {row['a3_tokens']:.3g} | {flag} |")
+                     f"{row['a2_params']:.3g}{m2} | {row['a3_params']:.3g}{m3} [{lo:.3g}, {hi:.3g}] | "
+                     f"{row['a3_tokens']:.3g}{m3} | {flag} |")
+    footnote = not_identified_note(fits, (2, 3))
+    lines += ["", footnote] if footnote else []
     lines += ["", "The 1e18–1e21 rows extrapolate the fitted laws many decades beyond what was trained: read them as "
               "what these small-scale laws imply, not as predictions.", "",
               ] + [f"![{k}]({figures[k]})\n" for k in ("isoflops", "allocation", "contours") if k in figures]
