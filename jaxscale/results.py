@@ -4,7 +4,8 @@ Rows are appended with a single ``write`` of one whole line on a file opened in 
 flushed to disk, so a reader never sees half a row from this version. A reader that meets a
 truncated or unparsable last line (a crash of an older writer, a full disk) reports it and keeps
 every complete row before it; a bad line in the middle is an error, because that is corruption,
-not an interrupted append.
+not an interrupted append. So that such a line never becomes a middle one, the next append cuts it
+off before writing (``append_rows``); a resume writes its row again.
 """
 
 from __future__ import annotations
@@ -47,14 +48,66 @@ def missing_fields(row: dict) -> list[str]:
     return [f for f in REQUIRED_FIELDS if f not in row]
 
 
+def _line(row: dict) -> bytes:
+    return (json.dumps(_jsonable(row), allow_nan=False, sort_keys=False) + "\n").encode()
+
+
+def _last_line_start(fd: int, end: int) -> int:
+    """Offset of the first byte after the last newline before ``end`` (0 if there is none),
+    read backwards in chunks so that a long results file is not read whole at every append."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 65536)
+        k = os.pread(fd, pos - start, start).rfind(b"\n")
+        if k >= 0:
+            return start + k + 1
+        pos = start
+    return 0
+
+
+def _repair_tail(fd: int, path: Path) -> None:
+    """Make the file end in a newline after its last complete row, before rows are appended.
+
+    Why: ``read_rows`` skips an unreadable last line (a crash inside an older writer's append, a
+    full disk) with a warning. Appending straight after such a line glued the new row onto the
+    fragment, and at the next append that glued line became a middle line, which ``read_rows``
+    refuses as corruption: the whole file was lost to every later resume or fit. So the line
+    ``read_rows`` would skip is cut off here (it is no row; its row is written again by the
+    resume that calls this), and a readable last line that only lacks its newline gets one, so
+    that no complete row is ever dropped."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return
+    ends_cleanly = os.pread(fd, 1, size - 1) == b"\n"
+    end = size - 1 if ends_cleanly else size
+    start = _last_line_start(fd, end)
+    tail = os.pread(fd, end - start, start)
+    if not tail.strip():
+        if not ends_cleanly and start < size:
+            os.ftruncate(fd, start)  # only blanks after the last newline
+        return
+    try:
+        json.loads(tail)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path}: dropped the unreadable last line ({len(tail)} bytes, no complete row) "
+                      f"before appending", TruncatedRowWarning, stacklevel=3)
+        os.ftruncate(fd, start)
+        return
+    if not ends_cleanly:
+        os.write(fd, b"\n")
+
+
 def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
-    """Append rows, each as one whole line written by one ``os.write`` and fsynced."""
+    """Append rows, each as one whole line written by one ``os.write`` and fsynced.
+
+    An unreadable last line, which ``read_rows`` skips, is cut off first (``_repair_tail``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        _repair_tail(fd, path)
         for row in rows:
-            line = (json.dumps(_jsonable(row), allow_nan=False, sort_keys=False) + "\n").encode()
+            line = _line(row)
             written = os.write(fd, line)
             if written != len(line):  # pragma: no cover - a full disk
                 raise OSError(f"short write to {path}: {written} of {len(line)} bytes")
@@ -65,6 +118,22 @@ def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
 
 def append_row(path: str | os.PathLike, row: dict) -> None:
     append_rows(path, [row])
+
+
+def write_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    """Replace the file with ``rows``, atomically: written whole to a temporary file, fsynced, then
+    renamed over ``path``, so a reader sees either the old rows or all the new ones. For a table
+    that is recomputed whole (``selected.jsonl``, a study's combined ``results.jsonl``), where
+    appending would repeat rows at every rerun."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for row in rows:
+            f.write(_line(row))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
