@@ -37,7 +37,7 @@ from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.folders import output_folder
 from jaxscale.planner import Group
-from jaxscale.results import append_rows, read_rows
+from jaxscale.results import _jsonable, append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.sweep_plan import plan_sweep
 from jaxscale.train import Budget, OptimConfig
@@ -89,7 +89,12 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     resumes an unfinished one from its last checkpoint (saved every ``checkpoint_every`` steps,
     at the end of each group, and when ``should_stop()`` turns true), and ends with the same rows
     as an uninterrupted run. A rerun whose settings (``record`` plus the models, data and run
-    settings) differ from those recorded in ``out/sweep.json`` is refused, naming the setting.
+    settings) differ from those recorded in ``out/sweep.json`` is refused, naming the setting,
+    unless nothing was trained there yet (``_trained_anything``): then the recorded settings and
+    plan are replaced, so that a bad setting caught only once the sweep started (a sequence
+    longer than the models' context, a batch out of memory) does not lock the folder to it.
+    A folder that holds another command's results (``_foreign_results``) is refused: the
+    sweep's rows would be mixed with them.
     ``log`` gets the plan and a line per group (default: the ``sys.stdout`` of the moment).
     ``lanes``: groups trained at once, in threads (None: the planner's default for this host, one
     per core on a single-device CPU, else one; see ``planner``); ignored when ``profile`` is given.
@@ -108,9 +113,20 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     out_path = Path(out) if out is not None else None
     recorded = _sweep_record(specs, data, settings, mode, record)
     plan_file = out_path / "plan.json" if out_path is not None else None
+    replan = False  # the recorded settings and plan are stale: nothing was trained under them
     if out_path is not None and (out_path / "sweep.json").exists():
-        _check_same(json.loads((out_path / "sweep.json").read_text()), recorded, out_path)
-    if plan_file is not None and plan_file.exists():
+        was = json.loads((out_path / "sweep.json").read_text())
+        difference = _difference(was, recorded)
+        if difference is not None:
+            if _trained_anything(out_path):
+                _check_same(was, recorded, out_path)  # refused, naming the difference
+            replan = True
+            print(f"{out_path}: nothing was trained under the settings its sweep.json records ({difference}): "
+                  f"replacing them and the plan", file=log)
+    elif out_path is not None and (foreign := _foreign_results(out_path)):
+        raise ValueError(f"--out {str(out_path)!r} holds another command's output ({foreign}) and no sweep.json: "
+                         f"a sweep there would mix its rows with those. Give a new or empty --out folder")
+    if plan_file is not None and plan_file.exists() and not replan:
         groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
                            for k, v in g.items() if k != "models"})
                   for g in json.loads(plan_file.read_text())["groups"]]
@@ -189,7 +205,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                         save_group_weights(out_path / WEIGHTS_DIR / g.id,
                                            {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
                 ckpt.folder.mkdir(parents=True, exist_ok=True)
-                _write_json(done_file, group_rows)  # the group's rows, before they are appended
+                # the group's rows, before they are appended; converted as results.jsonl converts
+                # them (``_jsonable``), so that a row a resume appends from here is the same row
+                _write_json(done_file, _jsonable(group_rows))
             with lock:
                 _report_group(g, group_rows, log)
         with lock:
@@ -302,6 +320,27 @@ def _clear_checkpoint_arrays(ckpt: GroupCheckpoint | None) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
 
 
+def _trained_anything(out_path: Path) -> bool:
+    """Whether a sweep in ``out_path`` has written anything a resume would use: a row, a training
+    snapshot, a group's rows.json or weights. Until then its sweep.json and plan.json may be
+    replaced by a sweep with other settings without losing anything."""
+    results = out_path / "results.jsonl"
+    if results.exists() and results.stat().st_size > 0:
+        return True
+    return any(p.is_file() for sub in ("checkpoints", WEIGHTS_DIR) for p in (out_path / sub).rglob("*"))
+
+
+def _foreign_results(out_path: Path) -> str:
+    """What in ``out_path`` (a folder without sweep.json) another command wrote, that a sweep
+    there would mix its rows with: a ``results.jsonl`` (``jaxscale train``; a sweep writes its
+    sweep.json before any row), a ``ladder/sweep.json`` (``jaxscale run``, whose combined
+    results.jsonl replaces the folder's own at its end). Empty when none. Not ``study.json``:
+    ``jaxscale emergence`` writes it, then runs its sweep in the same folder (an emergence
+    folder that trained has a sweep.json, which ``_check_same`` compares)."""
+    found = [name for name in ("results.jsonl", "ladder/sweep.json") if (out_path / name).exists()]
+    return ", ".join(found)
+
+
 def _written_run_ids(out_path: Path | None) -> dict:
     if out_path is None or not (out_path / "results.jsonl").exists():
         return {}
@@ -319,8 +358,9 @@ def _sweep_record(specs, data, settings, mode, record) -> dict:
                         "optim": dataclasses.asdict(s.optim)} for s in specs]}
 
 
-def _check_same(old: dict, new: dict, out_path: Path) -> None:
-    """Refuse a resume whose settings differ from the recorded ones, naming the first difference."""
+def _difference(old: dict, new: dict) -> str | None:
+    """The first difference between recorded sweep settings ``old`` and ``new``, in words (None
+    when they are the same)."""
     old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new, default=str))
     for section in ("command", "mode", "data", "settings", "models"):
         a, b = old.get(section), new.get(section)
@@ -330,11 +370,16 @@ def _check_same(old: dict, new: dict, out_path: Path) -> None:
             for key in sorted(set(a) | set(b)):
                 if a.get(key) != b.get(key):
                     name = f"--{key.replace('_', '-')}" if section == "command" else f"{section}.{key}"
-                    raise ValueError(f"{out_path} holds a sweep run with different settings: {name} was "
-                                     f"{a.get(key)!r}, now {b.get(key)!r}. Use the same command to resume, "
-                                     f"or a new --out folder")
-        raise ValueError(f"{out_path} holds a sweep run with different settings: {section} differs "
-                         f"({'corpus/task fingerprint' if section == 'data' else section}). Use the same "
+                    return f"{name} was {a.get(key)!r}, now {b.get(key)!r}"
+        return f"{section} differs ({'corpus/task fingerprint' if section == 'data' else section})"
+    return None
+
+
+def _check_same(old: dict, new: dict, out_path: Path) -> None:
+    """Refuse a resume whose settings differ from the recorded ones, naming the first difference."""
+    difference = _difference(old, new)
+    if difference is not None:
+        raise ValueError(f"{out_path} holds a sweep run with different settings: {difference}. Use the same "
                          f"command to resume, or a new --out folder")
 
 
@@ -366,9 +411,18 @@ def select_best_lr(rows: Sequence[dict], metric: str = "val_loss") -> list[dict]
 # ----- weights -----------------------------------------------------------------------------------
 
 def save_group_weights(path: Path, params_by_run: dict) -> None:
+    """Save a group's final weights at ``path``, replacing a folder already there.
+
+    Why replace: a sweep saves a group's weights before its ``rows.json``, so a sweep killed
+    between the two left weights of a group that counts as unfinished; the resume trains the
+    group again (to the same numbers) and saves again, and orbax v1 refuses a destination that
+    exists unless told to overwrite ("Destination ... already exists"), which failed that sweep at
+    every resume. The sweep saves only for a group without rows.json, whose weights folder, if
+    any, is such a stale one."""
     from orbax.checkpoint import v1 as ocp
 
-    ocp.save(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()})
+    ocp.save(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()},
+             overwrite=True)
 
 
 def load_weights(out_dir: str | os.PathLike, name: str, *, seed: int | None = None, lr: float | None = None,

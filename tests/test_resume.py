@@ -246,3 +246,109 @@ def test_a_sweep_of_shared_programs_resumes_and_saves_true_shape_weights(tmp_pat
     for spec in specs:
         cfg, params, _ = load_weights(tmp_path, spec.cfg.name)
         assert {k: v.shape for k, v in params.items()} == {k: v.shape for k, v in init_params(cfg, 0).items()}
+
+
+# ----- a folder left by a crash at an awkward moment, or holding something else ------------------
+
+def _quiet():
+    return open(os.devnull, "w")
+
+
+def _two_groups():
+    """Two tiny models trained alone: two groups, two rows."""
+    return expand([create_model_config("ladder/l1")], seeds=[0, 1], lrs=[3e-3], budgets=[Budget("steps", 5)])
+
+
+def test_resume_after_a_truncated_last_row_leaves_a_whole_results_file(tmp_path):
+    """A results.jsonl cut inside its last row (a crash inside an older writer's append): the
+    resume writes that row again on a line of its own, and every later resume reads the file
+    (the row used to be glued onto the fragment, and the next resume found a corrupt middle line)."""
+    import warnings
+
+    from jaxscale.results import TruncatedRowWarning
+
+    data, specs = _data(), _two_groups()
+    run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False, log=_quiet())
+    results = tmp_path / "results.jsonl"
+    whole = results.read_bytes()
+    first_end = whole.index(b"\n") + 1
+    results.write_bytes(whole[:first_end + (len(whole) - first_end) // 2])
+    with pytest.warns(TruncatedRowWarning):
+        run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False, log=_quiet())
+    for _ in range(2):  # the resume after the repair, and one more
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", TruncatedRowWarning)
+            run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False, log=_quiet())
+            assert results.read_bytes() == whole
+
+
+def test_a_kill_between_the_weights_and_rows_json_resumes(tmp_path):
+    """Weights are saved before the group's rows.json: a kill in between leaves weights of a
+    group that counts as unfinished. The resume trains it again and must save over them (orbax
+    refused: "Destination ... already exists", at every resume)."""
+    from jaxscale.sweep import load_weights
+
+    data, specs = _data(), _two_groups()[:1]
+    done = run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, log=_quiet())
+    # the state of that kill: weights/g00 written, no rows.json, no row appended
+    (next(tmp_path.glob("checkpoints/*")) / "rows.json").unlink()
+    (tmp_path / "results.jsonl").unlink()
+    assert list(tmp_path.glob("weights/*"))
+    resumed = run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, log=_quiet())
+    assert [r["test_loss"] for r in resumed.rows] == [r["test_loss"] for r in done.rows]
+    _, params, row = load_weights(tmp_path, "ladder/l1")
+    assert row["run_id"] == done.rows[0]["run_id"] and params
+
+
+def test_a_resumed_row_from_rows_json_keeps_its_numbers(tmp_path):
+    """rows.json is converted as results.jsonl is (``results._jsonable``): a numpy number a row
+    hook adds was written as a string (``default=str``), and a resume appended that string."""
+    def hook(row, spec, result, i):
+        row["extra"] = np.float32(0.5)
+
+    data, specs = _data(), _two_groups()[:1]
+    run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False, row_hook=hook,
+              log=_quiet())
+    (tmp_path / "results.jsonl").unlink()  # a kill after rows.json, before the append
+    rows = run_sweep(specs, data, SETTINGS, mode="sequential", out=tmp_path, save_weights=False, row_hook=hook,
+                     log=_quiet()).rows
+    assert rows[0]["extra"] == 0.5 and read_rows(tmp_path / "results.jsonl")[0]["extra"] == 0.5
+
+
+def test_settings_of_a_sweep_that_trained_nothing_are_replaced(tmp_path):
+    """A bad setting found only once the sweep started (a sequence longer than the models'
+    context) came after sweep.json and plan.json recorded it, and every rerun with a good value
+    was refused as a changed setting; with nothing trained there, the rerun replaces them. A
+    sweep that trained something is still refused (``test_resume_with_changed_setting_is_refused``)."""
+    import dataclasses
+    import json
+
+    specs = _two_groups()[:1]
+    too_long = from_corpus(load_corpus(), seq_len=128, batch_size=4, eval_max_windows=8)
+    with pytest.raises(ValueError, match="longer than the models' context"):
+        run_sweep(specs, too_long, dataclasses.replace(SETTINGS, seq_len=128), mode="sequential", out=tmp_path,
+                  save_weights=False, log=_quiet())
+    assert (tmp_path / "sweep.json").exists() and not (tmp_path / "results.jsonl").exists()
+    lines = []
+    log = type("Log", (), {"write": lambda self, s: lines.append(s), "flush": lambda self: None})()
+    run_sweep(specs, _data(), SETTINGS, mode="sequential", out=tmp_path, save_weights=False, log=log)
+    assert ("nothing was trained under the settings its sweep.json records (settings.seq_len was 128, now 32): "
+            "replacing them and the plan") in "".join(lines)
+    assert "resuming the sweep" not in "".join(lines)  # planned anew, not from the stale plan.json
+    assert len(read_rows(tmp_path / "results.jsonl")) == 1
+    assert json.loads((tmp_path / "sweep.json").read_text())["settings"]["seq_len"] == 32
+
+
+@pytest.mark.parametrize("found", ["results.jsonl", "ladder/sweep.json"])
+def test_a_sweep_into_another_commands_folder_is_refused(found, tmp_path):
+    """``jaxscale train --out M`` then ``jaxscale sweep --out M`` mixed both commands' rows in one
+    results.jsonl (the check was only against a sweep.json); a ``jaxscale run`` study's folder
+    (ladder/sweep.json) gets its results.jsonl replaced at the study's end."""
+    (tmp_path / found).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / found).write_text('{"run_id": "theirs"}\n')
+    with pytest.raises(ValueError, match=rf"^--out '{tmp_path}' holds another command's output \({found}\) "
+                                         r"and no sweep.json.*Give a new or empty --out folder"):
+        run_sweep(_two_groups()[:1], _data(), SETTINGS, mode="sequential", out=tmp_path, save_weights=False,
+                  log=_quiet())
+    assert (tmp_path / found).read_text() == '{"run_id": "theirs"}\n'
+    assert not (tmp_path / "sweep.json").exists() and not (tmp_path / "plan.json").exists()

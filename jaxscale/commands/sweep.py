@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
@@ -89,13 +90,23 @@ def preset_specs(args, specs):
     return [by_size[s] for s in args.sizes]
 
 
+def resume_command(args, out: Path) -> str:
+    """The command line that resumes this sweep: the one given, with ``--out <out>`` added when it
+    had none (without it, each run makes a new ``runs/sweep-<time>-<pid>`` folder, so the same
+    command would start a fresh sweep)."""
+    argv = list(sys.argv)
+    if args.out is None:
+        argv += ["--out", str(out)]
+    return shlex.join(argv)
+
+
 def run(args) -> int:
     from jaxscale.compile_cache import enable_compilation_cache
     from jaxscale.config import create_model_config, family_configs
     from jaxscale.data.corpus import load_corpus
     from jaxscale.data.source import from_corpus
     from jaxscale.presets import make_preset
-    from jaxscale.results import append_rows
+    from jaxscale.results import write_rows
     from jaxscale.sweep import expand, run_sweep, select_best_lr
 
     from jaxscale.devices import maybe_init_distributed
@@ -127,7 +138,15 @@ def run(args) -> int:
         specs = expand(cfgs, seeds=args.seeds, lrs=args.lrs, budgets=c.budgets_from_args(args, default_steps=200),
                        optim=c.optim_config(args, args.lrs[0]))
         settings = c.run_settings(args)
-        seq_len = args.seq_len or min(cf.max_seq_len for cf in cfgs)
+        context = min(cf.max_seq_len for cf in cfgs)
+        if args.seq_len is not None and args.seq_len > context:
+            # refused here, before --out is made: found only by the first group's training, it
+            # came after sweep.json recorded it (``run_sweep`` now replaces the settings of a
+            # sweep that trained nothing, but a bad value should cost nothing at all)
+            raise ValueError(f"--seq-len: {args.seq_len} tokens is longer than the models' context "
+                             f"({context} tokens{' for the smallest of --sizes' if len(cfgs) > 1 else ''}); "
+                             f"give --seq-len {context} or less, or leave it out (default: the context)")
+        seq_len = args.seq_len or context
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
@@ -145,7 +164,7 @@ def run(args) -> int:
                                lanes=args.lanes, plan_for=args.plan_for)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; checkpoint saved in {err.checkpoint}.\n"
-                  f"resume with the same command: {' '.join(sys.argv)}", file=sys.stderr)
+                  f"resume with the same command: {resume_command(args, out)}", file=sys.stderr)
             return stop.exit_code
     print()
     for row in result.rows:
@@ -156,7 +175,9 @@ def run(args) -> int:
         print(c.summary_line(row) + extra)
     if args.select == "best-lr":
         chosen = select_best_lr(result.rows)
-        append_rows(out / "selected.jsonl", [{"run_id": r["run_id"], "name": r["name"], "lr": r["lr"],
+        # replaced, not appended to: the selection is recomputed from every row at each run, so a
+        # rerun or resume appended the same selection again
+        write_rows(out / "selected.jsonl", [{"run_id": r["run_id"], "name": r["name"], "lr": r["lr"],
                                               "seed": r["seed"], "budget": r["budget"], "val_loss": r["val_loss"],
                                               "test_loss": r["test_loss"]} for r in chosen])
         print("\nbest learning rate per (size, budget), by validation loss (seed mean):")
