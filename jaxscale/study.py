@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from jaxscale.checkpoint import _write_text_atomic
 from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import create_model_config
 from jaxscale.data.corpus import load_corpus
@@ -34,7 +35,7 @@ from jaxscale.data.source import from_corpus
 from jaxscale.folders import output_folder
 from jaxscale.isoflop_grid import family_order, sizes_beyond
 from jaxscale.lr_grid import rates_beyond
-from jaxscale.results import read_rows
+from jaxscale.results import read_rows, write_rows
 from jaxscale.runner import ModelSpec, RunSettings
 from jaxscale.sweep import expand, run_sweep, select_best_lr
 from jaxscale.train import Budget, OptimConfig
@@ -120,9 +121,11 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
               log=None, lanes: int | None = None, plan_for: str = "auto") -> StudyResult:
     """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
     ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes`` and
-    ``plan_for``: as in ``sweep.run_sweep``."""
+    ``plan_for``: as in ``sweep.run_sweep``. ``out`` must be new, empty or a run of this study
+    (``holds_run_of``): those files replace any of the same names."""
     check_plan_for(plan_for, "run_study")
     log = log or sys.stdout
+    holds_run_of(out, cfg, "out")
     out = output_folder(out, "out")
     corpus = load_corpus(cfg.corpus)
     data = from_corpus(corpus, seq_len=cfg.seq_len, batch_size=cfg.batch_size, eval_max_windows=cfg.eval_windows)
@@ -163,10 +166,11 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
         specs = [isoflop_spec(cfg, c, name, best_lr) for c, name in beyond]
         iso = iso + run_sweep(specs, data, settings, mode=mode, out=out / f"isoflop-ext{round_}", record=record,
                               save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
-    _write_jsonl(out / "results.jsonl", ladder + iso)
+    write_rows(out / "results.jsonl", ladder + iso)  # atomic, the sweeps' rows as they wrote them
     fits, caught = fit_all(cfg, ladder, iso)
-    (out / "fits.json").write_text(json.dumps({k: v for k, v in fits.items() if k != "_objects"},
-                                              indent=2, default=float))
+    # replaced whole, like the other result files: a rerun stopped while writing keeps the old one
+    _write_text_atomic(out / "fits.json", json.dumps({k: v for k, v in fits.items() if k != "_objects"},
+                                                     indent=2, default=float))
     return StudyResult(out, ladder, iso, fits, caught)
 
 
@@ -183,14 +187,6 @@ def isoflop_spec(cfg: StudyConfig, budget: float, name: str, best_lr: dict) -> M
     tokens = budget / (6.0 * model.param_counts().total)
     lr = best_lr.get(model.name, cfg.lrs[0])
     return ModelSpec(model, seed=cfg.seeds[0], optim=OptimConfig(lr=lr), budget=Budget("tokens", tokens))
-
-
-def _write_jsonl(path: Path, rows: list) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
 
 
 def fit_all(cfg: StudyConfig, ladder: list, iso: list) -> tuple[dict, list]:
@@ -285,6 +281,33 @@ def run_suffix(study: StudyConfig) -> str:
     tpp = "" if default is not None and study.tokens_per_param == default.tokens_per_param \
         else f"-tpp{study.tokens_per_param:g}"
     return f"-{study.scale}{tpp}"
+
+
+def holds_run_of(folder: str | os.PathLike, study: StudyConfig, what: str = "out") -> bool:
+    """Whether ``folder`` holds a run of ``study`` to resume (True), or is missing or empty, for a
+    new one (False). Anything else is refused (``ValueError`` naming ``what``, the argument the
+    folder came from): a study writes ``results.jsonl``, ``fits.json``, ``report.md`` and its
+    figures into its folder, replacing files of those names, so ``jaxscale run --out`` given a
+    sweep's or a ``train``'s folder overwrote its results. A run of the study is recognised by
+    its ``ladder/sweep.json`` (``_is_run_of``); a ``ladder/`` without one is a run stopped before
+    its first sweep recorded its settings. A file at ``folder`` is left to ``output_folder``'s
+    error."""
+    folder = Path(folder)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return False
+    if (folder / "ladder" / "sweep.json").exists():
+        if _is_run_of(folder, study):
+            return True
+        raise ValueError(f"{what}: {str(folder)!r} holds a run of another study (its ladder/sweep.json records "
+                         f"another scale, tokens per parameter or configuration, or cannot be read); resume it "
+                         f"with the options that started it, or give a new {what} folder")
+    if (folder / "ladder").is_dir():
+        return True
+    shown = sorted(p.name for p in folder.iterdir())
+    listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+    raise ValueError(f"{what}: {str(folder)!r} is not empty ({listed}) and holds no run of this study; a study "
+                     f"writes results.jsonl, fits.json and report.md there, replacing files of those names. "
+                     f"Give a new or empty {what} folder")
 
 
 def _is_run_of(folder: Path, study: StudyConfig) -> bool:

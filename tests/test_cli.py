@@ -326,3 +326,91 @@ def test_readme_commands_parse():
                 continue
             checked += _parses(parser, line[line.index("jaxscale "):], "README.md")
     assert checked >= 10, f"only {checked} commands found in the README's code blocks"
+
+
+# ----- output folders of sweeps and studies: resumed, never overwritten ---------------------------
+
+TINY_SWEEP = ["sweep", "--family", "ladder", "--sizes", "l1", "--steps", "4", "--batch-size", "2",
+              "--eval-windows", "4", "--mode", "sequential", "--no-save-weights", "--quiet"]
+
+
+def test_sweep_resume_hint_names_the_folder_it_made(tmp_path, capsys, monkeypatch):
+    """Without --out each sweep makes a new ``runs/sweep-<time>-<pid>``: the "resume with the same
+    command" line must add ``--out`` with that folder, or it started a fresh sweep."""
+    import sys
+
+    import jaxscale.sweep
+    from jaxscale.runner import Interrupted
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted(3, "ck")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(jaxscale.sweep, "run_sweep", interrupted)
+    monkeypatch.setattr(sys, "argv", ["jaxscale", *TINY_SWEEP])
+    assert main(TINY_SWEEP) == 130
+    hint = capsys.readouterr().err.split("resume with the same command: ")[1].strip()
+    made = [p for p in (tmp_path / "runs").iterdir()]
+    assert len(made) == 1 and hint == " ".join(["jaxscale", *TINY_SWEEP, "--out", f"runs/{made[0].name}"])
+    given = [*TINY_SWEEP, "--out", "mine"]
+    monkeypatch.setattr(sys, "argv", ["jaxscale", *given])
+    assert main(given) == 130
+    assert capsys.readouterr().err.split("resume with the same command: ")[1].strip() == " ".join(["jaxscale", *given])
+
+
+def test_sweep_seq_len_longer_than_the_context_is_refused_before_the_folder_is_made(tmp_path, capsys):
+    """It was found by the first group's training, after sweep.json recorded it, so a rerun with
+    a good --seq-len was refused as a changed setting; and the error did not name --seq-len."""
+    out = tmp_path / "e"
+    assert main([*TINY_SWEEP, "--seq-len", "100000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--seq-len: 100000 tokens is longer than the models' context (64 tokens); give --seq-len 64 or less" in err
+    assert not out.exists()
+
+
+def test_sweep_select_best_lr_replaces_its_selection_on_a_rerun(tmp_path, capsys, monkeypatch):
+    """selected.jsonl was appended to, so each rerun or resume added the same selection again."""
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    argv = [*TINY_SWEEP, "--lrs", "1e-3", "3e-3", "--select", "best-lr", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    first = read_rows(tmp_path / "selected.jsonl")
+    assert len(first) == 1
+    assert main(argv) == 0  # a rerun: resumes, trains nothing
+    assert read_rows(tmp_path / "selected.jsonl") == first
+
+
+def test_run_refuses_an_out_folder_that_holds_no_run_of_its_study(tmp_path, capsys, monkeypatch):
+    """``jaxscale run --out`` took any existing folder for a run to resume, and replaced the
+    results.jsonl of a sweep or train run there; it resumes only a run of its own study."""
+    import dataclasses
+    import json
+
+    import jaxscale.study
+    from jaxscale.study import SCALES
+
+    seen = []
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(jaxscale.study, "run_study", lambda cfg, out, **kw: seen.append(out) or 1 / 0)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for name in ("results.jsonl", "sweep.json", "plan.json"):
+        (sweep / name).write_text("theirs\n")
+    assert main(["run", "--scale", "smoke", "--out", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: '{sweep}' is not empty (plan.json, results.jsonl, sweep.json) and holds no run of this study" in err
+    assert (sweep / "results.jsonl").read_text() == "theirs\n" and not seen
+    other = tmp_path / "other"
+    (other / "ladder").mkdir(parents=True)
+    quick = {"command": {"study": dataclasses.asdict(SCALES["quick"])}}
+    (other / "ladder" / "sweep.json").write_text(json.dumps(quick))
+    assert main(["run", "--scale", "smoke", "--out", str(other)]) == 2
+    assert f"--out: '{other}' holds a run of another study" in capsys.readouterr().err and not seen
+    with pytest.raises(ZeroDivisionError):  # its own study's run, and an empty folder, are taken
+        main(["run", "--scale", "quick", "--out", str(other)])
+    assert "resuming the quick study" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ZeroDivisionError):
+        main(["run", "--scale", "quick", "--out", str(tmp_path / "empty")])
+    assert "starting the quick study" in capsys.readouterr().out
+    assert seen == [other, tmp_path / "empty"]

@@ -170,3 +170,33 @@ def test_newest_unfinished_of_a_study(tmp_path):
     assert newest_unfinished(tmp_path, cpu).name == "run-1-cpu"
     (tmp_path / "run-1-cpu" / "ladder" / "sweep.json").write_text("{not json")
     assert newest_unfinished(tmp_path, cpu) is None
+
+
+def test_a_study_resumes_only_its_own_run_and_never_writes_over_another_folder(tmp_path):
+    """``run_study(out=…)`` writes results.jsonl, fits.json and the report into ``out``, replacing
+    files of those names: a folder of a sweep or a ``train`` run lost its results.jsonl. Only a
+    missing or empty folder (a new run) or a run of this study (resumed) is taken, before
+    anything is trained or written."""
+    import dataclasses
+
+    from jaxscale.study import holds_run_of
+
+    smoke = SCALES["smoke"]
+    assert holds_run_of(tmp_path / "missing", smoke) is False
+    assert holds_run_of(tmp_path, smoke) is False  # empty
+    (tmp_path / "a file").write_text("x")
+    assert holds_run_of(tmp_path / "a file", smoke) is False  # left to output_folder's error
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.jsonl").write_text('{"run_id": "theirs"}\n')
+    with pytest.raises(ValueError, match=r"^out: '.*sweep' is not empty \(results.jsonl\) and holds no run of "
+                                         r"this study.*Give a new or empty out folder"):
+        run_study(smoke, sweep, progress=False, log=open("/dev/null", "w"))
+    assert (sweep / "results.jsonl").read_text() == '{"run_id": "theirs"}\n'
+    started = tmp_path / "started"
+    (started / "ladder").mkdir(parents=True)  # a run stopped before its first sweep.json
+    assert holds_run_of(started, smoke) is True
+    (started / "ladder" / "sweep.json").write_text(json.dumps({"command": {"study": dataclasses.asdict(smoke)}}))
+    assert holds_run_of(started, smoke) is True
+    with pytest.raises(ValueError, match=r"^--out: '.*started' holds a run of another study"):
+        holds_run_of(started, SCALES["quick"], "--out")

@@ -59,12 +59,14 @@ def study_config(args):
 
 def choose_out(args, cfg) -> tuple[Path, bool]:
     """(folder, resuming): ``--out``, else the newest unfinished run of the same study (unless
-    ``--fresh``), else a new ``runs/run-<time>-<scale>[-tpp<R>]``."""
-    from jaxscale.study import newest_unfinished, run_suffix
+    ``--fresh``), else a new ``runs/run-<time>-<scale>[-tpp<R>]``. A ``--out`` folder that is
+    neither empty nor a run of this study is refused (``study.holds_run_of``): any existing
+    folder was taken for a run to resume, and a sweep's results.jsonl there was overwritten."""
+    from jaxscale.study import holds_run_of, newest_unfinished, run_suffix
 
     if args.out:
         path = Path(args.out)
-        return path, path.is_dir()
+        return path, holds_run_of(path, cfg, "--out")
     if not args.fresh:
         previous = newest_unfinished("runs", cfg)
         if previous is not None:
