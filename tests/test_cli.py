@@ -32,6 +32,15 @@ def test_train_writes_a_valid_row(tmp_path, capsys, monkeypatch):
     assert rows[0]["mode"] == "alone" and rows[0]["corpus"]["name"] == "pystdlib"
 
 
+@pytest.mark.parametrize("owner", ["sweep.json", "ladder/sweep.json", "study.json"])
+def test_train_refuses_a_sweep_or_study_folder_before_training(tmp_path, capsys, owner):
+    (tmp_path / owner).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / owner).write_text("{}")
+    assert main(["train", "--model", "ladder/l1", "--steps", "5", "--out", str(tmp_path), "--quiet"]) == 2
+    assert f"holds a sweep or study ({owner})" in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists()
+
+
 def test_bad_input_is_a_clean_error(tmp_path, capsys):
     assert main(["train", "--model", "micro", "--steps", "5", "--out", str(tmp_path)]) == 2
     assert "ambiguous" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 from jaxscale.commands import _common as c
 
@@ -61,6 +62,14 @@ def run(args) -> int:
     budget = c.budgets_from_args(args, default_steps=300)[0]
     corpus = load_corpus(args.corpus, vocab_size=cfg.vocab_size)
     c.check_batch_shards(args, args.batch_size)
+    if args.out is not None:
+        # train rows accumulate in a folder of their own, but not among a sweep's or a study's,
+        # whose fits and resumes would take this row for one of theirs (before training: nothing
+        # is spent on a run that cannot be written)
+        owned = [n for n in ("sweep.json", "ladder/sweep.json", "study.json") if (Path(args.out) / n).exists()]
+        if owned:
+            raise ValueError(f"--out {args.out!r} holds a sweep or study ({', '.join(owned)}): its fits and "
+                             f"resumes would take this row for one of theirs. Give another --out folder")
     out = c.out_dir(args, "train")
     spec = ModelSpec(cfg, args.seed, c.optim_config(args, args.lr), budget)
     row = train_group([spec], corpus, c.run_settings(args), mode="alone").rows[0]
