@@ -60,3 +60,19 @@ def test_chinchilla_figures_png(tmp_path):
              chp.plot_loss_contours(fit3, tmp_path / "contours.png")]
     for p in paths:
         assert p.read_bytes()[:8] == PNG
+
+
+def test_allocation_figure_of_approach_3_alone_spans_its_own_data():
+    # Approach 3 has no per-budget optima; the figure took a fixed 1e17-1e25 range for it, 8-16
+    # decades beyond a small study's data
+    from jaxscale.plots import chinchilla as chp
+    from jaxscale.plots._common import plt
+
+    N, D = np.meshgrid(np.geomspace(1e4, 1e5, 6), np.geomspace(1e5, 1e7, 6))
+    N, D = N.ravel(), D.ravel()
+    fit3 = fit_approach3(N, D, HOFFMANN_2022.loss(N, D))
+    fig = chp.plot_optimal_allocation({"3": fit3})
+    lo, hi = fig.axes[0].get_xlim()
+    c = 6 * N * D
+    assert lo <= c.min() and hi >= c.max() and hi < c.max() * 1e3, (lo, hi)
+    plt.close(fig)

@@ -42,8 +42,12 @@ def plot_isoflops(fit2, N, D, loss, path=None, *, labels=None, title: str | None
 def plot_optimal_allocation(fits: dict, path=None, *, budgets=None, title: str | None = None):
     """N_opt(C) and D_opt(C) for each fitted approach ({'1': AllocationFit, '2': ..., '3':
     Approach3Fit}) with its fitted line and 95% band, and the per-budget optima as points."""
+    # the compute the fits saw: Approaches 1 and 2's budgets, or Approach 3's runs (C = 6·N·D);
+    # a fixed 1e17-1e25 range put Approach 3 alone 8-16 decades beyond its data, with no points
     cs = [getattr(f, "budgets", None) for f in fits.values()]
-    cs = [c for c in cs if c is not None and len(c)]
+    cs += [6.0 * np.asarray(f.N) * np.asarray(f.D) for f in fits.values() if getattr(f, "budgets", None) is None
+           and getattr(f, "N", None) is not None and getattr(f, "D", None) is not None]
+    cs = [np.asarray(c, np.float64) for c in cs if c is not None and len(c)]
     if budgets is None:
         if cs:
             lo = min(c.min() for c in cs) / 10
