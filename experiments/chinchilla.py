@@ -3,8 +3,8 @@
     python experiments/chinchilla.py [--quick | --smoke] [--out DIR] [--mode auto|stack|sequential]
 
 Part 1, the race. The notebook pits three strategies (big and undertrained, small and
-overtrained, balanced) against each other on random tokens, with training steps 25 / 60 / 100
-that spend unequal compute, and judges them by training loss. Here the three strategies are
+overtrained, balanced) against each other on random tokens, with training steps 25 / 100 / 60
+(in that order) that spend unequal compute, and judges them by training loss. Here the three strategies are
 byte-level ladder sizes on real text (the built-in corpus), with a size ratio close to the
 notebook's (about 2.6× between neighbours), and every strategy spends the **same training
 FLOPs counted by the model's own formula** (``cfg.flops_per_token().total × tokens``: the

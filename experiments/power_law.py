@@ -327,8 +327,8 @@ def write_report(out: Path, mode: str, plan: dict, fits: dict, text_rows: list, 
                      + ", ".join(f"{v:.4f}" for v in s["train_loss"])
                      + f" | {s['train_minus_lnv']:+.4f} | {s['test_mean']:.4f} | {s['test_minus_lnv']:+.4f} |")
     sd = rnd["mean_seed_sd"]
-    lines += ["", f"The notebook metric varies by {rnd['spread_between_sizes']:.4f} nats between the largest and "
-              f"smallest size's seed means"
+    lines += ["", f"The notebook metric's seed means span {rnd['spread_between_sizes']:.4f} nats over the sizes "
+              f"(highest − lowest)"
               + (f", against a seed-to-seed standard deviation of {sd:.4f} nats at a fixed size" if math.isfinite(sd)
                  else "") + "."]
     if rnd["fit"] is not None:
