@@ -240,10 +240,11 @@ def fit_approaches(all_rows: list, grid_rows: list, *, bootstrap: int) -> dict:
         except (ValueError, FloatingPointError) as err:
             fits[key] = {"error": f"{type(err).__name__}: {err}", "identified": False}
             continue
-        if key == "approach3" and not (fit.alpha.value > 0 and fit.beta.value > 0):
+        if key == "approach3" and not fit.has_frontier:
             fits[key] = {**fit.to_json(), "identified": False,
-                         "error": f"fitted α = {fit.alpha.value:.4g}, β = {fit.beta.value:.4g}: an exponent ≤ 0 "
-                                  "is no scaling law; the runs do not separate N from D at this scale"}
+                         "error": f"fitted α = {fit.alpha.value:.4g}, β = {fit.beta.value:.4g}, A = {fit.A.value:.4g}, "
+                                  f"B = {fit.B.value:.4g}: no compute-optimal frontier (an exponent ≤ 0, or a scale "
+                                  "past float range); the runs do not separate N from D at this scale"}
             continue
         fits[key] = {**fit.to_json(), "identified": identified(fit)}
         fits["_objects"][key] = fit

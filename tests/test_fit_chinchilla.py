@@ -195,6 +195,7 @@ def test_approach1_envelope_recovers_exponent():
     assert fit.budgets.size == 8
 
 
+@pytest.mark.filterwarnings("ignore::jaxscale.fit.IsoFLOPGridWarning")  # edge budgets, tested below
 def test_approach1_warns_on_intermediate_points():
     N, D, L = _approach1_runs()
     run_id = [f"size{n:.3g}" for n in N]  # every point of one size from one run
@@ -277,3 +278,170 @@ def test_a3_bootstrap_counts_refits_beyond_float64_instead_of_overflowing(monkey
     assert any("1 of 8 bootstrap refits put E, A or B beyond float64's range" in m for m in messages), messages
     assert not any(m.startswith("RuntimeWarning") for m in messages), messages
     assert np.isinf(fit.bootstrap_params[0, 1]) and np.isfinite(fit.bootstrap_params[1:, 1]).all()
+
+
+# --- Approach 1: what each point means --------------------------------------------------------
+
+def _isoflop_single_runs(budgets=np.geomspace(1e17, 1e21, 5), n=21, span=10.0):
+    """IsoFLOP-style data: every size run once (a size of its own per budget), ±span around the
+    true N_opt, so each budget's best run is its true optimum."""
+    return isoflop_data(HOFFMANN_2022, budgets, span=span, n=n)
+
+
+def test_approach1_records_a_single_run_at_its_own_compute_and_once():
+    """A size with one run used to count at every grid budget within half a bin of it, recorded
+    at the grid budget (up to ~1.5x off its real compute), so one run at C = 1e19 stood at both
+    7.0e18 and 1.4e19, and a came out 0.415 [0.235, 0.596] against the true 0.4565."""
+    N, D, L = _isoflop_single_runs()
+    fit = fit_approach1(N, D, L)
+    assert np.allclose(fit.budgets, np.geomspace(1e17, 1e21, 5), rtol=1e-9)
+    assert np.unique(fit.n_opt_points).size == fit.n_opt_points.size  # no run at two budgets
+    for c, n, d in zip(fit.budgets, fit.n_opt_points, fit.d_opt_points):
+        i = np.argmin(np.abs(N / n - 1))
+        assert N[i] == n and d == pytest.approx(D[i], rel=1e-9)  # a real run, where it ran
+        assert n == pytest.approx(HOFFMANN_2022.n_opt(c), rel=1e-9)
+    assert fit.a.value == pytest.approx(HOFFMANN_2022.a, abs=1e-6)
+
+
+def test_approach1_averages_rows_repeated_at_one_n_and_d():
+    """Seeds given as separate rows (the same N and D) are one point: averaged. They used to make
+    every size a "two-run" size spanning no compute, which no budget matched: "found optima at
+    0 budget(s)"."""
+    N, D, L = _isoflop_single_runs()
+    once = fit_approach1(N, D, L)
+    twice = fit_approach1(np.r_[N, N], np.r_[D, D], np.r_[L * 0.99, L * 1.01])
+    assert twice.a.value == pytest.approx(once.a.value, abs=1e-9)
+    assert np.allclose(twice.loss_opt_points, once.loss_opt_points, rtol=1e-12)
+
+
+def test_approach1_needs_two_distinct_budgets():
+    """All runs on one IsoFLOP used to give a = 0.2222 [-inf, inf] (a line through one x)."""
+    C = 1e20
+    N = HOFFMANN_2022.n_opt(C) * np.geomspace(0.1, 10, 7)
+    D = C / (6 * N)
+    with pytest.raises(ValueError, match="compute: every run has C = 6\\*N\\*D within 10% of 1e\\+20"):
+        fit_approach1(N, D, HOFFMANN_2022.loss(N, D))
+    N, D, L = _approach1_runs()
+    with pytest.raises(ValueError, match="found optima at 1 budget"):
+        fit_approach1(N, D, L, budgets=[1e19, 1e19, 1e19])
+
+
+def test_approach1_skips_a_budget_whose_best_size_is_an_edge():
+    """At C = 1.74e17 only the two smallest of 13 sizes ran (1e7, 1.78e7); the envelope picked
+    the larger, 1.78e7, against a true N_opt of 4.26e7: a bound, not an optimum. A budget with
+    fewer than 3 sizes is skipped (as Approach 2 skips such a profile), one whose best size is an
+    edge with a warning (5.03e17: sizes 1e7..5.62e7 ran, 5.62e7 was best); the exponent was
+    0.496 with them, 0.4565 is true."""
+    N, D = np.meshgrid(np.geomspace(1e7, 1e10, 13), np.geomspace(1e9, 1e12, 16))
+    N, D = N.ravel(), D.ravel()
+    L = HOFFMANN_2022.loss(N, D)
+    with pytest.warns(IsoFLOPGridWarning, match=r"Approach 1: skipped 1 budget\(s\) \(C = 5.03e\+17\)"):
+        fit = fit_approach1(N, D, L)
+    assert fit.notes and "smallest or largest" in fit.notes[0]
+    assert fit.budgets.min() > 1e18 and fit.budgets.max() < 1e22
+    C = 6 * N * D
+    for c, n in zip(fit.budgets, fit.n_opt_points):
+        run_there = N[(C.min() <= c) & (6 * N * D.max() >= c) & (6 * N * D.min() <= c)]
+        assert run_there.min() < n < run_there.max()
+    assert fit.a.value == pytest.approx(HOFFMANN_2022.a, abs=0.01)
+    # the loss rising with N everywhere: every budget's best is the smallest size
+    L_up = 2 + 400 / D ** 0.3 + 0.3 * (N / 1e7) ** 0.1
+    with pytest.warns(IsoFLOPGridWarning), pytest.raises(ValueError, match="smallest or largest"):
+        fit_approach1(N, D, L_up)
+
+
+@pytest.mark.parametrize("fit", [fit_approach1, fit_approach2, fit_approach3])
+def test_level_must_be_a_fraction(fit):
+    """level=95 used to give NaN intervals (Approach 1) or be ignored (Approach 3)."""
+    N, D, L = _isoflop_single_runs()
+    with pytest.raises(ValueError, match=r"^level: must lie in \(0, 1\), got 95$"):
+        fit(N, D, L, level=95)
+
+
+# --- Approach 3: what the data can identify -------------------------------------------------
+
+@pytest.mark.parametrize("n_values, d_values, name", [
+    (np.full(8, 1e8), np.geomspace(1e9, 1e11, 8), "N"),
+    (np.repeat([1e8, 1e9], 4), np.geomspace(1e9, 1e11, 8), "N"),
+    (np.geomspace(1e7, 1e9, 8), np.full(8, 1e10), "D"),
+])
+def test_a3_needs_three_distinct_sizes_and_token_counts(n_values, d_values, name):
+    """One size used to return the starting values (A 148.4, alpha 1) as converged, and
+    N_opt(1e21) = 3.7e4 against a true 2.2e9."""
+    with pytest.raises(ValueError, match=f"^{name}: Approach 3 needs at least 3 distinct values"):
+        fit_approach3(n_values, d_values, HOFFMANN_2022.loss(n_values, d_values))
+
+
+def _loss_rising_in_n():
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5))
+    N, D = N.ravel(), D.ravel()
+    return N, D, 2 + 400 / D ** 0.3 + 0.3 * (N / 1e7) ** 0.1
+
+
+def test_a3_without_a_frontier_warns_and_says_so():
+    from jaxscale.fit.chinchilla import NoFrontierWarning
+    N, D, L = _loss_rising_in_n()
+    with pytest.warns(NoFrontierWarning, match="alpha = -0.1 <= 0"):
+        fit = fit_approach3(N, D, L)
+    assert fit.alpha.value == pytest.approx(-0.1, abs=1e-4)
+    assert not fit.has_frontier and fit.to_json()["has_frontier"] is False
+    with pytest.raises(ValueError, match="alpha"):
+        fit.n_opt(1e21)
+
+
+def test_a3_scale_beyond_float64_is_inf_not_an_overflow_error(monkeypatch):
+    """A best fit with log A > 709 used to raise OverflowError from math.exp."""
+    from jaxscale.fit import _optim
+    from jaxscale.fit.chinchilla import NoFrontierWarning
+
+    N, D, L = synthetic_grid(n_sizes=5, n_tokens=5)
+    real = _optim.run_lbfgs
+
+    def runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        if kwargs.get("max_iter") != 1000:  # only the final float64 phase
+            return res
+        params = res.params.copy()
+        params[:, 0] = 800.0
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "run_lbfgs", runaway)
+    with pytest.warns(NoFrontierWarning, match="A = inf is beyond float64's range"):
+        fit = fit_approach3(N, D, L)
+    assert fit.A.value == np.inf and not fit.has_frontier
+
+
+def test_a3_has_frontier_on_a_real_law():
+    N, D, L = synthetic_grid(n_sizes=5, n_tokens=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_approach3(N, D, L)
+    assert fit.has_frontier and fit.to_json()["has_frontier"] is True
+
+
+def test_a3_bootstrap_interval_reaches_inf_when_a_refit_does(monkeypatch):
+    """A resample whose A overflowed to inf used to be dropped from A's interval and SE, so the
+    upper bound was the largest finite refit."""
+    import json
+
+    from jaxscale.fit import _optim
+    from jaxscale.fit.chinchilla import ConvergenceWarning
+    from jaxscale.results import _jsonable
+
+    N, D, L = synthetic_grid(n_sizes=5, n_tokens=5)
+    real = _optim.refit_from_starts
+
+    def with_one_runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        params = res.params.copy()
+        params[0, 0] = 800.0
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "refit_from_starts", with_one_runaway)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit = fit_approach3(N, D, L, bootstrap=8)
+    assert fit.A.ci95[1] == np.inf and fit.A.se == np.inf
+    assert np.isfinite(fit.A.ci95[0]) and np.isfinite(fit.alpha.se)
+    assert "inf]" in str(fit.A)
+    json.dumps(_jsonable(fit.to_json()), allow_nan=False)

@@ -1,13 +1,14 @@
 """`jaxscale fit` and `jaxscale allocate` on tiny CSV and result-row fixtures."""
 
 import csv
+import warnings
 import json
 
 import numpy as np
 import pytest
 
 from jaxscale.cli import main
-from jaxscale.fit import HOFFMANN_2022, DivergedRowsWarning, DuplicateRunsWarning
+from jaxscale.fit import HOFFMANN_2022, DivergedRowsWarning, DuplicateRunsWarning, IsoFLOPGridWarning
 from jaxscale.fit.sources import load_csv, rows_to_data
 from jaxscale.results import append_rows
 
@@ -151,7 +152,9 @@ def test_fit_chinchilla_json_and_allocate(tmp_path, capsys):
 
 def test_fit_chinchilla_approaches_1_and_2_json(tmp_path, capsys):
     src = _chinchilla_csv(tmp_path / "runs.csv", flops_only=False)
-    assert main(["fit", "chinchilla", str(src), "--approach", "1", "--json"]) == 0
+    # the grid's largest budget is reached only near its largest sizes: its pick is an edge
+    with pytest.warns(IsoFLOPGridWarning, match=r"Approach 1: skipped 1 budget\(s\)"):
+        assert main(["fit", "chinchilla", str(src), "--approach", "1", "--json"]) == 0
     a1 = json.loads(capsys.readouterr().out)["approach1"]
     assert {"a", "b", "k_N", "k_D"} <= set(a1)
 
@@ -188,3 +191,62 @@ def test_fit_power_law_notes_an_unidentified_floor_only_where_there_is_one(tmp_p
         assert main(["fit", "power-law", str(p), "--bootstrap", "0", "--holdout", "0"]) == 0
         out = capsys.readouterr().out
         assert ("note: B is not identified: the fit drives it below 1% of the smallest loss" in out) == noted, out
+
+
+def test_fit_chinchilla_all_keeps_every_approach_when_approach_3_has_no_frontier(tmp_path, capsys):
+    """A fitted alpha <= 0 (the loss rising in N) used to end `--approach all` with "error: alpha:
+    must be > 0" and nothing on stdout: the summary asked the law for N_opt outside the
+    per-approach guard, and Approaches 1 and 2 were lost."""
+    from jaxscale.fit import IsoFLOPGridWarning
+    from jaxscale.fit.chinchilla import NoFrontierWarning
+
+    N, D = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5))
+    N, D = N.ravel(), D.ravel()
+    src = tmp_path / "inc.csv"
+    src.write_text("N,D,loss\n" + "".join(f"{n:.17g},{d:.17g},{2 + 400 / d ** 0.3 + 0.3 * (n / 1e7) ** 0.1:.17g}\n"
+                                          for n, d in zip(N, D)))
+    for extra in (["--json"], ["--plot", str(tmp_path / "figs")]):
+        with pytest.warns(NoFrontierWarning), warnings.catch_warnings():
+            warnings.simplefilter("ignore", IsoFLOPGridWarning)
+            assert main(["fit", "chinchilla", str(src), "--approach", "all", *extra]) == 0
+        out = capsys.readouterr().out
+        if extra == ["--json"]:
+            payload = json.loads(out)
+            assert set(payload) >= {"approach1", "approach2", "approach3"}
+            assert "a" in payload["approach2"]
+            assert payload["approach3"]["has_frontier"] is False
+            assert payload["approach3"]["alpha"] == pytest.approx(-0.1, abs=1e-4)
+        else:
+            assert "Approach 2 (IsoFLOP parabolas)" in out and "C = 1e+21: N_opt" not in out
+            assert "no compute-optimal frontier" in out
+            assert (tmp_path / "figs" / "optimal_allocation.png").exists()
+            assert not (tmp_path / "figs" / "loss_contours.png").exists()
+
+
+def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, monkeypatch):
+    """A bootstrap whose A overflowed reaches inf at its upper bound; --json used to print bare
+    Infinity/NaN tokens (not JSON), and the bound itself dropped the inf resample."""
+    from jaxscale.fit import _optim
+
+    real = _optim.refit_from_starts
+
+    def runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        params = res.params.copy()
+        params[0, 0] = 800.0  # log A' of the first resample: A = inf
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "refit_from_starts", runaway)
+    p = tmp_path / "runs.csv"
+    p.write_text("params,loss\n" + "".join(f"{n:g},{1.7 + 400 * n ** -0.3:.8f}\n"
+                                           for n in np.geomspace(1e6, 1e9, 8)))
+    assert main(["fit", "power-law", str(p), "--json", "--bootstrap", "20", "--holdout", "0"]) == 0
+
+    def refuse(token):
+        raise AssertionError(f"non-JSON token {token}")
+
+    pl = json.loads(capsys.readouterr().out, parse_constant=refuse)["power_law"]
+    assert pl["A"]["ci95"][1] is None and pl["A"]["se"] is None
+    assert pl["alpha"]["ci95"][1] is not None
+    assert main(["fit", "power-law", str(p), "--bootstrap", "20", "--holdout", "0"]) == 0
+    assert "inf]" in capsys.readouterr().out

@@ -235,3 +235,64 @@ def test_a_bootstrap_past_float_range_bands_without_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         val, lo, hi = wild.predict(N, band=True)
     assert np.all(np.isfinite(lo)) and np.all(lo <= val + 1e-12) and np.all(val <= hi + 1e-9)
+
+
+def test_bootstrap_interval_keeps_infinite_resamples():
+    """Resamples whose parameter overflowed to inf used to be dropped: 80 finite + 20 inf gave
+    1.5 [1.025, 1.975]; the upper bound is inf, and so is the SE. NaN (a failed refit) is still
+    dropped, and finite samples give numpy's percentiles exactly."""
+    from jaxscale.fit._optim import make_estimate, percentile_interval
+
+    est = make_estimate(1.5, np.r_[np.linspace(1, 2, 80), np.full(20, np.inf)])
+    assert est.ci95[1] == np.inf and est.se == np.inf
+    assert est.ci95[0] == pytest.approx(1 + 0.025 * 99 / 79)  # the 2.5% point of all 100 samples
+    assert str(est) == "1.5 [1.03133, inf]"
+    one = make_estimate(1.0, np.r_[np.linspace(1, 2, 99), np.inf])   # 1% inf: inside the 2.5% tail
+    assert np.isfinite(one.ci95[1]) and one.se == np.inf
+    assert make_estimate(1.0, np.r_[np.linspace(1, 2, 50), np.nan]).ci95 == pytest.approx((1.025, 1.975))
+    s = np.random.default_rng(0).normal(size=1001)
+    assert percentile_interval(s, 0.9) == pytest.approx(tuple(np.percentile(s, [5, 95])), rel=1e-12)
+
+
+def _with_one_runaway_resample(monkeypatch):
+    from jaxscale.fit import _optim
+
+    real = _optim.refit_from_starts
+
+    def runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        params = res.params.copy()
+        params[0, 0] = 800.0  # log A' of the first resample: A = inf
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "refit_from_starts", runaway)
+
+
+def test_power_law_interval_reaches_inf_when_a_refit_does(monkeypatch):
+    _with_one_runaway_resample(monkeypatch)
+    fit = fit_power_law(N, law(N), bootstrap=20, seed=0)
+    assert np.isinf(fit.bootstrap_params[0, 0])
+    assert fit.A.ci95[1] == np.inf and fit.A.se == np.inf and np.isfinite(fit.A.ci95[0])
+    assert np.isfinite(fit.alpha.se) and str(fit.A).endswith("inf]")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fit_power_law(N, law(N), bootstrap=20, level=95),
+    lambda: fit_compute_law(N, law(N), bootstrap=0, level=95),
+    lambda: backtest_power_law(N, law(N), holdout=2, bootstrap=0, level=95),
+    lambda: fit_power_law(N, law(N), bootstrap=0).predict(N, band=True, level=95),
+])
+def test_level_must_be_a_fraction(call):
+    """level=95 used to reach numpy's "Percentiles must be in the range [0, 100]" (or nothing,
+    without a bootstrap)."""
+    with pytest.raises(ValueError, match=r"^level: must lie in \(0, 1\), got 95$"):
+        call()
+
+
+@pytest.mark.parametrize("level", [0, 1, -0.5, float("nan"), "0.95", None])
+def test_check_level_rejects_non_fractions(level):
+    from jaxscale.fit._optim import check_level
+
+    with pytest.raises(ValueError, match="^level: must lie in"):
+        check_level(level)
+    assert check_level(0.9) == 0.9

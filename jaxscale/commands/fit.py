@@ -106,7 +106,11 @@ def _fmt(est) -> str:
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
     if args.json:
-        print(json.dumps(payload, indent=2))
+        # Strict JSON: a non-finite number (an interval reaching inf, an undefined R^2) is null,
+        # as result rows write it (``results._jsonable``); json.dumps alone writes bare
+        # Infinity/NaN, which strict parsers (jq, JavaScript) reject.
+        from jaxscale.results import _jsonable
+        print(json.dumps(_jsonable(payload), indent=2, allow_nan=False))
     else:
         print("\n".join(lines))
 
@@ -209,8 +213,11 @@ def run_chinchilla(args) -> int:
         if "2" in fits:
             figures.append(chp.plot_isoflops(fits["2"], data.N, data.D, data.loss,
                                              d / "isoflops.png", labels=data.names))
-        figures.append(chp.plot_optimal_allocation(fits, d / "optimal_allocation.png"))
-        if "3" in fits:
+        # An Approach-3 law without a frontier has no N_opt(C) to draw.
+        drawable = {k: f for k, f in fits.items() if k != "3" or f.has_frontier}
+        if drawable:
+            figures.append(chp.plot_optimal_allocation(drawable, d / "optimal_allocation.png"))
+        if "3" in fits and fits["3"].has_frontier:
             figures.append(chp.plot_loss_contours(fits["3"], d / "loss_contours.png"))
         payload["figures"] = [str(f) for f in figures]
         lines += [f"figure: {f}" for f in figures]
@@ -238,6 +245,12 @@ def _summary(ap: str, fit) -> list[str]:
                    f"{fit.r2_log:.4f}   RMSE (log loss) {fit.rmse_log:.4g}")
         if not fit.floor_identified:
             out.append(f"  note: {_floor_note('E', 'alpha and beta describe')}")
+        if not fit.has_frontier:
+            # N_opt(C) needs alpha, beta > 0 and finite A, B; asking the law for it would raise
+            # and lose the other approaches' output.
+            out.append("  note: no compute-optimal frontier: the fitted law needs alpha, beta > 0 and finite "
+                       "A, B for N_opt(C), D_opt(C) to exist; none is reported")
+            return out
         out.append("  N_opt(C) = G*(C/6)^a, D_opt(C) = (C/6)^b / G:")
         for c in (1e21, 1e23, 5.76e23, 1e25):
             out.append(f"    C = {c:.3g}: N_opt = {fit.n_opt(c):.4g}, D_opt = {fit.d_opt(c):.4g}")

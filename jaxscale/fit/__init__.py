@@ -13,7 +13,7 @@ from jaxscale.fit.allocation import (
     HOFFMANN_2022, Allocation, ChinchillaLaw, allocation_from_law, allocation_table,
     chinchilla_optimal_allocation, law_from_json, load_law,
 )
-from jaxscale.fit.chinchilla import Approach3Fit, ConvergenceWarning, fit_approach3, hoffmann_grid
+from jaxscale.fit.chinchilla import Approach3Fit, ConvergenceWarning, NoFrontierWarning, fit_approach3, hoffmann_grid
 from jaxscale.fit.chinchilla_optima import (
     AllocationFit, IntermediatePointsWarning, IsoFLOPGridWarning, fit_approach1, fit_approach2,
     group_isoflops, surface_isoflop_optima,
@@ -29,7 +29,7 @@ from jaxscale.fit.sources import (
 __all__ = [
     "Estimate", "HOFFMANN_2022", "Allocation", "ChinchillaLaw", "allocation_from_law",
     "allocation_table", "chinchilla_optimal_allocation", "law_from_json", "load_law",
-    "AllocationFit", "Approach3Fit", "ConvergenceWarning", "IntermediatePointsWarning",
+    "AllocationFit", "Approach3Fit", "ConvergenceWarning", "NoFrontierWarning", "IntermediatePointsWarning",
     "IsoFLOPGridWarning", "fit_approach1", "fit_approach2", "fit_approach3", "group_isoflops",
     "hoffmann_grid", "surface_isoflop_optima", "BacktestResult", "ExtrapolationWarning",
     "PowerLawFit", "backtest_power_law", "fit_compute_law", "fit_power_law",

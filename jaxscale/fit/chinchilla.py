@@ -39,15 +39,24 @@ from jaxscale.fit.chinchilla_optima import (ISOFLOP_MAX_SPAN, AllocationFit, Int
 __all__ = [
     "Approach3Fit", "AllocationFit", "fit_approach1", "fit_approach2", "fit_approach3",
     "hoffmann_grid", "surface_isoflop_optima", "IntermediatePointsWarning", "IsoFLOPGridWarning",
-    "ConvergenceWarning", "group_isoflops", "ISOFLOP_MAX_SPAN",
+    "ConvergenceWarning", "NoFrontierWarning", "group_isoflops", "ISOFLOP_MAX_SPAN",
 ]
 
 HUBER_DELTA = 1e-3
 MIN_POINTS_A3 = 6
+#: Distinct values N and D must each take: the N term's scale A and exponent α are separated from
+#: E only by how the loss changes across three or more sizes (two give one difference); so for D.
+MIN_DISTINCT_A3 = 3
 
 
 class ConvergenceWarning(UserWarning):
     """The optimiser stopped at its iteration cap before meeting its convergence test."""
+
+
+class NoFrontierWarning(UserWarning):
+    """The fitted L(N, D) has no compute-optimal frontier: an exponent α or β is ≤ 0 (the loss
+    does not fall with N, or with D) or a scale A or B is beyond float64's range, so
+    N_opt(C), D_opt(C) do not exist (``Approach3Fit.has_frontier`` is False)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,6 +143,14 @@ class Approach3Fit:
         """Whether the data identify the irreducible loss E: ``_optim.floor_identified``."""
         return _optim.floor_identified(self.E.value, self.loss)
 
+    @property
+    def has_frontier(self) -> bool:
+        """Whether the fitted law has a compute-optimal frontier: α, β > 0 and E, A, B finite
+        (A, B > 0 by the log-sum-exp form). Without one, ``law``, ``n_opt`` and ``d_opt`` raise
+        ``ValueError``: read the parameters, not an allocation."""
+        v = [getattr(self, k).value for k in ("E", "A", "B", "alpha", "beta")]
+        return all(math.isfinite(x) for x in v) and v[3] > 0 and v[4] > 0
+
     def predict(self, N, D):
         return self.law.loss(N, D)
 
@@ -151,6 +168,7 @@ class Approach3Fit:
         return self._opt_band(compute, level, tokens=True)
 
     def _opt_band(self, compute, level, tokens):
+        level = _optim.check_level(level)
         C = np.atleast_1d(np.asarray(compute, np.float64))
         val = np.atleast_1d(self.law.d_opt(C) if tokens else self.law.n_opt(C))
         if self.bootstrap_params is None:
@@ -169,7 +187,8 @@ class Approach3Fit:
         out.update({"objective": self.objective, "n": self.n, "r2_log": self.r2_log,
                     "rmse_log": self.rmse_log, "n_starts": self.n_starts,
                     "n_bootstrap": self.n_bootstrap, "converged": self.converged,
-                    "huber_delta": self.delta, "floor_identified": self.floor_identified})
+                    "huber_delta": self.delta, "floor_identified": self.floor_identified,
+                    "has_frontier": self.has_frontier})
         return out
 
 
@@ -203,8 +222,17 @@ def fit_approach3(N, D, loss, *, bootstrap: int = 0, seed: int = 0, delta: float
     screen_iters: L-BFGS iterations of the float32 screening phase (0: rank starts by their
         initial objective).
     seed_losses: optional (n, S) per-seed losses; resamples also resample seeds.
+    level: coverage of the bootstrap intervals, a fraction in (0, 1).
+
+    N and D must each take at least 3 distinct values: with fewer, the loss's variation along
+    that axis cannot separate the term's scale and exponent from E, and the optimiser returns
+    its starting values as if converged. Warns (:class:`NoFrontierWarning`) when the fitted law
+    has no compute-optimal frontier (``has_frontier``: an exponent ≤ 0, or A or B beyond
+    float64's range).
     """
-    Ns, Ds, Ls = _validate_nd(N, D, loss, MIN_POINTS_A3)
+    level = _optim.check_level(level)
+    Ns, Ds, Ls = _validate_nd(N, D, loss, MIN_POINTS_A3, min_distinct=MIN_DISTINCT_A3,
+                              who="Approach 3")
     if bootstrap < 0:
         raise ValueError(f"bootstrap: must be >= 0, got {bootstrap}")
     if not delta > 0:
@@ -275,7 +303,16 @@ def fit_approach3(N, D, loss, *, bootstrap: int = 0, seed: int = 0, delta: float
         warnings.warn("the best Approach-3 start hit the iteration cap before converging",
                       ConvergenceWarning, stacklevel=2)
     a_, b_, e_, alpha, beta = (float(v) for v in theta)
-    E, A, B = math.exp(e_), math.exp(a_), math.exp(b_)
+    with np.errstate(over="ignore"):  # log A > 709: A is inf (no frontier, warned below), not an OverflowError
+        E, A, B = (float(np.exp(v)) for v in (e_, a_, b_))
+    why = [f"{k} = {v:.4g} <= 0 (the fitted loss does not fall with {x})"
+           for k, v, x in (("alpha", alpha, "N"), ("beta", beta, "D")) if not v > 0]
+    why += [f"{k} = {v:.4g} is beyond float64's range" for k, v in (("E", E), ("A", A), ("B", B))
+            if not math.isfinite(v)]
+    if why:
+        warnings.warn(f"the fitted law has no compute-optimal frontier: {'; '.join(why)}; "
+                      f"N_opt(C) and D_opt(C) do not exist for it (has_frontier is False)",
+                      NoFrontierWarning, stacklevel=2)
     da, db, G = _derived(E, A, B, alpha, beta)
     r2_log, rmse, resid = _optim.log_space_fit_stats(_a3_log_pred(theta, lN, lD), ly)
     values = dict(E=E, A=A, B=B, alpha=alpha, beta=beta)

@@ -42,14 +42,23 @@ class IntermediatePointsWarning(UserWarning):
 
 class IsoFLOPGridWarning(UserWarning):
     """An IsoFLOP grid is too wide, off-centre, or has its minimum at an edge: the parabola's
-    vertex is a biased estimate of N_opt."""
+    vertex is a biased estimate of N_opt (Approach 2). Approach 1 warns with it too when it
+    skips a budget whose best size is the smallest or largest size covering that budget."""
 
 
-def _validate_nd(N, D, loss, min_len: int):
+def _validate_nd(N, D, loss, min_len: int, min_distinct: int = 0, who: str = ""):
+    """N, D, loss as checked float64 arrays. ``min_distinct``: the fewest distinct values N and
+    D must each take (``ValueError`` naming the array otherwise): a fit that needs the loss to
+    vary along N (or D) cannot tell anything about that term from many points at one N."""
     Ns = _optim.as_positive_array("N", N, min_len=min_len)
     Ds = _optim.as_positive_array("D", D, min_len=min_len)
     Ls = _optim.as_positive_array("loss", loss, min_len=min_len)
     _optim.check_same_length(N=Ns, D=Ds, loss=Ls)
+    for name, arr in (("N", Ns), ("D", Ds)):
+        k = np.unique(arr).size
+        if k < min_distinct:
+            raise ValueError(f"{name}: {who or 'this fit'} needs at least {min_distinct} distinct "
+                             f"values of {name}, got {k}")
     return Ns, Ds, Ls
 
 
@@ -81,6 +90,7 @@ class AllocationFit:
         return self.k_D.value * C ** self.b.value
 
     def _band(self, compute, y_pts, level):
+        level = _optim.check_level(level)
         C = np.atleast_1d(np.asarray(compute, np.float64))
         x, y = np.log(self.budgets), np.log(y_pts)
         n = x.size
@@ -132,9 +142,12 @@ def _loglog_fit(C: np.ndarray, y: np.ndarray, level: float) -> tuple[Estimate, E
 
 
 def _allocation_fit(approach, C, n_opt, loss_opt, level, **extra) -> AllocationFit:
-    if C.size < 2:
-        raise ValueError(f"Approach {approach}: found optima at {C.size} budget(s); need at "
-                         f"least 2 (3 for intervals)")
+    # Distinct budgets, not points: optima all at one C (one IsoFLOP, or a budget list of one
+    # value repeated) leave the exponent undetermined; polyfit would still invent one.
+    n_budgets = int(np.unique(C).size)
+    if n_budgets < 2:
+        raise ValueError(f"Approach {approach}: found optima at {n_budgets} budget(s); need at "
+                         f"least 2 distinct compute budgets (3 for intervals)")
     d_opt = C / (6.0 * n_opt)
     a, kN, r2 = _loglog_fit(C, n_opt, level)
     b, kD, _ = _loglog_fit(C, d_opt, level)
@@ -144,18 +157,48 @@ def _allocation_fit(approach, C, n_opt, loss_opt, level, **extra) -> AllocationF
 
 
 def fit_approach1(N, D, loss, *, run_id: Sequence | None = None, intermediate=None,
-                  budgets=None, n_budgets: int = 12, level: float = 0.95) -> AllocationFit:
+                  budgets=None, n_budgets: int = 12, rtol: float = 0.1,
+                  level: float = 0.95) -> AllocationFit:
     """Approach 1: at each compute budget C (= 6·N·D), the minimum loss over model sizes (the
-    envelope) gives N_opt(C); N_opt and D_opt = C/(6·N_opt) are then fitted as power laws in C.
+    envelope of the per-size loss-vs-compute curves) gives N_opt(C); N_opt and
+    D_opt = C/(6·N_opt) are then fitted as power laws in C.
 
-    Each size's loss is interpolated linearly in log C between its runs of different lengths
-    (never extrapolated), so give **end-of-schedule** points of several runs per size.
-    ``run_id`` (one id per point) and ``intermediate`` (bool per point) flag points taken inside a
-    schedule; either triggers :class:`IntermediatePointsWarning` (several points sharing one run
-    id are intermediate checkpoints of that run).
-    budgets: the budgets to evaluate (default: ``n_budgets`` log-spaced over the data's range).
+    Give **end-of-schedule** points of several runs per size. ``run_id`` (one id per point) and
+    ``intermediate`` (bool per point) flag points taken inside a schedule; either triggers
+    :class:`IntermediatePointsWarning` (several points sharing one run id are intermediate
+    checkpoints of that run).
+
+    How the envelope is read off the points:
+
+    * Rows with the same (N, D) (seeds given as separate rows, duplicates) are averaged into one
+      point first: they are one measurement of one run length, not two runs.
+    * A size with points at two or more computes has a loss curve, linear in log C between its
+      points and never extrapolated. A size with one point is known at that compute only.
+    * ``budgets=None``: the budgets are ``n_budgets`` log-spaced values over the data's range,
+      where sizes count only where their points bracket the budget (interpolation), plus one
+      budget per IsoFLOP group of one-point sizes (their computes agreeing within ``rtol``, as
+      :func:`group_isoflops` groups them); grid values within ``rtol`` of a one-point size are
+      dropped, that group's budget stands for them. ``budgets`` given: those budgets.
+    * At a group's budget or a given budget, a point within ``rtol`` of it (a one-point size's
+      point, or the first or last point of a curve that does not reach the budget) counts as a
+      run at that budget, at its nearest such budget only: no run is used at two budgets.
+    * The optimum is recorded where its loss was measured: at the budget when interpolated, at
+      the run's own compute (so D_opt is that run's D) when it is a single point.
+
+    A budget needs at least 3 sizes. A budget whose best size is the smallest or the largest
+    size counted there is **skipped**, with one :class:`IsoFLOPGridWarning` (and a note) listing
+    such budgets: the true optimum may lie outside the sizes run at that budget, so the pick is
+    a bound on N_opt, not an estimate of it, and fitting such bounds biases the exponent
+    (Approach 2 can keep such a budget with a warning because its parabola's vertex is still an
+    estimate; Approach 1's pick is the edge size itself). Raises ``ValueError`` when fewer than
+    2 distinct budgets remain.
     """
+    level = _optim.check_level(level)
     Ns, Ds, Ls = _validate_nd(N, D, loss, 4)
+    if isinstance(n_budgets, bool) or int(n_budgets) != n_budgets or n_budgets < 2:
+        raise ValueError(f"n_budgets: must be an integer >= 2, got {n_budgets!r}")
+    if not (math.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol: must be a finite number >= 0, got {rtol!r}")
     if run_id is not None:
         ids = list(run_id)
         _optim.check_same_length(N=Ns, run_id=ids)
@@ -170,41 +213,90 @@ def fit_approach1(N, D, loss, *, run_id: Sequence | None = None, intermediate=No
             warnings.warn(f"{int(flags.sum())} point(s) are flagged intermediate (inside a "
                           f"schedule): Approach 1 needs end-of-schedule losses",
                           IntermediatePointsWarning, stacklevel=2)
-    C = 6.0 * Ns * Ds
-    lC = np.log(C)
-    sizes = np.unique(Ns)
+    # One point per (N, D): repeated rows averaged.
+    keys, inv = np.unique(np.stack([Ns, Ds], axis=1), axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
+    Lp = np.bincount(inv, weights=Ls) / np.bincount(inv)
+    Np = keys[:, 0]
+    lC = np.log(6.0 * Np * keys[:, 1])
+    sizes = np.unique(Np)
     if sizes.size < 2:
         raise ValueError("N: Approach 1 needs at least 2 distinct model sizes")
-    if budgets is None:
-        # Budgets inside the range where at least two sizes overlap.
-        grid = np.linspace(lC.min(), lC.max(), int(n_budgets) + 2)[1:-1]
-    else:
-        grid = np.log(_optim.as_positive_array("budgets", budgets))
-    half_bin = (lC.max() - lC.min()) / max(2 * int(n_budgets), 2)
-    per_size = []
+    tol = math.log1p(rtol)
+    if lC.max() - lC.min() <= tol:
+        raise ValueError(f"compute: every run has C = 6*N*D within {rtol:.0%} of "
+                         f"{math.exp(lC.mean()):.3g}: Approach 1 needs runs at 2 or more "
+                         f"distinct compute budgets")
+    curves, singles, ends = [], [], []   # curves: (size, log C, loss, point index of each end)
     for s in sizes:
-        m = Ns == s
-        order = np.argsort(lC[m])
-        per_size.append((s, lC[m][order], Ls[m][order]))
-    C_out, N_out, L_out = [], [], []
-    for g in grid:
-        best_l, best_n, count = np.inf, None, 0
-        for s, xs, ys in per_size:
+        m = np.nonzero(Np == s)[0]
+        m = m[np.argsort(lC[m])]
+        curves.append((s, lC[m], Lp[m], (int(m[0]), int(m[-1]))))
+        if m.size == 1:
+            singles.append(int(m[0]))
+        else:
+            ends += [int(m[0]), int(m[-1])]
+    singles = np.asarray(singles, int)
+
+    # The budgets: (log C, matched?); "matched" budgets take points within rtol (owner below).
+    owner = {}   # point index -> the one matched budget it may be used at
+    if budgets is None:
+        plan = []
+        if singles.size:
+            for g in group_isoflops(np.exp(lC[singles]), rtol):
+                plan.append((float(np.mean(lC[singles[g]])), True))
+                owner.update({int(i): len(plan) - 1 for i in singles[g]})
+        grid = np.linspace(lC.min(), lC.max(), int(n_budgets) + 2)[1:-1]
+        plan += [(float(g), False) for g in grid
+                 if not (singles.size and np.min(np.abs(lC[singles] - g)) <= tol)]
+        loose = ends
+    else:
+        plan = [(float(g), True) for g in np.unique(np.log(
+            _optim.as_positive_array("budgets", budgets)))]
+        loose = ends + singles.tolist()
+    matched = np.array([g if m else np.nan for g, m in plan])
+    for i in loose:
+        if np.isnan(matched).all():
+            break
+        dist = np.abs(matched - lC[i])
+        k = int(np.nanargmin(dist))
+        if dist[k] <= tol:
+            owner[i] = k
+
+    C_out, N_out, L_out, edge = [], [], [], []
+    for k, (g, _) in enumerate(plan):
+        cand = []   # (loss, size, log C where that loss was measured)
+        for s, xs, ys, (i_lo, i_hi) in curves:
             if xs.size >= 2 and xs[0] <= g <= xs[-1]:
-                val = float(np.interp(g, xs, ys))
-            elif xs.size == 1 and abs(xs[0] - g) <= half_bin:
-                val = float(ys[0])
-            else:
+                cand.append((float(np.interp(g, xs, ys)), float(s), g))
                 continue
-            count += 1
-            if val < best_l:
-                best_l, best_n = val, s
-        if count >= 2:
-            C_out.append(math.exp(g))
-            N_out.append(best_n)
-            L_out.append(best_l)
-    return _allocation_fit(1, np.asarray(C_out), np.asarray(N_out, np.float64),
-                           np.asarray(L_out), level)
+            i = i_lo if abs(lC[i_lo] - g) <= abs(lC[i_hi] - g) else i_hi
+            if owner.get(i) == k:
+                cand.append((float(Lp[i]), float(s), float(lC[i])))
+        if len(cand) < 3:
+            continue
+        best = min(cand)
+        counted = [c[1] for c in cand]
+        if best[1] in (min(counted), max(counted)):
+            edge.append(math.exp(g))
+            continue
+        C_out.append(math.exp(best[2]))
+        N_out.append(best[1])
+        L_out.append(best[0])
+    notes = ()
+    if edge:
+        notes = (f"skipped {len(edge)} budget(s) (C = {', '.join(f'{c:.3g}' for c in edge)}) "
+                 f"whose best size is the smallest or largest size run there: the optimum may "
+                 f"lie outside those sizes",)
+        warnings.warn(f"Approach 1: {notes[0]}", IsoFLOPGridWarning, stacklevel=2)
+    if edge and np.unique(C_out).size < 2:
+        raise ValueError(f"Approach 1: found optima at {np.unique(C_out).size} budget(s); need at "
+                         f"least 2 distinct compute budgets. {len(edge)} budget(s) were skipped "
+                         f"because the best size there is the smallest or largest size run there "
+                         f"(the optimum lies outside the sizes): run sizes that bracket it")
+    order = np.argsort(C_out, kind="stable")
+    return _allocation_fit(1, np.asarray(C_out)[order], np.asarray(N_out, np.float64)[order],
+                           np.asarray(L_out)[order], level, notes=notes)
 
 
 def group_isoflops(compute, rtol: float = 0.1) -> list[np.ndarray]:
@@ -231,6 +323,7 @@ def fit_approach2(N, D, loss, *, groups: Sequence[np.ndarray] | None = None, rto
     grid in log N), since the parabola's vertex is then biased. The unbiased alternative is to fit
     Approach 3 and minimise its surface along each contour: :func:`surface_isoflop_optima`.
     """
+    level = _optim.check_level(level)
     Ns, Ds, Ls = _validate_nd(N, D, loss, 3)
     C = 6.0 * Ns * Ds
     if groups is None:

@@ -143,6 +143,8 @@ class PowerLawFit:
         percentile band (``lo = hi = loss`` without a bootstrap). Warns
         (:class:`ExtrapolationWarning`) more than a decade outside the data."""
         xs = _optim.as_positive_array("x", x)
+        if band:
+            level = _optim.check_level(level)
         self._check_extrapolation(xs)
         pred = self.A.value * xs ** -self.alpha.value + self.B.value
         scalar = np.ndim(x) == 0
@@ -229,9 +231,11 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int 
     bootstrap: number of case-bootstrap resamples for the intervals (0: point fit only).
     seed_losses: optional (n, S) per-seed losses (NaN for missing seeds); each resample then also
         resamples every point's seeds and refits to their mean.
+    level: coverage of the bootstrap intervals, a fraction in (0, 1) (0.95, not 95).
     """
     if form not in ("size", "compute"):
         raise ValueError(f"form: must be 'size' or 'compute', got {form!r}")
+    level = _optim.check_level(level)
     xs, ys = _validate(x, y, "compute" if form == "compute" else "x")
     if bootstrap < 0:
         raise ValueError(f"bootstrap: must be >= 0, got {bootstrap}")
