@@ -85,9 +85,10 @@ def write_rows(path: Path, rows: list) -> Path:
 
 
 def est(e) -> str:
-    """An Estimate as 'value [lo, hi]' (4 significant digits), or the value alone."""
+    """An Estimate as 'value [lo, hi]' (4 significant digits; a bound can be inf), or the value
+    alone without an interval."""
     lo, hi = e.ci95 if e.ci95 is not None else (math.nan, math.nan)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if math.isnan(lo) or math.isnan(hi):  # no interval; an infinite bound is shown as inf
         return f"{e.value:.4g}"
     return f"{e.value:.4g} [{lo:.4g}, {hi:.4g}]"
 

@@ -19,7 +19,7 @@ FAR_BUDGETS = (1e18, 1e19, 1e20, 1e21)  # the course's allocation table
 
 def _est(e) -> str:
     lo, hi = e.ci95 if e.ci95 is not None else (math.nan, math.nan)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
+    if math.isnan(lo) or math.isnan(hi):  # no interval; an infinite bound is shown as inf
         return f"{e.value:.4g}"
     return f"{e.value:.4g} [{lo:.4g}, {hi:.4g}]"
 
@@ -34,8 +34,13 @@ def floor_note(laws: list[tuple[str, str, object, bool]]) -> str | None:
     loose = [(label, name, est) for label, name, est, identified in laws if not identified]
     if not loose:
         return None
-    allowed = "; ".join(f"{label}: {name} up to {est.ci95[1]:.3g}" if est.ci95 is not None
-                        and math.isfinite(est.ci95[1]) else f"{label}: {name} ≈ 0" for label, name, est in loose)
+    def allowed_for(label, name, est) -> str:
+        hi = est.ci95[1] if est.ci95 is not None else math.nan
+        if math.isnan(hi):
+            return f"{label}: {name} ≈ 0, no interval"
+        return f"{label}: {name} up to {hi:.3g}" if math.isfinite(hi) else f"{label}: {name} unbounded above"
+
+    allowed = "; ".join(allowed_for(*law) for law in loose)
     from jaxscale.fit._optim import FLOOR_BOUNDARY_FRACTION
 
     return ("**Floor not identified** (" + allowed + "). The fit drives the irreducible term towards 0, below "

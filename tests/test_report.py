@@ -12,3 +12,17 @@ def test_unidentified_approaches_are_marked_and_footnoted():
     note = not_identified_note(fits, (2, 3))
     assert note.startswith(f"{NOT_IDENTIFIED_MARK} Approach 2, 3: not identified at this scale")
     assert not_identified_note(fits, (1,)) == ""
+
+
+def test_an_infinite_bound_is_shown_not_hidden():
+    # bootstrap intervals keep infinite resamples: a bound at inf is a finding (the data allow any
+    # scale), and printing the value alone, or a floor "≈ 0", hid it
+    import math
+
+    from jaxscale.fit import Estimate
+    from jaxscale.report import _est, floor_note
+
+    assert _est(Estimate(1.5, (1.0, math.inf), math.inf)) == "1.5 [1, inf]"
+    assert _est(Estimate(1.5)) == "1.5"
+    assert "E unbounded above" in floor_note([("Approach 3", "E", Estimate(1e-9, (0.0, math.inf)), False)])
+    assert "E up to 0.5" in floor_note([("Approach 3", "E", Estimate(1e-9, (0.0, 0.5)), False)])
