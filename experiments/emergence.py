@@ -175,15 +175,19 @@ def run_transition(out: Path, mode: str) -> dict:
     seconds = time.perf_counter() - t0
     em = analysis["series"]["exact_match"]
     fits = {k: em[k] for k in ("logistic", "gompertz") if em[k] is not None}
-    best = fits.get(em.get("best_fit")) or next(iter(fits.values()), None)
+    best = fits.get(em["best_fit"])  # None when the AICs tie (ΔAIC < 2): no single midpoint
     bt = analysis.get("backtest") or {}
     return {"folder": str(out / "transition"), "task": "addition", "knobs": cfg["knobs"],
             "sizes": [e["name"] for e in analysis["sizes"]], "n_sizes": analysis["n_sizes"],
             "seeds": len(seeds), "steps": cfg["steps"], "batch_size": cfg["batch_size"],
-            "fit": None if best is None else em["best_fit"],
+            "fit": em["best_fit"], "delta_aic": em["delta_aic"],
+            "fits": {k: {"midpoint": f["midpoint"], "midpoint_ci": f["midpoint_ci"],
+                         "identified": f["identified"], "aic": f["aic"]} for k, f in fits.items()},
             "midpoint": float("nan") if best is None else best["midpoint"],
             "midpoint_ci": [float("nan")] * 2 if best is None else best["midpoint_ci"],
-            "identified": bool(best and best["identified"]),
+            # the headline midpoint's, or with tied fits both midpoints'
+            "identified": bool(best["identified"] if best else fits and all(
+                f["identified"] for f in fits.values())),
             "crossing": em["crossing"], "crossing_ci": em["crossing_ci"],
             "verdict": analysis["verdict"], "backtest": bt, "analysis": analysis,
             "seconds": seconds}
@@ -191,6 +195,27 @@ def run_transition(out: Path, mode: str) -> dict:
 
 def _f(x, d=3) -> str:
     return "-" if x is None or not np.isfinite(x) else f"{x:.{d}g}"
+
+
+def midpoint_headline(tr: dict, unit: str = "parameters", bold: str = "") -> str:
+    """The exact-match midpoint of ``run_transition``'s result, in a line. When the logistic and
+    Gompertz AICs are within 2 (``jaxscale.fit.emergence.table.AIC_TIE``) the data prefer
+    neither shape, and the midpoints can differ by several times (2.6x in the smoke run), so
+    both are given instead of the one with the marginally lower AIC. ``bold``: the markup around
+    each midpoint ("**" in markdown)."""
+    def one(f):
+        return (f"{bold}{_f(f['midpoint'])} {unit} [{_f(f['midpoint_ci'][0])}, "
+                f"{_f(f['midpoint_ci'][1])}]{bold} ({'identified' if f['identified'] else 'NOT identified'})")
+
+    fits = tr["fits"]
+    if not fits:
+        return "exact-match midpoint: no fit (fewer than 3 sizes)"
+    if tr["fit"] is None:
+        both = "; ".join(f"{'Gompertz' if k == 'gompertz' else k} {one(f)}" for k, f in fits.items())
+        return (f"exact-match midpoint: logistic ≈ Gompertz (ΔAIC {_f(tr['delta_aic'], 2)}, "
+                f"no preference): {both}")
+    return (f"exact-match midpoint ({tr['fit']} fit, lower AIC by {_f(tr['delta_aic'], 2)}): "
+            f"{one(fits[tr['fit']])}")
 
 
 def write_report(out: Path, mode: str, nb: dict, tr: dict, total_s: float) -> Path:
@@ -230,11 +255,9 @@ def write_report(out: Path, mode: str, nb: dict, tr: dict, total_s: float) -> Pa
             cells.append(f"{_f(e[k]['mean'])} [{_f(e[k]['lo'])}, {_f(e[k]['hi'])}]")
         lines.append(f"| {e['name']} | {e['scale']:,.0f} | " + " | ".join(cells)
                      + f" | {_f(e['predicted_exact_match']['mean'])} |")
-    ci = tr["midpoint_ci"]
+    headline = midpoint_headline(tr, bold="**")
     lines += ["", "### Transition", "",
-              f"- Exact-match midpoint ({tr['fit']} fit, the lower AIC): **{_f(tr['midpoint'])} "
-              f"parameters [{_f(ci[0])}, {_f(ci[1])}]** (95% hierarchical bootstrap; "
-              f"{'identified' if tr['identified'] else 'NOT identified'})",
+              f"- {headline[0].upper()}{headline[1:]} (95% hierarchical bootstrap intervals)",
               f"- Crossing of exact match = 0.5 (isotonic, log-interpolated): {_f(tr['crossing'])}"
               f" [{_f(tr['crossing_ci'][0])}, {_f(tr['crossing_ci'][1])}]"]
     for key in ("token_accuracy",):
@@ -292,9 +315,8 @@ def main(argv=None) -> int:
     from jaxscale.results import _jsonable
 
     (out / "experiment.json").write_text(json.dumps(_jsonable(summary), indent=2, default=str))
-    print(f"\ntransition: midpoint {_f(tr['midpoint'])} [{_f(tr['midpoint_ci'][0])}, "
-          f"{_f(tr['midpoint_ci'][1])}] ({'identified' if tr['identified'] else 'not identified'})"
-          f"; verdict {verdict_word(tr['verdict'])}; runtime {total:.0f} s")
+    print(f"\ntransition: {midpoint_headline(tr)}; verdict {verdict_word(tr['verdict'])}; "
+          f"runtime {total:.0f} s")
     print(f"wrote {report}")
     return 0
 

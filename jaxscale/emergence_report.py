@@ -227,10 +227,19 @@ def verdict_text(v: dict | None) -> str:
     their intervals, whether seed resamples settle it, and the sizes whose seeds split."""
     if v is None:
         return "not computed"
-    text = (f"**{v['label']}** (sharpness, 1 = even ramp: exact match {_f(v['em_sharpness'])}"
-            f"{_ci(*v.get('em_sharpness_ci', (None, None)))}, {v['continuous_metric']} "
-            f"{_f(v['continuous_sharpness'])}{_ci(*v.get('continuous_sharpness_ci', (None, None)))}; "
-            f"sharp ≥ {_f(v['sharp_ratio'])}).")
+    ratios = (f"exact match {_f(v['em_sharpness'])}{_ci(*v.get('em_sharpness_ci', (None, None)))}, "
+              f"{v['continuous_metric']} {_f(v['continuous_sharpness'])}"
+              f"{_ci(*v.get('continuous_sharpness_ci', (None, None)))}")
+    if v["label"] == "no transition":  # the sharpness ratios of a floor-level series are noise
+        rise = v.get("em_rise")
+        how = ("exact match is nowhere above its level at the first size" if rise is None
+               or not rise > 0 else "exact match never rises clearly above its level at the first "
+               f"size: its largest rise, {rise:+.3g}, is {_f(v['em_rise_z'], 2)} standard errors, "
+               f"and a clear rise takes {_f(v['rise_z'], 2)}")
+        text = f"**no transition** ({how}; the sharpness ratios, {ratios}, measure noise)."
+    else:
+        text = (f"**{v['label']}** (sharpness, 1 = even ramp: {ratios}; "
+                f"sharp ≥ {_f(v['sharp_ratio'])}).")
     if v.get("n_boot"):
         others = ", ".join(f"{k} {100 * x:.0f}%" for k, x in v["label_share"].items() if k != v["label"] and x > 0)
         text += (f" {'Settled' if v['settled'] else '**Not settled** by these seeds'}: the label holds in "
@@ -331,7 +340,7 @@ def write_figures(analysis: dict, fig_dir: Path) -> list[Path]:
                                  link=None if fc is None else fc.link, scale=pts["scale"]))
     if analysis["backtest"] is not None:
         paths.append(plot_forecast(pts["scale"], pts["exact_match"], analysis["backtest"],
-                                   fig_dir / "forecast.png"))
+                                   fig_dir / "forecast.png", xlabel=axis))
     return paths
 
 

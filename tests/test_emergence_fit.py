@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxscale.fit.emergence import (
-    VERDICT_AGREEMENT, SeedSplit, backtest, breakthroughness, emergence_verdict, fit_sigmoid, forecast_crossing,
+    VERDICT_AGREEMENT, VERDICTS, SeedSplit, backtest, breakthroughness, emergence_verdict, fit_sigmoid, forecast_crossing,
     isotonic_increasing, linearity, measure_emergent_ability, sharpness_ratio,
     threshold_crossing,
 )
@@ -104,6 +104,51 @@ def test_verdicts():
     assert emergence_verdict(scale, em_step, loss_step).label == "sharp under both"
     # a ramp in EM
     assert emergence_verdict(scale, np.linspace(0.1, 0.9, 9), loss).label == "smooth"
+
+
+# The emergence smoke run's transition study (2-digit addition, 20 training steps): exact-match
+# successes of 200 test sums per seed, 3 seeds at each of 4 sizes, and the answer NLL per token.
+# Nothing was learned: exact match 0.008 / 0.018 / 0.007 / 0.015, which scored a sharpness of -0.39
+# and read "smooth, settled in 98% of resamples".
+SMOKE_SCALE = np.repeat([3902.0, 13934.0, 26638.0, 102414.0], 3)
+SMOKE_SUCCESSES = np.array([0, 1, 4, 3, 6, 2, 0, 4, 0, 2, 4, 3], float)
+SMOKE_NLL = np.array([2.305, 2.285, 2.255, 2.021, 2.024, 2.022, 2.041, 2.028, 2.029, 1.761, 1.775, 1.794])
+
+
+def test_verdict_says_no_transition_when_exact_match_stays_on_its_floor():
+    n = np.full(SMOKE_SCALE.size, 200.0)
+    em = SMOKE_SUCCESSES / n
+    v = emergence_verdict(SMOKE_SCALE, em, SMOKE_NLL, successes=SMOKE_SUCCESSES, trials=n, n_boot=300)
+    assert v.label == "no transition", v
+    assert v.em_sharpness < 0 and v.em_rise == pytest.approx(0.01) and v.em_rise_z < v.rise_z == 3.0
+    # the bootstrap counts the outcome too, and a floor-level series settles on it
+    assert dict(zip(VERDICTS, v.label_share))["no transition"] == v.agreement >= VERDICT_AGREEMENT
+    assert v.settled and v.as_dict()["label_share"]["no transition"] == v.agreement
+    # without counts the seed spread alone is the yardstick, with the same outcome
+    assert emergence_verdict(SMOKE_SCALE, em, SMOKE_NLL).label == "no transition"
+    # a series that falls, or stays at 0, never rises: "no transition" even with one seed per size
+    scale = np.logspace(2, 10, 9)
+    loss = (scale / 1e4) ** -0.5
+    assert emergence_verdict(scale, np.linspace(0.9, 0.1, 9), loss).label == "no transition"
+    assert emergence_verdict(scale, np.zeros(9), loss).label == "no transition"
+
+
+def test_a_small_rise_well_above_the_noise_is_a_transition_to_judge():
+    """The criterion is noise, not level: exact match from 0.001 to 0.05 over 3 seeds x 2,000
+    items is far outside the floor's noise, and is then labelled by its sharpness as before; so
+    is a rise where only the largest size's seeds split (the largest seed spread there is the
+    rise itself, not noise)."""
+    scale = np.repeat(np.logspace(4, 7, 7), 3)
+    n = np.full(scale.size, 2000.0)
+    s = np.round(np.repeat(np.linspace(0.001, 0.05, 7), 3) * n)
+    loss = 3 * (scale / 1e4) ** -0.2
+    v = emergence_verdict(scale, s / n, loss, successes=s, trials=n)
+    assert v.label == "smooth" and v.em_rise_z > 10, v
+    scale, em, nll, s, n = _seed_split_study((0, 0, 0, 0, 0, 1, 2))
+    v = emergence_verdict(scale, em, nll, successes=s, trials=n)
+    assert v.label != "no transition" and v.em_rise_z > v.rise_z, v
+    with pytest.raises(ValueError, match="rise_z must be >= 0"):
+        emergence_verdict(scale, em, nll, rise_z=-1.0)
 
 
 def _seed_split_study(learners_per_size=(0, 0, 0, 1, 2, 3, 3), seeds=3, n=1000):
@@ -333,6 +378,29 @@ def test_backtest_reports_forecast_and_naive_errors():
 
 
 # ---- external tables ---------------------------------------------------------------------------
+
+def test_best_fit_prefers_a_shape_only_when_the_aics_differ_by_two():
+    """AICs within 2 (the usual rule of thumb) mean no preference: the emergence smoke run's
+    logistic and Gompertz AICs differed by 3e-8, and the headline took the Gompertz midpoint,
+    2.6x the logistic one. ``best_fit`` is then None and ``delta_aic`` says why."""
+    import dataclasses
+
+    b = measure_emergent_ability(COURSE_SIZES, COURSE)["GSM8K"]
+
+    def with_aics(logistic, gompertz):
+        return dataclasses.replace(b, logistic=dataclasses.replace(b.logistic, aic=logistic),
+                                   gompertz=dataclasses.replace(b.gompertz, aic=gompertz))
+
+    tied = with_aics(319.22834827, 319.22834824)
+    assert tied.best_fit is None and tied.delta_aic == pytest.approx(3e-8, rel=0.01)
+    d = tied.as_dict()
+    assert d["best_fit"] is None and d["delta_aic"] == tied.delta_aic
+    assert d["logistic"]["midpoint"] != d["gompertz"]["midpoint"]  # both still reported
+    assert with_aics(319.2, 317.1).best_fit.kind == "gompertz"
+    assert with_aics(317.1, 319.2).as_dict()["best_fit"] == "logistic"
+    assert with_aics(317.1, 319.2).delta_aic == pytest.approx(2.1)
+    assert dataclasses.replace(b, gompertz=None).best_fit is b.logistic  # one fit: no comparison
+
 
 COURSE_SIZES = [135e6, 360e6, 1.7e9, 3.8e9, 7e9]
 COURSE = {"MMLU": [0.25, 0.32, 0.42, 0.55, 0.68], "GSM8K": [0.10, 0.18, 0.35, 0.52, 0.75]}

@@ -158,9 +158,11 @@ def plot_em_vs_loss(answer_nll, em, path, *, link: SigmoidFit | None = None,
 
 
 def plot_forecast(scale, em, backtest: Backtest, path, *,
-                  title: str = "Forecast of the exact-match crossing, with backtest") -> Path:
+                  title: str = "Forecast of the exact-match crossing, with backtest",
+                  xlabel: str = "parameters") -> Path:
     """Exact match against size: fitted and held-out points, the two-stage forecast curve and
-    the naive logistic, the observed crossing and both predicted crossings with intervals."""
+    the naive logistic, the observed crossing and both predicted crossings with intervals.
+    ``xlabel`` names the scale axis (a study on ``--scale-axis flops`` is not in parameters)."""
     scale = np.asarray(scale, np.float64)
     em = np.asarray(em, np.float64)
     held = np.isin(scale, backtest.holdout_scales)
@@ -185,7 +187,7 @@ def plot_forecast(scale, em, backtest: Backtest, path, *,
             ax.axvspan(*ci, color=colour, alpha=0.12, label=f"{name} 95% interval")
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("parameters")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("exact match")
     err = backtest.forecast_error_decades
     ax.set_title(f"{title}\nerror {err:+.2f} dec (naive {backtest.naive_error_decades:+.2f})")

@@ -28,8 +28,14 @@ from jaxscale.fit.emergence.series import (
 )
 from jaxscale.fit.emergence.sigmoid import SigmoidFit, fit_sigmoid
 
-__all__ = ["SeriesAnalysis", "analyze_series", "EmergenceReport", "measure_emergent_ability",
+__all__ = ["AIC_TIE", "SeriesAnalysis", "analyze_series", "EmergenceReport", "measure_emergent_ability",
            "ScoreTable", "read_score_table", "analyze_score_table"]
+
+# Below this AIC gap neither sigmoid shape is preferred (the usual rule of thumb: models within
+# 2 AIC units have substantial support, Burnham & Anderson 2002). The emergence smoke run's
+# logistic and Gompertz fits differed by 3e-8, yet the smaller AIC put the Gompertz midpoint
+# (2.6x the logistic one) in the headline.
+AIC_TIE = 2.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -47,12 +53,25 @@ class SeriesAnalysis:
     linearity: float
 
     @property
+    def delta_aic(self) -> float:
+        """|AIC(logistic) − AIC(Gompertz)|; NaN unless both fits exist."""
+        if self.logistic is None or self.gompertz is None:
+            return math.nan
+        return abs(self.logistic.aic - self.gompertz.aic)
+
+    @property
     def best_fit(self) -> SigmoidFit | None:
-        """The fit with the lower AIC (the shape the data prefer)."""
+        """The fit with the lower AIC when the data prefer one shape: None when the AICs are
+        within ``AIC_TIE`` (no preference: report both midpoints, which can differ by several
+        times) or when there is no fit."""
         fits = [f for f in (self.logistic, self.gompertz) if f is not None]
-        return min(fits, key=lambda f: f.aic) if fits else None
+        if not fits or self.delta_aic < AIC_TIE:
+            return None
+        return min(fits, key=lambda f: f.aic)
 
     def as_dict(self) -> dict:
+        """JSON-ready fields; ``best_fit`` is the preferred shape's kind, None when there is no
+        fit or none is preferred (``delta_aic`` < ``AIC_TIE``)."""
         def fit_dict(f: SigmoidFit | None):
             if f is None:
                 return None
@@ -66,6 +85,7 @@ class SeriesAnalysis:
                     threshold=c.threshold, crossing=c.scale, crossing_status=c.status,
                     crossing_ci=list(c.ci), logistic=fit_dict(self.logistic),
                     gompertz=fit_dict(self.gompertz), best_fit=None if best is None else best.kind,
+                    delta_aic=self.delta_aic,
                     breakthroughness=self.breakthroughness, linearity=self.linearity)
 
 

@@ -1,7 +1,11 @@
 """The per-task verdict: is a transition in the model or in the metric, and do the seeds settle it?
 
 The label compares the sharpness of exact match with that of a continuous metric over the sizes
-(:func:`emergence_verdict`). It is read from a few seeds per size, so it can flip with them: on
+(:func:`emergence_verdict`), once exact match has risen at all: the sharpness ratio is
+scale-free, so a series that stays on its floor scores whatever its noise makes of it (the
+emergence smoke run, exact match 0.008 / 0.018 / 0.007 / 0.015, scored −0.39 and read
+"smooth, settled"). Such a series is labelled "no transition" first (see ``_rise_se``). The label
+is read from a few seeds per size, so it can flip with them: on
 2-digit addition a two-layer model either learns the carry or does not, seed by seed, and near
 the transition the mean over three seeds is a coin's worth of such runs (the experiment's runs
 of 2026-12-02 and 2026-12-04 read "metric-induced" and "smooth" from the same sizes). Hence two
@@ -26,10 +30,15 @@ import numpy as np
 from jaxscale.fit.emergence.resample import hierarchical_resample, resample_seeds
 from jaxscale.fit.emergence.series import check_series, pool_by_scale, sharpness_ratio, to_x
 
-__all__ = ["VERDICTS", "VERDICT_AGREEMENT", "SeedSplit", "Verdict", "emergence_verdict"]
+__all__ = ["VERDICTS", "VERDICT_AGREEMENT", "RISE_Z", "SeedSplit", "Verdict", "emergence_verdict"]
 
-VERDICTS = ("metric-induced", "sharp under both", "smooth")
+VERDICTS = ("metric-induced", "sharp under both", "smooth", "no transition")
 VERDICT_AGREEMENT = 0.9  # share of resamples that must agree for a verdict to count as settled
+# How many standard errors a size's mean exact match must rise above the first size's for the
+# series to count as rising (see ``_rise_se``). Three, not two: every size is compared with the
+# first (m − 1 one-sided tests), and with 3 seeds the spread is itself estimated from 3 numbers,
+# so the z scores have heavy tails.
+RISE_Z = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +54,13 @@ class SeedSplit:
 class Verdict:
     """Is a transition in the model or in the metric?
 
-    label: "metric-induced" (sharp under exact match, smooth under the continuous metric),
-    "sharp under both", or "smooth" (exact match itself is not sharp). With a bootstrap
-    (``n_boot`` > 0): ``label_share`` (each label's share of the replicates, in ``VERDICTS``
-    order) and percentile intervals of the two sharpness ratios; NaN without one.
+    label: "no transition" (exact match never rises clearly above its level at the first size,
+    so its sharpness measures noise), else "metric-induced" (sharp under exact match, smooth
+    under the continuous metric), "sharp under both", or "smooth" (exact match itself is not
+    sharp). ``em_rise``: the largest rise of a size's mean exact match over the first size's;
+    ``em_rise_z``: the largest such rise in standard errors, which must reach ``rise_z``. With a
+    bootstrap (``n_boot`` > 0): ``label_share`` (each label's share of the replicates, in
+    ``VERDICTS`` order) and percentile intervals of the two sharpness ratios; NaN without one.
     ``seed_splits``: the sizes whose seeds fall on both sides of ``split_threshold``.
     """
 
@@ -64,6 +76,9 @@ class Verdict:
     continuous_sharpness_ci: tuple[float, float] = (float("nan"), float("nan"))
     split_threshold: float = 0.5
     seed_splits: tuple[SeedSplit, ...] = ()
+    em_rise: float = float("nan")
+    em_rise_z: float = float("nan")
+    rise_z: float = RISE_Z
 
     @property
     def agreement(self) -> float:
@@ -83,7 +98,9 @@ class Verdict:
         return d
 
 
-def _label(em_r: float, cont_r: float, sharp_ratio: float) -> str:
+def _label(em_r: float, cont_r: float, sharp_ratio: float, em_rise_z: float, rise_z: float) -> str:
+    if not em_rise_z >= rise_z:
+        return "no transition"
     if em_r < sharp_ratio:
         return "smooth"
     return "sharp under both" if cont_r >= sharp_ratio else "metric-induced"
@@ -92,19 +109,25 @@ def _label(em_r: float, cont_r: float, sharp_ratio: float) -> str:
 def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
                       sharp_ratio: float = 2.0, log_scale: bool = True,
                       decreasing: bool = False, successes=None, trials=None, n_boot: int = 0,
-                      seed: int = 0, ci: float = 0.95, split_threshold: float = 0.5) -> Verdict:
+                      seed: int = 0, ci: float = 0.95, split_threshold: float = 0.5,
+                      rise_z: float = RISE_Z) -> Verdict:
     """Classify a task from its exact-match series and a continuous-metric series.
 
-    Both are pooled per scale and scored with :func:`sharpness_ratio` (BIG-bench breakthroughness
-    over m − 1); a series is "sharp" when the ratio ≥ ``sharp_ratio`` (2: the root-median-square
-    step is at most half of an even ramp's step). A loss (``continuous_is_loss``, e.g. answer NLL
-    per token) is scored as −log(loss), so a power law, the smooth null of Schaeffer et al. 2023,
-    is a straight ramp on a log-uniform grid and scores 1. Use a loss here, not per-token accuracy:
-    accuracy = exp(−loss) is itself a sigmoid in log scale and would read as sharp.
+    First, does exact match rise at all? Unless some size's mean exact match is at least
+    ``rise_z`` standard errors above the first size's (``_rise_z``), the label is "no
+    transition". Otherwise both series are pooled per scale and scored with
+    :func:`sharpness_ratio` (BIG-bench breakthroughness over m − 1); a series is "sharp" when the
+    ratio ≥ ``sharp_ratio`` (2: the root-median-square step is at most half of an even ramp's
+    step). A loss (``continuous_is_loss``, e.g. answer NLL per token) is scored as −log(loss), so
+    a power law, the smooth null of Schaeffer et al. 2023, is a straight ramp on a log-uniform
+    grid and scores 1. Use a loss here, not per-token accuracy: accuracy = exp(−loss) is itself a
+    sigmoid in log scale and would read as sharp.
 
-    ``n_boot`` > 0 adds the bootstrap of the module docstring: seeds within each scale, and each
-    model's test examples too when ``successes`` and ``trials`` (exact-match counts per point,
-    with ``em`` = successes / trials) are given; the continuous metric follows the seed draw.
+    ``successes`` and ``trials`` (exact-match counts per point, with ``em`` = successes /
+    trials) give the rise test a binomial noise floor. ``n_boot`` > 0 adds the bootstrap of the
+    module docstring: seeds within each scale, and each model's test examples too when the
+    counts are given; the continuous metric follows the seed draw, and every replicate gets the
+    whole label, the rise test included (judged with the data's standard errors: ``_rise_z``).
     ``ci``: the sharpness intervals' coverage.
     """
     scale, em = check_series(scale, em, "em", log_scale=log_scale, unit_interval=True)
@@ -119,40 +142,94 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
         raise ValueError(f"n_boot must be >= 0, got {n_boot!r}")
     if not 0 < split_threshold <= 1:
         raise ValueError(f"split_threshold must lie in (0, 1], got {split_threshold!r}")
+    if not rise_z >= 0:
+        raise ValueError(f"rise_z must be >= 0, got {rise_z!r}")
+    successes, trials = _counts(successes, trials, em)
     x_S = to_x(scale, log_scale, decreasing)
     x_M, em_M, _ = pool_by_scale(x_S, em)
     _, cont_M, _ = pool_by_scale(x_S, cont)
     if x_M.size < 3:
         raise ValueError(f"a verdict needs at least 3 distinct scales, got {x_M.size}")
     em_r, cont_r = sharpness_ratio(em_M), sharpness_ratio(cont_M)
+    inverse_S = np.unique(x_S, return_inverse=True)[1]
+    onehot_SM = (inverse_S[:, None] == np.arange(x_M.size)[None, :]).astype(np.float64)
+    se_J = _rise_se(onehot_SM, em, successes, trials)
+    (rise,), (z,) = _rise_z(onehot_SM, em[None], se_J)
     gaps = np.diff(x_M)
     note = "" if gaps.max() <= 1.5 * gaps.min() else (
         "scale grid is not log-uniform; breakthroughness assumes it")
-    verdict = Verdict(_label(em_r, cont_r, sharp_ratio), em_r, cont_r, float(sharp_ratio), int(x_M.size), note,
-                      split_threshold=float(split_threshold),
-                      seed_splits=_seed_splits(scale, x_S, em, split_threshold))
+    verdict = Verdict(_label(em_r, cont_r, sharp_ratio, z, rise_z), em_r, cont_r, float(sharp_ratio),
+                      int(x_M.size), note, split_threshold=float(split_threshold),
+                      seed_splits=_seed_splits(scale, x_S, em, split_threshold),
+                      em_rise=float(rise), em_rise_z=float(z), rise_z=float(rise_z))
     if n_boot <= 0:
         return verdict
     em_BS, pick_BS = _resampled_em(x_S, em, successes, trials, n_boot, seed)
-    inverse_S = np.unique(x_S, return_inverse=True)[1]
-    onehot_SM = (inverse_S[:, None] == np.arange(x_M.size)[None, :]).astype(np.float64)
     per_scale_M = onehot_SM.sum(axis=0)
     em_r_B = np.array([sharpness_ratio(y) for y in em_BS @ onehot_SM / per_scale_M])
     cont_r_B = np.array([sharpness_ratio(y) for y in cont[pick_BS] @ onehot_SM / per_scale_M])
-    labels_B = [_label(a, b, sharp_ratio) for a, b in zip(em_r_B, cont_r_B)]
+    _, z_B = _rise_z(onehot_SM, em_BS, se_J)
+    labels_B = [_label(a, b, sharp_ratio, zb, rise_z) for a, b, zb in zip(em_r_B, cont_r_B, z_B)]
     share = tuple(float(np.mean([lab == name for lab in labels_B])) for name in VERDICTS)
     return dataclasses.replace(verdict, n_boot=int(n_boot), label_share=share,
                                em_sharpness_ci=_interval(em_r_B, ci),
                                continuous_sharpness_ci=_interval(cont_r_B, ci))
 
 
-def _resampled_em(x_S, em_S, successes, trials, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """([n_boot, S] resampled exact match, the seed draw [n_boot, S] that produced it)."""
+def _rise_se(onehot_SM, em_S, s_S=None, n_S=None) -> np.ndarray:
+    """Standard errors [M − 1] of the difference between each later size's mean exact match and
+    the first size's (``onehot_SM`` maps points to sizes in axis order) under the null of no
+    rise, i.e. of models at size j scoring like those at the first size: the larger of
+
+    * the first size's seed spread, sd_1 · sqrt(1/k_1 + 1/k_j) (k: seeds), which carries the
+      test items' noise too, since each seed's exact match is itself a sample. The first size's
+      and not size j's own: where some seeds of size j learned the task and others did not, its
+      spread is large because it rose (seeds at 0.08 and at 1.0), and would hide that rise;
+    * with counts, the two-proportion binomial one, sqrt(p(1 − p)(1/n_1 + 1/n_j)) with p the
+      two sizes' pooled rate, which stays positive where the first size's seeds happen to agree
+      or it has only one.
+
+    Without counts, and with one seed at the first size (or seeds that agree exactly), it is 0:
+    there is no noise to judge a rise by, and any rise counts.
+    """
+    k_M = onehot_SM.sum(axis=0)
+    first_S = onehot_SM[:, 0] > 0
+    sd_1 = float(np.std(em_S[first_S], ddof=1)) if k_M[0] > 1 else 0.0
+    se_J = sd_1 * np.sqrt(1 / k_M[0] + 1 / k_M[1:])
+    if s_S is not None:
+        s_M, n_M = s_S @ onehot_SM, n_S @ onehot_SM
+        p_J = (s_M[1:] + s_M[0]) / (n_M[1:] + n_M[0])
+        se_J = np.maximum(se_J, np.sqrt(p_J * (1 - p_J) * (1 / n_M[1:] + 1 / n_M[0])))
+    return se_J
+
+
+def _rise_z(onehot_SM, em_BS, se_J) -> tuple[np.ndarray, np.ndarray]:
+    """Does exact match rise above its level at the first size? Per replicate (a row of
+    ``em_BS``): the rise of each later size's mean over the first size's in standard errors
+    ``se_J`` (``_rise_se``); returns (the rise where this is largest, the largest z), each [B].
+    A rise with no noise to judge it by (se 0) has z = inf; a flat or falling series z ≤ 0.
+
+    The bootstrap replicates are judged with the data's standard errors, not their own: a
+    replicate's seed spread collapses to 0 wherever it draws one seed every time (1 size in 9
+    with 3 seeds), which would make a floor-level series rise in many replicates.
+    """
+    mean_BM = em_BS @ onehot_SM / onehot_SM.sum(axis=0)
+    rise_BJ = mean_BM[:, 1:] - mean_BM[:, :1]
+    rise_BJ = np.where(np.abs(rise_BJ) < 1e-12, 0.0, rise_BJ)  # round-off is no rise
+    se_BJ = np.broadcast_to(se_J, rise_BJ.shape)
+    z_BJ = np.where(rise_BJ > 0, np.inf, np.where(rise_BJ < 0, -np.inf, 0.0))
+    np.divide(rise_BJ, se_BJ, out=z_BJ, where=se_BJ > 1e-12)
+    best_B = np.argmax(z_BJ, axis=1)
+    rows = np.arange(z_BJ.shape[0])
+    return rise_BJ[rows, best_B], z_BJ[rows, best_B]
+
+
+def _counts(successes, trials, em_S) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Exact-match counts per point as float arrays (or both None), checked against ``em``."""
     if (successes is None) != (trials is None):
         raise ValueError("successes and trials must be given together (or neither)")
     if successes is None:
-        pick_BS = resample_seeds(x_S, n_boot, np.random.default_rng(seed))
-        return em_S[pick_BS], pick_BS
+        return None, None
     successes = np.asarray(successes, np.float64).reshape(-1)
     trials = np.asarray(trials, np.float64).reshape(-1)
     if successes.shape != em_S.shape or trials.shape != em_S.shape:
@@ -160,6 +237,15 @@ def _resampled_em(x_S, em_S, successes, trials, n_boot: int, seed: int) -> tuple
                          f"{successes.size} and {trials.size}")
     if np.any(trials <= 0) or not np.allclose(successes / trials, em_S, rtol=0, atol=1e-9):
         raise ValueError("em must equal successes / trials, with trials > 0, point by point")
+    return successes, trials
+
+
+def _resampled_em(x_S, em_S, successes, trials, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """([n_boot, S] resampled exact match, the seed draw [n_boot, S] that produced it); the
+    counts, if any, checked by ``_counts``."""
+    if successes is None:
+        pick_BS = resample_seeds(x_S, n_boot, np.random.default_rng(seed))
+        return em_S[pick_BS], pick_BS
     s_BS, n_BS, pick_BS = hierarchical_resample(x_S, successes, trials, n_boot, seed, return_index=True)
     return s_BS / n_BS, pick_BS
 
