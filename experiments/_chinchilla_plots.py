@@ -54,7 +54,7 @@ def plot_race(race: dict, notebook: list, path: Path) -> Path:
     ax.set_ylim(lo - 0.5 * (hi - lo) - 0.02, hi + 0.3 * (hi - lo) + 0.02)
     ax.set_xticks(pos, labels, fontsize=8)
     ax.set_ylabel("final loss (nats/token; dots: seeds)")
-    ax.set_title(f"Final loss at equal FLOPs: winner by validation = {race['winner_val']}")
+    ax.set_title(f"Final loss at equal FLOPs: lowest validation loss = {race['winner_val']}")
     ax.legend(fontsize=7)
 
     ax = axes[1, 0]

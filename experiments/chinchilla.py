@@ -206,7 +206,7 @@ def main(argv=None) -> int:
         if not e["diverged"]:
             _common.log(f"race: {e['strategy']:<20} {e['name']:<10} {e['tokens_per_param']:6.1f} tokens/param  "
                         f"val {e['val_mean']:.4f}  test {e['test_mean']:.4f}")
-    _common.log(f"race winner (validation): {race['winner_val']}; (test): {race['winner_test']}")
+    _common.log(f"race, lowest validation loss: {race['winner_val']}; lowest test loss: {race['winner_test']}")
     for i in (1, 2, 3):
         f = fits["_objects"].get(f"approach{i}")
         _common.log(f"Approach {i}: " + (f"a = {f.a}, b = {f.b} (Hoffmann a = {HOFFMANN_A[i]:.2f})"
