@@ -37,7 +37,7 @@ def floor_note(laws: list[tuple[str, str, object, bool]]) -> str | None:
     def allowed_for(label, name, est) -> str:
         hi = est.ci95[1] if est.ci95 is not None else math.nan
         if math.isnan(hi):
-            return f"{label}: {name} ≈ 0, no interval"
+            return f"{label}: {name} ≈ 0"
         return f"{label}: {name} up to {hi:.3g}" if math.isfinite(hi) else f"{label}: {name} unbounded above"
 
     allowed = "; ".join(allowed_for(*law) for law in loose)
