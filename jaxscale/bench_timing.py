@@ -63,7 +63,9 @@ class GroupTiming:
 
     def summary(self) -> dict:
         s = sorted(self.step_s)
-        q = statistics.quantiles(s, n=4) if len(s) >= 2 else [s[0], s[0], s[0]]
+        # "inclusive": the quartiles of the samples themselves; the default "exclusive" method
+        # extrapolates past them for small samples (with 2 repeats, an IQR of 1.5x the range)
+        q = statistics.quantiles(s, n=4, method="inclusive") if len(s) >= 2 else [s[0], s[0], s[0]]
         return {"models": self.names, "seeds": self.seeds, "mode": self.mode, "k": self.k,
                 "envelope": self.envelope, "steps_per_dispatch": self.steps_per_dispatch,
                 "first_dispatch_s": self.first_dispatch_s, "compile_s": self.compile_s,

@@ -85,6 +85,29 @@ def torch_steady_step_configs(cfgs: Sequence, batch_size: int, seq_len: int, opt
     return res
 
 
+def preset_mismatch(preset: str, bench_result: dict) -> str | None:
+    """Why the bench's models are not the preset's own workload, which the eager steady step
+    times (its five sizes in order, one seed each, at its batch and sequence length, float32
+    with its dropout); None when they are. Before, only the number of models was compared, so
+    ``--sizes micro --k 5`` (five micro seeds) was set against the five eager sizes, and
+    ``--batch-size``, ``--dtype`` or ``--dropout`` overrides against the preset's defaults."""
+    from jaxscale.config import family_configs
+    from jaxscale.presets import make_preset
+
+    own = make_preset(preset)
+    want = [c.to_dict() for c in family_configs(preset)]
+    got = [m["config"] for m in bench_result["models"]]
+    if got != want:
+        names = [m["name"] for m in bench_result["models"]]
+        return (f"the bench ran {names} (or changed their dtype or dropout), not the preset's own "
+                f"{[c['name'] for c in want]}, which the eager baseline times")
+    batch, seq_len = own.settings.batch_size, own.data.seq_len
+    if (bench_result["batch_size"], bench_result["seq_len"]) != (batch, seq_len):
+        return (f"the bench ran batch {bench_result['batch_size']} x {bench_result['seq_len']} tokens, the "
+                f"preset and the eager baseline {batch} x {seq_len}")
+    return None
+
+
 def vs_torch_configs(cfgs: Sequence, bench_result: dict, optim, log=None) -> dict:
     """Eager PyTorch's steady step of the bench's own models (a family's sizes or an explicit
     config: one model each, at the bench's batch and sequence length) against each mode's step
@@ -170,10 +193,14 @@ def vs_torch(preset_or_family: str, bench_result: dict | None, *, end_to_end: bo
     steady = torch_steady_step(preset_or_family)
     out["torch_steady"] = steady
     out["torch_allocator"] = torch_allocator()
-    if bench_result is not None and bench_result.get("n_models") == len(steady["models"]):
+    mismatch = None if bench_result is None else preset_mismatch(preset_or_family, bench_result)
+    if bench_result is not None and mismatch is None:
         t_ms = steady["sum_step_ms_median"]
         out["steady_ratio"] = steady_ratios(t_ms, bench_result["modes"])
         say(f"  five eager steps {t_ms:.2f} ms; " + ", ".join(f"{m} x{x:.2f}" for m, x in out["steady_ratio"].items()))
+    elif mismatch is not None:
+        out["steady_ratio_skipped"] = mismatch
+        say(f"  no steady-step ratio: {mismatch}")
     if end_to_end:
         torch_runs: list[dict] = []
         runs: dict = {m: {"cold": [], "warm": []} | ({"uncached": [], "once": [], "once_warm": []} if m == "auto" else {})

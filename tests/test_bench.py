@@ -81,6 +81,31 @@ def test_mode_result_sums_true_flops_and_reports_padding():
     assert r["stack_vs_sequential"] == 1.6 and r["stack_target"]["met"]
 
 
+def test_step_iqr_lies_within_the_samples():
+    # statistics.quantiles' default method extrapolated: with 2 repeats, an IQR of 1.5x the range
+    g = bench.GroupTiming(["m"], [0], "alone", 1, "m", 10, 1.0, 0.9, 1, 0, [0.0020, 0.0024], padded_flops_util=1.0)
+    ms = g.summary()["step_ms"]
+    assert ms["iqr"] <= ms["max"] - ms["min"] + 1e-12
+    assert g.summary()["step_ms"]["iqr"] == pytest.approx(0.2)  # 2.1 to 2.3 ms, the inclusive quartiles
+
+
+def test_eager_steady_ratio_only_for_the_presets_own_workload():
+    """The eager steady step times the preset's five sizes at its batch: a bench of five micro
+    seeds, or at another batch, must not get a ratio against it."""
+    from jaxscale.config import family_configs
+
+    def result(cfgs, batch=1, seq_len=4):
+        return {"models": [{"name": c.name, "config": c.to_dict()} for c in cfgs], "batch_size": batch,
+                "seq_len": seq_len}
+
+    own = family_configs("notebook-emergence")
+    assert bench_torch.preset_mismatch("notebook-emergence", result(own)) is None
+    assert "not the preset's own" in bench_torch.preset_mismatch("notebook-emergence", result([own[0]] * 5))
+    no_dropout = [ModelConfig(**{**c.to_dict(), "dropout": 0.0}) for c in own]
+    assert "not the preset's own" in bench_torch.preset_mismatch("notebook-emergence", result(no_dropout))
+    assert "batch 32 x 4 tokens" in bench_torch.preset_mismatch("notebook-emergence", result(own, batch=32))
+
+
 def test_peak_table_by_device_kind():
     assert bench.table_peak("NVIDIA H100 80GB HBM3", "bfloat16")[0] == 989e12
     assert bench.table_peak("NVIDIA H100 PCIe", "bfloat16")[0] == 756e12
