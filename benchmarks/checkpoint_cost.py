@@ -21,6 +21,7 @@ import numpy as np
 
 def main() -> None:
     from jaxscale.checkpoint import GroupCheckpoint
+    from jaxscale.commands._common import positive_int
     from jaxscale.config import create_model_config
     from jaxscale.model import init_params
     from jaxscale.stack import envelope, pad_params, stack_trees
@@ -29,8 +30,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", default="ladder")
     p.add_argument("--sizes", nargs="+", default=[f"l{i}" for i in range(1, 9)])
-    p.add_argument("--copies", type=int, default=4, help="models per size (learning rates × seeds)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--copies", type=positive_int, default=4, help="models per size (learning rates × seeds)")
+    p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args()
     cfgs = [create_model_config(f"{args.family}/{s}") for s in args.sizes for _ in range(args.copies)]
     env = envelope(cfgs)

@@ -24,12 +24,14 @@ DEFAULT_DATA = (Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def main() -> int:
+    from jaxscale.commands._common import positive_int
+
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="CSV (Model Size, Training FLOP, "
                     "loss); default: the shared reference copy")
     ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=positive_int, default=3)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
