@@ -98,7 +98,7 @@ def _dot_operand_dtypes(jaxpr) -> list[tuple[str, str]]:
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
             found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
-        for sub in jax.core.jaxprs_in_params(eqn.params):
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
             found.extend(_dot_operand_dtypes(sub))
     return found
 
