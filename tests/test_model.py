@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.extend.core  # noqa: F401  (jaxprs_in_params, below)
 import jax.numpy as jnp
 import numpy as np
 import pytest
