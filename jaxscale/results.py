@@ -68,13 +68,15 @@ def _last_line_start(fd: int, end: int) -> int:
 def _repair_tail(fd: int, path: Path) -> None:
     """Make the file end in a newline after its last complete row, before rows are appended.
 
-    Why: ``read_rows`` skips an unreadable last line (a crash inside an older writer's append, a
-    full disk) with a warning. Appending straight after such a line glued the new row onto the
-    fragment, and at the next append that glued line became a middle line, which ``read_rows``
-    refuses as corruption: the whole file was lost to every later resume or fit. So the line
-    ``read_rows`` would skip is cut off here (it is no row; its row is written again by the
-    resume that calls this), and a readable last line that only lacks its newline gets one, so
-    that no complete row is ever dropped."""
+    Why: ``read_rows`` skips an unreadable last line (a crash inside an append, a full disk) with
+    a warning. Appending straight after such a line glued the new row onto the fragment, and at
+    the next append that glued line became a middle line, which ``read_rows`` refuses as
+    corruption: the whole file was lost to every later resume or fit. So a fragment that can only
+    be an interrupted append (zero bytes a crash left, or a line with no newline after it that
+    begins as a row does; and the line before it, if any, is a row) is cut off here: it is no row, and the resume that calls this writes
+    its row again. A readable last row that only lacks its newline gets one. Any other
+    unreadable last line means the file is not a results file (pretty-printed JSON, another
+    tool's output): that is refused, and nothing in it is cut."""
     size = os.fstat(fd).st_size
     if size == 0:
         return
@@ -86,15 +88,30 @@ def _repair_tail(fd: int, path: Path) -> None:
         if not ends_cleanly and start < size:
             os.ftruncate(fd, start)  # only blanks after the last newline
         return
-    try:
-        json.loads(tail)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        warnings.warn(f"{path}: dropped the unreadable last line ({len(tail)} bytes, no complete row) "
-                      f"before appending", TruncatedRowWarning, stacklevel=3)
+    if _is_row(tail):
+        if not ends_cleanly:
+            os.write(fd, b"\n")
+        return
+    before = b""
+    if start > 0:  # the line before the fragment: from the newline before it to the one ending it
+        prev_start = _last_line_start(fd, start - 1)
+        before = os.pread(fd, start - 1 - prev_start, prev_start)
+    zeros = not tail.strip(b"\x00 \t\r")  # a crash can leave zero-filled blocks at the end
+    interrupted = zeros or (not ends_cleanly and tail.lstrip(b"\x00").lstrip().startswith(b"{"))
+    if interrupted and (start == 0 or _is_row(before)):
+        warnings.warn(f"{path}: dropped the unreadable last line ({len(tail)} bytes, an interrupted append, no "
+                      f"complete row) before appending", TruncatedRowWarning, stacklevel=3)
         os.ftruncate(fd, start)
         return
-    if not ends_cleanly:
-        os.write(fd, b"\n")
+    raise ValueError(f"{path}: its last line is not a result row ({tail[:40]!r}...); not appending to a file that "
+                     f"is not a jaxscale results file")
+
+
+def _is_row(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -141,6 +158,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"results file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"results file {str(path)!r} is a folder; give its results.jsonl")
     data = path.read_bytes()
     lines = data.split(b"\n")
     ends_cleanly = data.endswith(b"\n") or not data
@@ -150,7 +169,7 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             continue
         is_last = i == len(lines) - 1 or (i == len(lines) - 2 and lines[-1] == b"")
         try:
-            rows.append(json.loads(raw))
+            row = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             if is_last or (i == len(lines) - 1 and not ends_cleanly):
                 warnings.warn(
@@ -159,4 +178,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
                     TruncatedRowWarning, stacklevel=2)
                 break
             raise ValueError(f"{path}: line {i + 1} is not valid JSON ({err}); the file is corrupt") from err
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: line {i + 1} is not a result row (a JSON object), but {type(row).__name__} "
+                             f"{raw[:40].decode(errors='replace')!r}")
+        rows.append(row)
     return rows

@@ -67,6 +67,25 @@ def test_append_after_an_unreadable_last_line_with_its_newline_cuts_it_off(tmp_p
     assert _read_strictly(path) == [{"a": 1}, {"a": 2}]
 
 
+@pytest.mark.parametrize("text", ['{\n  "a": 1\n}\n', '{\n  "a": 1\n}', '{"a": 1}\nnot a row\n'])
+def test_append_refuses_a_file_that_is_not_a_results_file_and_cuts_nothing(tmp_path, text):
+    # pretty-printed JSON ends in "}": cutting it as a "truncated row" destroyed another file
+    path = tmp_path / "results.jsonl"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="its last line is not a result row"):
+        append_row(path, {"a": 2})
+    assert path.read_text() == text
+
+
+def test_a_line_that_is_json_but_not_an_object_is_refused_by_name(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"a": 1}\nnull\n{"a": 2}\n')
+    with pytest.raises(ValueError, match=r"line 2 is not a result row \(a JSON object\), but NoneType"):
+        read_rows(path)
+    with pytest.raises(ValueError, match="is a folder"):
+        read_rows(tmp_path)
+
+
 def test_append_keeps_a_complete_last_row_that_lacks_its_newline(tmp_path):
     """A readable last line is a row: it gets its newline, it is never cut."""
     path = tmp_path / "r.jsonl"
