@@ -290,8 +290,9 @@ def holds_run_of(folder: str | os.PathLike, study: StudyConfig, what: str = "out
     folder came from): a study writes ``results.jsonl``, ``fits.json``, ``report.md`` and its
     figures into its folder, replacing files of those names, so ``jaxscale run --out`` given a
     sweep's or a ``train``'s folder overwrote its results. A run of the study is recognised by
-    its ``ladder/sweep.json`` (``_is_run_of``); a ``ladder/`` without one is a run stopped before
-    its first sweep recorded its settings. A file at ``folder`` is left to ``output_folder``'s
+    its ``ladder/sweep.json`` (``_is_run_of``); an empty ``ladder/`` is a run stopped before its
+    first sweep recorded its settings (a ``ladder/`` holding anything else, without sweep.json, is
+    not a study's). A file at ``folder`` is left to ``output_folder``'s
     error."""
     folder = Path(folder)
     if not folder.is_dir() or not any(folder.iterdir()):
@@ -302,8 +303,8 @@ def holds_run_of(folder: str | os.PathLike, study: StudyConfig, what: str = "out
         raise ValueError(f"{what}: {str(folder)!r} holds a run of another study (its ladder/sweep.json records "
                          f"another scale, tokens per parameter or configuration, or cannot be read); resume it "
                          f"with the options that started it, or give a new {what} folder")
-    if (folder / "ladder").is_dir():
-        return True
+    if (folder / "ladder").is_dir() and not any((folder / "ladder").iterdir()):
+        return True  # stopped before its first sweep recorded anything (a sweep writes sweep.json first)
     shown = sorted(p.name for p in folder.iterdir())
     listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     raise ValueError(f"{what}: {str(folder)!r} is not empty ({listed}) and holds no run of this study; a study "

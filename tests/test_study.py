@@ -200,3 +200,8 @@ def test_a_study_resumes_only_its_own_run_and_never_writes_over_another_folder(t
     assert holds_run_of(started, smoke) is True
     with pytest.raises(ValueError, match=r"^--out: '.*started' holds a run of another study"):
         holds_run_of(started, SCALES["quick"], "--out")
+    other = tmp_path / "other"   # a ladder/ folder of another command's output is no study
+    (other / "ladder").mkdir(parents=True)
+    (other / "ladder" / "results.jsonl").write_text('{"run_id": "theirs"}\n')
+    with pytest.raises(ValueError, match="holds no run of this study"):
+        holds_run_of(other, smoke, "--out")
