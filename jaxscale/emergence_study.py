@@ -38,6 +38,7 @@ __all__ = ["MIN_SEEDS", "STUDY_FAMILIES", "StudySpec", "study_family", "task_con
            "parse_knobs", "records_from_outputs"]
 
 MIN_SEEDS = 3  # the seed level of the hierarchical bootstrap needs spread to resample
+MAX_SEED = 2**31 - 1  # a model seed becomes an int32 (the initial state's seed array)
 
 # Families defined for task studies (head size 16 throughout, so any members share a stack).
 # "depth": one- and two-layer models at matched widths (in-context copying needs an induction
@@ -100,18 +101,22 @@ def task_configs(task, cfgs: Sequence[ModelConfig], *, context: int | None = Non
 
 def parse_knobs(items: Sequence[str] | None) -> dict:
     """``["n_digits=3", "reverse=true"]`` → ``{"n_digits": 3, "reverse": True}`` (values read as
-    JSON where they parse, else kept as strings)."""
+    JSON where they parse, else kept as strings). A knob given twice is refused: the last one
+    won, silently, so ``n_digits=2 … n_digits=3`` ran a study the user did not read off the
+    command line."""
     knobs = {}
     for item in items or ():
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ValueError(f"task-arg: expected KEY=VALUE, got {item!r}")
+        if key in knobs:
+            raise ValueError(f"task-arg: knob {key!r} given more than once")
         text = value.strip()
         try:
-            knobs[key.strip()] = json.loads(text.lower() if text.lower() in ("true", "false")
-                                            else text)
+            knobs[key] = json.loads(text.lower() if text.lower() in ("true", "false") else text)
         except json.JSONDecodeError:
-            knobs[key.strip()] = text
+            knobs[key] = text
     return knobs
 
 
@@ -163,6 +168,10 @@ class StudySpec:
 
     def __post_init__(self):
         seeds = tuple(int(s) for s in self.seeds)
+        for name, values in (("seeds", seeds), ("task_seed", (self.task_seed,)), ("data_seed", (self.data_seed,))):
+            bad = [v for v in values if not 0 <= v <= MAX_SEED]  # numpy refused it only after study.json
+            if bad:
+                raise ValueError(f"{name}: a seed is an integer from 0 to {MAX_SEED}, got {bad[0]!r}")
         if len(set(seeds)) < MIN_SEEDS:
             raise ValueError(f"seeds: intervals over seeds need at least {MIN_SEEDS} distinct "
                              f"seeds per size, got {list(seeds)}")
@@ -186,16 +195,70 @@ class StudySpec:
         if self.scale_axis not in ("params", "non_embedding_params", "flops"):
             raise ValueError(f"scale_axis must be params, non_embedding_params or flops, got "
                              f"{self.scale_axis!r}")
-        if self.batch_size < 1 or self.n_boot < 0:
-            raise ValueError("batch_size must be >= 1 and n_boot >= 0")
+        if self.batch_size < 1:  # each named alone: one message for both blamed a good batch_size
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.n_boot < 0:
+            raise ValueError(f"n_boot must be >= 0, got {self.n_boot!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StudySpec":
+    def from_dict(cls, data: dict, source: str = "study.json") -> "StudySpec":
+        """The spec recorded in ``data`` (read from ``source``, named in errors); other keys are
+        ignored. Types are checked here, since a hand-edited study.json (``"seeds": null``, a
+        list for the whole file) ended in a TypeError or AttributeError traceback."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in data]
+        if missing:
+            raise ValueError(f"{source}: missing field {missing[0]!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        given = {k: v for k, v in data.items() if k in known}
+        for name, value in given.items():
+            expected = _check_field(name, value)
+            if expected:
+                raise ValueError(f"{source}: field {name!r} must be {expected}, got {json.dumps(value, default=str)}")
+        try:
+            return cls(**given)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# what each field of a study.json must hold (``StudySpec.from_dict``): (test, in words)
+_FIELD_TYPES = {
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "family": (lambda v: isinstance(v, str), "a string"),
+    "seeds": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of integers"),
+    "task_seed": (_is_int, "an integer"),
+    "task_knobs": (lambda v: isinstance(v, dict), "an object"),
+    "sizes": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+              "null or a list of strings"),
+    "budget": (lambda v: isinstance(v, dict) and isinstance(v.get("kind"), str) and _is_number(v.get("value")),
+               'an object {"kind": ..., "value": a number}'),
+    "lr": (_is_number, "a number"), "weight_decay": (_is_number, "a number"),
+    "warmup_frac": (_is_number, "a number"), "batch_size": (_is_int, "an integer"),
+    "context": (lambda v: v is None or _is_int(v), "null or an integer"), "data_seed": (_is_int, "an integer"),
+    "mode": (lambda v: isinstance(v, str), "a string"), "threshold": (_is_number, "a number"),
+    "n_boot": (_is_int, "an integer"), "scale_axis": (lambda v: isinstance(v, str), "a string"),
+    "tolerance": (_is_number, "a number"), "fit_floor": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_field(name: str, value) -> str:
+    """What field ``name`` of a study.json must be, when ``value`` is not that; else ''."""
+    test, words = _FIELD_TYPES[name]
+    return "" if test(value) else words
 
 
 def _budget(spec: StudySpec, steps_per_epoch: int) -> Budget:
@@ -322,10 +385,14 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
-              figures: bool = True, plan_for: str = "auto") -> dict:
+              figures: bool = True, plan_for: str = "auto", out_name: str = "out") -> dict:
     """Train, evaluate and analyse; returns the analysis dict (also in ``out/analysis.json``).
     Progress goes to ``log`` (default: the current ``sys.stdout``). ``plan_for``: as in
-    ``sweep.run_sweep``."""
+    ``sweep.run_sweep``. ``out_name`` names ``out`` in errors (the CLI's ``--out``).
+
+    The folder is made once the spec is checked and its task and models built (``prepare``):
+    a study refused for a bad setting leaves no folder behind. A folder that holds another
+    command's sweep is refused before study.json is written into it."""
     from jaxscale.compile_cache import check_plan_for
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.sweep import run_sweep
@@ -334,10 +401,14 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
     log = log or sys.stdout
     out = Path(out)
     task, data, specs, settings = prepare(spec)
-    output_folder(out, "out")
+    output_folder(out, out_name)
     if (out / "results.jsonl").exists():
-        raise ValueError(f"out: {out} already holds results.jsonl; choose a new folder (or use "
+        raise ValueError(f"{out_name}: {out} already holds results.jsonl; choose a new folder (or use "
                          "--eval-only to re-analyse it)")
+    foreign = [n for n in ("sweep.json", "ladder/sweep.json") if (out / n).exists()]
+    if foreign and not (out / "study.json").exists():
+        raise ValueError(f"{out_name}: {out} holds another command's output ({', '.join(foreign)}); "
+                         f"choose a new folder")
     _write_json(out / "study.json", {**spec.to_dict(), "task_description": task.description,
                                      "data": data.info})
     print(f"task {task.name}: {task.description}; {data.info['train_items']} training items, "
@@ -356,22 +427,26 @@ def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True,
     from jaxscale.data.source import from_task
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.results import read_rows
-    from jaxscale.sweep import load_weights
+    from jaxscale.sweep import load_weights, read_record
 
     log = log or sys.stdout
     out = Path(out)
     if not (out / "study.json").exists() or not (out / "results.jsonl").exists():
         raise ValueError(f"eval-only: {out} is not a study folder (needs study.json and "
                          "results.jsonl, written by `jaxscale emergence --task …`)")
-    saved = json.loads((out / "study.json").read_text())
-    spec = StudySpec.from_dict(saved)
+    saved = read_record(out / "study.json", "eval-only", "a study record")
+    spec = StudySpec.from_dict(saved, source=str(out / "study.json"))
     if fit_floor is not None:
         spec = dataclasses.replace(spec, fit_floor=bool(fit_floor))
     task = build_task(spec.task, spec.task_seed, spec.task_knobs)
     fingerprint = from_task(task, batch_size=spec.batch_size).fingerprint
-    if saved.get("data", {}).get("fingerprint") not in (None, fingerprint):
+    if not isinstance(saved.get("data", {}), dict):
+        raise ValueError(f"{out / 'study.json'}: field 'data' must be an object, got "
+                         f"{json.dumps(saved['data'], default=str)}")
+    recorded = saved.get("data", {}).get("fingerprint")
+    if recorded not in (None, fingerprint):
         raise ValueError(f"eval-only: task {task.name!r} rebuilt from study.json has fingerprint "
-                         f"{fingerprint[:12]}…, training used {saved['data']['fingerprint'][:12]}…")
+                         f"{fingerprint[:12]}…, training used {str(recorded)[:12]}…")
     rows = read_rows(out / "results.jsonl")
     (out / "outputs").mkdir(exist_ok=True)
     for row in rows:

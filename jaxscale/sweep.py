@@ -115,7 +115,12 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     plan_file = out_path / "plan.json" if out_path is not None else None
     replan = False  # the recorded settings and plan are stale: nothing was trained under them
     if out_path is not None and (out_path / "sweep.json").exists():
-        was = json.loads((out_path / "sweep.json").read_text())
+        was = read_record(out_path / "sweep.json", "--out", "a sweep record")
+        if _another_command(was, recorded):  # not a setting that changed: another command's folder
+            what = ("study.json: an emergence study" if (out_path / "study.json").exists()
+                    else "its sweep.json was written by another command")
+            raise ValueError(f"--out {str(out_path)!r} holds another command's output ({what}): a sweep there "
+                             f"would mix its rows with those. Give a new or empty --out folder")
         difference = _difference(was, recorded)
         if difference is not None:
             if _trained_anything(out_path):
@@ -127,9 +132,14 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         raise ValueError(f"--out {str(out_path)!r} holds another command's output ({foreign}) and no sweep.json: "
                          f"a sweep there would mix its rows with those. Give a new or empty --out folder")
     if plan_file is not None and plan_file.exists() and not replan:
-        groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
-                           for k, v in g.items() if k != "models"})
-                  for g in json.loads(plan_file.read_text())["groups"]]
+        plan = read_record(plan_file, "--out", "a sweep plan")
+        try:
+            groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
+                               for k, v in g.items() if k != "models"})
+                      for g in plan["groups"]]
+        except (KeyError, TypeError, AttributeError) as err:  # a plan.json edited or written by hand
+            raise ValueError(f"--out: {plan_file} is not a sweep plan (its groups cannot be read: "
+                             f"{type(err).__name__}: {err})") from None
         _check_meshes(groups, data, settings)
         print(f"resuming the sweep in {out_path} ({len(groups)} groups planned)", file=log)
     else:
@@ -356,6 +366,36 @@ def _sweep_record(specs, data, settings, mode, record) -> dict:
             "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_RECORDED},
             "models": [{"label": s.label, "config": s.cfg.to_dict(), "budget": s.budget.to_dict(),
                         "optim": dataclasses.asdict(s.optim)} for s in specs]}
+
+
+def read_record(path: Path, what: str, kind: str) -> dict:
+    """The JSON object a command recorded in ``path`` (sweep.json, plan.json, study.json), or a
+    ValueError naming ``what`` (the argument that gave the folder) and the file. Why: such a file
+    edited by hand or left by another program was read as it came, and ``[]`` ended in a
+    traceback (``'list' object has no attribute 'get'``), invalid JSON in json's message
+    without the file's name. ``kind`` says what the file should be (``a sweep record``)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise ValueError(f"{what}: {path} is not {kind} (expected a JSON object): {detail}") from None
+    if not isinstance(value, dict):
+        shown = json.dumps(value)
+        raise ValueError(f"{what}: {path} is not {kind} (expected a JSON object): got "
+                         f"{shown if len(shown) <= 40 else shown[:37] + '...'}")
+    return value
+
+
+def _another_command(old: dict, new: dict) -> bool:
+    """Whether recorded sweep settings ``old`` come from another command than ``new``: their
+    ``command`` records share no option (a ``jaxscale sweep`` records its options, ``jaxscale
+    run`` its study, ``jaxscale emergence`` none: its settings are in study.json). Why: a sweep
+    on an emergence study's folder was refused as a changed setting (``--batch-size was None,
+    now 16``), which reads as if the folder held a sweep."""
+    a, b = old.get("command"), new.get("command")
+    if not isinstance(a, dict) or not isinstance(b, dict) or (not a and not b):
+        return False
+    return not set(a) & set(b)
 
 
 def _difference(old: dict, new: dict) -> str | None:

@@ -26,3 +26,20 @@ def _no_compilation_cache_leaks():
     yield
     jax.config.update("jax_compilation_cache_dir", before[0])
     program_cache._FOLDER = before[1]
+
+
+@pytest.fixture
+def runaway_power_law_resample(monkeypatch):
+    """The power-law bootstrap with its first resample's log A' forced to 800 (A = inf), as an
+    unidentified scale gives: for tests of intervals and output that must keep an inf bound."""
+    from jaxscale.fit import _optim
+
+    real = _optim.refit_from_starts
+
+    def runaway(*args, **kwargs):
+        res = real(*args, **kwargs)
+        params = res.params.copy()
+        params[0, 0] = 800.0
+        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
+
+    monkeypatch.setattr(_optim, "refit_from_starts", runaway)

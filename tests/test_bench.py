@@ -149,7 +149,12 @@ def test_bench_json_has_the_documented_fields(capsys):
 
 def test_bench_bad_input_is_a_clean_error(capsys):
     assert main(["bench", "--family", "ladder", "--sizes", "nope"]) == 2
-    assert "unknown sizes" in capsys.readouterr().err
+    assert "--sizes: unknown sizes ['nope']" in capsys.readouterr().err
+    # the same model (two rows of one name) or mode timed twice, as a repeated --sizes is refused
+    assert main(["bench", "--d-model", "16", "16", "--seq-len", "16"]) == 2
+    assert "--d-model: given more than once: [16]" in capsys.readouterr().err
+    assert main(["bench", "--family", "ladder", "--sizes", "l1", "--modes", "sequential", "sequential"]) == 2
+    assert "--modes: given more than once: ['sequential']" in capsys.readouterr().err
     assert main(["bench", "--preset", "notebook-emergence", "--sizes", "micro", "micro"]) == 2
     assert "--sizes: given more than once: ['micro'] (--k N benches N seeds" in capsys.readouterr().err
     assert main(["bench"]) == 2

@@ -94,3 +94,22 @@ def test_help_has_examples(capsys):
         main(["emergence", "analyze", "--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "--threshold" in out and "params" in out
+
+
+@pytest.mark.parametrize("text,message", [
+    # analysed as a benchmark named ""
+    ("params,,MMLU\n1e7,1,0.1\n1e8,1,0.2\n1e9,1,0.6\n", "column 2 of 3 has no name in the header row"),
+    # parsed as NaN, which is "not reported": the score was dropped without a word
+    ("params,MMLU\n1e7,nan\n1e8,0.2\n1e9,0.5\n1e10,0.6\n",
+     "column 'MMLU', row 2: 'nan' is not a number (leave the cell empty for a score not reported)"),
+])
+def test_a_blank_header_or_a_nan_score_is_refused(tmp_path, capsys, text, message):
+    assert main(["emergence", "analyze", write(tmp_path, text), "--n-boot", "0"]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chance", ["0.6", "0.5"])
+def test_a_threshold_at_or_below_chance_is_refused_naming_both(tmp_path, capsys, chance):
+    assert main(["emergence", "analyze", write(tmp_path, TABLE), "--n-boot", "0", "--chance", chance,
+                 "--threshold", "0.5"]) == 2
+    assert f"--threshold 0.5 must lie above --chance {chance}" in capsys.readouterr().err

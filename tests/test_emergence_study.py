@@ -233,3 +233,74 @@ def test_size_table_intervals_stay_inside_each_metrics_range():
         e = entry[key]
         assert lo_bound <= e["lo"] <= e["mean"] <= e["hi"] <= hi_bound, (key, e)
     assert entry["answer_nll_per_token"]["lo"] == 0.0  # clipped, not negative
+
+
+TINY = ["emergence", "--task", "addition", "--family", "depth", "--sizes", "w16-l1", "w16-l2", "--steps", "3"]
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["--seeds", "-1", "0", "1"], "--seeds"),
+    (["--task-seed", "-1"], "--task-seed"),
+    (["--n-boot", "-1"], "--n-boot"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+])
+def test_bad_numbers_are_refused_by_the_parser_naming_the_option(tmp_path, capsys, argv, option):
+    """A negative seed failed in numpy after study.json was written; --n-boot -1 blamed
+    batch_size too; --weight-decay -1 named OptimConfig's field after --out was made."""
+    with pytest.raises(SystemExit) as info:
+        main([*TINY, *argv, "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
+    assert f"argument {option}: expected" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--task-arg", "n_digits=2", "--task-arg", "n_digits=3"], "task-arg: knob 'n_digits' given more than once"),
+    (["--task-arg", "digits=2"], "task-arg: task 'addition' has no knob 'digits'"),
+])
+def test_a_refused_study_makes_no_out_folder(tmp_path, capsys, argv, message):
+    """The CLI made --out before the task was built: a refused knob left an empty folder (and a
+    repeated one was taken, the last winning)."""
+    assert main([*TINY, *argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_study_into_another_commands_sweep_folder_is_refused_before_study_json(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text('{"command": {"family": "ladder"}}')
+    assert main([*TINY, "--out", str(tmp_path)]) == 2
+    assert f"--out: {tmp_path} holds another command's output (sweep.json)" in capsys.readouterr().err
+    assert not (tmp_path / "study.json").exists()
+
+
+def test_study_spec_names_only_the_field_that_is_wrong():
+    with pytest.raises(ValueError, match=r"^n_boot must be >= 0, got -1$"):
+        StudySpec(task="addition", family="depth", seeds=(0, 1, 2), n_boot=-1)
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 1, got 0$"):
+        StudySpec(task="addition", family="depth", seeds=(0, 1, 2), batch_size=0)
+    with pytest.raises(ValueError, match=r"^seeds: a seed is an integer from 0 to 2147483647, got -1$"):
+        StudySpec(task="addition", family="depth", seeds=(-1, 0, 1))
+    with pytest.raises(ValueError, match=r"^task-arg: knob 'n_digits' given more than once$"):
+        parse_knobs(["n_digits=2", " n_digits =3"])
+
+
+GOOD_STUDY = {"task": "addition", "family": "depth", "seeds": [0, 1, 2], "sizes": ["w16-l1", "w16-l2"],
+              "budget": {"kind": "steps", "value": 3}}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[]", "study.json is not a study record (expected a JSON object): got []"),
+    ("{bad", "study.json is not a study record (expected a JSON object): Expecting property name"),
+    (json.dumps({**GOOD_STUDY, "seeds": None}), "study.json: field 'seeds' must be a list of integers, got null"),
+    (json.dumps({**GOOD_STUDY, "budget": {"kind": "steps", "value": "3"}}), "study.json: field 'budget' must be"),
+    (json.dumps({k: v for k, v in GOOD_STUDY.items() if k != "task"}), "study.json: missing field 'task'"),
+    (json.dumps({**GOOD_STUDY, "seeds": [0, 1]}), "study.json: seeds: intervals over seeds need at least 3"),
+    (json.dumps({**GOOD_STUDY, "data": 5}), "study.json: field 'data' must be an object, got 5"),
+])
+def test_eval_only_refuses_a_bad_study_json_naming_it(tmp_path, capsys, text, message):
+    """``[]`` ended in an AttributeError traceback, ``"seeds": null`` in a TypeError, invalid
+    JSON in json's message without the file's name."""
+    (tmp_path / "study.json").write_text(text)
+    (tmp_path / "results.jsonl").write_text("")
+    assert main(["emergence", "--eval-only", str(tmp_path), "--no-figures"]) == 2
+    assert message in capsys.readouterr().err

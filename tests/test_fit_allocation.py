@@ -76,3 +76,22 @@ def test_table_and_json_roundtrip(tmp_path):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_load_law_names_the_file_of_bad_input(tmp_path):
+    folder = tmp_path / "fits"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=r"fit file '.*fits' is a folder; a JSON file is expected"):
+        load_law(folder)  # was "[Errno 21] Is a directory" (exit 1)
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"fit file '.*bin.json': not UTF-8 text \(byte 0\)"):
+        load_law(binary)  # was "'utf-8' codec can't decode byte 0xff", no file named
+    failed = tmp_path / "all.json"  # `fit chinchilla --approach all` whose Approach 3 failed
+    failed.write_text(json.dumps({"approach3": {"error": "too few points"}, "approach2": {"a": 0.5}}))
+    with pytest.raises(ValueError, match=r"fit file '.*all.json': Approach 3 was not fitted \(too few points\)"):
+        load_law(failed)  # was "approach-3 entry lacks 'E'"
+    negative = tmp_path / "neg.json"
+    negative.write_text(json.dumps({"approach3": {"E": 1.7, "A": 400, "B": 400, "alpha": -0.3, "beta": 0.3}}))
+    with pytest.raises(ValueError, match=r"^fit file '.*neg.json': alpha: must be > 0, got -0.3$"):
+        load_law(negative)  # was "alpha: must be > 0", no file named

@@ -223,20 +223,9 @@ def test_fit_chinchilla_all_keeps_every_approach_when_approach_3_has_no_frontier
             assert not (tmp_path / "figs" / "loss_contours.png").exists()
 
 
-def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, monkeypatch):
+def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, runaway_power_law_resample):
     """A bootstrap whose A overflowed reaches inf at its upper bound; --json used to print bare
     Infinity/NaN tokens (not JSON), and the bound itself dropped the inf resample."""
-    from jaxscale.fit import _optim
-
-    real = _optim.refit_from_starts
-
-    def runaway(*args, **kwargs):
-        res = real(*args, **kwargs)
-        params = res.params.copy()
-        params[0, 0] = 800.0  # log A' of the first resample: A = inf
-        return _optim.LBFGSResult(params, res.values, res.grad_norms, res.converged, res.iterations)
-
-    monkeypatch.setattr(_optim, "refit_from_starts", runaway)
     p = tmp_path / "runs.csv"
     p.write_text("params,loss\n" + "".join(f"{n:g},{1.7 + 400 * n ** -0.3:.8f}\n"
                                            for n in np.geomspace(1e6, 1e9, 8)))
@@ -250,3 +239,37 @@ def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, monk
     assert pl["alpha"]["ci95"][1] is not None
     assert main(["fit", "power-law", str(p), "--bootstrap", "20", "--holdout", "0"]) == 0
     assert "inf]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    # a negative --holdout meant no backtest (only 0 says so)
+    (["fit", "power-law", "r.csv", "--holdout", "-1"], "argument --holdout: expected an integer >= 0, got -1"),
+    # inf passed where 0 and nan were refused
+    (["fit", "power-law", "r.csv", "--delta", "inf"], "argument --delta: expected a finite positive number, got inf"),
+    # numpy's "expected non-negative integer", after the data were read
+    (["fit", "chinchilla", "r.csv", "--seed", "-1"], "argument --seed: expected an integer >= 0, got -1"),
+    # "budgets: budgets must be > 0 FLOPs", no option named
+    (["allocate", "--compute", "-1"], "argument --compute: expected a finite positive number, got -1.0"),
+    (["allocate", "--compute", "nan"], "argument --compute: expected a finite positive number, got nan"),
+    (["allocate", "--compute", "1e20", "0"], "argument --compute: expected a finite positive number, got 0.0"),
+])
+def test_bad_options_are_refused_naming_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_files_and_repeated_budgets_are_clean_errors(tmp_path, capsys):
+    """Exit status 2 and one line naming the argument or file, no traceback."""
+    assert main(["allocate", "--compute", "1e21", "1e19", "1e21"]) == 2  # was two identical rows
+    assert capsys.readouterr().err.strip() == "jaxscale allocate: error: --compute: budget(s) 1e+21 given more than once"
+    (tmp_path / "fits").mkdir()
+    assert main(["allocate", "--compute", "1e21", "--fit", str(tmp_path / "fits")]) == 2  # was exit 1
+    assert "is a folder; a JSON file is expected" in capsys.readouterr().err
+    rows = tmp_path / "r.jsonl"
+    rows.write_text(json.dumps({"run_id": "a", "name": "s", "non_embedding_params": 1e4, "tokens": None,
+                                "lr": 1e-3, "seed": 0, "test_loss": 3.0, "val_loss": 3.0}) + "\n")
+    assert main(["fit", "power-law", str(rows)]) == 2  # was a TypeError traceback
+    assert (f"error: {rows}: rows: row 0 (from 0, run_id 'a'): field 'tokens' must be a finite number > 0, got None"
+            in capsys.readouterr().err)

@@ -352,3 +352,25 @@ def test_a_sweep_into_another_commands_folder_is_refused(found, tmp_path):
                   log=_quiet())
     assert (tmp_path / found).read_text() == '{"run_id": "theirs"}\n'
     assert not (tmp_path / "sweep.json").exists() and not (tmp_path / "plan.json").exists()
+
+
+def test_a_sweep_record_of_another_kind_or_a_bad_plan_is_refused_naming_it(tmp_path):
+    """An emergence study's sweep.json records no command options: a sweep with options there was
+    refused as a changed setting ("--lrs was None"), as if the folder held a sweep. A plan.json
+    that is not a plan ended in a KeyError or TypeError traceback."""
+    import json
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.json").write_text("{}")
+    (study / "sweep.json").write_text(json.dumps({"command": {}, "models": []}))
+    with pytest.raises(ValueError, match=r"holds another command's output \(study.json: an emergence study\)"):
+        run_sweep(_two_groups()[:1], _data(), SETTINGS, mode="sequential", out=study, save_weights=False,
+                  record={"lrs": [3e-3]}, log=_quiet())
+    for text, detail in (("null", r"\(expected a JSON object\): got null"),
+                         ('{"groups": [{"x": 1}]}', r"\(its groups cannot be read: TypeError")):
+        (tmp_path / "plan").mkdir(exist_ok=True)
+        (tmp_path / "plan" / "plan.json").write_text(text)
+        with pytest.raises(ValueError, match=rf"^--out: {tmp_path / 'plan' / 'plan.json'} is not a sweep plan {detail}"):
+            run_sweep(_two_groups()[:1], _data(), SETTINGS, mode="sequential", out=tmp_path / "plan",
+                      save_weights=False, log=_quiet())

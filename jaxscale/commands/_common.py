@@ -32,13 +32,69 @@ def positive_float(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**31 - 1  # a model seed becomes an int32 (the initial state's seed array); as emergence_study's
+
+
+def seed(text: str) -> int:
+    """A seed: an integer from 0 to ``MAX_SEED``. Why checked here: numpy refuses a negative
+    seed and the model's int32 seed array a larger one, but only once the plan is printed and
+    the output folder (with sweep.json, plan.json or study.json) is written, in messages that
+    name no option (``expected non-negative integer``, ``out of bounds for int32``); a negative
+    --data-seed was even accepted."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer from 0 to {MAX_SEED}), got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer from 0 to {MAX_SEED}), got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a weight decay): checked here so that the error names the option;
+    ``OptimConfig``'s own check named its field (``OptimConfig.weight_decay has a bad value``)
+    and came after the output folder was made."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1) (a dropout rate, a warmup share), checked here for the same reason as
+    ``non_negative_float``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value
+
+
 def add_budget_args(p: argparse.ArgumentParser, *, several: bool = False) -> None:
     g = p.add_mutually_exclusive_group()
     nargs = "+" if several else None
     g.add_argument("--steps", type=positive_int, nargs=nargs, help="optimiser steps per model")
-    g.add_argument("--tokens", type=positive_float, nargs=nargs, help="training tokens per model")
+    g.add_argument("--tokens", type=positive_float, nargs=nargs,
+                   help="training tokens per model (rounded up to whole steps of batch size x sequence "
+                        "length tokens; at least one step)")
     g.add_argument("--tokens-per-param", type=positive_float, nargs=nargs,
-                   help="training tokens per parameter (Chinchilla: 20)")
+                   help="training tokens per parameter (Chinchilla: 20; rounded up to whole steps, at "
+                        "least one)")
     p.add_argument("--params-basis", choices=("total", "non-embedding"), default="total",
                    help="parameter count that --tokens-per-param multiplies (default: total)")
 
@@ -55,16 +111,39 @@ def budgets_from_args(args, default_steps: int) -> list:
     return [Budget("steps", default_steps, basis)]
 
 
+def check_token_budgets(budgets, cfgs, batch_size: int, seq_len: int) -> None:
+    """Refuse a --tokens or --tokens-per-param budget below one step (``batch_size`` x
+    ``seq_len`` tokens). Why: a budget is rounded up to whole steps (``Budget.steps``), so such
+    a budget trained every model on a whole step, e.g. 1024 tokens for ``--tokens 1``, without a
+    word; a larger budget moves by less than one step."""
+    per_step = batch_size * seq_len
+    for b in budgets:
+        if b.kind == "steps":
+            continue
+        for cfg in cfgs:
+            counts = cfg.param_counts()
+            n = counts.total if b.params_basis == "total" else counts.non_embedding
+            tokens = b.value if b.kind == "tokens" else b.value * n
+            if tokens < per_step:
+                flag = "--" + b.kind.replace("_", "-")
+                what = (f"a budget of {tokens:g} tokens" if b.kind == "tokens" else
+                        f"{b.value:g} x {n:,} parameters of {cfg.name} = {tokens:g} tokens")
+                raise ValueError(f"{flag}: {what} is less than one step of {batch_size} sequences x {seq_len} "
+                                 f"tokens ({per_step} tokens), and a budget is rounded up to whole steps; give "
+                                 f"at least one step's tokens, or --steps")
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", default="pystdlib",
                    help="pystdlib (built-in default), shakespeare, or a path to a text file/folder, .npy or .bin")
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per step (default 16)")
     p.add_argument("--seq-len", type=positive_int, default=None, help="tokens per sequence (default: the context)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the batch stream (default 0)")
+    p.add_argument("--data-seed", type=seed, default=0, help="seed of the batch stream (default 0)")
     p.add_argument("--eval-every", type=positive_int, default=None, help="steps between validation evaluations")
     p.add_argument("--eval-windows", type=positive_int, default=128, help="held-out windows per evaluation")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW decoupled weight decay (default 0.1)")
-    p.add_argument("--warmup-frac", type=float, default=0.1, help="share of steps in linear warmup (default 0.1)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                   help="AdamW decoupled weight decay (default 0.1)")
+    p.add_argument("--warmup-frac", type=fraction, default=0.1, help="share of steps in linear warmup (default 0.1)")
     p.add_argument("--clip-norm", type=positive_float, default=1.0, help="global gradient-norm clip (default 1.0)")
     p.add_argument("--out", default=None, help="output folder (default: a new folder under ./runs/)")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from jaxscale.commands._common import positive_float
+
 EXAMPLES = """examples:
   jaxscale allocate --compute 1e21                      # rule of thumb, 20 tokens per parameter
   jaxscale allocate --compute 1e19 1e21 1e23 --tokens-per-param 25
@@ -23,7 +25,9 @@ def register(subparsers) -> None:
         "allocate", help="compute-optimal parameters and tokens for a FLOP budget",
         description="Compute-optimal allocation of training FLOPs C = 6*N*D.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--compute", type=float, nargs="+", required=True, metavar="C",
+    # positive_float: a budget <= 0, nan or inf was refused only inside the allocation, as
+    # "budgets: ...", which named no option
+    p.add_argument("--compute", type=positive_float, nargs="+", required=True, metavar="C",
                    help="one or more training budgets in FLOPs")
     p.add_argument("--fit", metavar="FILE",
                    help="JSON from `jaxscale fit chinchilla --json` (uses its approach3 law)")
@@ -35,6 +39,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from jaxscale.fit.allocation import allocation_table, load_law
+    repeated = sorted({c for c in args.compute if args.compute.count(c) > 1})
+    if repeated:  # the table would show the same row twice
+        raise ValueError(f"--compute: budget(s) {', '.join(f'{c:g}' for c in repeated)} given more than once")
     law = load_law(args.fit) if args.fit else None
     rows = allocation_table(args.compute, tokens_per_param=args.tokens_per_param, law=law)
     if law is None:

@@ -90,8 +90,15 @@ def build(args):
     from jaxscale.config import ModelConfig, family_configs
     from jaxscale.data.corpus import random_tokens_corpus
     from jaxscale.data.source import from_corpus
+    from jaxscale.sweep import repeated
 
     explicit = args.d_model is not None
+    # refused as a repeated --sizes is: the same model (under the same name) or mode timed twice
+    if repeated(args.d_model or ()):
+        raise ValueError(f"--d-model: given more than once: {repeated(args.d_model)} "
+                         f"(--k N benches N seeds of each model)")
+    if repeated(args.modes):
+        raise ValueError(f"--modes: given more than once: {repeated(args.modes)}")
     if sum(bool(x) for x in (args.family, args.preset, explicit)) != 1:
         raise ValueError("give one of --family, --preset or --d-model (explicit config)")
     if not explicit and any(getattr(args, a) is not None for a in ("n_heads", "n_layers", "d_ff", "context", "vocab_size")):
@@ -124,14 +131,12 @@ def build(args):
         if explicit:
             raise ValueError("--sizes goes with --family or --preset")
         by_size = {cf.name.split("/", 1)[-1]: cf for cf in cfgs}
-        from jaxscale.sweep import repeated
-
         if repeated(args.sizes):
             raise ValueError(f"--sizes: given more than once: {repeated(args.sizes)} "
                              f"(--k N benches N seeds of each size)")
         missing = [s for s in args.sizes if s not in by_size]
         if missing:
-            raise ValueError(f"unknown sizes {missing}; sizes are {list(by_size)}")
+            raise ValueError(f"--sizes: unknown sizes {missing}; sizes are {list(by_size)}")
         cfgs = [by_size[s] for s in args.sizes]
     cfgs = [cf.replace(**overrides) if overrides else cf for cf in cfgs]
     if data is None:

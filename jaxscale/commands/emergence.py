@@ -51,11 +51,11 @@ def register(subparsers) -> None:
                        "sparse-parity, induction, modular-addition")
     train.add_argument("--task-arg", action="append", metavar="KEY=VALUE", default=None,
                        help="a task knob, repeatable (e.g. n_digits=3, reverse=true, n_test=2000)")
-    train.add_argument("--task-seed", type=int, default=0, help="seed the task is generated from")
+    train.add_argument("--task-seed", type=c.seed, default=0, help="seed the task is generated from")
     train.add_argument("--family", help="model family (`jaxscale families`, or 'depth': 1- vs "
                        "2-layer models); vocabulary and context are fitted to the task")
     train.add_argument("--sizes", nargs="+", default=None, help="sizes of the family (default all)")
-    train.add_argument("--seeds", type=int, nargs="+", default=None,
+    train.add_argument("--seeds", type=c.seed, nargs="+", default=None,
                        help="model seeds, the same for every size (>= 3, default 0 1 2)")
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=c.positive_int, help="optimiser steps per model (default 500)")
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
     budget.add_argument("--tokens-per-param", type=c.positive_float,
                         help="training tokens per parameter")
     train.add_argument("--lr", type=c.positive_float, default=3e-3, help="peak learning rate (3e-3)")
-    train.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (0.1)")
+    train.add_argument("--weight-decay", type=c.non_negative_float, default=0.1, help="AdamW weight decay (0.1)")
     train.add_argument("--batch-size", type=c.positive_int, default=64, help="items per step (64)")
     train.add_argument("--context", type=c.positive_int, default=None,
                        help="model context (default: the task's row length - 1)")
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                        help="exact-match level that counts as 'emerged' (default 0.5)")
     train.add_argument("--scale-axis", choices=("params", "non_embedding_params", "flops"),
                        default="params", help="model size axis of the analysis (default params)")
-    train.add_argument("--n-boot", dest="train_n_boot", type=int, default=1000,
+    train.add_argument("--n-boot", dest="train_n_boot", type=c.non_negative_int, default=1000,
                        help="bootstrap replicates for the intervals (default 1000)")
     train.add_argument("--fit-floor", action="store_true",
                        help="let the sigmoid fits find the lower plateau (small models that score "
@@ -142,7 +142,6 @@ def run_train(args: argparse.Namespace) -> int:
     """Train-and-analyse (``--task``/``--family``) and ``--eval-only DIR``."""
     from jaxscale.compile_cache import enable_compilation_cache
     from jaxscale.emergence_study import eval_only, run_study
-    from jaxscale.folders import output_folder
 
     if args.eval_only:
         if args.task or args.family:
@@ -154,9 +153,11 @@ def run_train(args: argparse.Namespace) -> int:
         out = args.eval_only
     else:
         spec = study_spec_from_args(args)
-        output_folder(args.out, "--out")  # before the task is made and the models trained
         enable_compilation_cache()
-        result = run_study(spec, args.out, figures=not args.no_figures, plan_for=args.plan_for)
+        # run_study makes --out once the task and models are built: a study refused for a bad
+        # setting (a task knob, a family) left an empty --out behind when the CLI made it first
+        result = run_study(spec, args.out, figures=not args.no_figures, plan_for=args.plan_for,
+                           out_name="--out")
         out = args.out
     print_result(result)
     print(f"summary: {out}/summary.md")
@@ -223,6 +224,9 @@ def run_analyze(args: argparse.Namespace) -> int:
                          f"choice), got {args.chance}")
     if not 0.0 < args.threshold < 1.0:
         raise ValueError(f"--threshold must lie in (0, 1), got {args.threshold}")
+    if args.threshold <= args.chance:  # every score at chance would count as emerged
+        raise ValueError(f"--threshold {args.threshold:g} must lie above --chance {args.chance:g} (the "
+                         f"score of guessing): a crossing at or below chance marks no ability")
     if args.plot:
         from jaxscale.folders import output_folder
         output_folder(args.plot, "--plot")  # before the fits: a bad folder costs nothing

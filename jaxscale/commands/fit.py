@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from jaxscale.commands._common import non_negative_int, positive_float
+
 EXAMPLES = """examples:
   jaxscale fit power-law results/sweep.jsonl              # L(N) on non-embedding params
   jaxscale fit power-law results/sweep.jsonl --x params   # ... on total params
@@ -49,7 +51,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="size measure when SOURCE holds result rows (default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=None, metavar="B",
                    help="bootstrap resamples for 95%% intervals")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    # non_negative_int: a negative seed failed only at the bootstrap, in numpy's words ("expected
+    # non-negative integer"), after the data were read
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap random seed")
     p.add_argument("--drop-highest", type=int, default=0, metavar="K",
                    help="drop the K highest-loss points before fitting")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -71,9 +75,11 @@ def register(subparsers) -> None:
     _common(pl)
     pl.add_argument("--against", choices=("size", "compute"), default="size",
                     help="fit against size N (default) or training compute C")
-    pl.add_argument("--holdout", type=int, default=1, metavar="K",
+    # non_negative_int: a negative K meant no backtest, silently (only 0 says that)
+    pl.add_argument("--holdout", type=non_negative_int, default=1, metavar="K",
                     help="backtest: refit without the K largest sizes (0: no backtest)")
-    pl.add_argument("--delta", type=float, default=1e-3, help="Huber threshold (log-loss)")
+    # positive_float: inf passed the fit's own "delta: must be > 0" check (0 and nan did not)
+    pl.add_argument("--delta", type=positive_float, default=1e-3, help="Huber threshold (log-loss)")
     pl.set_defaults(func=run_power_law)
     ch = sub.add_parser(
         "chinchilla", help="Hoffmann et al.'s Approaches 1, 2, 3",

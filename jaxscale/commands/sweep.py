@@ -34,7 +34,7 @@ def register(sub) -> None:
                      help="the notebook's own workload, exactly as it runs it")
     p.add_argument("--sizes", nargs="+", default=None,
                    help="size names within the family, or the preset's models to run (default: all)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="model seeds (default 0)")
+    p.add_argument("--seeds", nargs="+", type=c.seed, default=[0], help="model seeds (default 0)")
     p.add_argument("--lrs", nargs="+", type=c.positive_float, default=[3e-3], help="peak learning rates (default 3e-3)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                    help="matmul dtype of every model (default: the family's, float32); bfloat16 on GPUs/TPUs "
@@ -135,8 +135,8 @@ def run(args) -> int:
             cfgs = [create_model_config(f"{args.family}/{s}") for s in args.sizes]
         if args.dtype:
             cfgs = [dataclasses.replace(cf, dtype=args.dtype) for cf in cfgs]
-        specs = expand(cfgs, seeds=args.seeds, lrs=args.lrs, budgets=c.budgets_from_args(args, default_steps=200),
-                       optim=c.optim_config(args, args.lrs[0]))
+        budgets = c.budgets_from_args(args, default_steps=200)
+        specs = expand(cfgs, seeds=args.seeds, lrs=args.lrs, budgets=budgets, optim=c.optim_config(args, args.lrs[0]))
         settings = c.run_settings(args)
         context = min(cf.max_seq_len for cf in cfgs)
         if args.seq_len is not None and args.seq_len > context:
@@ -147,6 +147,7 @@ def run(args) -> int:
                              f"({context} tokens{' for the smallest of --sizes' if len(cfgs) > 1 else ''}); "
                              f"give --seq-len {context} or less, or leave it out (default: the context)")
         seq_len = args.seq_len or context
+        c.check_token_budgets(budgets, cfgs, args.batch_size, seq_len)
         data = from_corpus(load_corpus(args.corpus, vocab_size=cfgs[0].vocab_size), seq_len=seq_len,
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))

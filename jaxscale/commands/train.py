@@ -27,9 +27,9 @@ def register(sub) -> None:
     for name in ("d-model", "n-heads", "n-layers", "d-ff", "context", "vocab-size"):
         p.add_argument(f"--{name}", type=c.positive_int, default=None,
                        help=f"explicit size: {name} (overrides the named model's)")
-    p.add_argument("--dropout", type=float, default=None, help="dropout rate in [0, 1)")
+    p.add_argument("--dropout", type=c.fraction, default=None, help="dropout rate in [0, 1)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None, help="matmul dtype")
-    p.add_argument("--seed", type=int, default=0, help="model seed: initialisation and dropout (default 0)")
+    p.add_argument("--seed", type=c.seed, default=0, help="model seed: initialisation and dropout (default 0)")
     p.add_argument("--lr", type=c.positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
     c.add_budget_args(p)
     c.add_run_args(p)
@@ -61,6 +61,16 @@ def run(args) -> int:
     cfg = model_config_from_args(args)
     budget = c.budgets_from_args(args, default_steps=300)[0]
     corpus = load_corpus(args.corpus, vocab_size=cfg.vocab_size)
+    # checked before --out is made (``train_group`` checks the same, but only after it was:
+    # a refused run left an empty folder behind)
+    if args.seq_len is not None and args.seq_len > cfg.max_seq_len:
+        raise ValueError(f"--seq-len: {args.seq_len} tokens is longer than the model's context "
+                         f"({cfg.max_seq_len} tokens); give --seq-len {cfg.max_seq_len} or less, or leave "
+                         f"it out (default: the context)")
+    seq_len = args.seq_len or cfg.max_seq_len
+    corpus.check_fits(seq_len, cfg.vocab_size)
+    c.check_token_budgets([budget], [cfg], args.batch_size, seq_len)
+    spec = ModelSpec(cfg, args.seed, c.optim_config(args, args.lr), budget)
     c.check_batch_shards(args, args.batch_size)
     if args.out is not None:
         # train rows accumulate in a folder of their own, but not among a sweep's or a study's,
@@ -71,7 +81,6 @@ def run(args) -> int:
             raise ValueError(f"--out {args.out!r} holds a sweep or study ({', '.join(owned)}): its fits and "
                              f"resumes would take this row for one of theirs. Give another --out folder")
     out = c.out_dir(args, "train")
-    spec = ModelSpec(cfg, args.seed, c.optim_config(args, args.lr), budget)
     row = train_group([spec], corpus, c.run_settings(args), mode="alone").rows[0]
     append_row(out / "results.jsonl", row)
     if args.json:

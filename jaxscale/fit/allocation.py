@@ -150,33 +150,52 @@ def allocation_table(budgets: Sequence[float], *, tokens_per_param: float = 20.0
     return rows
 
 
-def _num(obj, key: str) -> float:
+def _num(obj, key: str, where: str = "fit file") -> float:
     if key not in obj:
-        raise ValueError(f"fit file: approach-3 entry lacks {key!r}")
+        raise ValueError(f"{where}: approach-3 entry lacks {key!r}")
     v = obj[key]
     if isinstance(v, dict):
         v = v.get("value")
     if not isinstance(v, (int, float)):
-        raise ValueError(f"fit file: {key!r} is not a number: {v!r}")
+        raise ValueError(f"{where}: {key!r} is not a number: {v!r}")
     return float(v)
 
 
-def law_from_json(obj: dict) -> ChinchillaLaw:
+def law_from_json(obj: dict, *, where: str = "fit file") -> ChinchillaLaw:
     """A law from ``jaxscale fit chinchilla --json`` output (its ``approach3`` entry) or from a
-    flat object with ``E``, ``A``, ``B``, ``alpha``, ``beta`` (numbers or ``{"value": ...}``)."""
+    flat object with ``E``, ``A``, ``B``, ``alpha``, ``beta`` (numbers or ``{"value": ...}``).
+    ``where`` begins every error (``load_law`` gives the file's path there).
+
+    An ``approach3`` entry that is an ``{"error": ...}`` (``--approach all`` when Approach 3
+    failed) is refused with that error: it holds no law, and "lacks 'E'" would not say why."""
     if not isinstance(obj, dict):
-        raise ValueError("fit file: expected a JSON object")
+        raise ValueError(f"{where}: expected a JSON object")
     if "approach3" in obj:
         obj = obj["approach3"]
-    return ChinchillaLaw(**{k: _num(obj, k) for k in ("E", "A", "B", "alpha", "beta")})
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: the approach3 entry is not a JSON object")
+        if "error" in obj:
+            raise ValueError(f"{where}: Approach 3 was not fitted ({obj['error']}); no law to allocate by")
+    values = {k: _num(obj, k, where) for k in ("E", "A", "B", "alpha", "beta")}
+    try:
+        return ChinchillaLaw(**values)
+    except ValueError as err:  # a value no law has (alpha <= 0, say): name the file too
+        raise ValueError(f"{where}: {err}") from None
 
 
 def load_law(path: str | os.PathLike) -> ChinchillaLaw:
+    """The law in a fit file (see ``law_from_json``). A folder, and bytes that are not UTF-8,
+    are refused naming the path (``read_text`` said only "[Errno 21] Is a directory" or
+    "'utf-8' codec can't decode byte ...")."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"fit file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"fit file {str(path)!r} is a folder; a JSON file is expected")
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"fit file {str(path)!r}: not UTF-8 text (byte {err.start})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"fit file {str(path)!r} is not JSON: {err}") from err
-    return law_from_json(obj)
+    return law_from_json(obj, where=f"fit file {str(path)!r}")

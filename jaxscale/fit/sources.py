@@ -2,7 +2,8 @@
 
 CSV files: columns are matched case-insensitively through aliases (``N``/``params``/``Model Size``,
 ``D``/``tokens``, ``C``/``Training FLOP``, ``loss``). When only compute is given, tokens are derived
-as D = C/(6·N) and the returned notes say so.
+as D = C/(6·N) and the returned notes say so. A column named twice, two aliases of one quantity
+(``N`` and ``params``) and a row with more cells than columns are refused: which to read is a guess.
 
 Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
@@ -10,7 +11,9 @@ with the lowest mean ``val_loss`` is kept (a rate that lost a seed to divergence
 rate did); its seeds are averaged (their individual losses are kept
 in ``seed_losses`` so a bootstrap can resample them). Rows from more than one corpus are refused,
 as are a point's seeds trained with different settings (``SETTING_FIELDS``), and a run given
-twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them silently.
+twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them silently. A field of
+the wrong type or value (a null or a string as ``tokens``, a list as ``seed``, a size <= 0) is
+refused naming its row and field.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import csv
 import dataclasses
 import json
 import math
+import numbers
 import os
 import warnings
 from collections import defaultdict
@@ -110,14 +114,6 @@ class FitData:
                                  f"{self.n} points)")
 
 
-def _find(header: Sequence[str], key: str) -> str | None:
-    lower = {h.strip().lower(): h for h in header}
-    for alias in CSV_ALIASES[key]:
-        if alias.lower() in lower:
-            return lower[alias.lower()]
-    return None
-
-
 def _floats(rows, col, path, what):
     out = []
     for i, r in enumerate(rows):
@@ -137,16 +133,59 @@ def _check_positive(arr, path, col, what):
                          f"holds {float(arr[i])!r}")
 
 
-def load_csv(path: str | os.PathLike) -> FitData:
-    """Read a CSV of runs. Needs N and loss columns, and D or C for Chinchilla fits."""
-    path = Path(path)
+def _a_file(path: Path, what: str) -> None:
+    """Refuse a missing path, and a folder (whose open fails with a bare "[Errno 21] Is a
+    directory" that names neither the argument nor what was expected)."""
     if not path.exists():
-        raise FileNotFoundError(f"CSV file {str(path)!r} does not exist")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        rows = list(reader)
-    cols = {k: _find(header, k) for k in CSV_ALIASES}
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; a file is expected (a CSV named .csv or a "
+                         f"JSON Lines result-row file)")
+
+
+def _csv_columns(header: Sequence[str], path) -> dict[str, str | None]:
+    """Each quantity's column. Refused: a column named twice (``csv.DictReader`` keeps the last,
+    silently), and two aliases of one quantity (``N`` and ``params``, say: the first alias was
+    taken without a word, and the other column's numbers ignored)."""
+    seen: dict[str, str] = {}
+    for h in header:
+        key = h.strip().lower()
+        if not key:
+            continue  # unnamed columns (trailing commas) are never read
+        if key in seen:
+            twice = f"column {h!r} appears twice" if h == seen[key] else \
+                f"columns {seen[key]!r} and {h!r} are one column (names are matched ignoring case)"
+            raise ValueError(f"{path}: {twice}; keep one")
+        seen[key] = h
+    cols = {}
+    for k, aliases in CSV_ALIASES.items():
+        found = [h for h in header if h.strip().lower() in {a.lower() for a in aliases}]
+        if len(found) > 1:
+            raise ValueError(f"{path}: columns {', '.join(map(repr, found))} are aliases of one "
+                             f"quantity ({k}); keep one of them")
+        cols[k] = found[0] if found else None
+    return cols
+
+
+def load_csv(path: str | os.PathLike) -> FitData:
+    """Read a CSV of runs. Needs N and loss columns, and D or C for Chinchilla fits.
+
+    Read as UTF-8 (a byte-order mark is skipped); a row with more cells than the header has
+    columns is refused, as its extra cells would be dropped without a word."""
+    path = Path(path)
+    _a_file(path, "CSV file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the table as UTF-8 CSV") from None
+    cols = _csv_columns(header, path)
+    for i, r in enumerate(rows):
+        if None in r:  # DictReader's restkey: the cells past the header's last column
+            raise ValueError(f"{path}: row {i + 2} has {len(header) + len(r[None])} cells for "
+                             f"{len(header)} columns")
     missing = [k for k in ("N", "loss") if cols[k] is None]
     if missing:
         raise ValueError(
@@ -180,8 +219,38 @@ def load_csv(path: str | os.PathLike) -> FitData:
                    x_kind=cols["N"], notes=tuple(notes))
 
 
+def _number(v) -> bool:
+    """A real number: Python's or numpy's (rows built in memory may hold numpy scalars), no bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
 def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return _number(v) and math.isfinite(v)
+
+
+# What a result-row field must hold, by kind: (test, what the error says it must be).
+_ROW_KINDS = {
+    "positive": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "name": (lambda v: isinstance(v, str), "a string"),
+    "lr": (lambda v: v is None or _finite(v), "a finite number or null"),
+    "key": (lambda v: v is None or _finite(v) or isinstance(v, str), "a number, a string or null"),
+    "loss": (lambda v: v is None or _number(v), "a number or null"),  # null, nan: no loss
+    "flops": (lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0 or null"),  # null: 6·N·D
+}
+
+
+def _check_row(i: int, r: dict, fields: Sequence[tuple[str, str]]) -> None:
+    """Refuse a row whose ``fields`` (pairs of field and kind of ``_ROW_KINDS``) hold the wrong
+    type or value, naming the row and field: a null or a string where a number is needed ended in
+    a bare ``TypeError`` or "could not convert string to float"; a list as ``lr`` or ``seed`` (a
+    ``key``: it only tells runs apart) in "unhashable type"; a size <= 0 in an error about an
+    index of the points after sorting."""
+    for field, kind in fields:
+        test, want = _ROW_KINDS[kind]
+        if not test(r.get(field)):
+            rid = r.get("run_id")
+            where = f"row {i} (from 0" + (f", run_id {rid!r})" if isinstance(rid, str) else ")")
+            raise ValueError(f"rows: {where}: field {field!r} must be {want}, got {r.get(field)!r}")
 
 
 # What a point's seeds must share: rows that differ here are different experiments, which the
@@ -258,10 +327,14 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
         for field in (x, "tokens", "name"):
             if field not in r:
                 raise ValueError(f"rows: row {i} lacks field {field!r}")
+        _check_row(i, r, (("name", "name"), ("tokens", "positive"), ("lr", "lr"), ("seed", "key"),
+                          ("data_seed", "key"), ("steps", "key"), (y, "loss")))
         if r.get("diverged") or not _finite(r.get(y)) or r[y] <= 0:
             dropped.append(str(r.get("run_id", r.get("name", i))))
             failed_at.add((str(r["name"]), float(r["tokens"]), r.get("lr")))
         else:
+            # the size, the selection loss and the FLOPs are read from kept rows only
+            _check_row(i, r, ((x, "positive"), (select_by, "loss"), ("flops", "flops")))
             kept.append(r)
             kept_at.append(i)
     if dropped:
@@ -323,11 +396,46 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
 
 def load_source(path: str | os.PathLike, *, x: str = "non_embedding_params",
                 y: str = "test_loss") -> FitData:
-    """A CSV (``.csv``) or a result-row file (anything else: JSON Lines)."""
+    """A CSV (``.csv``) or a result-row file (anything else: JSON Lines). Errors in the rows are
+    prefixed with the file's path, which ``rows_to_data`` does not know.
+
+    A file whose first line is no JSON (a CSV not named .csv, or bytes that are not UTF-8) is
+    refused as such: ``read_rows`` would call it a corrupt results file, or, when that line is
+    the only one, skip it as a truncated last line and leave no rows."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"source {str(path)!r} does not exist")
+    _a_file(path, "source")
     if path.suffix.lower() == ".csv":
         return load_csv(path)
+    _check_first_line(path)
     from jaxscale.results import read_rows
-    return rows_to_data(read_rows(path), x=x, y=y)
+    rows = read_rows(path)
+    try:
+        return rows_to_data(rows, x=x, y=y)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _check_first_line(path: Path) -> None:
+    """Refuse a file given as JSON Lines whose first non-blank line is neither a JSON object's
+    start nor JSON: not UTF-8 text, or (a header, say) not JSON Lines at all."""
+    start, line = 0, b""
+    with path.open("rb") as fh:
+        for raw in fh:
+            if raw.strip():
+                line = raw.strip()
+                break
+            start += len(raw)
+    if not line or line.startswith(b"{"):
+        return  # rows (a truncated one included), or an empty file: read_rows's to judge
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        byte = start + len(raw) - len(raw.lstrip()) + err.start
+        raise ValueError(f"{path}: not UTF-8 text (byte {byte})") from None
+    try:
+        json.loads(text)
+        return  # JSON, though no object: read_rows's to refuse
+    except json.JSONDecodeError:
+        pass
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ValueError(f"{path}: not JSON Lines (its first line is {shown!r}); a CSV file must be named .csv")

@@ -201,13 +201,20 @@ class ScoreTable:
 
 
 def _cell(value: str | None, column: str, row: int) -> float:
+    """A cell's number; NaN for an empty cell (not reported). A cell that reads ``nan`` is
+    refused: it parsed as the same NaN, so a score lost in an export passed as "not reported"
+    without a word, where the table's convention for that is an empty cell."""
     text = (value or "").strip()
     if not text:
         return math.nan
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         raise ValueError(f"column {column!r}, row {row}: {text!r} is not a number") from None
+    if math.isnan(number):
+        raise ValueError(f"column {column!r}, row {row}: {text!r} is not a number (leave the cell "
+                         "empty for a score not reported)")
+    return number
 
 
 def read_score_table(path: str | os.PathLike) -> ScoreTable:
@@ -222,6 +229,10 @@ def read_score_table(path: str | os.PathLike) -> ScoreTable:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the table as UTF-8 CSV") from None
     if not header:
         raise ValueError(f"{path}: empty table")
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:  # it was analysed as a benchmark named ""
+        raise ValueError(f"{path}: column {blank[0]} of {len(header)} has no name in the header row; "
+                         "name it, or remove the column")
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise ValueError(f"{path}: column {dup!r} appears twice")
