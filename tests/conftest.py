@@ -29,9 +29,10 @@ def _no_compilation_cache_leaks():
 
 
 @pytest.fixture
-def runaway_power_law_resample(monkeypatch):
-    """The power-law bootstrap with its first resample's log A' forced to 800 (A = inf), as an
-    unidentified scale gives: for tests of intervals and output that must keep an inf bound."""
+def runaway_resample(monkeypatch):
+    """A bootstrap (power law or Approach 3) with its first resample's first parameter, log A,
+    forced to 800 (A = inf), as an unidentified scale gives: for tests of intervals and output
+    that must keep an inf bound."""
     from jaxscale.fit import _optim
 
     real = _optim.refit_from_starts

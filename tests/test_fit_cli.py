@@ -223,7 +223,7 @@ def test_fit_chinchilla_all_keeps_every_approach_when_approach_3_has_no_frontier
             assert not (tmp_path / "figs" / "loss_contours.png").exists()
 
 
-def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, runaway_power_law_resample):
+def test_fit_json_is_strict_and_an_infinite_bound_is_null(tmp_path, capsys, runaway_resample):
     """A bootstrap whose A overflowed reaches inf at its upper bound; --json used to print bare
     Infinity/NaN tokens (not JSON), and the bound itself dropped the inf resample."""
     p = tmp_path / "runs.csv"
