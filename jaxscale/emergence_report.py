@@ -347,7 +347,7 @@ def write_figures(analysis: dict, fig_dir: Path) -> list[Path]:
 def analyse_and_write(rows, spec, task, out: Path, *, figures: bool = True, log=None,
                       recomputed: bool = False) -> dict:
     """Analyse ``rows`` of study ``spec`` and write analysis.json, summary.md and figures."""
-    from jaxscale.emergence_study import _write_json
+    from jaxscale.emergence_study import write_record
 
     analysis = analyse(rows, threshold=spec.threshold, scale_axis=spec.scale_axis,
                        vocab_size=task.vocab_size, n_boot=spec.n_boot, fit_floor=spec.fit_floor)
@@ -363,7 +363,7 @@ def analyse_and_write(rows, spec, task, out: Path, *, figures: bool = True, log=
             "budget": f"{first['steps']} steps × batch {first['batch_size']} ({spec.budget})",
             "seeds": list(spec.seeds), "device": first.get("device"),
             "versions": first.get("versions"), "figures": result["figures"]}
-    _write_json(out / "analysis.json", result)
+    write_record(out / "analysis.json", result)
     write_summary(out / "summary.md", analysis, meta)
     if log is not None:
         print(f"wrote {out / 'analysis.json'}, {out / 'summary.md'} and {len(fig_paths)} "

@@ -39,10 +39,10 @@ from jaxscale.folders import output_folder
 from jaxscale.planner import Group
 from jaxscale.results import _jsonable, append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
+from jaxscale.sweep_folder import WEIGHTS_DIR, check_folder, read_record, sweep_record, write_json
 from jaxscale.sweep_plan import plan_sweep
 from jaxscale.train import Budget, OptimConfig
 
-WEIGHTS_DIR = "weights"
 
 
 def repeated(values: Sequence) -> list:
@@ -111,26 +111,9 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                          f"{[s.label for s in repeated(specs)]}")
     check_plan_for(plan_for, "run_sweep")  # before anything is written, and on a resume too
     out_path = Path(out) if out is not None else None
-    recorded = _sweep_record(specs, data, settings, mode, record)
+    recorded = sweep_record(specs, data, settings, mode, record)
     plan_file = out_path / "plan.json" if out_path is not None else None
-    replan = False  # the recorded settings and plan are stale: nothing was trained under them
-    if out_path is not None and (out_path / "sweep.json").exists():
-        was = read_record(out_path / "sweep.json", "--out", "a sweep record")
-        if _another_command(was, recorded):  # not a setting that changed: another command's folder
-            what = ("study.json: an emergence study" if (out_path / "study.json").exists()
-                    else "its sweep.json was written by another command")
-            raise ValueError(f"--out {str(out_path)!r} holds another command's output ({what}): a sweep there "
-                             f"would mix its rows with those. Give a new or empty --out folder")
-        difference = _difference(was, recorded)
-        if difference is not None:
-            if _trained_anything(out_path):
-                _check_same(was, recorded, out_path)  # refused, naming the difference
-            replan = True
-            print(f"{out_path}: nothing was trained under the settings its sweep.json records ({difference}): "
-                  f"replacing them and the plan", file=log)
-    elif out_path is not None and (foreign := _foreign_results(out_path)):
-        raise ValueError(f"--out {str(out_path)!r} holds another command's output ({foreign}) and no sweep.json: "
-                         f"a sweep there would mix its rows with those. Give a new or empty --out folder")
+    replan = out_path is not None and check_folder(out_path, recorded, log)  # stale sweep.json and plan
     if plan_file is not None and plan_file.exists() and not replan:
         plan = read_record(plan_file, "--out", "a sweep plan")
         try:
@@ -150,8 +133,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         print(made.summary, file=log)
         if out_path is not None and is_writer():
             output_folder(out_path, "out")
-            _write_json(out_path / "sweep.json", recorded)
-            _write_json(plan_file, {
+            write_json(out_path / "sweep.json", recorded)
+            write_json(plan_file, {
                 "mode": mode, "profile": dataclasses.asdict(made.profile), "data": data.info,
                 "plan_for": plan_for, "planned_steps": made.planned_steps, "reruns": made.reruns,
                 "groups": [{**dataclasses.asdict(g), "models": [specs[i].label for i in g.indices]} for g in groups]})
@@ -217,7 +200,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                 ckpt.folder.mkdir(parents=True, exist_ok=True)
                 # the group's rows, before they are appended; converted as results.jsonl converts
                 # them (``_jsonable``), so that a row a resume appends from here is the same row
-                _write_json(done_file, _jsonable(group_rows))
+                write_json(done_file, _jsonable(group_rows))
             with lock:
                 _report_group(g, group_rows, log)
         with lock:
@@ -330,103 +313,10 @@ def _clear_checkpoint_arrays(ckpt: GroupCheckpoint | None) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
 
 
-def _trained_anything(out_path: Path) -> bool:
-    """Whether a sweep in ``out_path`` has written anything a resume would use: a row, a training
-    snapshot, a group's rows.json or weights. Until then its sweep.json and plan.json may be
-    replaced by a sweep with other settings without losing anything."""
-    results = out_path / "results.jsonl"
-    if results.exists() and results.stat().st_size > 0:
-        return True
-    return any(p.is_file() for sub in ("checkpoints", WEIGHTS_DIR) for p in (out_path / sub).rglob("*"))
-
-
-def _foreign_results(out_path: Path) -> str:
-    """What in ``out_path`` (a folder without sweep.json) another command wrote, that a sweep
-    there would mix its rows with: a ``results.jsonl`` (``jaxscale train``; a sweep writes its
-    sweep.json before any row), a ``ladder/sweep.json`` (``jaxscale run``, whose combined
-    results.jsonl replaces the folder's own at its end). Empty when none. Not ``study.json``:
-    ``jaxscale emergence`` writes it, then runs its sweep in the same folder (an emergence
-    folder that trained has a sweep.json, which ``_check_same`` compares)."""
-    found = [name for name in ("results.jsonl", "ladder/sweep.json") if (out_path / name).exists()]
-    return ", ".join(found)
-
-
 def _written_run_ids(out_path: Path | None) -> dict:
     if out_path is None or not (out_path / "results.jsonl").exists():
         return {}
     return {r["run_id"]: r for r in read_rows(out_path / "results.jsonl")}
-
-
-# settings that change neither the models nor their numbers, so a resume may change them
-NOT_RECORDED = ("progress", "compile_mode", "compile_ahead")
-
-
-def _sweep_record(specs, data, settings, mode, record) -> dict:
-    return {"command": record or {}, "mode": mode, "data": data.fingerprint,
-            "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_RECORDED},
-            "models": [{"label": s.label, "config": s.cfg.to_dict(), "budget": s.budget.to_dict(),
-                        "optim": dataclasses.asdict(s.optim)} for s in specs]}
-
-
-def read_record(path: Path, what: str, kind: str) -> dict:
-    """The JSON object a command recorded in ``path`` (sweep.json, plan.json, study.json), or a
-    ValueError naming ``what`` (the argument that gave the folder) and the file. Why: such a file
-    edited by hand or left by another program was read as it came, and ``[]`` ended in a
-    traceback (``'list' object has no attribute 'get'``), invalid JSON in json's message
-    without the file's name. ``kind`` says what the file should be (``a sweep record``)."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        detail = err.strerror if isinstance(err, OSError) and err.strerror else err
-        raise ValueError(f"{what}: {path} is not {kind} (expected a JSON object): {detail}") from None
-    if not isinstance(value, dict):
-        shown = json.dumps(value)
-        raise ValueError(f"{what}: {path} is not {kind} (expected a JSON object): got "
-                         f"{shown if len(shown) <= 40 else shown[:37] + '...'}")
-    return value
-
-
-def _another_command(old: dict, new: dict) -> bool:
-    """Whether recorded sweep settings ``old`` come from another command than ``new``: their
-    ``command`` records share no option (a ``jaxscale sweep`` records its options, ``jaxscale
-    run`` its study, ``jaxscale emergence`` none: its settings are in study.json). Why: a sweep
-    on an emergence study's folder was refused as a changed setting (``--batch-size was None,
-    now 16``), which reads as if the folder held a sweep."""
-    a, b = old.get("command"), new.get("command")
-    if not isinstance(a, dict) or not isinstance(b, dict) or (not a and not b):
-        return False
-    return not set(a) & set(b)
-
-
-def _difference(old: dict, new: dict) -> str | None:
-    """The first difference between recorded sweep settings ``old`` and ``new``, in words (None
-    when they are the same)."""
-    old, new = json.loads(json.dumps(old)), json.loads(json.dumps(new, default=str))
-    for section in ("command", "mode", "data", "settings", "models"):
-        a, b = old.get(section), new.get(section)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if a.get(key) != b.get(key):
-                    name = f"--{key.replace('_', '-')}" if section == "command" else f"{section}.{key}"
-                    return f"{name} was {a.get(key)!r}, now {b.get(key)!r}"
-        return f"{section} differs ({'corpus/task fingerprint' if section == 'data' else section})"
-    return None
-
-
-def _check_same(old: dict, new: dict, out_path: Path) -> None:
-    """Refuse a resume whose settings differ from the recorded ones, naming the first difference."""
-    difference = _difference(old, new)
-    if difference is not None:
-        raise ValueError(f"{out_path} holds a sweep run with different settings: {difference}. Use the same "
-                         f"command to resume, or a new --out folder")
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def budget_key(row: dict) -> str:

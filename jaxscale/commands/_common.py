@@ -36,7 +36,7 @@ def positive_float(text: str) -> float:
     return value
 
 
-MAX_SEED = 2**31 - 1  # a model seed becomes an int32 (the initial state's seed array); as emergence_study's
+MAX_SEED = 2**31 - 1  # a model seed becomes an int32 (the initial state's seed array); as emergence_spec's
 
 
 def seed(text: str) -> int:
