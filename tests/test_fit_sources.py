@@ -109,6 +109,13 @@ def test_csv_shapes_that_were_read_silently_are_refused(tmp_path, text, message)
         load_csv(path)
 
 
+def test_csv_label_aliases_may_both_be_present_and_the_first_names_the_points(tmp_path):
+    # "size" is a label alias: a table with both a name and a size column is ordinary
+    path = tmp_path / "t.csv"
+    path.write_text("name,size,N,loss\na,small,1e4,3\nb,big,3e4,2.8\n")
+    assert load_csv(path).names == ("a", "b")
+
+
 def test_csv_unnamed_columns_and_a_byte_order_mark_are_still_read(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("\ufeffN,loss,,\n1e4,3,,\n3e4,2.8,,\n", encoding="utf-8")

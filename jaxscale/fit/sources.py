@@ -1,9 +1,4 @@
-"""Turn CSV files and result rows into the arrays the fits take.
-
-CSV files: columns are matched case-insensitively through aliases (``N``/``params``/``Model Size``,
-``D``/``tokens``, ``C``/``Training FLOP``, ``loss``). When only compute is given, tokens are derived
-as D = C/(6·N) and the returned notes say so. A column named twice, two aliases of one quantity
-(``N`` and ``params``) and a row with more cells than columns are refused: which to read is a guess.
+"""Turn CSV files (``csv_source``) and result rows into the arrays the fits take.
 
 Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
@@ -18,7 +13,6 @@ refused naming its row and field.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -31,19 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxscale.fit.csv_source import CSV_ALIASES, _a_file, load_csv
+
 __all__ = ["FitData", "DivergedRowsWarning", "DuplicateRunsWarning", "load_csv", "rows_to_data", "load_source",
            "CSV_ALIASES"]
-
-CSV_ALIASES: dict[str, tuple[str, ...]] = {
-    "N": ("N", "params", "Model Size", "n_params", "parameters", "non_embedding_params"),
-    "D": ("D", "tokens", "n_tokens", "Training Tokens"),
-    "C": ("C", "Training FLOP", "flops", "compute", "FLOPs"),
-    "loss": ("loss", "L", "test_loss", "final_loss"),
-    "name": ("name", "size", "label"),
-    "run_id": ("run_id", "run"),
-    "intermediate": ("intermediate",),
-}
-
 
 class DivergedRowsWarning(UserWarning):
     """Result rows were dropped because they diverged or have no finite loss."""
@@ -112,111 +97,6 @@ class FitData:
             return self
         return self.subset(keep, f"kept the longest run of each size ({int(keep.sum())} of "
                                  f"{self.n} points)")
-
-
-def _floats(rows, col, path, what):
-    out = []
-    for i, r in enumerate(rows):
-        try:
-            out.append(float(r[col]))
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: row {i + 2}, column {col!r} ({what}) is not a number: "
-                             f"{r[col]!r}") from None
-    return np.asarray(out, np.float64)
-
-
-def _check_positive(arr, path, col, what):
-    bad = ~np.isfinite(arr) | (arr <= 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{path}: column {col!r} ({what}) must be finite and > 0; row {i + 2} "
-                         f"holds {float(arr[i])!r}")
-
-
-def _a_file(path: Path, what: str) -> None:
-    """Refuse a missing path, and a folder (whose open fails with a bare "[Errno 21] Is a
-    directory" that names neither the argument nor what was expected)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder; a file is expected (a CSV named .csv or a "
-                         f"JSON Lines result-row file)")
-
-
-def _csv_columns(header: Sequence[str], path) -> dict[str, str | None]:
-    """Each quantity's column. Refused: a column named twice (``csv.DictReader`` keeps the last,
-    silently), and two aliases of one quantity (``N`` and ``params``, say: the first alias was
-    taken without a word, and the other column's numbers ignored)."""
-    seen: dict[str, str] = {}
-    for h in header:
-        key = h.strip().lower()
-        if not key:
-            continue  # unnamed columns (trailing commas) are never read
-        if key in seen:
-            twice = f"column {h!r} appears twice" if h == seen[key] else \
-                f"columns {seen[key]!r} and {h!r} are one column (names are matched ignoring case)"
-            raise ValueError(f"{path}: {twice}; keep one")
-        seen[key] = h
-    cols = {}
-    for k, aliases in CSV_ALIASES.items():
-        found = [h for h in header if h.strip().lower() in {a.lower() for a in aliases}]
-        if len(found) > 1:
-            raise ValueError(f"{path}: columns {', '.join(map(repr, found))} are aliases of one "
-                             f"quantity ({k}); keep one of them")
-        cols[k] = found[0] if found else None
-    return cols
-
-
-def load_csv(path: str | os.PathLike) -> FitData:
-    """Read a CSV of runs. Needs N and loss columns, and D or C for Chinchilla fits.
-
-    Read as UTF-8 (a byte-order mark is skipped); a row with more cells than the header has
-    columns is refused, as its extra cells would be dropped without a word."""
-    path = Path(path)
-    _a_file(path, "CSV file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save the table as UTF-8 CSV") from None
-    cols = _csv_columns(header, path)
-    for i, r in enumerate(rows):
-        if None in r:  # DictReader's restkey: the cells past the header's last column
-            raise ValueError(f"{path}: row {i + 2} has {len(header) + len(r[None])} cells for "
-                             f"{len(header)} columns")
-    missing = [k for k in ("N", "loss") if cols[k] is None]
-    if missing:
-        raise ValueError(
-            f"{path}: CSV lacks needed column(s) "
-            + "; ".join(f"{k} (any of {', '.join(CSV_ALIASES[k])})" for k in missing)
-            + f"; found {', '.join(header) or 'no header'}")
-    if not rows:
-        raise ValueError(f"{path}: CSV has no data rows")
-    N = _floats(rows, cols["N"], path, "N")
-    L = _floats(rows, cols["loss"], path, "loss")
-    _check_positive(N, path, cols["N"], "N")
-    _check_positive(L, path, cols["loss"], "loss")
-    notes = []
-    D = C = None
-    if cols["D"] is not None:
-        D = _floats(rows, cols["D"], path, "D")
-        _check_positive(D, path, cols["D"], "D")
-    if cols["C"] is not None:
-        C = _floats(rows, cols["C"], path, "C")
-        _check_positive(C, path, cols["C"], "C")
-        if D is None:
-            D = C / (6.0 * N)
-            notes.append(f"tokens derived as D = C/(6N) from column {cols['C']!r}")
-    names = tuple(r[cols["name"]] for r in rows) if cols["name"] else None
-    run_ids = tuple(r[cols["run_id"]] for r in rows) if cols["run_id"] else None
-    inter = None
-    if cols["intermediate"]:
-        inter = np.asarray([str(r[cols["intermediate"]]).strip().lower() in ("1", "true", "yes")
-                            for r in rows])
-    return FitData(N=N, loss=L, D=D, C=C, names=names, run_ids=run_ids, intermediate=inter,
-                   x_kind=cols["N"], notes=tuple(notes))
 
 
 def _number(v) -> bool:
