@@ -74,7 +74,7 @@ def auto_steps_per_dispatch(cfgs: Sequence, batch_size: int, seq_len: int, peak:
     return int(min(200, max(1, round(target_s / est))))
 
 
-def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, tokens_per_step: int,
+def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, batch_size: int, seq_len: int,
                  profile) -> list[tuple[tuple[int, ...], bool, int, tuple[int, ...]]]:
     """[(indices, stacked, lane, shared)] of ``mode``: one stack per compatible bucket, every model
     alone, or the planner's choice for a run of ``budget_steps`` steps per model, on the profile's
@@ -85,7 +85,8 @@ def _plan_groups(specs: Sequence[BenchSpec], mode: str, budget_steps: int, token
     mspecs = [ModelSpec(s.cfg, s.seed) for s in specs]
     # the plan of a default sweep (whose cache keeps the programs for later runs), whose steady
     # steps are what every warm run pays, even though the bench itself compiles with no cache
-    groups = plan(mspecs, [budget_steps] * len(specs), tokens_per_step, profile, mode=mode, reruns=True)
+    groups = plan(mspecs, [budget_steps] * len(specs), batch_size * seq_len, profile, mode=mode, reruns=True,
+                  seq_len=seq_len)
     return [(g.indices, g.mode == "stack", g.lane, tuple(g.shared)) for g in groups]
 
 
@@ -139,7 +140,7 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     devices = 1  # a group runs on one device unless the model axis is sharded (not timed here)
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    plans = {mode: _plan_groups(specs, mode, budget_steps, b * t, profile) for mode in modes}
+    plans = {mode: _plan_groups(specs, mode, budget_steps, b, t, profile) for mode in modes}
     unique = list(dict.fromkeys((tuple(ix), st, sh) for groups in plans.values() for ix, st, _, sh in groups))
     laned = [mode for mode in modes if len({g[2] for g in plans[mode]}) > 1]
     lanes_of = [[[unique.index((tuple(ix), st, sh)) for ix, st, lane, sh in plans[mode] if lane == j]

@@ -299,8 +299,10 @@ def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, 
     (model shards, batch shards), ``devices.mesh_shape``)."""
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True) if padded
-               else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked))
+    train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True,
+                                      seq_len=data.seq_len) if padded
+               else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked,
+                                           seq_len=data.seq_len))
     fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
     return ((env, optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
             + ((("mesh",) + tuple(mesh)) if mesh != (1, 1) else ()))

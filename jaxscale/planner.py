@@ -78,7 +78,7 @@ rates and compile times per platform, with the FLOP rate calibrated by a short m
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from jaxscale.device_profile import DeviceProfile
 from jaxscale.stack import envelope, stack_key
@@ -112,28 +112,50 @@ class Group:
     # group shares the cores and takes longer, which ``plan_seconds`` accounts for (a plan total)
 
 
-def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool) -> float:
-    """Estimated training time of one group (compile excluded): its longest run × the step cost."""
+class StepTokens(NamedTuple):
+    """What one model trains on in one step: ``tokens`` (batch × sequence length), in sequences
+    of ``seq_len`` tokens (None: each config's context length).
+
+    Why the sequence length: a step's attention FLOPs grow with it, so a model trained on
+    sequences shorter than its context costs fewer FLOPs per token than ``flops_per_token()``
+    at the context says (the notebook's emergence models: 4 tokens of a 16-token context)."""
+
+    tokens: int
+    seq_len: int | None = None
+
+    def flops(self, cfg) -> float:
+        """Training FLOPs of one step of ``cfg`` (one model)."""
+        t = None if self.seq_len is None else min(self.seq_len, cfg.max_seq_len)
+        return cfg.flops_per_token(seq_len=t).total * self.tokens
+
+
+def estimate_train_seconds(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool,
+                           seq_len: int | None = None) -> float:
+    """Estimated training time of one group (compile excluded): its longest run × the step cost.
+    ``seq_len``: the trained sequence length (None: the context length)."""
+    return _train_seconds(cfgs, steps, profile, StepTokens(tokens_per_step, seq_len), alone=alone)
+
+
+def _train_seconds(cfgs, steps, profile: DeviceProfile, step_tokens: StepTokens, *, alone: bool) -> float:
     env = cfgs[0] if alone else envelope(cfgs)
-    flops = env.flops_per_token().total * tokens_per_step  # training FLOPs of one step
-    return max(steps) * profile.step_seconds(flops, len(cfgs), env.param_counts().total)
+    return max(steps) * profile.step_seconds(step_tokens.flops(env), len(cfgs), env.param_counts().total)
 
 
-def _group_cost(cfgs, steps, profile: DeviceProfile, tokens_per_step: int, *, alone: bool,
+def _group_cost(cfgs, steps, profile: DeviceProfile, step_tokens: StepTokens, *, alone: bool,
                 compiled: bool = False, stored: bool = False) -> tuple[float, float]:
     """(estimated seconds, padded-FLOP utilisation) of one group; ``compiled``: its program was
     already compiled for an earlier group of the plan (models of one config alone share one; an
     approximation where their budgets give them different dispatch lengths or compile modes,
     which make programs of their own)."""
     env = cfgs[0] if alone else envelope(cfgs)
-    useful = sum(c.flops_per_token().total for c in cfgs) / (len(cfgs) * env.flops_per_token().total)
+    useful = sum(step_tokens.flops(c) for c in cfgs) / (len(cfgs) * step_tokens.flops(env))
     compile_s = 0.0 if compiled else profile.load_s if stored else profile.compile_seconds(stacked=not alone)
-    return compile_s + estimate_train_seconds(cfgs, steps, profile, tokens_per_step, alone=alone), useful
+    return compile_s + _train_seconds(cfgs, steps, profile, step_tokens, alone=alone), useful
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
          mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, str], bool] | None = None,
-         reruns: bool = True) -> list[Group]:
+         reruns: bool = True, seq_len: int | None = None) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
     plan order. ``stored(indices, kind)``: whether the training program of those models as
     ``kind`` (``"stack"``, ``"alone"``, or ``"shared"``: trained alone by one program at their
@@ -141,7 +163,9 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     ``load_s`` instead of a compile. ``reruns``: whether later runs will load the programs this
     run compiles (a persistent cache is on), so that a shared program's padding counts
     ``SHARED_PADDING_WEIGHT`` times against the compile it saves; False (no cache: every run
-    compiles, and pays the padding, once), once."""
+    compiles, and pays the padding, once), once. ``seq_len``: the trained sequence length, at
+    which a step's FLOPs are counted (None: each config's context length)."""
+    step_tokens = StepTokens(tokens_per_step, seq_len)
     stored = stored or (lambda indices, kind: False)
     if not isinstance(reruns, bool):
         raise ValueError(f"plan: `reruns` must be True or False, got {reruns!r}")
@@ -154,7 +178,7 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     for i, s in enumerate(specs):
         buckets.setdefault(stack_key(s.cfg), []).append(i)
     # equal configs next to each other, so that a run of them alone is one segment
-    orders = [sorted(members, key=lambda i: (specs[i].cfg.flops_per_token().total, repr(specs[i].cfg), i))
+    orders = [sorted(members, key=lambda i: (step_tokens.flops(specs[i].cfg), repr(specs[i].cfg), i))
               for members in buckets.values()]
 
     def groups_for(how: str) -> list[Group]:
@@ -165,9 +189,9 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
             elif how == "stack":
                 parts.extend(order[j:j + max_stack] for j in range(0, len(order), max_stack))
             else:  # "auto", or "alone": the same search without stacks (its best plan for several lanes)
-                parts.extend(_best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
+                parts.extend(_best_partition(order, specs, steps, step_tokens, profile, max_stack, stored,
                                              stacks=how == "auto", padding_weight=padding_weight))
-        return schedule(_make_groups(parts, specs, steps, tokens_per_step, profile, stored), profile.lanes)
+        return schedule(_make_groups(parts, specs, steps, step_tokens, profile, stored), profile.lanes)
 
     if mode != "auto":
         return groups_for(mode)
@@ -200,55 +224,55 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
 SHARED_PADDING_WEIGHT = 2.0
 
 
-def _shared_program(part, specs, tokens_per_step, profile, stored) -> tuple:
+def _shared_program(part, specs, step_tokens, profile, stored) -> tuple:
     """(envelope, its training FLOPs per step, its step seconds, compile-or-load seconds) of the
     models of ``part`` trained alone by one program at their envelope's shape: one compile (a
     padded model alone compiled as fast as one at its true shape, measured on the 2-core CPU)."""
     env = envelope([specs[t].cfg for t in part])
-    flops = env.flops_per_token().total * tokens_per_step
+    flops = step_tokens.flops(env)
     step = profile.step_seconds(flops, 1, env.param_counts().total)
     compile_s = profile.load_s if stored(tuple(part), "shared") else profile.compile_seconds(stacked=False)
     return env, flops, step, compile_s
 
 
-def _shared_cost(part, specs, steps, tokens_per_step, profile, stored, padding_weight: float) -> float:
+def _shared_cost(part, specs, steps, step_tokens, profile, stored, padding_weight: float) -> float:
     """Cost, for choosing a plan, of a shared segment: its compile, every step at the envelope's
     cost, and the padding ``padding_weight`` times in all (``SHARED_PADDING_WEIGHT`` when later
     runs will reuse the program, ``plan``'s ``reruns``)."""
-    _, _, step, compile_s = _shared_program(part, specs, tokens_per_step, profile, stored)
-    own = sum(steps[t] * profile.step_seconds(specs[t].cfg.flops_per_token().total * tokens_per_step, 1,
+    _, _, step, compile_s = _shared_program(part, specs, step_tokens, profile, stored)
+    own = sum(steps[t] * profile.step_seconds(step_tokens.flops(specs[t].cfg), 1,
                                               specs[t].cfg.param_counts().total) for t in part)
     padded = sum(steps[t] for t in part) * step
     return compile_s + own + padding_weight * (padded - own)
 
 
-def _shared_groups(part, specs, steps, tokens_per_step, profile, stored, first_id: int) -> list[Group]:
+def _shared_groups(part, specs, steps, step_tokens, profile, stored, first_id: int) -> list[Group]:
     """One group per model of a shared segment (``Group.shared``), so that lanes can train them
     at once; the first carries the compile."""
-    env, flops, step, compile_s = _shared_program(part, specs, tokens_per_step, profile, stored)
+    env, flops, step, compile_s = _shared_program(part, specs, step_tokens, profile, stored)
     return [Group(f"g{first_id + j:02d}", (t,), "alone", env.name, (compile_s if j == 0 else 0.0) + steps[t] * step,
-                  specs[t].cfg.flops_per_token().total / env.flops_per_token().total,
+                  step_tokens.flops(specs[t].cfg) / flops,
                   flop_seconds=steps[t] * profile.flop_seconds(flops, 1), shared=tuple(part), compiles=j == 0)
             for j, t in enumerate(part)]
 
 
-def _make_groups(parts, specs, steps, tokens_per_step, profile, stored) -> list[Group]:
+def _make_groups(parts, specs, steps, step_tokens, profile, stored) -> list[Group]:
     groups: list[Group] = []
     compiled: set = set()  # configs whose alone program an earlier group compiled
     for part in parts:
         if isinstance(part, tuple):  # a shared segment (``_best_partition``)
-            groups.extend(_shared_groups(part, specs, steps, tokens_per_step, profile, stored, len(groups)))
+            groups.extend(_shared_groups(part, specs, steps, step_tokens, profile, stored, len(groups)))
             continue
         alone = len(part) == 1
         cfgs = [specs[i].cfg for i in part]
         part_steps = [steps[i] for i in part]
         reused = alone and cfgs[0] in compiled
-        cost, useful = _group_cost(cfgs, part_steps, profile, tokens_per_step, alone=alone,
+        cost, useful = _group_cost(cfgs, part_steps, profile, step_tokens, alone=alone,
                                    compiled=reused, stored=stored(tuple(part), "alone" if alone else "stack"))
         if alone:
             compiled.add(cfgs[0])
         env = cfgs[0] if alone else envelope(cfgs)
-        flop_s = max(part_steps) * profile.flop_seconds(env.flops_per_token().total * tokens_per_step, len(cfgs))
+        flop_s = max(part_steps) * profile.flop_seconds(step_tokens.flops(env), len(cfgs))
         groups.append(Group(f"g{len(groups):02d}", tuple(part), "alone" if alone else "stack", env.name,
                             cost, useful, flop_seconds=flop_s, compiles=not reused))
     return groups
@@ -279,7 +303,7 @@ def plan_seconds(groups: Sequence[Group]) -> float:
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
-def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: bool = True,
+def _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks: bool = True,
                   padding_weight: float = SHARED_PADDING_WEIGHT) -> tuple[float, str]:
     """The cheapest way to train a contiguous segment: (seconds, how): ``stack``, ``alone`` (a
     segment of one config: its models alone, one after another, on one program) or ``shared``
@@ -287,22 +311,22 @@ def _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks: 
     ``stacks`` False: no stack (a plan of models alone only, for several lanes)."""
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
-        return _group_cost(cfgs, [steps[part[0]]], profile, tokens_per_step, alone=True,
+        return _group_cost(cfgs, [steps[part[0]]], profile, step_tokens, alone=True,
                            stored=stored((part[0],), "alone"))[0], "alone"
-    stack = _group_cost(cfgs, [steps[t] for t in part], profile, tokens_per_step, alone=False,
+    stack = _group_cost(cfgs, [steps[t] for t in part], profile, step_tokens, alone=False,
                         stored=stored(tuple(part), "stack"))[0] if stacks else float("inf")
     if any(c != cfgs[0] for c in cfgs):
         if profile.platform != "cpu":  # measured on a CPU only (an accelerator's lanes: one)
             return stack, "stack"
-        shared = _shared_cost(part, specs, steps, tokens_per_step, profile, stored, padding_weight)
+        shared = _shared_cost(part, specs, steps, step_tokens, profile, stored, padding_weight)
         return (stack, "stack") if stack <= shared else (shared, "shared")
-    run = sum(_group_cost([c], [steps[t]], profile, tokens_per_step, alone=True, compiled=j > 0,
+    run = sum(_group_cost([c], [steps[t]], profile, step_tokens, alone=True, compiled=j > 0,
                           stored=j == 0 and stored((t,), "alone"))[0]
               for j, (c, t) in enumerate(zip(cfgs, part)))
     return (stack, "stack") if stack <= run else (run, "alone")
 
 
-def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, stored,
+def _best_partition(order, specs, steps, step_tokens, profile, max_stack, stored,
                     stacks: bool = True, padding_weight: float = SHARED_PADDING_WEIGHT) -> list[list[int]]:
     """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
     each a stack or a run of models alone (returned as one-model parts)."""
@@ -312,7 +336,7 @@ def _best_partition(order, specs, steps, tokens_per_step, profile, max_stack, st
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, way = _segment_cost(part, specs, steps, tokens_per_step, profile, stored, stacks, padding_weight)
+            cost, way = _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks, padding_weight)
             if best[i] + cost < best[j]:
                 best[j], cut[j], how[j] = best[i] + cost, i, way
     parts, j = [], m

@@ -60,7 +60,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)
     groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
-                  stored=stored_programs(specs, data, settings), reruns=reruns)
+                  stored=stored_programs(specs, data, settings), reruns=reruns, seq_len=data.seq_len)
     if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
         groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
                                    profile)

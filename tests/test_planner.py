@@ -366,3 +366,49 @@ def test_the_plan_names_a_shared_set_once_and_points_to_it_after():
                              "notebook-emergence/micro ×2, notebook-emergence/tiny ×2)"), lines[0]
     assert all(line.endswith("(padded to envelope, g00's program)") for line in lines[1:4]), lines
     assert lines[4].endswith("4 models, notebook-emergence/micro ×2, notebook-emergence/tiny ×2"), lines[4]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "stack"])
+def test_step_flops_are_counted_at_the_trained_sequence_length(mode):
+    """The emergence models train on 4-token sequences of a 16-token context: a step's attention
+    FLOPs are those of 4 tokens, not 16 (the planner once counted them at the context, 1.5-15% too
+    many), and every estimate (time, FLOP-bound share, padded-FLOP utilisation) reads them so."""
+    from jaxscale.planner import estimate_train_seconds
+    from jaxscale.stack import envelope
+
+    preset = make_preset("notebook-emergence")
+    steps, t = _steps(preset), preset.data.seq_len
+    assert t < preset.specs[0].cfg.max_seq_len  # the premise: shorter than the context
+    tps = preset.data.tokens_per_step
+    cfgs = [s.cfg for s in preset.specs]
+    groups = plan(preset.specs, steps, tps, GPU, mode=mode, seq_len=t)
+    for g in groups:
+        members = [cfgs[i] for i in g.indices]
+        env = members[0] if g.mode == "alone" else envelope(members)
+        at_t = env.flops_per_token(seq_len=t).total * tps
+        assert at_t < env.flops_per_token().total * tps
+        assert g.flop_seconds == pytest.approx(max(steps[i] for i in g.indices) * GPU.flop_seconds(at_t, len(members)))
+        useful = sum(c.flops_per_token(seq_len=t).total for c in members) / (len(members) * env.flops_per_token(seq_len=t).total)
+        assert g.padded_flops_util == pytest.approx(useful)
+        est = estimate_train_seconds(members, [steps[i] for i in g.indices], GPU, tps, alone=g.mode == "alone", seq_len=t)
+        assert est == pytest.approx(max(steps[i] for i in g.indices) * GPU.step_seconds(at_t, len(members),
+                                                                                          env.param_counts().total))
+    # without seq_len the context length is assumed, as before (the public default)
+    (ctx,) = plan(preset.specs[-1:], steps[-1:], tps, GPU, mode="sequential")
+    (trained,) = plan(preset.specs[-1:], steps[-1:], tps, GPU, mode="sequential", seq_len=t)
+    assert trained.flop_seconds < ctx.flop_seconds
+
+
+def test_a_sweep_is_planned_at_its_trained_sequence_length():
+    """``plan_sweep`` hands the data's sequence length to the planner (the sweep's own plan, not
+    only the planner's API)."""
+    from jaxscale import sweep_plan
+
+    preset = make_preset("notebook-emergence")
+    made = sweep_plan.plan_sweep(preset.specs, preset.data, preset.settings, GPU, "stack")
+    (g,) = made.groups
+    from jaxscale.stack import envelope
+
+    env = envelope([s.cfg for s in preset.specs])
+    at_t = env.flops_per_token(seq_len=preset.data.seq_len).total * preset.data.tokens_per_step
+    assert g.flop_seconds == pytest.approx(max(made.planned_steps) * GPU.flop_seconds(at_t, len(preset.specs)))
