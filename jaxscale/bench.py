@@ -136,8 +136,10 @@ def run_bench(specs: Sequence[BenchSpec], data, *, optim=None, modes: Sequence[s
     cfgs = [s.cfg for s in specs]
     if steps_per_dispatch is None:
         steps_per_dispatch = auto_steps_per_dispatch(cfgs, b, t, peak["peak_flops"])
-    profile = calibrate(measure="auto" in modes, lanes=lanes)
     devices = 1  # a group runs on one device unless the model axis is sharded (not timed here)
+    # planned for the one device it is timed on: a profile of all the host's devices would cost
+    # a stack as split over them and give ``auto`` the plan of a sweep on every device
+    profile = calibrate(measure="auto" in modes, lanes=lanes, devices=devices)
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     plans = {mode: _plan_groups(specs, mode, budget_steps, b, t, profile) for mode in modes}

@@ -115,12 +115,18 @@ def measure_matmul_peak(dtype: str = "float32", n: int = 512, repeats: int = 5) 
     return 3 * 2 * n**3 / best
 
 
-def calibrate(measure: bool = True, lanes: int | None = None) -> DeviceProfile:
+def calibrate(measure: bool = True, lanes: int | None = None, devices: int | None = None) -> DeviceProfile:
     """This device's profile: the table's rates, the FLOP rate measured when ``measure``, and
-    ``lanes`` (None: ``default_lanes``)."""
+    ``lanes`` (None: ``default_lanes``). ``devices``: how many of this host's devices the work
+    will run on (None: all of them); a plan costs a stack as split over that many
+    (``DeviceProfile._split``), so work timed on one device must be planned for one."""
     import jax
 
-    devices = jax.devices()
+    available = jax.devices()
+    if devices is not None and (not isinstance(devices, int) or not 1 <= devices <= len(available)):
+        raise ValueError(f"calibrate: devices must be a whole number in [1, {len(available)}] (this host's "
+                         f"devices), got {devices!r}")
+    devices = available if devices is None else available[:devices]
     platform = devices[0].platform if devices[0].platform in PLATFORM_DEFAULTS else "gpu"
     d = PLATFORM_DEFAULTS[platform]
     if measure:

@@ -241,3 +241,49 @@ def test_the_eager_baseline_runs_on_the_c_librarys_allocator(monkeypatch):
     assert bench_torch.torch_allocator() == "the C library's allocator"
     monkeypatch.delenv(PRELOADED_ENV)
     assert bench_torch.torch_allocator() == "LD_PRELOAD=/usr/lib/libjemalloc.so.2"
+
+
+def test_the_bench_plans_for_the_one_device_it_times_on(monkeypatch):
+    """On a host of several devices the bench still times every group on one device, so its
+    ``auto`` plan must be the plan for one device: planned for all of them, a stack looked split
+    over the devices (the five emergence sizes became one stack on 4 devices, against models
+    alone on shared programs for one) and the bench timed that plan on a single device."""
+    import jax
+
+    from jaxscale import device_profile
+    from jaxscale.device_profile import calibrate
+    from jaxscale.presets import make_preset
+
+    preset = make_preset("notebook-emergence")
+    specs = [bench.BenchSpec(s.cfg, 0) for s in preset.specs]
+    b, t = preset.data.batch_size, preset.data.seq_len
+    one = bench._plan_groups(specs, "auto", 1000, b, t, calibrate(measure=False))
+    real = jax.devices()
+    monkeypatch.setattr(jax, "devices", lambda *a: real * 4)  # a host of four devices
+    # the bench's measured FLOP rate, pinned to the table's so that the plans compare
+    monkeypatch.setattr(device_profile, "measure_matmul_peak", lambda *a, **k: 1e11)
+    assert calibrate(measure=False).devices == 4
+    four = bench._plan_groups(specs, "auto", 1000, b, t, calibrate(measure=False))
+    assert [ix for ix, *_ in four] != [ix for ix, *_ in one], "premise: the plans for 1 and 4 devices differ"
+
+    class Timed(Exception):
+        pass
+
+    def fake_time_plans(units, *args, **kwargs):
+        fake_time_plans.units = [(tuple(c.name for c in u[0]), u[2]) for u in units]
+        raise Timed
+
+    monkeypatch.setattr(bench, "time_plans", fake_time_plans)
+    with pytest.raises(Timed):
+        bench.run_bench(specs, preset.data, modes=("auto",), peak=bench.device_peak("float32", measure=False),
+                        budget_steps=1000)
+    planned = [(tuple(specs[i].cfg.name for i in ix), stacked) for ix, stacked, _, _ in one]
+    assert sorted(fake_time_plans.units) == sorted(planned)
+
+
+@pytest.mark.parametrize("devices", [0, -1, 10**6, 1.5])
+def test_calibrate_refuses_a_device_count_the_host_lacks(devices):
+    from jaxscale.device_profile import calibrate
+
+    with pytest.raises(ValueError, match="devices must be a whole number"):
+        calibrate(measure=False, devices=devices)
