@@ -59,13 +59,28 @@ def test_bad_tables_exit_2_naming_the_column(tmp_path, capsys, text, column):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--n-items", "-5"], "--n-items must be >= 1"),
     (["--chance", "1.5"], "--chance must lie in [0, 1)"),
     (["--threshold", "2"], "--threshold must lie in (0, 1)"),
 ])
 def test_bad_options_exit_2_naming_the_option(tmp_path, capsys, args, match):
     assert main(["emergence", "analyze", write(tmp_path, TABLE), "--n-boot", "0"] + args) == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--n-items", "-5"], "argument --n-items: expected a positive integer, got -5"),
+    (["--n-items", "0"], "argument --n-items: expected a positive integer, got 0"),
+    (["--n-boot", "-1"], "argument --n-boot: expected an integer >= 0, got -1"),
+])
+def test_bad_item_and_replicate_counts_are_refused_at_parse_time(tmp_path, capsys, args, expected):
+    """Typed plain int, they were refused only by the command after the parse (--n-items 0 and
+    -5 as "--n-items must be >= 1"); now by argparse, naming the option, as the other commands'
+    counts are. --n-boot 0 (no bootstrap) stays valid."""
+    with pytest.raises(SystemExit) as info:
+        main(["emergence", "analyze", write(tmp_path, TABLE)] + args)
+    assert info.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert main(["emergence", "analyze", write(tmp_path, TABLE), "--n-boot", "0", "--n-items", "1"]) == 0
 
 
 def test_a_table_that_is_not_utf8_says_so(tmp_path, capsys):
@@ -113,3 +128,99 @@ def test_a_threshold_at_or_below_chance_is_refused_naming_both(tmp_path, capsys,
     assert main(["emergence", "analyze", write(tmp_path, TABLE), "--n-boot", "0", "--chance", chance,
                  "--threshold", "0.5"]) == 2
     assert f"--threshold 0.5 must lie above --chance {chance}" in capsys.readouterr().err
+
+
+class _Reached(Exception):
+    pass
+
+
+@pytest.mark.parametrize("budget", ["1", "one step less 1", "per param"])
+def test_train_mode_refuses_a_token_budget_below_one_step_before_writing(tmp_path, capsys, monkeypatch, budget):
+    """A --tokens budget below one optimiser step (--batch-size items x the task's input tokens,
+    its row length - 1: 11 of addition's 12-token rows) was not checked: it trained every model
+    on a whole step without a word, as sweep and train no longer do. Refused by name before the
+    study (or --out) is started; one step's tokens is accepted."""
+    import jaxscale.emergence_study as study
+
+    started = []
+
+    def run_study(spec, out, **kwargs):
+        started.append(spec.budget)
+        raise _Reached
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(study, "run_study", run_study)
+    seq = study.build_task("addition").seq_len - 1
+    step = f"one step of 64 sequences x {seq} tokens ({64 * seq} tokens), and a budget is rounded up to whole steps"
+    argv, message = {
+        "1": (["--tokens", "1"], f"--tokens: a budget of 1 tokens is less than {step}"),
+        "one step less 1": (["--tokens", str(64 * seq - 1)],
+                            f"--tokens: a budget of {64 * seq - 1} tokens is less than {step}"),
+        "per param": (["--tokens-per-param", "1e-9"], "--tokens-per-param: 1e-09 x "),
+    }[budget]
+    out = tmp_path / "study"
+    command = ["emergence", "--task", "addition", "--family", "ladder", "--out", str(out)]
+    assert main(command + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and step in err, err
+    assert not started and not out.exists()
+    with pytest.raises(_Reached):
+        main(command + ["--tokens", str(64 * seq)])
+    assert started == [{"kind": "tokens", "value": float(64 * seq)}]
+
+
+def _result(logistic_mid, gompertz_mid, best, delta_aic):
+    def fit(mid, aic):
+        return {"midpoint": mid, "midpoint_ci": [mid / 2, mid * 2], "width_decades": 1.0, "width_ci": [0.5, 2.0],
+                "floor": 0.0, "floor_fitted": False, "identified": True, "reason": None, "step": False, "aic": aic}
+    size = {"name": "s", "scale": 1e5, "exact_match": {"mean": 0.5, "lo": 0.4, "hi": 0.6},
+            "token_accuracy": {"mean": 0.8}, "answer_nll_per_token": {"mean": 1.0}}
+    series = {"logistic": fit(logistic_mid, 10.0), "gompertz": fit(gompertz_mid, 10.0 + (
+        -delta_aic if best == "gompertz" else delta_aic)), "best_fit": best, "delta_aic": delta_aic,
+        "crossing": 2e5, "crossing_ci": [1e5, 3e5]}
+    return {"sizes": [size], "series": {"exact_match": series}, "threshold": 0.5, "verdict": None, "backtest": None}
+
+
+@pytest.mark.parametrize("best, delta, shown, hidden", [
+    ("gompertz", 5.2, ["gompertz midpoint 4.01e+05 [2e+05, 8.02e+05] (lower AIC by 5.2)"], ["1.55e+05", "logistic"]),
+    ("logistic", 5.2, ["logistic midpoint 1.55e+05 [7.75e+04, 3.1e+05] (lower AIC by 5.2)"], ["4.01e+05", "gompertz"]),
+    (None, 3e-8, ["logistic ≈ gompertz (AIC 3e-08 apart, within 2: neither shape preferred)",
+                  "logistic midpoint 1.55e+05 [7.75e+04, 3.1e+05], gompertz midpoint 4.01e+05 [2e+05, 8.02e+05]"],
+     []),
+])
+def test_train_digest_gives_the_midpoint_of_the_shape_the_aic_prefers_or_both_when_tied(capsys, best, delta, shown,
+                                                                                       hidden):
+    """The digest printed the logistic midpoint alone, also where the Gompertz shape fitted
+    better by AIC, or the two tied (ΔAIC < 2) with midpoints 2.6x apart; analysis.json and
+    summary.md report both shapes. It follows the analysis' best_fit now."""
+    from jaxscale.commands.emergence import print_result
+
+    print_result(_result(1.55e5, 4.01e5, best, delta))
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("exact match:"))
+    for text in shown:
+        assert text in line, line
+    for text in hidden:
+        assert text not in line, line
+    assert line.endswith("; crossing of 0.5 at 2e+05 [1e+05, 3e+05]"), line
+
+
+def test_train_digest_follows_a_real_analysis_of_a_series(capsys):
+    """The digest reads the keys that SeriesAnalysis.as_dict writes into analysis.json; on a
+    Gompertz-shaped series (slow start, quick saturation) it gives the Gompertz midpoint."""
+    import numpy as np
+
+    from jaxscale.commands.emergence import print_result
+    from jaxscale.fit.emergence import analyze_series
+
+    x = np.arange(4, 10)
+    successes = np.round(1000 * np.exp(-np.exp(-1.5 * (x - 6.5)))).astype(int)  # 0 0 120 624 900 977
+    scale = np.repeat(10.0 ** x, 3)
+    s = analyze_series("exact match", scale, np.repeat(successes, 3), np.full(scale.size, 1000), n_boot=0).as_dict()
+    assert s["best_fit"] == "gompertz"
+    result = _result(1.0, 1.0, None, 0.0)
+    result["series"]["exact_match"] = s
+    print_result(result)
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("exact match:"))
+    kinds = [s["best_fit"]] if s["best_fit"] else ["logistic", "gompertz"]
+    for kind in ("logistic", "gompertz"):
+        assert (f"{kind} midpoint {s[kind]['midpoint']:.3g}" in line) == (kind in kinds), line

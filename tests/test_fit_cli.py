@@ -273,3 +273,19 @@ def test_bad_files_and_repeated_budgets_are_clean_errors(tmp_path, capsys):
     assert main(["fit", "power-law", str(rows)]) == 2  # was a TypeError traceback
     assert (f"error: {rows}: rows: row 0 (from 0, run_id 'a'): field 'tokens' must be a finite number > 0, got None"
             in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("law", ["power-law", "chinchilla"])
+@pytest.mark.parametrize("flag", ["--bootstrap", "--drop-highest"])
+def test_negative_bootstrap_or_drop_highest_is_refused_by_name_at_parse_time(law, flag, tmp_path, capsys):
+    """Typed plain int, -1 was accepted and refused only once the source was read: --bootstrap by
+    the fit ("bootstrap: must be >= 0", naming no option), --drop-highest after loading. Refused
+    by argparse now, before the (here missing) source is looked at; 0 stays valid (no bootstrap,
+    no point dropped)."""
+    missing = str(tmp_path / "missing.csv")
+    with pytest.raises(SystemExit) as info:
+        main(["fit", law, missing, flag, "-1"])
+    assert info.value.code == 2
+    assert f"argument {flag}: expected an integer >= 0, got -1" in capsys.readouterr().err
+    assert main(["fit", law, missing, flag, "0"]) == 2  # parsed; the missing source is what is refused
+    assert "missing.csv" in capsys.readouterr().err

@@ -145,3 +145,81 @@ def test_the_python_api_refuses_a_file_as_its_output_folder_before_training(tmp_
                   mode="sequential", out=blocker, save_weights=False, log=log)
     assert blocker.read_text() == "a user's file"
     assert not any("done" in s for s in lines)  # the plan was printed, no group trained
+
+
+def test_check_output_folder_checks_as_output_folder_does_and_makes_nothing(tmp_path, monkeypatch):
+    """The check-only half of ``output_folder``: the same refusals, no folder made."""
+    import os
+
+    from jaxscale.folders import check_output_folder
+
+    target = tmp_path / "a" / "b"
+    assert check_output_folder(str(target), "--plot") == target
+    assert not (tmp_path / "a").exists()
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"^--plot: '.*results' is a file, not a folder \(on the way to"):
+        check_output_folder(blocker / "figs", "--plot")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"^--plot: '.*dangling' is a link to nothing, not a folder"):
+        check_output_folder(tmp_path / "dangling" / "figs", "--plot")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: os.fspath(p) != str(locked) and real_access(p, mode, **k))
+    with pytest.raises(ValueError, match=r"^--plot: cannot create the folder '.*locked/x/y': '.*locked' is not writable$"):
+        check_output_folder(locked / "x" / "y", "--plot")
+    with pytest.raises(ValueError, match=r"^--plot: the folder '.*locked' is not writable$"):
+        check_output_folder(locked, "--plot")
+    assert list(locked.iterdir()) == [] and blocker.read_text() == "not a folder"
+
+
+# each command given an input it refuses before writing anything into its --plot/--profile folder
+FAILING_EARLY = {
+    "fit power-law": lambda f, t: ["fit", "power-law", str(t / "missing.csv"), "--bootstrap", "0", "--plot", f],
+    "fit chinchilla": lambda f, t: ["fit", "chinchilla", str(t / "missing.csv"), "--plot", f],
+    "emergence analyze": lambda f, t: ["emergence", "analyze", str(t / "missing.csv"), "--plot", f],
+    "bench": lambda f, t: ["bench", "--family", "ladder", "--sizes", "no-such-size", "--modes", "sequential",
+                           "--repeats", "1", "--profile", f],
+}
+
+
+@pytest.mark.parametrize("command", sorted(FAILING_EARLY))
+def test_a_command_that_fails_on_its_inputs_leaves_no_plot_or_profile_folder(command, tmp_path, capsys, monkeypatch):
+    """The folder was made when its path was checked, before the inputs: ``fit power-law
+    missing.csv --plot figs`` failed on the CSV and left an empty ``figs/`` (``--plot`` of
+    emergence analyze, ``--profile`` of bench alike)."""
+    import os
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # bench --profile adds to it
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "figs" / "deeper"
+    assert main(FAILING_EARLY[command](str(folder), tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert ("missing.csv" in err) if command != "bench" else ("--sizes: unknown sizes ['no-such-size']" in err), err
+    assert not (tmp_path / "figs").exists()
+
+
+@pytest.mark.parametrize("command", ["fit power-law", "emergence analyze"])
+def test_a_plot_folder_that_cannot_be_made_is_refused_before_the_inputs_are_read(command, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """Checked by making it, as root (or with the folder's owner's rights) an unwritable parent
+    was not noticed until a figure was written; the check asks the parent itself."""
+    import os
+
+    import jaxscale.fit.emergence.table as table
+    import jaxscale.fit.sources as sources
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: os.fspath(p) != str(locked) and real_access(p, mode, **k))
+    read = []
+    monkeypatch.setattr(sources, "load_source", lambda *a, **k: read.append(a) or 1 / 0)
+    monkeypatch.setattr(table, "read_score_table", lambda *a, **k: read.append(a) or 1 / 0)
+    src = _power_law_csv(tmp_path) if command.startswith("fit") else _score_table(tmp_path)
+    assert main([*command.split(), src, "--plot", str(locked / "figs")]) == 2
+    assert f"error: --plot: cannot create the folder '{locked / 'figs'}': '{locked}' is not writable" in \
+        capsys.readouterr().err
+    assert not read and not (locked / "figs").exists()

@@ -162,9 +162,12 @@ def run(args) -> int:
     if args.profile:  # read when JAX starts its backends, which has not happened yet
         import os
 
-        from jaxscale.folders import output_folder
+        from jaxscale.folders import check_output_folder
 
-        output_folder(args.profile, "--profile")  # the traces' folder, before anything is timed
+        # the traces' folder, checked before anything is built or timed; it is made only as the
+        # first trace is written (op_profile.capture makes DIR/programNN, after the timings): made
+        # here, it was left behind empty when bench then refused a setting or stopped while timing
+        check_output_folder(args.profile, "--profile")
 
         flag = "--xla_cpu_enable_xprof_traceme=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):

@@ -99,9 +99,12 @@ def register(subparsers) -> None:
                          help="score that counts as 'emerged' (default 0.5)")
     analyze.add_argument("--chance", type=float, default=0.0,
                          help="chance score, the floor of the fits (e.g. 0.25 for 4-way choice)")
-    analyze.add_argument("--n-items", type=int, default=None,
+    # positive_int, non_negative_int: a bad --n-items or --n-boot was refused only after the
+    # parse, in the command's own words (still before the table was read)
+    analyze.add_argument("--n-items", type=c.positive_int, default=None,
                          help="test items per benchmark; enables bootstrap intervals")
-    analyze.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    analyze.add_argument("--n-boot", type=c.non_negative_int, default=1000,
+                         help="bootstrap replicates (0: none)")
     analyze.add_argument("--json", action="store_true", help="print machine-readable JSON")
     analyze.add_argument("--plot", metavar="DIR", help="write one figure per benchmark to DIR")
     analyze.set_defaults(func=run)
@@ -138,6 +141,23 @@ def study_spec_from_args(args: argparse.Namespace):
         scale_axis=args.scale_axis, fit_floor=args.fit_floor)
 
 
+def check_token_budget(spec) -> None:
+    """Refuse a ``--tokens`` or ``--tokens-per-param`` budget below one optimiser step of the
+    study (``--batch-size`` items x the task's training sequence, its row length - 1 tokens),
+    before anything is written, as ``sweep`` and ``train`` do (``_common.check_token_budgets``).
+    Why: a budget is rounded up to whole steps, so ``--tokens 1`` trained every model on a whole
+    step without a word. The task and models are built here for their sizes (cheap: no model is
+    initialised); ``run_study`` builds them again."""
+    if spec.budget["kind"] not in ("tokens", "tokens_per_param"):
+        return
+    from jaxscale.commands._common import check_token_budgets
+    from jaxscale.emergence_study import prepare
+
+    _, data, specs, _ = prepare(spec)
+    cfgs = list({s.cfg.name: s.cfg for s in specs}.values())  # one per size, not per seed
+    check_token_budgets([specs[0].budget], cfgs, data.batch_size, data.seq_len)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train-and-analyse (``--task``/``--family``) and ``--eval-only DIR``."""
     from jaxscale.compile_cache import enable_compilation_cache
@@ -153,6 +173,7 @@ def run_train(args: argparse.Namespace) -> int:
         out = args.eval_only
     else:
         spec = study_spec_from_args(args)
+        check_token_budget(spec)
         enable_compilation_cache()
         # run_study makes --out once the task and models are built: a study refused for a bad
         # setting (a task knob, a family) left an empty --out behind when the CLI made it first
@@ -166,20 +187,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 def print_result(result: dict) -> None:
     """A short text digest of an emergence analysis (analysis.json has everything)."""
-    from jaxscale.fit.emergence.sigmoid import STEP_NOTE
-
     print(f"\n{'size':<22}{'params':>10}  {'exact match':>22}  {'token acc':>10}  {'NLL/token':>9}")
     for e in result["sizes"]:
         em = e["exact_match"]
         print(f"{e['name']:<22}{e['scale']:>10,.0f}  {em['mean']:>8.3f}{_fmt_ci((em['lo'], em['hi'])):>14}"
               f"  {e['token_accuracy']['mean']:>10.3f}  {e['answer_nll_per_token']['mean']:>9.3f}")
     s = result["series"]["exact_match"]
-    fit = s["logistic"]
-    if fit is not None:
-        flag = (f" (not identified: {fit['reason']})" if not fit["identified"] else
-                f" ({STEP_NOTE})" if fit.get("step") else "")
-        print(f"exact match: logistic midpoint {_fmt(fit['midpoint'])}"
-              f"{_fmt_ci(fit['midpoint_ci'])}{flag}; crossing of {result['threshold']:g} at "
+    midpoints = _midpoints(s)
+    if midpoints:
+        print(f"exact match: {midpoints}; crossing of {result['threshold']:g} at "
               f"{_fmt(s['crossing'])}{_fmt_ci(s['crossing_ci'])}")
     if result.get("verdict"):
         from jaxscale.emergence_report import verdict_word
@@ -189,6 +205,33 @@ def print_result(result: dict) -> None:
     if bt:
         print(f"backtest: forecast error {_fmt(bt['forecast_error_decades'])} decades, naive "
               f"{_fmt(bt['naive_error_decades'])} decades")
+
+
+def _midpoints(series: dict) -> str | None:
+    """The sigmoid midpoint(s) of one analysed series (``analysis.json``'s ``series.<metric>``),
+    chosen as the analysis chose them: the shape with the lower AIC (``best_fit``), or, when the
+    logistic and Gompertz AICs are within ``AIC_TIE`` (``best_fit`` null), both, as summary.md
+    gives them. None without a fit. Why: the digest gave the logistic midpoint alone, also where
+    the Gompertz shape fitted clearly better or the two tied with midpoints several times apart."""
+    from jaxscale.fit.emergence.sigmoid import STEP_NOTE
+    from jaxscale.fit.emergence.table import AIC_TIE
+
+    def one(kind: str) -> str:
+        fit = series[kind]
+        flag = (f" (not identified: {fit['reason']})" if not fit["identified"] else
+                f" ({STEP_NOTE})" if fit.get("step") else "")
+        return f"{kind} midpoint {_fmt(fit['midpoint'])}{_fmt_ci(fit['midpoint_ci'])}{flag}"
+
+    kinds = [k for k in ("logistic", "gompertz") if series.get(k) is not None]
+    if not kinds:
+        return None
+    best, gap = series.get("best_fit"), series.get("delta_aic")
+    if best in kinds and len(kinds) == 2:
+        return f"{one(best)} (lower AIC by {_fmt(gap)})"
+    if best in kinds or len(kinds) == 1:
+        return one(best if best in kinds else kinds[0])
+    return (f"logistic ≈ gompertz (AIC {_fmt(gap)} apart, within {AIC_TIE:g}: neither shape preferred): "
+            + ", ".join(one(k) for k in kinds))
 
 
 def _clean(value):
@@ -215,10 +258,6 @@ def run_analyze(args: argparse.Namespace) -> int:
     from jaxscale.fit.emergence import analyze_score_table
     from jaxscale.fit.emergence.sigmoid import STEP_NOTE
 
-    if args.n_boot < 0:
-        raise ValueError(f"--n-boot must be >= 0, got {args.n_boot}")
-    if args.n_items is not None and args.n_items < 1:
-        raise ValueError(f"--n-items must be >= 1 (test items behind each score), got {args.n_items}")
     if not 0.0 <= args.chance < 1.0:
         raise ValueError(f"--chance must lie in [0, 1) (the chance score, e.g. 0.25 for 4-way "
                          f"choice), got {args.chance}")
@@ -227,15 +266,17 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.threshold <= args.chance:  # every score at chance would count as emerged
         raise ValueError(f"--threshold {args.threshold:g} must lie above --chance {args.chance:g} (the "
                          f"score of guessing): a crossing at or below chance marks no ability")
-    if args.plot:
-        from jaxscale.folders import output_folder
-        output_folder(args.plot, "--plot")  # before the fits: a bad folder costs nothing
+    if args.plot:  # before the fits: a bad folder costs nothing; made only once a figure is drawn,
+        # or a table that failed to load left it behind empty
+        from jaxscale.folders import check_output_folder
+        check_output_folder(args.plot, "--plot")
     report = analyze_score_table(args.table, args.threshold, chance=args.chance,
                                  n_items=args.n_items, n_boot=args.n_boot)
     figures = []
-    if args.plot:
+    if args.plot and report.benchmarks:
+        from jaxscale.folders import output_folder
         from jaxscale.plots.emergence import plot_score_table
-        figures = plot_score_table(report, args.plot)
+        figures = plot_score_table(report, output_folder(args.plot, "--plot"))
     if args.json:
         out = _clean(report.as_dict())
         out["figures"] = [str(p) for p in figures]

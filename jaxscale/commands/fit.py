@@ -49,12 +49,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x", choices=("non_embedding_params", "params"),
                    default="non_embedding_params",
                    help="size measure when SOURCE holds result rows (default: %(default)s)")
-    p.add_argument("--bootstrap", type=int, default=None, metavar="B",
-                   help="bootstrap resamples for 95%% intervals")
+    # non_negative_int: a negative B was refused only by the fit, after the data were read, in
+    # words that named no option ("bootstrap: must be >= 0"); 0 means no bootstrap
+    p.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="B",
+                   help="bootstrap resamples for 95%% intervals (0: none)")
     # non_negative_int: a negative seed failed only at the bootstrap, in numpy's words ("expected
     # non-negative integer"), after the data were read
     p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap random seed")
-    p.add_argument("--drop-highest", type=int, default=0, metavar="K",
+    # non_negative_int: a negative K was refused only after the data were read
+    p.add_argument("--drop-highest", type=non_negative_int, default=0, metavar="K",
                    help="drop the K highest-loss points before fitting")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
@@ -101,8 +104,6 @@ def _no_law(p) -> int:
 def _load(args):
     from jaxscale.fit.sources import load_source
     data = load_source(args.source, x=args.x)
-    if args.drop_highest < 0:
-        raise ValueError(f"--drop-highest: must be >= 0, got {args.drop_highest}")
     return data.drop_highest(args.drop_highest)
 
 
@@ -123,7 +124,7 @@ def _emit(args, payload: dict, lines: list[str]) -> None:
 
 def run_power_law(args) -> int:
     from jaxscale.fit import power_law as pl
-    plot_dir = _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
+    _check_plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     bootstrap = 200 if args.bootstrap is None else args.bootstrap
     notes = list(data.notes)
@@ -168,22 +169,31 @@ def run_power_law(args) -> int:
     lines += [f"  note: {n}" for n in notes]
     if args.plot:
         from jaxscale.plots.power_law import plot_power_law
-        path = plot_power_law(fit, plot_dir / "power_law.png", backtest=back)
+        path = plot_power_law(fit, _plot_dir(args) / "power_law.png", backtest=back)
         lines.append(f"  figure: {path}")
         payload["figures"] = [str(path)]
     _emit(args, payload, lines)
     return 0
 
 
+def _check_plot_dir(args) -> None:
+    """Refuse a ``--plot`` path that cannot be a folder, before anything is read; the folder is
+    made only when a figure is written (``_plot_dir``): made here, it was left behind empty
+    when the source then failed to load (``fit power-law missing.csv --plot figs``)."""
+    if args.plot:
+        from jaxscale.folders import check_output_folder
+        check_output_folder(args.plot, "--plot")
+
+
 def _plot_dir(args):
-    """The ``--plot`` folder, made (None without ``--plot``)."""
+    """The ``--plot`` folder, made, as its first figure is about to be written."""
     from jaxscale.folders import output_folder
-    return output_folder(args.plot, "--plot") if args.plot else None
+    return output_folder(args.plot, "--plot")
 
 
 def run_chinchilla(args) -> int:
     from jaxscale.fit import chinchilla as ch
-    plot_dir = _plot_dir(args)  # before the fit: a bad --plot folder costs nothing
+    _check_plot_dir(args)  # before the fit: a bad --plot folder costs nothing
     data = _load(args)
     if data.D is None:
         raise ValueError(f"{args.source}: Chinchilla fits need tokens (a D/tokens column) or "
@@ -215,12 +225,12 @@ def run_chinchilla(args) -> int:
     lines += [f"note: {n}" for n in data.notes]
     if args.plot and fits:
         from jaxscale.plots import chinchilla as chp
-        d = plot_dir
+        # An Approach-3 law without a frontier has no N_opt(C) to draw.
+        drawable = {k: f for k, f in fits.items() if k != "3" or f.has_frontier}
+        d = _plot_dir(args) if drawable else None  # every figure needs a drawable fit
         if "2" in fits:
             figures.append(chp.plot_isoflops(fits["2"], data.N, data.D, data.loss,
                                              d / "isoflops.png", labels=data.names))
-        # An Approach-3 law without a frontier has no N_opt(C) to draw.
-        drawable = {k: f for k, f in fits.items() if k != "3" or f.has_frontier}
         if drawable:
             figures.append(chp.plot_optimal_allocation(drawable, d / "optimal_allocation.png"))
         if "3" in fits and fits["3"].has_frontier:
