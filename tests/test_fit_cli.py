@@ -289,3 +289,13 @@ def test_negative_bootstrap_or_drop_highest_is_refused_by_name_at_parse_time(law
     assert f"argument {flag}: expected an integer >= 0, got -1" in capsys.readouterr().err
     assert main(["fit", law, missing, flag, "0"]) == 2  # parsed; the missing source is what is refused
     assert "missing.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ratio", ["0", "-20", "nan", "inf"])
+def test_allocate_refuses_a_bad_tokens_per_param_by_its_flag(ratio, capsys):
+    """Refused at parse time naming --tokens-per-param (it was refused inside the allocation, in
+    the words of its keyword argument ``tokens_per_param``)."""
+    with pytest.raises(SystemExit) as err:
+        main(["allocate", "--compute", "1e21", "--tokens-per-param", ratio])
+    assert err.value.code == 2
+    assert "--tokens-per-param" in capsys.readouterr().err

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                    help="one or more training budgets in FLOPs")
     p.add_argument("--fit", metavar="FILE",
                    help="JSON from `jaxscale fit chinchilla --json` (uses its approach3 law)")
-    p.add_argument("--tokens-per-param", type=float, default=20.0, metavar="R",
+    p.add_argument("--tokens-per-param", type=positive_float, default=20.0, metavar="R",
                    help="rule-of-thumb tokens per parameter (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
