@@ -34,9 +34,13 @@ def budget_of(row: dict, budgets: Sequence[float], rtol: float = 0.1) -> float |
     """The IsoFLOP budget (of ``budgets``) a row was trained at: C = 6·N·D with N its total
     parameters and D the tokens it was asked for (its ``budget``, when that is a token count; else
     the tokens it trained on, which whole steps round up: by 16% for ladder l4 at 5e8 FLOPs and
-    batch 8 × 64), within ``rtol`` (relative); None when it matches none."""
+    batch 8 × 64; for a diverged row, those it was planned to train, ``fit.sources.budget_tokens``:
+    it stopped at its divergence, and counts as a failed run of its budget), within ``rtol``
+    (relative); None when it matches none."""
+    from jaxscale.fit.sources import budget_tokens
+
     asked = row.get("budget") or {}
-    tokens = asked["value"] if asked.get("kind") == "tokens" else row["tokens"]
+    tokens = asked["value"] if asked.get("kind") == "tokens" else budget_tokens(row)
     c = 6.0 * float(row["params"]) * float(tokens)
     for b in budgets:
         if abs(math.log(c / b)) <= math.log1p(rtol):

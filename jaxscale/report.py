@@ -149,6 +149,7 @@ def allocation_rows(fits: dict, max_data_compute: float, local_budgets) -> list[
 
 def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command: str, wall_seconds: float,
                  figures: dict) -> Path:
+    from jaxscale.fit.sources import budget_tokens
     from jaxscale.isoflop_grid import family_order, isoflop_extension_note
     from jaxscale.lr_grid import lr_edge_note
     from jaxscale.sweep import select_best_lr
@@ -224,7 +225,8 @@ def write_report(out: Path, cfg, fits: dict, ladder: list, iso: list, *, command
         lines += [note, ""] if note else []
     lines += ["| budget (FLOPs) | 20 tokens/param: N | D | Approach 2: N_opt | Approach 3: N_opt [95%] | D_opt | |",
               "|---:|---:|---:|---:|---:|---:|---|"]
-    max_c = max(6.0 * r["params"] * r["tokens"] for r in ladder + iso)
+    # the compute of each run's budget (a diverged run's planned tokens, as its budget's other runs)
+    max_c = max(6.0 * r["params"] * budget_tokens(r) for r in ladder + iso)
     m2, m3 = identified_mark(fits, 2), identified_mark(fits, 3)
     for row in allocation_rows(fits, max_c, cfg.isoflop_budgets):
         lo, hi = row["a3_params_ci"]

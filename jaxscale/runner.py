@@ -246,9 +246,17 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                   "devices": g.n_dev, "batch_shards": g.batch_shards, "inert_models": k_run - k}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])
-        n_i = int(steps_taken[i]) if not diverged else totals[i]
-        row = _row(spec, n_i, train_losses[: n_i, i], val_points[i], float(test[i]), diverged, data, seq_len,
-                   mode, stack_info, wall, settings.data_seed)
+        # The steps a model trained are its state's counter: the optimiser updates applied. A
+        # model stopped early, or one that diverged, trained fewer than it was planned
+        # (``totals``): a diverged model is frozen from the step whose loss or gradient turned
+        # non-finite, and that step's update is not applied (``train.flat_step``). Its row used to
+        # report the planned total, telling a reader that it trained its whole budget.
+        n_i = int(steps_taken[i])
+        # A diverged model's curve runs through that step (the update it did not apply), so that
+        # the divergence shows as its last point; the steps after it trained nothing.
+        n_curve = min(n_i + 1, totals[i]) if diverged else n_i
+        row = _row(spec, n_i, train_losses[: n_curve, i], val_points[i], float(test[i]), diverged, data, seq_len,
+                   mode, stack_info, wall, settings.data_seed, planned_steps=totals[i])
         row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
         rows.append(row)
     return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env, g.eval_env)
@@ -320,19 +328,31 @@ class GroupResult:
 
 
 def _row(spec: ModelSpec, steps: int, losses: np.ndarray, val_points, test_loss: float, diverged: bool,
-         data: TrainData, seq_len: int, mode: str, stack_info: dict, wall: float, data_seed: int) -> dict:
+         data: TrainData, seq_len: int, mode: str, stack_info: dict, wall: float, data_seed: int, *,
+         planned_steps: int) -> dict:
+    """A model's result row (DESIGN.md §6). ``steps``: the optimiser updates it applied, which
+    ``tokens``, ``tokens_per_param`` and ``flops`` count; ``losses``: its training loss per step,
+    one curve point each (for a diverged model, one more than ``steps``: the step that diverged,
+    marked ``"diverged": true``); ``planned_steps``: its budget in steps, recorded with its tokens
+    as ``planned_steps`` and ``planned_tokens`` (more than ``steps`` for a model stopped early or
+    diverged), so that a diverged row can be grouped with the rows of its budget
+    (``fit.sources.budget_tokens``)."""
     cfg = spec.cfg
     counts = cfg.param_counts()
     fpt = cfg.flops_per_token(seq_len=seq_len)
     tokens = steps * data.batch_size * seq_len
     vals = dict(val_points)
     curve = []
-    for s in range(steps):
+    for s in range(len(losses)):
         point = {"step": s + 1, "tokens": (s + 1) * data.batch_size * seq_len,
                  "train_loss": None if not math.isfinite(losses[s]) else float(losses[s])}
         if s + 1 in vals:
             point["val_loss"] = vals[s + 1]
         curve.append(point)
+    if diverged and len(losses) > steps:
+        # the step that diverged: its loss is None when the loss turned non-finite, but a
+        # gradient alone may have (the loss finite, often huge), so the point says it
+        curve[-1]["diverged"] = True
     finite = losses[np.isfinite(losses)]
     last = finite[-N_LAST_FOR_TRAIN_LOSS:] if finite.size else finite
     return {
@@ -346,6 +366,7 @@ def _row(spec: ModelSpec, steps: int, losses: np.ndarray, val_points, test_loss:
         "weight_decay": spec.optim.weight_decay, "optimizer": {"name": "adamw", **spec.optim.__dict__},
         "batch_size": data.batch_size, "seq_len": seq_len, "steps": steps, "tokens": tokens,
         "tokens_per_param": tokens / counts.total, "budget": spec.budget.to_dict(),
+        "planned_steps": planned_steps, "planned_tokens": planned_steps * data.batch_size * seq_len,
         "flops": fpt.total * tokens,
         "train_loss": float(np.mean(last)) if last.size and not diverged else None,
         "val_loss": val_points[-1][1] if val_points and not diverged else None,

@@ -3,12 +3,12 @@
 Result rows (``jaxscale.results``): diverged rows and rows without a finite loss are dropped with a
 :class:`DivergedRowsWarning`; for each (size ``name``, token budget ``tokens``) the learning rate
 with the lowest mean ``val_loss`` is kept (a rate that lost a seed to divergence only when every
-rate did); its seeds are averaged (their individual losses are kept
-in ``seed_losses`` so a bootstrap can resample them). Rows from more than one corpus are refused,
-as are a point's seeds trained with different settings (``SETTING_FIELDS``), and a run given
-twice counts once (:class:`DuplicateRunsWarning`): averaging would mix them silently. A field of
-the wrong type or value (a null or a string as ``tokens``, a list as ``seed``, a size <= 0) is
-refused naming its row and field.
+rate did; a diverged row counts at its planned tokens, ``budget_tokens``); its seeds are averaged
+(their individual losses are kept in ``seed_losses`` so a bootstrap can resample them). Rows from
+more than one corpus are refused, as are a point's seeds trained with different settings
+(``SETTING_FIELDS``), and a run given twice counts once (:class:`DuplicateRunsWarning`):
+averaging would mix them silently. A field of the wrong type or value (a null or a string as
+``tokens``, a list as ``seed``, a size <= 0) is refused naming its row and field.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from jaxscale.fit.csv_source import CSV_ALIASES, _a_file, load_csv
 
 __all__ = ["FitData", "DivergedRowsWarning", "DuplicateRunsWarning", "load_csv", "rows_to_data", "load_source",
-           "CSV_ALIASES"]
+           "budget_tokens", "CSV_ALIASES"]
 
 class DivergedRowsWarning(UserWarning):
     """Result rows were dropped because they diverged or have no finite loss."""
@@ -195,6 +195,24 @@ def _check_seeds_of_one_setting(name: str, tokens: float, lr, rows: Sequence[dic
                              f"on their own")
 
 
+def _budget_tokens_field(r: dict) -> str:
+    """The field ``budget_tokens`` reads: ``planned_tokens`` for a diverged row that records it."""
+    return "planned_tokens" if r.get("diverged") and "planned_tokens" in r else "tokens"
+
+
+def budget_tokens(r: dict):
+    """The tokens a result row stands for among the rows of its planned budget: a diverged row's
+    ``planned_tokens``, any other row's ``tokens``.
+
+    Why: a diverged row reports the tokens it trained (``tokens``, up to its divergence), fewer
+    than its siblings of the same (size, budget) at other rates or seeds, with which it must still
+    be grouped (a rate that lost a seed to divergence ranks last there). Rows written before
+    ``planned_tokens`` was recorded gave a diverged model its planned tokens as ``tokens``, so
+    they are read as before. A row stopped early (``RunSettings.early_stop``) keeps its
+    ``tokens``: its point is where it stopped, as it always was."""
+    return r[_budget_tokens_field(r)]
+
+
 def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: str = "test_loss",
                  select_by: str = "val_loss") -> FitData:
     """Result rows → one point per (size name, token budget): the learning rate with the lowest
@@ -207,11 +225,12 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
         for field in (x, "tokens", "name"):
             if field not in r:
                 raise ValueError(f"rows: row {i} lacks field {field!r}")
-        _check_row(i, r, (("name", "name"), ("tokens", "positive"), ("lr", "lr"), ("seed", "key"),
+        # a diverged row is keyed (and checked) by its planned tokens: it may have trained none
+        _check_row(i, r, (("name", "name"), (_budget_tokens_field(r), "positive"), ("lr", "lr"), ("seed", "key"),
                           ("data_seed", "key"), ("steps", "key"), (y, "loss")))
         if r.get("diverged") or not _finite(r.get(y)) or r[y] <= 0:
             dropped.append(str(r.get("run_id", r.get("name", i))))
-            failed_at.add((str(r["name"]), float(r["tokens"]), r.get("lr")))
+            failed_at.add((str(r["name"]), float(budget_tokens(r)), r.get("lr")))
         else:
             # the size, the selection loss and the FLOPs are read from kept rows only
             _check_row(i, r, ((x, "positive"), (select_by, "loss"), ("flops", "flops")))
