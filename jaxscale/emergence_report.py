@@ -14,6 +14,14 @@ run share it. Intervals, and why each kind:
   distinct resamples and understates the spread; the t interval is honest about it. It is
   clipped to the metric's range (``METRIC_RANGE``: an NLL is never below 0, a probability never
   above 1), which a symmetric interval over two or three seeds otherwise crosses.
+
+Chance levels. Every proportion is fitted, and exact match is judged, against the task's chance
+level (``Task.chance_levels``: the score of the best constant answer), not against 0: sparse
+parity answers one bit, so guessing scores exact match 1/2, and a sigmoid held at 0 read that
+flat curve as a rise from 0 (a midpoint, a verdict and a forecast of nothing). The same level is
+the floor of the sigmoid fits and of the forecast's link, the baseline of the verdict's rise
+test, and the level the threshold must exceed (``chance_floors``, ``analyse``); ``analysis.json``
+(``chance``) and ``summary.md`` state it per metric.
 """
 
 from __future__ import annotations
@@ -24,8 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["PROPORTIONS", "CONTINUOUS", "size_points", "size_table", "analyse", "verdict_word", "verdict_text",
-           "write_summary", "write_figures", "analyse_and_write"]
+__all__ = ["PROPORTIONS", "CONTINUOUS", "FITTED", "size_points", "size_table", "chance_floors", "analyse",
+           "verdict_word", "verdict_text", "write_summary", "write_figures", "analyse_and_write"]
 
 # metric key -> label; proportions carry successes and n in the row's metrics
 PROPORTIONS = {"exact_match": "exact match", "tolerance_match": "tolerance match",
@@ -35,6 +43,9 @@ CONTINUOUS = {"answer_nll_per_token": "answer NLL / token", "answer_log_likeliho
               "answer log-likelihood", "answer_probability": "answer probability",
               "edit_distance": "token edit distance", "predicted_exact_match":
               "predicted EM (Π p_t)", "brier": "Brier score"}
+# the proportions that get sigmoid fits, each at its chance floor (teacher-forced accuracy is
+# reported, not fitted)
+FITTED = ("exact_match", "tolerance_match", "token_accuracy")
 # the range each continuous metric can take: a t interval over a few seeds is clipped to it
 # (with two or three seeds it easily reached below 0 for an NLL: 0.578 [-0.507, 1.66])
 METRIC_RANGE = {"answer_probability": (0.0, 1.0), "edit_distance": (0.0, 1.0),
@@ -105,6 +116,24 @@ def size_table(pts: dict, n_boot: int = 1000, seed: int = 0) -> list[dict]:
     return table
 
 
+def chance_floors(keys, chance=None, vocab_size: int | None = None) -> dict[str, float]:
+    """The floor of each metric in ``keys``: its chance level from ``chance`` (a task's
+    ``chance_levels``; a metric it does not give is 0), and for per-token accuracy at least
+    1/``vocab_size``, a uniform guess over the vocabulary. That bound is the floor of a task
+    that cannot say (the best constant token at a position is right at least that often), and
+    never exceeds what a task that can say states."""
+    chance = chance or {}
+    floors = {}
+    for key in keys:
+        level = float(chance.get(key, 0.0))
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"chance: the level of {key} must lie in [0, 1], got {level!r}")
+        if key == "token_accuracy" and vocab_size:
+            level = max(level, 1.0 / vocab_size)
+        floors[key] = level
+    return floors
+
+
 def _series(pts, key, threshold, floor, n_boot, seed, fit_floor=False):
     from jaxscale.fit.emergence import analyze_series
 
@@ -114,23 +143,40 @@ def _series(pts, key, threshold, floor, n_boot, seed, fit_floor=False):
 
 
 def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "params",
-            vocab_size: int | None = None, n_boot: int = 1000, seed: int = 0,
+            vocab_size: int | None = None, chance=None, n_boot: int = 1000, seed: int = 0,
             fit_floor: bool = False) -> dict:
     """The whole analysis of a study's rows. Returns a dict with JSON-ready ``as_json`` and the
     fit objects (``series``, ``backtest``, ``forecast``) for the figures. ``fit_floor``: the
-    sigmoids fit their lower plateau (above chance) instead of holding it at chance."""
+    sigmoids fit their lower plateau (above chance) instead of holding it at chance.
+
+    ``chance``: the task's chance level per metric (``Task.chance_levels``), read through
+    :func:`chance_floors` with ``vocab_size``; exact match's level is the floor of its fits and
+    of the forecast's link and the verdict's baseline, and a ``threshold`` at or below it is
+    refused (ValueError): guessing alone would cross it. Another metric whose level reaches the
+    threshold keeps its fits but has no crossing (a note says so), and one that guessing
+    scores perfectly (a ±2 match over 5 residues) is not fitted."""
     from jaxscale.fit.emergence import backtest, emergence_verdict, forecast_crossing
 
     pts = size_points(rows, scale_axis)
+    floors = chance_floors([k for k in FITTED if k in pts], chance, vocab_size)
+    em_chance = floors["exact_match"]
+    if threshold <= em_chance:
+        raise ValueError(f"threshold {threshold:g} lies at or below the chance level of exact match, "
+                         f"{em_chance:.4g} (the score of the best constant answer): a crossing there "
+                         "marks no ability; choose a threshold above it")
     n_sizes = np.unique(pts["scale"]).size
     out = {"threshold": threshold, "scale_axis": scale_axis, "n_sizes": int(n_sizes),
            "n_models": int(pts["scale"].size), "test_items": int(pts["exact_match_n"][0]),
-           "sizes": size_table(pts, n_boot, seed), "notes": []}
+           "chance": floors, "sizes": size_table(pts, n_boot, seed), "notes": []}
     series = {}
-    for key in PROPORTIONS:
-        if key not in pts or key == "teacher_forced_token_accuracy":
+    for key, floor in floors.items():
+        if floor >= 1.0:
+            out["notes"].append(f"{PROPORTIONS[key]}: not fitted, a constant answer already scores "
+                                f"{floor:.4g}")
             continue
-        floor = 1.0 / vocab_size if key == "token_accuracy" and vocab_size else 0.0
+        if threshold <= floor:
+            out["notes"].append(f"{PROPORTIONS[key]}: the threshold {threshold:g} lies at or below its "
+                                f"chance level {floor:.4g}, so it has no crossing")
         series[key] = _series(pts, key, threshold, floor, n_boot, seed, fit_floor)
     out["series"] = {k: s.as_dict() for k, s in series.items()}
 
@@ -138,7 +184,7 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
         v = emergence_verdict(pts["scale"], pts["exact_match"],
                               np.maximum(pts["answer_nll_per_token"], 1e-12),
                               successes=pts["exact_match_successes"], trials=pts["exact_match_n"],
-                              n_boot=n_boot, seed=seed, split_threshold=threshold)
+                              n_boot=n_boot, seed=seed, split_threshold=threshold, chance=em_chance)
         names = {e["scale"]: e["name"] for e in out["sizes"]}
         out["verdict"] = {**v.as_dict(), "continuous_metric": "answer NLL per token",
                           "seed_splits": [{"scale": sp.scale, "name": names.get(sp.scale), "above": sp.above,
@@ -151,7 +197,8 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
     s_S, n_S = pts["exact_match_successes"], pts["exact_match_n"]
     fc = bt = None
     try:
-        fc = forecast_crossing(pts["scale"], nll, s_S, n_S, threshold, n_boot=n_boot, seed=seed)
+        fc = forecast_crossing(pts["scale"], nll, s_S, n_S, threshold, n_boot=n_boot, seed=seed,
+                               floor=em_chance)
         out["forecast"] = {"scale": fc.scale, "ci": list(fc.ci), "loss_exponent":
                            fc.loss_exponent, "loss_at_threshold": fc.loss_at_threshold,
                            "extrapolation_decades": fc.extrapolation_decades, "note": fc.note}
@@ -164,7 +211,7 @@ def analyse(rows: Sequence[dict], *, threshold: float = 0.5, scale_axis: str = "
         n_holdout = 1 if n_sizes < 6 else 2
         try:
             bt = backtest(pts["scale"], nll, s_S, n_S, threshold, n_holdout=n_holdout,
-                          n_boot=n_boot, seed=seed)
+                          n_boot=n_boot, seed=seed, floor=em_chance)
             out["backtest"] = {
                 "n_holdout": bt.n_holdout, "holdout_scales": list(bt.holdout_scales),
                 "observed": bt.observed.scale, "forecast": bt.forecast.scale,
@@ -231,10 +278,12 @@ def verdict_text(v: dict | None) -> str:
               f"{v['continuous_metric']} {_f(v['continuous_sharpness'])}"
               f"{_ci(*v.get('continuous_sharpness_ci', (None, None)))}")
     if v["label"] == "no transition":  # the sharpness ratios of a floor-level series are noise
-        rise = v.get("em_rise")
-        how = ("exact match is nowhere above its level at the first size" if rise is None
-               or not rise > 0 else "exact match never rises clearly above its level at the first "
-               f"size: its largest rise, {rise:+.3g}, is {_f(v['em_rise_z'], 2)} standard errors, "
+        rise, chance = v.get("em_rise"), v.get("chance") or 0.0
+        level = ("its level at the first size" if not chance > 0 else
+                 f"chance ({_f(chance)}) or its level at the first size, whichever is higher")
+        how = (f"exact match is nowhere above {level}" if rise is None
+               or not rise > 0 else f"exact match never rises clearly above {level}: its largest "
+               f"rise, {rise:+.3g}, is {_f(v['em_rise_z'], 2)} standard errors, "
                f"and a clear rise takes {_f(v['rise_z'], 2)}")
         text = f"**no transition** ({how}; the sharpness ratios, {ratios}, measure noise)."
     else:
@@ -264,7 +313,12 @@ def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
         if meta.get(k) is not None:
             lines.append(f"- **{k.replace('_', ' ')}**: {meta[k]}")
     lines += [f"- **test items per model**: {a['test_items']}; threshold {a['threshold']:g}; "
-              f"scale axis `{a['scale_axis']}`", "",
+              f"scale axis `{a['scale_axis']}`"]
+    if a.get("chance"):
+        lines.append("- **chance levels** (the score of the best constant answer; the floor of the "
+                     "fits, and the verdict's baseline for exact match): "
+                     + ", ".join(f"{PROPORTIONS[k]} {_f(c, 4)}" for k, c in a["chance"].items()))
+    lines += ["",
               "## Metrics by size (mean over seeds, 95% interval)", ""]
     keys = [k for k in (*PROPORTIONS, *CONTINUOUS) if k in a["sizes"][0]]
     labels = {**PROPORTIONS, **CONTINUOUS}
@@ -288,7 +342,8 @@ def write_summary(path: Path, analysis: dict, meta: dict) -> Path:
                 lines.append(f"- {kind}: midpoint {_f(fit['midpoint'])}{_ci(*fit['midpoint_ci'])}, "
                              f"10–90% width {_f(fit['width_decades'])} decades"
                              f"{_ci(*fit['width_ci'])}, "
-                             + (f"floor {_f(fit['floor'])} (fitted), " if fit.get("floor_fitted") else "")
+                             + (f"floor {_f(fit['floor'])} (fitted), chance {_f(fit.get('chance'))}, "
+                                if fit.get("floor_fitted") else f"floor {_f(fit['floor'])} (chance), ")
                              + f"AIC {_f(fit['aic'], 5)}{flag}")
         lines.append("")
     lines += ["## Verdict", "", verdict_text(a["verdict"])]
@@ -350,7 +405,8 @@ def analyse_and_write(rows, spec, task, out: Path, *, figures: bool = True, log=
     from jaxscale.emergence_study import write_record
 
     analysis = analyse(rows, threshold=spec.threshold, scale_axis=spec.scale_axis,
-                       vocab_size=task.vocab_size, n_boot=spec.n_boot, fit_floor=spec.fit_floor)
+                       vocab_size=task.vocab_size, chance=task.chance_levels(spec.tolerance),
+                       n_boot=spec.n_boot, fit_floor=spec.fit_floor)
     result = analysis["as_json"]
     result["models"] = [{"run_id": r["run_id"], "name": r["name"], "seed": r["seed"],
                          "params": r["params"], "metrics": r.get("metrics")} for r in rows]

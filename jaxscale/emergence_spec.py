@@ -111,6 +111,33 @@ def build_task(name: str, seed: int = 0, knobs: dict | None = None):
     return make_task(name, seed=seed, **knobs)
 
 
+DEFAULT_THRESHOLD = 0.5
+
+
+def default_threshold(task, tolerance: float = 2.0) -> float:
+    """The exact-match level that counts as 'emerged' when a study names none: 0.5, or halfway
+    from chance to 1 where guessing alone already reaches 0.5 (``Task.chance_levels``; sparse
+    parity's one-bit answer: 0.75). Why not always halfway: the tasks whose chance is small
+    (1/97 for modular addition) keep the round 0.5 that their earlier studies used."""
+    chance = task.chance_levels(tolerance)["exact_match"]
+    return DEFAULT_THRESHOLD if chance < DEFAULT_THRESHOLD else (1.0 + chance) / 2
+
+
+def check_threshold_above_chance(spec: "StudySpec", task, what: str = "threshold") -> None:
+    """Refuse a study whose exact-match ``threshold`` lies at or below ``task``'s chance level
+    (``Task.chance_levels``, the score of the best constant answer: 1/2 for sparse parity's
+    one-bit answer): guessing alone would cross it, so its crossing, the verdict's seed splits
+    and the forecast would all mark no ability. Here, where the spec meets its task, so that the
+    study is refused before anything is trained or written; the spec alone cannot tell, since
+    the level depends on the task and its knobs."""
+    chance = task.chance_levels(spec.tolerance)["exact_match"]
+    if spec.threshold <= chance:
+        raise ValueError(
+            f"{what}: {spec.threshold:g} lies at or below the chance level of task {task.name!r} "
+            f"(a constant answer scores exact match {chance:.4g}), so guessing alone would cross it; "
+            f"choose a threshold above {chance:.4g}, e.g. {(1 + chance) / 2:.4g} (halfway from chance to 1)")
+
+
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
     """Everything a study needs to be re-run; written to ``study.json``.

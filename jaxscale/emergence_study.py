@@ -31,14 +31,15 @@ from typing import Sequence
 
 from jaxscale.config import ModelConfig
 from jaxscale.emergence_spec import (  # the study's public names, re-exported (``__all__``)
-    MIN_SEEDS, STUDY_FAMILIES, StudySpec, build_task, parse_knobs, study_family, task_configs,
+    MIN_SEEDS, STUDY_FAMILIES, StudySpec, build_task, check_threshold_above_chance, parse_knobs, study_family,
+    task_configs,
 )
 from jaxscale.folders import output_folder
 from jaxscale.train import Budget, OptimConfig
 
 __all__ = ["MIN_SEEDS", "STUDY_FAMILIES", "StudySpec", "study_family", "task_configs",
            "build_task", "prepare", "run_study", "eval_only", "evaluate_model", "evaluate_result", "evaluation_hook",
-           "parse_knobs", "records_from_outputs"]
+           "parse_knobs", "records_from_outputs", "check_threshold_above_chance"]
 
 def _budget(spec: StudySpec, steps_per_epoch: int) -> Budget:
     b = spec.budget
@@ -145,6 +146,7 @@ def prepare(spec: StudySpec):
     from jaxscale.runner import ModelSpec, RunSettings
 
     task = build_task(spec.task, spec.task_seed, spec.task_knobs)
+    check_threshold_above_chance(spec, task)  # before training: the analysis would refuse after it
     cfgs = task_configs(task, study_family(spec.family, spec.sizes), context=spec.context)
     data = from_task(task, batch_size=spec.batch_size)
     budget = _budget(spec, data.steps_per_epoch)
@@ -219,6 +221,10 @@ def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True,
     if fit_floor is not None:
         spec = dataclasses.replace(spec, fit_floor=bool(fit_floor))
     task = build_task(spec.task, spec.task_seed, spec.task_knobs)
+    try:  # before the metrics are recomputed: the analysis would refuse after it
+        check_threshold_above_chance(spec, task)
+    except ValueError as err:
+        raise ValueError(f"{out / 'study.json'}: {err}") from None
     fingerprint = from_task(task, batch_size=spec.batch_size).fingerprint
     if not isinstance(saved.get("data", {}), dict):
         raise ValueError(f"{out / 'study.json'}: field 'data' must be an object, got "

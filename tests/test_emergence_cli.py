@@ -224,3 +224,37 @@ def test_train_digest_follows_a_real_analysis_of_a_series(capsys):
     kinds = [s["best_fit"]] if s["best_fit"] else ["logistic", "gompertz"]
     for kind in ("logistic", "gompertz"):
         assert (f"{kind} midpoint {s[kind]['midpoint']:.3g}" in line) == (kind in kinds), line
+
+
+@pytest.mark.parametrize("task,given,expected", [("sparse-parity", None, 0.75), ("modular-addition", None, 0.5),
+                                                 ("sparse-parity", "0.9", 0.9)])
+def test_train_mode_threshold_defaults_above_the_tasks_chance(tmp_path, monkeypatch, task, given, expected):
+    """Without --threshold a study of sparse parity (guessing scores exact match 1/2) takes 0.75,
+    halfway from chance to 1, where the fixed default 0.5 was refused by the study as at chance;
+    tasks of small chance keep 0.5; a given threshold is kept."""
+    import jaxscale.emergence_study as study
+
+    seen = []
+
+    def run_study(spec, out, **kwargs):
+        seen.append(spec.threshold)
+        raise _Reached
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(study, "run_study", run_study)
+    argv = ["emergence", "--task", task, "--family", "ladder", "--out", str(tmp_path / "s")]
+    with pytest.raises(_Reached):
+        main(argv + ([] if given is None else ["--threshold", given]))
+    assert seen == [pytest.approx(expected)]
+
+
+def test_train_mode_threshold_at_chance_is_refused_by_its_flag(tmp_path, capsys, monkeypatch):
+    import jaxscale.emergence_study as study
+
+    monkeypatch.setattr(study, "run_study", lambda *a, **k: pytest.fail("the study started"))
+    out = tmp_path / "s"
+    assert main(["emergence", "--task", "sparse-parity", "--family", "ladder", "--out", str(out),
+                 "--threshold", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--threshold: 0.5 lies at or below the chance level of task" in err and "0.75" in err
+    assert not out.exists()

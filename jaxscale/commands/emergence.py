@@ -71,8 +71,9 @@ def register(subparsers) -> None:
     train.add_argument("--mode", choices=("auto", "stack", "sequential"), default="auto",
                        help="stack planning (default auto: the planner's cost model)")
     c.add_plan_for_arg(train)
-    train.add_argument("--threshold", dest="train_threshold", type=float, default=0.5,
-                       help="exact-match level that counts as 'emerged' (default 0.5)")
+    train.add_argument("--threshold", dest="train_threshold", type=float, default=None,
+                       help="exact-match level that counts as 'emerged' (default 0.5, or halfway from "
+                            "chance to 1 for a task whose guessing reaches 0.5, e.g. 0.75 for sparse-parity)")
     train.add_argument("--scale-axis", choices=("params", "non_embedding_params", "flops"),
                        default="params", help="model size axis of the analysis (default params)")
     train.add_argument("--n-boot", dest="train_n_boot", type=c.non_negative_int, default=1000,
@@ -132,13 +133,29 @@ def study_spec_from_args(args: argparse.Namespace):
     for kind in ("steps", "epochs", "tokens", "tokens_per_param"):
         if getattr(args, kind) is not None:
             budget = {"kind": kind, "value": getattr(args, kind)}
-    return StudySpec(
+    spec = StudySpec(
         task=args.task, family=args.family, seeds=tuple(args.seeds or (0, 1, 2)),
         task_seed=args.task_seed, task_knobs=parse_knobs(args.task_arg),
         sizes=tuple(args.sizes) if args.sizes else None, budget=budget, lr=args.lr,
         weight_decay=args.weight_decay, batch_size=args.batch_size, context=args.context,
-        mode=args.mode, threshold=args.train_threshold, n_boot=args.train_n_boot,
-        scale_axis=args.scale_axis, fit_floor=args.fit_floor)
+        mode=args.mode, threshold=0.5 if args.train_threshold is None else args.train_threshold,
+        n_boot=args.train_n_boot, scale_axis=args.scale_axis, fit_floor=args.fit_floor)
+    return _with_threshold(spec, args.train_threshold)
+
+
+def _with_threshold(spec, given: float | None):
+    """``spec`` with the task's default threshold when ``--threshold`` was not given
+    (``emergence_spec.default_threshold``), or checked against the task's chance level by the
+    flag's name when it was (the study would refuse it as ``threshold``, before training)."""
+    import dataclasses
+
+    from jaxscale.emergence_spec import build_task, check_threshold_above_chance, default_threshold
+
+    task = build_task(spec.task, spec.task_seed, spec.task_knobs)  # its data: ~0.1 s, made again to train
+    if given is None:
+        return dataclasses.replace(spec, threshold=default_threshold(task, spec.tolerance))
+    check_threshold_above_chance(spec, task, "--threshold")
+    return spec
 
 
 def check_token_budget(spec) -> None:

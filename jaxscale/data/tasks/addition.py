@@ -11,6 +11,9 @@ Row: ``a_1 … a_n + b_1 … b_n = s_1 … s_{n+1}`` (T = 3n + 3), tokens from `
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from jaxscale.data.tasks.base import (
@@ -18,7 +21,7 @@ from jaxscale.data.tasks.base import (
     disjoint_keys,
 )
 
-__all__ = ["addition"]
+__all__ = ["addition", "addition_chance"]
 
 MAX_DIGITS = 9  # keys a·10^n + b must fit in int64
 
@@ -35,6 +38,34 @@ def _addition_split(a_N, b_N, n_digits: int, reverse: bool) -> TaskSplit:
         answer_len_N=np.full(n, n_digits + 1), vocab_size=DIGIT_VOCAB,
         pad_id=DIGIT_TOKENS["<pad>"], target_value_N=sum_N,
         codec=NumberCodec("digits", reversed=reverse))
+
+
+def addition_chance(n_digits: int, tolerance: float = 2.0) -> dict[str, float]:
+    """Chance levels of ``n_digits``-digit addition, in closed form (B = 10^n_digits).
+
+    The answers are not uniform: a + b with a, b uniform in [0, B) is triangular on
+    [0, 2B − 2], the sum s = B − 1 being the most common (B of the B² pairs). The best constant
+    guess therefore scores
+
+    * exact match 1/B = 10^−n_digits (not 10^−(n_digits+1), the uniform guess over the
+      n_digits + 1 answer digits, which would understate the floor tenfold);
+    * per-token accuracy (n_digits/10 + (B + 1)/(2B)) / (n_digits + 1): each of the n_digits
+      low digits of the sum is exactly uniform (a's digit there is uniform and independent of
+      the rest), while the leading digit is the carry, 0 in (B + 1)/(2B) of the pairs
+      (B(B − 1)/2 pairs carry);
+    * ±tolerance match Σ_{|j| ≤ w} (B − |j|)/B² with w = floor(tolerance), the window centred on
+      the mode, which is best for a symmetric unimodal distribution.
+
+    Test pairs are a uniform draw of the B² pairs, so these are the expected test scores; the
+    digit order (``reverse``) changes none of them.
+    """
+    base = 10 ** n_digits
+    # a NaN tolerance matches nothing (|d| <= nan is false), an infinite one everything
+    w = -1 if math.isnan(tolerance) else math.floor(tolerance) if math.isfinite(tolerance) else base
+    m = min(w, base - 1)
+    within = 0.0 if w < 0 else (base + 2 * (m * base - m * (m + 1) // 2)) / base ** 2
+    token = (n_digits / 10 + (base + 1) / (2 * base)) / (n_digits + 1)
+    return {"exact_match": 1.0 / base, "tolerance_match": within, "token_accuracy": token}
 
 
 def addition(seed: int = 0, n_digits: int = 3, reverse: bool = False, n_train: int = 20_000,
@@ -56,4 +87,5 @@ def addition(seed: int = 0, n_digits: int = 3, reverse: bool = False, n_train: i
         description=f"{n_digits}-digit a+b= -> {n_digits + 1}-digit sum "
                     f"({'reversed, least significant first' if reverse else 'plain'})",
         params=dict(seed=seed, n_digits=n_digits, reverse=reverse, n_train=n_train,
-                    n_test=n_test))
+                    n_test=n_test),
+        chance_fn=functools.partial(addition_chance, n_digits))

@@ -16,18 +16,49 @@ Row: ``t1 , t2 , t3 , t4 = t5`` with each term as ``width`` digits (digit tokens
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from jaxscale.data.tasks.base import (
     DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_bool, check_positive_int, digits_of,
-    disjoint_keys,
+    disjoint_keys, integer_answer_chance,
 )
 
-__all__ = ["notebook_arithmetic", "arithmetic"]
+__all__ = ["notebook_arithmetic", "arithmetic", "sequence_chance"]
 
 NOTEBOOK_OFFSET = 10  # the notebook adds 10 to every number "to avoid special tokens"
 NOTEBOOK_VOCAB = 100
 N_TERMS = 4           # terms shown; the answer is the next one
+
+
+def _fifth_term_counts(starts: range, steps: range) -> tuple[np.ndarray, np.ndarray]:
+    """(values, counts) of the fifth term start + 4·step over every (start, step) pair of the
+    two ranges, counted exactly with one difference array (one range of values per step)."""
+    lo, size = starts[0] + N_TERMS * steps[0], len(starts) + N_TERMS * (len(steps) - 1)
+    diff = np.zeros(size + 1, np.int64)
+    first_D = np.arange(len(steps)) * N_TERMS  # each step's range of fifth terms, from lo
+    np.add.at(diff, first_D, 1)
+    np.add.at(diff, first_D + len(starts), -1)
+    return lo + np.arange(size), np.cumsum(diff)[:size]
+
+
+def sequence_chance(starts: range, steps: range, tolerance: float = 2.0, *,
+                    width: int | None = None, guesses: tuple[int, int] | None = None
+                    ) -> dict[str, float]:
+    """Chance levels of an arithmetic-sequence task whose items are the (start, step) pairs of
+    ``starts`` × ``steps``, each equally likely, and whose answer is the fifth term.
+
+    The fifth term start + 4·step is not uniform (middle values are reached by every step, the
+    extremes by one), so the floor is the best constant guess's score, counted exactly over the
+    pairs (``integer_answer_chance``): the notebook's 42 pairs give exact match 3/42 and ±2
+    match 15/42 (guess 16, the 35.7% of its audit). Both tasks draw their test items uniformly
+    from these pairs (the notebook with replacement, ``arithmetic`` holding pairs out at
+    random), so these are the expected test scores. ``width``: answers written as that many
+    digits (per-token accuracy per digit); ``guesses``: the numbers the codec can write.
+    """
+    values, counts = _fifth_term_counts(starts, steps)
+    return integer_answer_chance(values, counts, tolerance, width=width, guesses=guesses)
 
 
 def _notebook_split(rng: np.random.Generator, n: int) -> TaskSplit:
@@ -52,7 +83,9 @@ def notebook_arithmetic(seed: int = 0, n_train: int = 300, n_test: int = 100) ->
         train=train, test=test, tokens={"number n": NOTEBOOK_OFFSET, "<pad>": 0},
         description="the notebook's task: 4 terms (start 1..14, step 1..3) -> 5th term, "
                     "token = number + 10; only 42 distinct items, test repeats train",
-        params=dict(seed=seed, n_train=n_train, n_test=n_test), overlap_by_design=True)
+        params=dict(seed=seed, n_train=n_train, n_test=n_test), overlap_by_design=True,
+        chance_fn=functools.partial(sequence_chance, range(1, 15), range(1, 4),
+                                    guesses=(-NOTEBOOK_OFFSET, NOTEBOOK_VOCAB - 1 - NOTEBOOK_OFFSET)))
 
 
 def _arithmetic_split(start_N, step_N, width: int, reverse: bool) -> TaskSplit:
@@ -103,4 +136,6 @@ def arithmetic(seed: int = 0, max_start: int = 400, max_step: int = 24, n_test: 
                     f"numbers -> 5th term ({'reversed' if reverse else 'plain'} digits); "
                     "test (start, step) pairs held out of training",
         params=dict(seed=seed, max_start=max_start, max_step=max_step, n_test=n_test,
-                    n_train=n_train, reverse=reverse, width=width))
+                    n_train=n_train, reverse=reverse, width=width),
+        chance_fn=functools.partial(sequence_chance, range(max_start), range(1, max_step + 1),
+                                    width=width, guesses=(0, 10 ** width - 1)))

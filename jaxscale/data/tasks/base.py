@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 __all__ = [
     "NumberCodec", "TaskSplit", "Task", "loss_mask", "count_overlap", "check_disjoint",
     "disjoint_keys", "digits_of", "check_positive_int", "check_bool", "DIGIT_TOKENS", "DIGIT_VOCAB",
+    "CHANCE_METRICS", "integer_answer_chance",
 ]
 
 # The small vocabulary shared by the digit tasks (fixed arithmetic sequences, addition):
@@ -29,6 +30,10 @@ __all__ = [
 DIGIT_TOKENS: dict[str, int] = {**{str(d): d for d in range(10)},
                                 "+": 10, "=": 11, ",": 12, "<pad>": 13}
 DIGIT_VOCAB = 14
+
+# The proportions whose chance level a task states (``Task.chance_levels``): the ones the
+# emergence report fits a sigmoid to, whose floor is that level.
+CHANCE_METRICS = ("exact_match", "tolerance_match", "token_accuracy")
 
 
 def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
@@ -177,6 +182,8 @@ class Task:
     population mean can be formed from a test set that is balanced over subtasks.
     ``overlap_by_design`` is True only for the notebook's task, whose test set repeats training
     items (its documented flaw, kept for comparison).
+    ``chance_fn(tolerance)`` gives the task's chance level of each metric in ``CHANCE_METRICS``
+    (read it through :meth:`chance_levels`); None where the task cannot say.
     """
 
     name: str
@@ -189,6 +196,30 @@ class Task:
     params: Mapping[str, object] = dataclasses.field(default_factory=dict)
     subtask_probs: np.ndarray | None = None
     overlap_by_design: bool = False
+    chance_fn: Callable[[float], Mapping[str, float]] | None = None
+
+    def chance_levels(self, tolerance: float = 2.0) -> dict[str, float]:
+        """The score of the best *constant* answer, per metric of ``CHANCE_METRICS``: what a
+        model that ignores the prompt reaches by learning only which answers are common.
+
+        It is the floor of the emergence fits (a sigmoid held at 0 reads a flat curve at chance
+        as a rise from 0: sparse parity's one-bit answer scores 1/2 by guessing) and the level a
+        study's threshold must lie above. Why the best constant guess and not a uniform guess
+        over the answer alphabet: where answers are not uniform (the sum of two numbers is
+        triangular) a model learns the common answers long before the task, so only the best
+        constant is an honest floor; where they are uniform the two agree.
+
+        Each task states it for the *population* its splits are drawn from (every split here is a
+        uniform draw of items from it, so this is the expected test score of the best constant
+        guess), in closed form or by an exact count, not from the training split: the largest
+        answer count in a finite sample overstates the mode's frequency (a maximum of noisy
+        counts). ``tolerance`` is the tolerance match's ±tolerance. A metric a task does not
+        state, or a task without ``chance_fn``, reads 0.
+        """
+        levels = dict.fromkeys(CHANCE_METRICS, 0.0)
+        if self.chance_fn is not None:
+            levels.update({k: float(v) for k, v in self.chance_fn(tolerance).items()})
+        return levels
 
 
 def loss_mask(split: TaskSplit) -> np.ndarray:
@@ -257,3 +288,50 @@ def digits_of(values_N: np.ndarray, width: int, reverse: bool = False) -> np.nda
     power_W = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
     digits_NW = (values_N[:, None] // power_W[None, :]) % 10
     return digits_NW[:, ::-1] if reverse else digits_NW
+
+
+def integer_answer_chance(values_V, weights_V, tolerance: float, *, width: int | None = None,
+                          guesses: tuple[int, int] | None = None) -> dict[str, float]:
+    """Chance levels of a task whose answer is an integer, from the answer's distribution.
+
+    ``values_V`` are the integer answers and ``weights_V`` their probabilities (or counts; they
+    are normalised). The best constant guess g scores:
+
+    * exact match: the largest probability (the mode's frequency);
+    * tolerance match: the most probability in a window |v − g| ≤ tolerance, over the guesses
+      the codec can write (``guesses``, inclusive; default: any integer); a predicted number is
+      an integer, so the window holds floor(tolerance) values on each side;
+    * per-token accuracy: with ``width`` (answers written as ``width`` decimal digits) the mean
+      over positions of the most frequent digit's share at that position (each position's
+      guess is chosen alone, and every answer has ``width`` tokens); without it the answer is
+      one token, so the same as exact match. The digit order does not change the mean.
+    """
+    values_V = np.asarray(values_V, np.int64).reshape(-1)
+    weights_V = np.asarray(weights_V, np.float64).reshape(-1)
+    if values_V.shape != weights_V.shape or values_V.size == 0 or np.any(weights_V < 0):
+        raise ValueError("values and weights must be non-empty, of one length, weights >= 0")
+    lo, hi = int(values_V.min()), int(values_V.max())
+    w_D = np.bincount(values_V - lo, weights=weights_V, minlength=hi - lo + 1)
+    total = w_D.sum()  # normalised at the end: exact ratios of counts, without round-off
+    if not total > 0:
+        raise ValueError("weights must not all be 0")
+    exact = float(w_D.max() / total)
+    # a NaN tolerance matches nothing (|d| <= nan is false), an infinite one everything
+    w = -1 if math.isnan(tolerance) else math.floor(tolerance) if math.isfinite(tolerance) else hi - lo
+    if w < 0:
+        within = 0.0
+    else:
+        g_lo, g_hi = (lo - w, hi + w) if guesses is None else guesses
+        g_lo, g_hi = max(g_lo, lo - w), min(g_hi, hi + w)
+        cum = np.concatenate([[0.0], np.cumsum(w_D)])
+        g_G = np.arange(g_lo, g_hi + 1)
+        a_G = np.clip(g_G - w - lo, 0, w_D.size)
+        b_G = np.clip(g_G + w - lo + 1, 0, w_D.size)
+        within = float(np.max(cum[b_G] - cum[a_G]) / total) if g_G.size else 0.0
+    token = exact
+    if width is not None:
+        v_D = np.arange(lo, hi + 1)
+        shares = [np.bincount((v_D // 10 ** i) % 10, weights=w_D, minlength=10).max()
+                  for i in range(width)]
+        token = float(np.sum(shares) / (width * total))
+    return {"exact_match": exact, "tolerance_match": min(within, 1.0), "token_accuracy": token}

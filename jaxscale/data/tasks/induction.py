@@ -10,11 +10,27 @@ training (rows are compared whole).
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 from jaxscale.data.tasks.base import Task, TaskSplit, check_positive_int
 
-__all__ = ["induction"]
+__all__ = ["induction", "induction_chance"]
+
+
+def induction_chance(n_symbols: int, copy_len: int, tolerance: float = 2.0) -> dict[str, float]:
+    """Chance levels of in-context copying: 1/n_symbols per token, 1/(n_symbols)_copy_len (the
+    falling factorial n·(n−1)···(n−m+1)) for exact match.
+
+    A row's copy is a uniformly random arrangement of ``copy_len`` distinct symbols, so every
+    position is uniform over the ``n_symbols`` symbols (not over the vocabulary, which has the
+    separator too) and every arrangement of distinct symbols has the same probability; a
+    constant answer with a repeated symbol never matches. Answers are not numbers (no
+    tolerance match).
+    """
+    return {"exact_match": 1.0 / math.perm(n_symbols, copy_len), "token_accuracy": 1.0 / n_symbols}
 
 
 def _distinct_rows(rng: np.random.Generator, n: int, n_symbols: int, m: int) -> np.ndarray:
@@ -53,4 +69,5 @@ def induction(seed: int = 0, n_symbols: int = 32, copy_len: int = 10, n_train: i
         tokens={"symbol s": 0, "SEP": sep},
         description=f"copy {copy_len} distinct symbols (of {n_symbols}) after a separator",
         params=dict(seed=seed, n_symbols=n_symbols, copy_len=copy_len, n_train=n_train,
-                    n_test=n_test))
+                    n_test=n_test),
+        chance_fn=functools.partial(induction_chance, n_symbols, copy_len))

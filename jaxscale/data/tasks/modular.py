@@ -8,11 +8,28 @@ the data fraction, not model size, which is why the emergence analysis takes any
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from jaxscale.data.tasks.base import NumberCodec, Task, TaskSplit, check_positive_int
+from jaxscale.data.tasks.base import (
+    NumberCodec, Task, TaskSplit, check_positive_int, integer_answer_chance,
+)
 
-__all__ = ["modular_addition"]
+__all__ = ["modular_addition", "modular_chance"]
+
+
+def modular_chance(p: int, tolerance: float = 2.0) -> dict[str, float]:
+    """Chance levels of modular addition: 1/p for exact match and per-token accuracy (one token),
+    min(2·floor(tolerance) + 1, p)/p for the ±tolerance match.
+
+    Over all p² pairs every residue c is the answer of exactly p pairs (b = c − a for each a),
+    so answers are exactly uniform over 0 … p−1 and each split, a uniform draw of pairs, has
+    expected score 1/p for every constant guess. The window of a tolerance match is not
+    modular (|predicted − c| ≤ tolerance on the integers), and a guess must be a number the
+    codec decodes (0 … p−1).
+    """
+    return integer_answer_chance(np.arange(p), np.ones(p), tolerance, guesses=(0, p - 1))
 
 
 def modular_addition(seed: int = 0, p: int = 97, train_fraction: float = 0.3) -> Task:
@@ -42,4 +59,5 @@ def modular_addition(seed: int = 0, p: int = 97, train_fraction: float = 0.3) ->
         train=split(keys[:n_train]), test=split(keys[n_train:]),
         tokens={"number n": 0, "+": plus, "=": equals},
         description=f"a + b = (a+b) mod {p}; {train_fraction:.0%} of the {p * p} pairs train",
-        params=dict(seed=seed, p=p, train_fraction=train_fraction))
+        params=dict(seed=seed, p=p, train_fraction=train_fraction),
+        chance_fn=functools.partial(modular_chance, p))

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxscale.data.tasks.base import Task, TaskSplit, check_positive_int
 
-__all__ = ["sparse_parity", "parity_features", "zipf_probs"]
+__all__ = ["sparse_parity", "parity_features", "zipf_probs", "parity_chance"]
 
 BIT0, BIT1, EQUALS, CODE0 = 0, 1, 2, 3
 
@@ -41,6 +41,17 @@ def _split(task_N, bits_NB, subsets_TK, n_tasks: int) -> TaskSplit:
         name="sparse-parity", tokens_NT=tokens_NT, answer_start_N=np.full(n, n_bits + 2),
         answer_len_N=np.ones(n), vocab_size=CODE0 + n_tasks, pad_id=EQUALS,
         target_value_N=label_N, subtask_N=task_N)
+
+
+def parity_chance(tolerance: float = 2.0) -> dict[str, float]:
+    """Chance levels of sparse parity: 1/2 for exact match and per-token accuracy.
+
+    The answer is one bit, the parity of k >= 1 uniform random bits, which is itself exactly
+    uniform in every subtask (flip one of the k bits and the parity flips), so every constant
+    guess scores (1/2)^answer_len = 1/2, and the subtask-balanced test set changes nothing.
+    Answers are not numbers to the evaluation (no codec), so there is no tolerance match.
+    """
+    return {"exact_match": 0.5, "token_accuracy": 0.5}
 
 
 def _keys(task_N, bits_NB) -> np.ndarray:
@@ -86,7 +97,7 @@ def sparse_parity(seed: int = 0, n_tasks: int = 16, n_bits: int = 24, k: int = 3
         params=dict(seed=seed, n_tasks=n_tasks, n_bits=n_bits, k=k, alpha=alpha,
                     n_train=n_train, n_test_per_subtask=n_test_per_subtask,
                     subsets=subsets_TK.tolist()),
-        subtask_probs=probs)
+        subtask_probs=probs, chance_fn=parity_chance)
 
 
 def parity_features(split: TaskSplit, n_tasks: int) -> np.ndarray:

@@ -8,7 +8,9 @@ stable thing to extrapolate):
    ℓ = A·N^−α fitted by least squares in log–log over the fitted models' points.
 2. **Link**: exact match against ℓ, a Gompertz (default) or logistic curve in −log10 ℓ fitted by
    binomial likelihood. Gompertz is exact when exact match = p^L with independent per-token
-   errors: EM = exp(−ℓ), i.e. log(−log EM) linear in log ℓ (the PassUntil "task law").
+   errors: EM = exp(−ℓ), i.e. log(−log EM) linear in log ℓ (the PassUntil "task law"). Its floor
+   is exact match's chance level (``floor``): a model with a high answer loss still guesses,
+   and sparse parity's guesses score 1/2, not 0.
 3. **Solve**: ℓ* where the link equals the threshold θ, then N* = (ℓ*/A)^(−1/α), in closed form.
 
 The interval is the hierarchical bootstrap (seeds within a size, then examples; the loss of a
@@ -35,8 +37,9 @@ __all__ = ["Forecast", "forecast_crossing", "Backtest", "backtest"]
 @dataclasses.dataclass(frozen=True, eq=False)
 class Forecast:
     """Predicted scale at which exact match reaches ``threshold`` (NaN when the fitted loss law
-    does not fall, the link never reaches θ, or exact match is 0 at every fitted point, or 1 at
-    every one, so that nothing ties it to the loss: ``note`` says which), with a bootstrap
+    does not fall, the link never reaches θ, or exact match is 0 (or at or below its chance
+    level) at every fitted point, or 1 at every one, so that nothing ties it to the loss:
+    ``note`` says which), with a bootstrap
     interval. When exact match steps from 0 to 1 between two fitted losses (``link.step``), the
     crossing loss is only bracketed, and the interval covers the whole bracket.
 
@@ -79,6 +82,18 @@ def _pow10(log10_value) -> float:
         return float(np.power(10.0, np.float64(log10_value)))
 
 
+def _above_floor(s_S, n_S, floor: float, z: float = 1.959963984540054) -> np.ndarray:
+    """Points whose exact match lies clearly above ``floor``: its Wilson 95% lower bound does.
+    At floor 0 that is any success (the lower bound is > 0 exactly when s > 0); above 0 a point
+    at chance plus test-set noise (0.51 of 1,600 parity answers) does not count, since a link
+    fitted to such points ties nothing to the loss and extrapolates noise."""
+    if floor <= 0:
+        return s_S > 0
+    p, zz = s_S / n_S, z * z / n_S
+    lower = (p + zz / 2 - z * np.sqrt(p * (1 - p) / n_S + zz / (4 * n_S))) / (1 + zz)
+    return lower > floor
+
+
 def _solve_log10_scale(a, b, x_star):
     """log10 N* from ℓ* = 10^(−x*) and log10 ℓ = a + b·log10 N (NaN unless the loss falls)."""
     a, b, x_star = (np.asarray(v, np.float64) for v in (a, b, x_star))
@@ -87,12 +102,13 @@ def _solve_log10_scale(a, b, x_star):
 
 def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0.5, *,
                       link: str = "gompertz", nll_se=None, n_boot: int = 1000, seed: int = 0,
-                      ci: float = 0.95) -> Forecast:
+                      ci: float = 0.95, floor: float = 0.0) -> Forecast:
     """Forecast the scale where exact match crosses ``threshold``; see the module docstring.
 
     One point per (scale, seed): ``answer_nll`` is that model's mean teacher-forced answer NLL
     (nats), ``successes``/``trials`` its exact-match count; ``nll_se`` optional standard errors
-    of the mean NLL (for the examples level of the bootstrap).
+    of the mean NLL (for the examples level of the bootstrap). ``floor``: exact match's chance
+    level, the link's lower asymptote; ``threshold`` must lie above it.
     """
     scale, nll_S = check_series(scale, answer_nll, "answer_nll")
     _, s_S = check_series(scale, successes, "successes")
@@ -101,12 +117,16 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
         raise ValueError(f"answer_nll must be > 0, got {nll_S[nll_S <= 0][0]!r}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+    if not 0.0 <= floor < threshold:  # the link never reaches a level at or below its floor
+        raise ValueError(f"threshold {threshold:g} must lie above the chance level (floor) {floor:g}")
     if np.unique(scale).size < 2:
         raise ValueError("a forecast needs at least 2 distinct scales")
     u_S = np.log10(scale)
     a, b = (float(v[0]) for v in _loglog_ols(u_S[None], np.log10(nll_S)[None]))
-    link_fit = fit_sigmoid(nll_S, s_S, n_S, kind=link, decreasing=True, n_boot=0)
+    link_fit = fit_sigmoid(nll_S, s_S, n_S, kind=link, decreasing=True, floor=floor, n_boot=0)
     flat = ("exact match is 0 at every fitted point" if not np.any(s_S > 0) else
+            f"exact match is nowhere clearly above chance ({floor:.3g}) at the fitted points"
+            if not np.any(_above_floor(s_S, n_S, floor)) else
             "exact match is 1 at every fitted point" if np.all(s_S >= n_S) else "")
     if flat:  # the link's likelihood is flat: any curve above (below) the points fits them
         nan = float("nan")
@@ -131,9 +151,9 @@ def forecast_crossing(scale, answer_nll, successes, trials, threshold: float = 0
             nll_BS = np.maximum(nll_BS + noise * se_S[pick_BS], 1e-12)
         a_B, b_B = _loglog_ols(np.broadcast_to(u_S, nll_BS.shape), np.log10(nll_BS))
         theta0 = np.array([[link_fit.x0, link_fit.k + np.log(-np.expm1(-link_fit.k)), 0.0]])
-        th_B4, v_B = fit_binomial_batch(link, -np.log10(nll_BS), s_BS, n_BS, 0.0, False,
+        th_B4, v_B = fit_binomial_batch(link, -np.log10(nll_BS), s_BS, n_BS, floor, False,
                                         np.repeat(theta0, n_boot, 0))
-        p_B4 = unpack_params(th_B4, 0.0, False)
+        p_B4 = unpack_params(th_B4, floor, False)
         xs_B = link_fit.x_at(threshold, p_B4[:, 0], p_B4[:, 1], p_B4[:, 2], p_B4[:, 3])
         boot = np.where(np.isfinite(v_B), _solve_log10_scale(a_B, b_B, xs_B), np.nan)
         if link_fit.step:
@@ -186,12 +206,13 @@ def _covers(ci: tuple[float, float], observed: float) -> bool:
 
 def backtest(scale, answer_nll, successes, trials, threshold: float = 0.5, *,
              n_holdout: int = 2, link: str = "gompertz", nll_se=None, n_boot: int = 1000,
-             seed: int = 0, ci: float = 0.95) -> Backtest:
+             seed: int = 0, ci: float = 0.95, floor: float = 0.0) -> Backtest:
     """Hold out the ``n_holdout`` largest distinct sizes, forecast from the rest, compare.
 
     The observed crossing is the interpolated, isotonic-smoothed crossing of exact match over
     *all* sizes; the naive baseline is a logistic in log10 N fitted to exact match of the kept
-    sizes and solved for θ.
+    sizes and solved for θ. ``floor``: exact match's chance level, the floor of the forecast's
+    link and of the naive logistic alike.
     """
     scale, s_S = check_series(scale, successes, "successes")
     _, n_S = check_series(scale, trials, "trials")
@@ -204,9 +225,9 @@ def backtest(scale, answer_nll, successes, trials, threshold: float = 0.5, *,
     nll = np.asarray(answer_nll, np.float64).reshape(-1)
     se = None if nll_se is None else np.asarray(nll_se, np.float64).reshape(-1)[keep]
     fc = forecast_crossing(scale[keep], nll[keep], s_S[keep], n_S[keep], threshold, link=link,
-                           nll_se=se, n_boot=n_boot, seed=seed, ci=ci)
-    naive = fit_sigmoid(scale[keep], s_S[keep], n_S[keep], kind="logistic", n_boot=n_boot,
-                        seed=seed, ci=ci)
+                           nll_se=se, n_boot=n_boot, seed=seed, ci=ci, floor=floor)
+    naive = fit_sigmoid(scale[keep], s_S[keep], n_S[keep], kind="logistic", floor=floor,
+                        n_boot=n_boot, seed=seed, ci=ci)
     if fc.note:  # exact match is flat over the kept sizes: the naive fit has nothing to locate
         naive_scale, naive_ci = float("nan"), (float("nan"), float("nan"))
     else:

@@ -97,7 +97,8 @@ class Crossing:
     """Where a monotone-smoothed series first reaches ``threshold``.
 
     status: "crossed" (interpolated between two measured scales), "at or above threshold at the
-    smallest scale" or "threshold not reached" (both: ``scale`` is NaN, not identified).
+    smallest scale" or "threshold not reached" (both: ``scale`` is NaN, not identified; so is
+    ``table.CHANCE_STATUS``, a threshold at or below the series' chance level).
     x:  the crossing on the fitting axis (log10 scale); ``ci``: bootstrap interval in scale units
     (NaN when no counts were given).
     """

@@ -242,7 +242,8 @@ def fit_sigmoid(scale, successes, trials, *, kind: str = "logistic", floor: floa
                 ci: float = 0.95) -> SigmoidFit:
     """Fit ``successes``/``trials`` (one point per scale and seed) against log10(scale).
 
-    ``floor`` is the chance rate (0 for multi-token exact match, 1/K for K-way choice); with
+    ``floor`` is the chance rate (the best constant answer's score, ``Task.chance_levels``: 1/2 for
+    a one-bit answer, 1/K for K-way choice, ~0 for a long answer); with
     ``fit_floor`` the bottom asymptote is fitted in [floor, ceiling) instead (a plateau of
     partial competence, e.g. sums without a carry); with ``fit_ceiling`` the top asymptote is
     fitted in (floor, 1], else fixed at 1. Fractional

@@ -28,7 +28,7 @@ from jaxscale.fit.emergence.series import (
 )
 from jaxscale.fit.emergence.sigmoid import SigmoidFit, fit_sigmoid
 
-__all__ = ["AIC_TIE", "SeriesAnalysis", "analyze_series", "EmergenceReport", "measure_emergent_ability",
+__all__ = ["AIC_TIE", "CHANCE_STATUS", "SeriesAnalysis", "analyze_series", "EmergenceReport", "measure_emergent_ability",
            "ScoreTable", "read_score_table", "analyze_score_table"]
 
 # Below this AIC gap neither sigmoid shape is preferred (the usual rule of thumb: models within
@@ -36,6 +36,8 @@ __all__ = ["AIC_TIE", "SeriesAnalysis", "analyze_series", "EmergenceReport", "me
 # logistic and Gompertz fits differed by 3e-8, yet the smaller AIC put the Gompertz midpoint
 # (2.6x the logistic one) in the headline.
 AIC_TIE = 2.0
+# the crossing status of a threshold that guessing alone reaches (``analyze_series``)
+CHANCE_STATUS = "threshold at or below chance"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -77,7 +79,7 @@ class SeriesAnalysis:
                 return None
             return dict(midpoint=f.midpoint, midpoint_ci=list(f.midpoint_ci),
                         width_decades=abs(f.width), width_ci=list(f.width_ci), floor=f.floor,
-                        floor_fitted=f.floor_fitted,
+                        chance=f.chance, floor_fitted=f.floor_fitted,
                         identified=f.identified, reason=f.reason, step=f.step, aic=f.aic)
         c = self.crossing
         best = self.best_fit
@@ -94,13 +96,19 @@ def analyze_series(name: str, scale, successes, trials, threshold: float = 0.5, 
                    decreasing: bool = False, n_boot: int = 1000, seed: int = 0,
                    ci: float = 0.95) -> SeriesAnalysis:
     """Everything about one success-rate series; one point per (scale, seed). ``floor`` is the
-    chance rate; ``fit_floor`` lets the sigmoids fit their lower plateau above it."""
+    chance rate; ``fit_floor`` lets the sigmoids fit their lower plateau above it. A
+    ``threshold`` at or below ``floor`` has no crossing (status ``CHANCE_STATUS``, NaN): guessing
+    alone reaches it, so where the series reaches it marks no ability."""
     scale = np.asarray(scale, np.float64).reshape(-1)
     s_S = np.asarray(successes, np.float64).reshape(-1)
     n_S = np.asarray(trials, np.float64).reshape(-1)
     boot = dict(successes=s_S, trials=n_S, n_boot=n_boot, seed=seed, ci=ci)
     crossing = threshold_crossing(scale, s_S / n_S, threshold, weights=n_S, log_scale=log_scale,
                                   decreasing=decreasing, **boot)
+    if threshold <= floor:
+        nan = float("nan")
+        crossing = dataclasses.replace(crossing, scale=nan, x=nan, status=CHANCE_STATUS,
+                                       lower_index=-1, ci=(nan, nan))
     x_M, y_M, _ = pool_by_scale(to_x(scale, log_scale, decreasing), s_S / n_S, n_S)
     fits = {}
     for kind in ("logistic", "gompertz"):

@@ -4,7 +4,11 @@ The label compares the sharpness of exact match with that of a continuous metric
 (:func:`emergence_verdict`), once exact match has risen at all: the sharpness ratio is
 scale-free, so a series that stays on its floor scores whatever its noise makes of it (the
 emergence smoke run, exact match 0.008 / 0.018 / 0.007 / 0.015, scored −0.39 and read
-"smooth, settled"). Such a series is labelled "no transition" first (see ``_rise_se``). The label
+"smooth, settled"). Such a series is labelled "no transition" first (see ``_rise_se``). Where
+guessing scores something (``chance``: sparse parity's one-bit answer scores 1/2), the rise is
+measured from chance when the first size lies below it: the smallest models of a study may not
+yet write a valid answer (exact match 0.3 on parity) while larger ones guess (0.5), and that
+climb to chance is no ability. The label
 is read from a few seeds per size, so it can flip with them: on
 2-digit addition a two-layer model either learns the carry or does not, seed by seed, and near
 the transition the mean over three seeds is a coin's worth of such runs (the experiment's runs
@@ -55,13 +59,16 @@ class Verdict:
     """Is a transition in the model or in the metric?
 
     label: "no transition" (exact match never rises clearly above its level at the first size,
-    so its sharpness measures noise), else "metric-induced" (sharp under exact match, smooth
-    under the continuous metric), "sharp under both", or "smooth" (exact match itself is not
-    sharp). ``em_rise``: the largest rise of a size's mean exact match over the first size's;
+    or above ``chance`` where that is higher, so its sharpness measures noise), else
+    "metric-induced" (sharp under exact match, smooth under the continuous metric), "sharp under
+    both", or "smooth" (exact match itself is not sharp). ``em_rise``: the largest rise of a
+    size's mean exact match over the first size's (or over ``chance``, where that is higher);
     ``em_rise_z``: the largest such rise in standard errors, which must reach ``rise_z``. With a
     bootstrap (``n_boot`` > 0): ``label_share`` (each label's share of the replicates, in
     ``VERDICTS`` order) and percentile intervals of the two sharpness ratios; NaN without one.
     ``seed_splits``: the sizes whose seeds fall on both sides of ``split_threshold``.
+    ``chance``: the exact-match level of guessing that the rise and the sharpness were read
+    against (0: none).
     """
 
     label: str
@@ -79,6 +86,7 @@ class Verdict:
     em_rise: float = float("nan")
     em_rise_z: float = float("nan")
     rise_z: float = RISE_Z
+    chance: float = 0.0
 
     @property
     def agreement(self) -> float:
@@ -110,7 +118,7 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
                       sharp_ratio: float = 2.0, log_scale: bool = True,
                       decreasing: bool = False, successes=None, trials=None, n_boot: int = 0,
                       seed: int = 0, ci: float = 0.95, split_threshold: float = 0.5,
-                      rise_z: float = RISE_Z) -> Verdict:
+                      rise_z: float = RISE_Z, chance: float = 0.0) -> Verdict:
     """Classify a task from its exact-match series and a continuous-metric series.
 
     First, does exact match rise at all? Unless some size's mean exact match is at least
@@ -129,6 +137,12 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
     counts are given; the continuous metric follows the seed draw, and every replicate gets the
     whole label, the rise test included (judged with the data's standard errors: ``_rise_z``).
     ``ci``: the sharpness intervals' coverage.
+
+    ``chance`` is exact match's level under guessing (the task's ``chance_levels``). The rise is
+    then measured from chance or from the first size, whichever is higher (a climb from a
+    sub-chance first size up to chance is no transition), and the sharpness is read on the
+    per-size means raised to chance (``max(em, chance)``: the part of the series that is above
+    guessing). At 0, the default, both are as without it.
     """
     scale, em = check_series(scale, em, "em", log_scale=log_scale, unit_interval=True)
     _, cont = check_series(scale, continuous, "continuous", log_scale=log_scale)
@@ -144,31 +158,34 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
         raise ValueError(f"split_threshold must lie in (0, 1], got {split_threshold!r}")
     if not rise_z >= 0:
         raise ValueError(f"rise_z must be >= 0, got {rise_z!r}")
+    if not 0.0 <= chance < 1.0:
+        raise ValueError(f"chance must lie in [0, 1), got {chance!r}")
     successes, trials = _counts(successes, trials, em)
     x_S = to_x(scale, log_scale, decreasing)
     x_M, em_M, _ = pool_by_scale(x_S, em)
     _, cont_M, _ = pool_by_scale(x_S, cont)
     if x_M.size < 3:
         raise ValueError(f"a verdict needs at least 3 distinct scales, got {x_M.size}")
-    em_r, cont_r = sharpness_ratio(em_M), sharpness_ratio(cont_M)
+    em_r, cont_r = sharpness_ratio(np.maximum(em_M, chance)), sharpness_ratio(cont_M)
     inverse_S = np.unique(x_S, return_inverse=True)[1]
     onehot_SM = (inverse_S[:, None] == np.arange(x_M.size)[None, :]).astype(np.float64)
-    se_J = _rise_se(onehot_SM, em, successes, trials)
-    (rise,), (z,) = _rise_z(onehot_SM, em[None], se_J)
+    se_J = _rise_se(onehot_SM, em, successes, trials, chance)
+    (rise,), (z,) = _rise_z(onehot_SM, em[None], se_J, chance)
     gaps = np.diff(x_M)
     note = "" if gaps.max() <= 1.5 * gaps.min() else (
         "scale grid is not log-uniform; breakthroughness assumes it")
     verdict = Verdict(_label(em_r, cont_r, sharp_ratio, z, rise_z), em_r, cont_r, float(sharp_ratio),
                       int(x_M.size), note, split_threshold=float(split_threshold),
                       seed_splits=_seed_splits(scale, x_S, em, split_threshold),
-                      em_rise=float(rise), em_rise_z=float(z), rise_z=float(rise_z))
+                      em_rise=float(rise), em_rise_z=float(z), rise_z=float(rise_z),
+                      chance=float(chance))
     if n_boot <= 0:
         return verdict
     em_BS, pick_BS = _resampled_em(x_S, em, successes, trials, n_boot, seed)
     per_scale_M = onehot_SM.sum(axis=0)
-    em_r_B = np.array([sharpness_ratio(y) for y in em_BS @ onehot_SM / per_scale_M])
+    em_r_B = np.array([sharpness_ratio(np.maximum(y, chance)) for y in em_BS @ onehot_SM / per_scale_M])
     cont_r_B = np.array([sharpness_ratio(y) for y in cont[pick_BS] @ onehot_SM / per_scale_M])
-    _, z_B = _rise_z(onehot_SM, em_BS, se_J)
+    _, z_B = _rise_z(onehot_SM, em_BS, se_J, chance)
     labels_B = [_label(a, b, sharp_ratio, zb, rise_z) for a, b, zb in zip(em_r_B, cont_r_B, z_B)]
     share = tuple(float(np.mean([lab == name for lab in labels_B])) for name in VERDICTS)
     return dataclasses.replace(verdict, n_boot=int(n_boot), label_share=share,
@@ -176,7 +193,7 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
                                continuous_sharpness_ci=_interval(cont_r_B, ci))
 
 
-def _rise_se(onehot_SM, em_S, s_S=None, n_S=None) -> np.ndarray:
+def _rise_se(onehot_SM, em_S, s_S=None, n_S=None, chance: float = 0.0) -> np.ndarray:
     """Standard errors [M − 1] of the difference between each later size's mean exact match and
     the first size's (``onehot_SM`` maps points to sizes in axis order) under the null of no
     rise, i.e. of models at size j scoring like those at the first size: the larger of
@@ -187,7 +204,9 @@ def _rise_se(onehot_SM, em_S, s_S=None, n_S=None) -> np.ndarray:
       spread is large because it rose (seeds at 0.08 and at 1.0), and would hide that rise;
     * with counts, the two-proportion binomial one, sqrt(p(1 − p)(1/n_1 + 1/n_j)) with p the
       two sizes' pooled rate, which stays positive where the first size's seeds happen to agree
-      or it has only one.
+      or it has only one;
+    * with counts and a ``chance`` level c > 0, the binomial error of size j's rate around
+      chance, sqrt(c(1 − c)/n_j): the null where the rise is measured from chance (``_rise_z``).
 
     Without counts, and with one seed at the first size (or seeds that agree exactly), it is 0:
     there is no noise to judge a rise by, and any rise counts.
@@ -200,13 +219,15 @@ def _rise_se(onehot_SM, em_S, s_S=None, n_S=None) -> np.ndarray:
         s_M, n_M = s_S @ onehot_SM, n_S @ onehot_SM
         p_J = (s_M[1:] + s_M[0]) / (n_M[1:] + n_M[0])
         se_J = np.maximum(se_J, np.sqrt(p_J * (1 - p_J) * (1 / n_M[1:] + 1 / n_M[0])))
+        se_J = np.maximum(se_J, np.sqrt(chance * (1 - chance) / n_M[1:]))
     return se_J
 
 
-def _rise_z(onehot_SM, em_BS, se_J) -> tuple[np.ndarray, np.ndarray]:
+def _rise_z(onehot_SM, em_BS, se_J, chance: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Does exact match rise above its level at the first size? Per replicate (a row of
-    ``em_BS``): the rise of each later size's mean over the first size's in standard errors
-    ``se_J`` (``_rise_se``); returns (the rise where this is largest, the largest z), each [B].
+    ``em_BS``): the rise of each later size's mean over the first size's, or over ``chance``
+    where the first size lies below it, in standard errors ``se_J`` (``_rise_se``); returns
+    (the rise where this is largest, the largest z), each [B].
     A rise with no noise to judge it by (se 0) has z = inf; a flat or falling series z ≤ 0.
 
     The bootstrap replicates are judged with the data's standard errors, not their own: a
@@ -214,7 +235,7 @@ def _rise_z(onehot_SM, em_BS, se_J) -> tuple[np.ndarray, np.ndarray]:
     with 3 seeds), which would make a floor-level series rise in many replicates.
     """
     mean_BM = em_BS @ onehot_SM / onehot_SM.sum(axis=0)
-    rise_BJ = mean_BM[:, 1:] - mean_BM[:, :1]
+    rise_BJ = mean_BM[:, 1:] - np.maximum(mean_BM[:, :1], chance)
     rise_BJ = np.where(np.abs(rise_BJ) < 1e-12, 0.0, rise_BJ)  # round-off is no rise
     se_BJ = np.broadcast_to(se_J, rise_BJ.shape)
     z_BJ = np.where(rise_BJ > 0, np.inf, np.where(rise_BJ < 0, -np.inf, 0.0))
