@@ -416,7 +416,7 @@ def analyse_and_write(rows, spec, task, out: Path, *, figures: bool = True, log=
     first = rows[0]
     meta = {"task": task.name, "family": spec.family, "task_description": task.description,
             "fingerprint": first.get("corpus", {}).get("fingerprint"),
-            "budget": f"{first['steps']} steps × batch {first['batch_size']} ({spec.budget})",
+            "budget": f"{first.get('planned_steps', first['steps'])} steps × batch {first['batch_size']} ({spec.budget})",
             "seeds": list(spec.seeds), "device": first.get("device"),
             "versions": first.get("versions"), "figures": result["figures"]}
     write_record(out / "analysis.json", result)

@@ -191,3 +191,12 @@ def test_a_resumed_sweep_keeps_the_diverged_row_as_written(tmp_path, monkeypatch
     assert [r["run_id"] for r in again] == [r["run_id"] for r in first]
     assert [(r["steps"], r["tokens"]) for r in again] == [(r["steps"], r["tokens"]) for r in first]
     assert len(read_rows(tmp_path / "results.jsonl")) == len(specs)  # nothing appended twice
+
+
+def test_the_printed_summary_line_gives_the_steps_trained_of_those_planned(stacks):
+    """``jaxscale sweep``/``train`` print a row's steps: a diverged one's as "5 of 12"."""
+    from jaxscale.commands._common import summary_line
+
+    diverged, sane = stacks[1].rows[1], stacks[1].rows[0]
+    assert f"steps {diverged['steps']} of {diverged['planned_steps']} " in summary_line(diverged)
+    assert f"steps {sane['steps']} tokens" in summary_line(sane)

@@ -207,8 +207,14 @@ def out_dir(args, prefix: str) -> Path:
     return output_folder(path, "--out")
 
 
+def _steps_of(row: dict) -> str:
+    """The steps a row trained, with its plan where it stopped short (early, or diverged)."""
+    planned = row.get("planned_steps")
+    return f"{row['steps']}" if planned in (None, row["steps"]) else f"{row['steps']} of {planned}"
+
+
 def summary_line(row: dict) -> str:
     fmt = lambda x: "diverged" if x is None else f"{x:.4f}"
     return (f"{row['name']:<28} params {row['params']:>10,} (non-emb {row['non_embedding_params']:>10,}) "
-            f"seed {row['seed']} lr {row['lr']:g} steps {row['steps']} tokens {row['tokens']:,} | "
+            f"seed {row['seed']} lr {row['lr']:g} steps {_steps_of(row)} tokens {row['tokens']:,} | "
             f"train {fmt(row['train_loss'])} val {fmt(row['val_loss'])} test {fmt(row['test_loss'])}")
