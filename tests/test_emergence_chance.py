@@ -343,3 +343,33 @@ def test_a_tolerance_that_guessing_always_meets_is_not_fitted(tmp_path):
     assert a["chance"] == {"exact_match": 0.2, "tolerance_match": 1.0, "token_accuracy": 0.2}
     assert a["series"]["exact_match"]["logistic"]["floor"] == 0.2
     assert task.chance_levels(2.0)["tolerance_match"] == 1.0
+
+
+def _verdict_of(em_MS, n, nll_M, chance):
+    from jaxscale.fit.emergence import emergence_verdict
+
+    em_MS = np.asarray(em_MS, float)
+    k = em_MS.shape[1]
+    scale = np.repeat(np.logspace(3, 6, em_MS.shape[0]), k)
+    s = np.round(em_MS.reshape(-1) * n)
+    return emergence_verdict(scale, s / n, np.repeat(nll_M, k), successes=s, trials=np.full(s.size, n),
+                             chance=chance)
+
+
+def test_a_rise_from_chance_is_not_hidden_by_a_scattered_first_size_below_chance():
+    """Small parity models that do not yet write a valid bit (seeds at 0, 0.3, 0.5) under larger
+    ones at 0.5, 0.65, 0.8: the rise is measured from chance, and so is its error; the first
+    size's seed spread once made it 1.5 standard errors, "no transition"."""
+    nll = 0.7 * np.logspace(0, -1, 5)
+    v = _verdict_of([[0.0, 0.3, 0.5], [0.5] * 3, [0.5] * 3, [0.65] * 3, [0.8] * 3], 1600, nll, 0.5)
+    assert v.label != "no transition" and v.em_rise == pytest.approx(0.3) and v.em_rise_z > 10
+
+
+def test_a_rise_measured_from_a_first_size_above_chance_ignores_chance():
+    """0.90 → 0.96 on 160 items: measured from the first size (above chance), so chance 1/2 must
+    not change the verdict (its binomial error around chance once made it "no transition")."""
+    nll = 0.5 * np.logspace(0, -1, 5)
+    em = [[0.90] * 3, [0.90] * 3, [0.92] * 3, [0.94] * 3, [0.96] * 3]
+    at_zero, at_half = _verdict_of(em, 160, nll, 0.0), _verdict_of(em, 160, nll, 0.5)
+    assert (at_half.label, at_half.em_rise_z) == (at_zero.label, pytest.approx(at_zero.em_rise_z))
+    assert at_half.label != "no transition"
