@@ -7,6 +7,7 @@ and the folder are ``emergence_study``'s.
 from __future__ import annotations
 
 import dataclasses
+import math
 import json
 from typing import Sequence
 
@@ -191,6 +192,8 @@ class StudySpec:
             raise ValueError(f"budget: value must be > 0, got {self.budget.get('value')!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):  # the ±tolerance match's
+            raise ValueError(f"tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if self.mode not in ("auto", "stack", "sequential"):
             raise ValueError(f"mode must be auto, stack or sequential, got {self.mode!r}")
         if self.scale_axis not in ("params", "non_embedding_params", "flops"):

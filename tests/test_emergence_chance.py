@@ -373,3 +373,25 @@ def test_a_rise_measured_from_a_first_size_above_chance_ignores_chance():
     at_zero, at_half = _verdict_of(em, 160, nll, 0.0), _verdict_of(em, 160, nll, 0.5)
     assert (at_half.label, at_half.em_rise_z) == (at_zero.label, pytest.approx(at_zero.em_rise_z))
     assert at_half.label != "no transition"
+
+
+@pytest.mark.parametrize("name,knobs", [("modular-addition", {}), ("addition", {"n_digits": 2}),
+                                        ("notebook-arithmetic", {}), ("arithmetic", {})])
+def test_tolerance_edges_read_as_the_metric_scores_them(name, knobs):
+    """-inf matches nothing (it read 1.0: every non-finite tolerance was taken as +inf), and a
+    tolerance past 2^63 matches everything (it raised OverflowError)."""
+    from jaxscale.data.tasks import make_task
+
+    task = make_task(name, seed=0, **knobs)
+    assert task.chance_levels(float("-inf"))["tolerance_match"] == 0.0
+    assert task.chance_levels(-1.0)["tolerance_match"] == 0.0
+    assert task.chance_levels(1e300)["tolerance_match"] == 1.0
+    assert task.chance_levels(float("inf"))["tolerance_match"] == 1.0
+
+
+@pytest.mark.parametrize("tolerance", [float("-inf"), -1.0, float("nan"), float("inf")])
+def test_a_study_refuses_a_tolerance_that_is_not_a_finite_number_at_least_zero(tolerance):
+    from jaxscale.emergence_spec import StudySpec
+
+    with pytest.raises(ValueError, match="tolerance must be a finite number >= 0"):
+        StudySpec(task="addition", family="depth", seeds=(0, 1, 2), tolerance=tolerance)

@@ -12,13 +12,12 @@ Row: ``a_1 … a_n + b_1 … b_n = s_1 … s_{n+1}`` (T = 3n + 3), tokens from `
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
 from jaxscale.data.tasks.base import (
     DIGIT_TOKENS, DIGIT_VOCAB, NumberCodec, Task, TaskSplit, check_bool, check_positive_int, digits_of,
-    disjoint_keys,
+    disjoint_keys, tolerance_window,
 )
 
 __all__ = ["addition", "addition_chance"]
@@ -60,8 +59,7 @@ def addition_chance(n_digits: int, tolerance: float = 2.0) -> dict[str, float]:
     digit order (``reverse``) changes none of them.
     """
     base = 10 ** n_digits
-    # a NaN tolerance matches nothing (|d| <= nan is false), an infinite one everything
-    w = -1 if math.isnan(tolerance) else math.floor(tolerance) if math.isfinite(tolerance) else base
+    w = tolerance_window(tolerance, base)  # -1: matches nothing (NaN, negative)
     m = min(w, base - 1)
     within = 0.0 if w < 0 else (base + 2 * (m * base - m * (m + 1) // 2)) / base ** 2
     token = (n_digits / 10 + (base + 1) / (2 * base)) / (n_digits + 1)

@@ -22,7 +22,7 @@ import numpy as np
 __all__ = [
     "NumberCodec", "TaskSplit", "Task", "loss_mask", "count_overlap", "check_disjoint",
     "disjoint_keys", "digits_of", "check_positive_int", "check_bool", "DIGIT_TOKENS", "DIGIT_VOCAB",
-    "CHANCE_METRICS", "integer_answer_chance",
+    "CHANCE_METRICS", "integer_answer_chance", "tolerance_window",
 ]
 
 # The small vocabulary shared by the digit tasks (fixed arithmetic sequences, addition):
@@ -290,6 +290,17 @@ def digits_of(values_N: np.ndarray, width: int, reverse: bool = False) -> np.nda
     return digits_NW[:, ::-1] if reverse else digits_NW
 
 
+def tolerance_window(tolerance: float, span: int) -> int:
+    """How many integers either side of a guess a ±``tolerance`` match accepts, at most ``span``
+    (the answers' range: a wider window accepts them all); -1 where it accepts nothing. As the
+    metric scores it (``metrics.tolerance_match``: |d| <= tolerance): a NaN or negative
+    tolerance (-inf included) matches nothing, +inf or a huge one everything (clamped, so no
+    integer overflow downstream)."""
+    if math.isnan(tolerance) or tolerance < 0:
+        return -1
+    return span if tolerance >= span else math.floor(tolerance)
+
+
 def integer_answer_chance(values_V, weights_V, tolerance: float, *, width: int | None = None,
                           guesses: tuple[int, int] | None = None) -> dict[str, float]:
     """Chance levels of a task whose answer is an integer, from the answer's distribution.
@@ -317,7 +328,7 @@ def integer_answer_chance(values_V, weights_V, tolerance: float, *, width: int |
         raise ValueError("weights must not all be 0")
     exact = float(w_D.max() / total)
     # a NaN tolerance matches nothing (|d| <= nan is false), an infinite one everything
-    w = -1 if math.isnan(tolerance) else math.floor(tolerance) if math.isfinite(tolerance) else hi - lo
+    w = tolerance_window(tolerance, hi - lo)
     if w < 0:
         within = 0.0
     else:
