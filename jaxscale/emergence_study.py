@@ -200,11 +200,14 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, log=None,
 
 
 def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True,
-              fit_floor: bool | None = None) -> dict:
+              fit_floor: bool | None = None, threshold: float | None = None,
+              threshold_flag: str = "threshold") -> dict:
     """Recompute every model's outputs and metrics from the saved weights of study folder
     ``out`` (no training), then the analysis. The task is rebuilt from ``study.json`` and must
-    reproduce the fingerprint recorded at training time. ``fit_floor`` (None: as in the study)
-    overrides the analysis setting."""
+    reproduce the fingerprint recorded at training time. ``fit_floor`` and ``threshold`` (None:
+    as in the study) override the analysis settings; the analysis records the threshold it used
+    (a study saved before chance levels were checked may hold one at chance: sparse parity's
+    0.5); ``threshold_flag`` names where a given threshold came from in errors."""
     from jaxscale.data.source import from_task
     from jaxscale.emergence_report import analyse_and_write
     from jaxscale.results import read_rows
@@ -220,11 +223,16 @@ def eval_only(out: str | os.PathLike, *, log=None, figures: bool = True,
     spec = StudySpec.from_dict(saved, source=str(out / "study.json"))
     if fit_floor is not None:
         spec = dataclasses.replace(spec, fit_floor=bool(fit_floor))
+    if threshold is not None:
+        spec = dataclasses.replace(spec, threshold=threshold)  # checked in (0, 1) by the spec
     task = build_task(spec.task, spec.task_seed, spec.task_knobs)
     try:  # before the metrics are recomputed: the analysis would refuse after it
-        check_threshold_above_chance(spec, task)
+        check_threshold_above_chance(spec, task, threshold_flag if threshold is not None else "threshold")
     except ValueError as err:
-        raise ValueError(f"{out / 'study.json'}: {err}") from None
+        if threshold is not None:
+            raise
+        raise ValueError(f"{out / 'study.json'}: {err} (with --eval-only, give --threshold, or "
+                         f"`threshold=` to eval_only)") from None
     fingerprint = from_task(task, batch_size=spec.batch_size).fingerprint
     if not isinstance(saved.get("data", {}), dict):
         raise ValueError(f"{out / 'study.json'}: field 'data' must be an object, got "

@@ -395,3 +395,36 @@ def test_a_study_refuses_a_tolerance_that_is_not_a_finite_number_at_least_zero(t
 
     with pytest.raises(ValueError, match="tolerance must be a finite number >= 0"):
         StudySpec(task="addition", family="depth", seeds=(0, 1, 2), tolerance=tolerance)
+
+
+def test_eval_only_of_a_study_saved_at_chance_takes_a_threshold(tmp_path, monkeypatch, capsys):
+    """A sparse-parity study saved with threshold 0.5 (before chance levels were checked) is
+    refused by --eval-only with a message saying how to go on, and --threshold overrides it
+    (it was ignored with --eval-only, leaving only a hand edit of study.json)."""
+    import json
+
+    import jaxscale.results
+    from jaxscale.cli import main
+    from jaxscale.emergence_spec import StudySpec
+    from jaxscale.emergence_study import eval_only
+
+    spec = StudySpec(task="sparse-parity", family="depth", seeds=(0, 1, 2), threshold=0.5,
+                     task_knobs={"n_train": 2000})
+    (tmp_path / "study.json").write_text(json.dumps(spec.to_dict()))
+    (tmp_path / "results.jsonl").write_text("")
+    with pytest.raises(ValueError, match=r"lies at or below the chance level.*give --threshold"):
+        eval_only(tmp_path, figures=False)
+
+    class Past(Exception):
+        pass
+
+    def reached(*a, **k):
+        raise Past
+
+    monkeypatch.setattr(jaxscale.results, "read_rows", reached)  # the step after the check
+    with pytest.raises(Past):
+        eval_only(tmp_path, figures=False, threshold=0.75)
+    with pytest.raises(Past):
+        main(["emergence", "--eval-only", str(tmp_path), "--threshold", "0.75", "--no-figures"])
+    assert main(["emergence", "--eval-only", str(tmp_path), "--threshold", "0.5", "--no-figures"]) == 2
+    assert "--threshold: 0.5 lies at or below the chance level" in capsys.readouterr().err

@@ -186,7 +186,8 @@ def run_train(args: argparse.Namespace) -> int:
                              "--task/--family")
         enable_compilation_cache()
         result = eval_only(args.eval_only, figures=not args.no_figures,
-                           fit_floor=True if args.fit_floor else None)
+                           fit_floor=True if args.fit_floor else None, threshold=args.train_threshold,
+                           threshold_flag="--threshold")
         out = args.eval_only
     else:
         spec = study_spec_from_args(args)
