@@ -428,3 +428,13 @@ def test_eval_only_of_a_study_saved_at_chance_takes_a_threshold(tmp_path, monkey
         main(["emergence", "--eval-only", str(tmp_path), "--threshold", "0.75", "--no-figures"])
     assert main(["emergence", "--eval-only", str(tmp_path), "--threshold", "0.5", "--no-figures"]) == 2
     assert "--threshold: 0.5 lies at or below the chance level" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("chance", [-0.3, float("nan"), 1.0, 1.5, {"A": 2.0}])
+def test_measure_emergent_ability_refuses_a_chance_outside_zero_one_naming_the_column(chance):
+    """With two sizes a chance of -0.3, NaN or 1.5 was taken (1.5 silently gave "threshold at
+    or below chance"); with three the error named the fit's ``floor``."""
+    from jaxscale.fit.emergence import measure_emergent_ability
+
+    with pytest.raises(ValueError, match=r"chance of column 'A': must lie in \[0, 1\)"):
+        measure_emergent_ability(np.array([1e6, 1e7]), {"A": np.array([0.1, 0.9])}, chance=chance)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import numbers
 import os
 from typing import Mapping, Sequence
 
@@ -187,6 +188,10 @@ def measure_emergent_ability(model_sizes: Sequence[float],
         if given.sum() < 2:
             raise ValueError(f"column {name!r}: needs at least 2 reported scores, got "
                              f"{int(given.sum())}")
+        floor = chance.get(name, 0.0) if isinstance(chance, Mapping) else chance
+        if not (isinstance(floor, numbers.Real) and 0.0 <= floor < 1.0):  # NaN fails too
+            raise ValueError(f"chance of column {name!r}: must lie in [0, 1) (the score of guessing), "
+                             f"got {floor!r}")
         checked.append((name, scores, given))
     results = []
     for name, scores, given in checked:
