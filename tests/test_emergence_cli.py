@@ -134,6 +134,22 @@ class _Reached(Exception):
     pass
 
 
+def _catch_study(monkeypatch) -> list:
+    """The specs the CLI hands to ``run_study``, which is replaced by one that records its spec
+    and raises ``_Reached`` (nothing is trained)."""
+    import jaxscale.emergence_study as study
+
+    started = []
+
+    def run_study(spec, out, **kwargs):
+        started.append(spec)
+        raise _Reached
+
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setattr(study, "run_study", run_study)
+    return started
+
+
 @pytest.mark.parametrize("budget", ["1", "one step less 1", "per param"])
 def test_train_mode_refuses_a_token_budget_below_one_step_before_writing(tmp_path, capsys, monkeypatch, budget):
     """A --tokens budget below one optimiser step (--batch-size items x the task's input tokens,
@@ -142,14 +158,7 @@ def test_train_mode_refuses_a_token_budget_below_one_step_before_writing(tmp_pat
     study (or --out) is started; one step's tokens is accepted."""
     import jaxscale.emergence_study as study
 
-    started = []
-
-    def run_study(spec, out, **kwargs):
-        started.append(spec.budget)
-        raise _Reached
-
-    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
-    monkeypatch.setattr(study, "run_study", run_study)
+    started = _catch_study(monkeypatch)
     seq = study.build_task("addition").seq_len - 1
     step = f"one step of 64 sequences x {seq} tokens ({64 * seq} tokens), and a budget is rounded up to whole steps"
     argv, message = {
@@ -166,7 +175,7 @@ def test_train_mode_refuses_a_token_budget_below_one_step_before_writing(tmp_pat
     assert not started and not out.exists()
     with pytest.raises(_Reached):
         main(command + ["--tokens", str(64 * seq)])
-    assert started == [{"kind": "tokens", "value": float(64 * seq)}]
+    assert [spec.budget for spec in started] == [{"kind": "tokens", "value": float(64 * seq)}]
 
 
 def _result(logistic_mid, gompertz_mid, best, delta_aic):
@@ -232,20 +241,11 @@ def test_train_mode_threshold_defaults_above_the_tasks_chance(tmp_path, monkeypa
     """Without --threshold a study of sparse parity (guessing scores exact match 1/2) takes 0.75,
     halfway from chance to 1, where the fixed default 0.5 was refused by the study as at chance;
     tasks of small chance keep 0.5; a given threshold is kept."""
-    import jaxscale.emergence_study as study
-
-    seen = []
-
-    def run_study(spec, out, **kwargs):
-        seen.append(spec.threshold)
-        raise _Reached
-
-    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
-    monkeypatch.setattr(study, "run_study", run_study)
+    started = _catch_study(monkeypatch)
     argv = ["emergence", "--task", task, "--family", "ladder", "--out", str(tmp_path / "s")]
     with pytest.raises(_Reached):
         main(argv + ([] if given is None else ["--threshold", given]))
-    assert seen == [pytest.approx(expected)]
+    assert [spec.threshold for spec in started] == [pytest.approx(expected)]
 
 
 def test_train_mode_threshold_at_chance_is_refused_by_its_flag(tmp_path, capsys, monkeypatch):
