@@ -438,3 +438,14 @@ def test_measure_emergent_ability_refuses_a_chance_outside_zero_one_naming_the_c
 
     with pytest.raises(ValueError, match=r"chance of column 'A': must lie in \[0, 1\)"):
         measure_emergent_ability(np.array([1e6, 1e7]), {"A": np.array([0.1, 0.9])}, chance=chance)
+
+
+def test_a_series_at_chance_says_its_sharpness_scores_are_noise(tmp_path):
+    """BIG-bench's breakthroughness of the parity series at chance (171: a climb from below
+    chance to it, then a flat line) stood in summary.md beside the verdict "no transition"
+    without a word; it is now marked as noise there."""
+    task = build_task("sparse-parity", 0, PARITY_SPEC.task_knobs)
+    a = analyse_and_write(parity_at_chance(), PARITY_SPEC, task, tmp_path, figures=False)
+    assert a["verdict"]["label"] == "no transition"
+    line = next(x for x in (tmp_path / "summary.md").read_text().splitlines() if x.startswith("**exact match**"))
+    assert "breakthroughness" in line and "(noise: exact match never rises clearly, see the verdict)" in line
