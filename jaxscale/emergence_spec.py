@@ -145,7 +145,11 @@ class StudySpec:
 
     ``budget`` is a :class:`~jaxscale.train.Budget` dict or ``{"kind": "epochs", "value": E}``
     (epochs over the training items, converted to steps once the data are built).
-    ``scale_axis`` is the row field that analyses use as model size.
+    ``scale_axis`` is the row field that analyses use as model size. ``threshold``: the exact
+    match that counts as 'emerged'; it must lie above the task's chance level, which a study
+    checks before training (``check_threshold_above_chance``). Its default here is a plain 0.5
+    (a spec is data, made without its task); the CLI gives ``default_threshold(task)`` instead,
+    0.75 for sparse parity, whose guessing scores 1/2.
     """
 
     task: str
