@@ -6,7 +6,9 @@ that was 3.7 s of a 14 s warm ``jaxscale sweep --preset notebook-emergence --mod
 (``jax.monitoring`` durations: 2.05 s tracing and 1.69 s lowering of 22 programs, 1.27 s reading
 binaries). This cache is keyed instead by everything a program is built from:
 
-* the jaxscale source (sha256 of every ``.py`` file of the package: any code change is a miss);
+* the jaxscale source (sha256 of every ``.py`` file of the package as this process imported it,
+  ``source_snapshot.py``: any code change is a miss; once the files on disk differ from what
+  the process imported, nothing is loaded or stored for the rest of the run, with a warning);
 * jax and jaxlib versions, the backend (platform, its version, device kinds and count), the
   ``XLA_FLAGS``, ``JAX_*`` and ``JAXSCALE_*`` environment variables and the jax settings that
   change programs (x64, default matmul precision, PRNG implementation);
@@ -36,13 +38,14 @@ import hashlib
 import os
 import pickle
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 
 _FOLDER: Path | None = None
-_SOURCE_HASH: str | None = None
+_SOURCE_MOVED = False  # the package's files changed on disk since this process imported them
 _LOCK = threading.Lock()
 _TRACE_LOCK = threading.RLock()
 ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "JAXSCALE_")
@@ -110,15 +113,26 @@ def in_use() -> bool:
 
 
 def source_hash() -> str:
-    """sha256 over the package's Python files (relative path and content), computed once."""
-    global _SOURCE_HASH
-    if _SOURCE_HASH is None:
-        root = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-        _SOURCE_HASH = h.hexdigest()
-    return _SOURCE_HASH
+    """sha256 over the package's Python files (relative path and content), as this process
+    imported them (``source_snapshot.SNAPSHOT``, taken when the package was imported)."""
+    from jaxscale.source_snapshot import SNAPSHOT
+
+    return SNAPSHOT.digest
+
+
+def source_current() -> bool:
+    """Whether the package's files on disk are still those this process imported. Once they
+    differ (an edit saved during a run), programs are neither loaded nor stored: this process
+    may hold old and new modules at once, so no key names what it compiles. Warns once."""
+    from jaxscale.source_snapshot import SNAPSHOT, unchanged
+
+    global _SOURCE_MOVED
+    if not _SOURCE_MOVED and not unchanged(SNAPSHOT):
+        _SOURCE_MOVED = True
+        warnings.warn("jaxscale's source files changed on disk since this process imported them: "
+                      "compiled programs are no longer loaded from or stored in the program cache "
+                      "for the rest of this run", RuntimeWarning, stacklevel=2)
+    return not _SOURCE_MOVED
 
 
 def _environment() -> tuple:
@@ -219,7 +233,8 @@ class CachedProgram:
         from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
         path = self._path(sig)
-        if path.exists():
+        current = source_current()
+        if current and path.exists():
             try:
                 payload, in_tree, out_tree, device_ids = pickle.loads(path.read_bytes())
                 by_id = {d.id: d for d in jax.devices()}
@@ -235,6 +250,8 @@ class CachedProgram:
             compiled = lowered.compile()
         self.misses += 1
         self.last = "compiled"
+        if not current or not source_current():  # checked again: the compile took seconds
+            return compiled
         try:
             device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
             blob = pickle.dumps((*serialize(compiled), device_ids))
@@ -273,7 +290,7 @@ def note_stored(kind: str, key: Any) -> None:
     a warm run from a cold one before anything is built (the programs themselves are keyed by
     their arguments' signature)."""
     path = _note_path(kind, key)
-    if path is not None:
+    if path is not None and source_current():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
 
@@ -281,7 +298,7 @@ def note_stored(kind: str, key: Any) -> None:
 def is_stored(kind: str, key: Any) -> bool:
     """Whether ``note_stored(kind, key)`` was called with this source and environment."""
     path = _note_path(kind, key)
-    return path is not None and path.exists()
+    return path is not None and source_current() and path.exists()
 
 
 _WRAPPED: dict[tuple, CachedProgram] = {}

@@ -24,6 +24,24 @@ def cache_dir(tmp_path, monkeypatch):
     program_cache._WRAPPED.clear()
 
 
+def _other_source(monkeypatch):
+    """The process as if it had imported another source (another digest, the same files)."""
+    from jaxscale import source_snapshot
+
+    monkeypatch.setattr(source_snapshot, "SNAPSHOT", source_snapshot.SNAPSHOT._replace(digest="0" * 64))
+
+
+def _edited_on_disk(monkeypatch):
+    """The package's files as if edited on disk after this process imported them (its record of
+    one file's modification time no longer matches the file's)."""
+    from jaxscale import source_snapshot
+
+    snap = source_snapshot.SNAPSHOT
+    (rel, size, mtime), *rest = snap.stats
+    monkeypatch.setattr(source_snapshot, "SNAPSHOT", snap._replace(stats=((rel, size, mtime - 1), *rest)))
+    monkeypatch.setattr(program_cache, "_SOURCE_MOVED", False)
+
+
 def _counting_jit():
     traces = []
 
@@ -60,7 +78,7 @@ def test_key_covers_static_signature_source_and_environment(cache_dir, monkeypat
     monkeypatch.setenv("JAXSCALE_ATTENTION", "xla")
     other_env = prog._path(sig)
     monkeypatch.delenv("JAXSCALE_ATTENTION")
-    monkeypatch.setattr(program_cache, "_SOURCE_HASH", "0" * 64)
+    _other_source(monkeypatch)
     other_source = prog._path(sig)
     paths = [base, other_static, other_shape, other_dtype, other_env, other_source]
     assert len(set(paths)) == len(paths), paths
@@ -309,7 +327,7 @@ def test_a_trained_group_notes_its_program_for_the_planner(cache_dir, monkeypatc
     assert program_cache.is_stored("train_chunk", key)
     assert not program_cache.is_stored("train_chunk", train_program_key(specs[:1], data, settings, "alone"))
     assert not program_cache.is_stored("train_chunk", train_program_key(specs + specs[:1], data, settings, "stack"))
-    monkeypatch.setattr(program_cache, "_SOURCE_HASH", "0" * 64)
+    _other_source(monkeypatch)
     assert not program_cache.is_stored("train_chunk", key)
     monkeypatch.undo()
     program_cache.enable(None)
@@ -335,3 +353,107 @@ def test_programs_are_kept_for_later_runs_only_where_a_persistent_cache_is_on(tm
     finally:
         program_cache.enable(None)
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_a_source_edited_during_the_run_neither_loads_nor_stores_programs(cache_dir, monkeypatch):
+    """The source hash is the one taken when the package was imported; once the files on disk
+    differ (an edit saved during a run) no program is stored under it (it could be the old
+    code's under the new source's key: a reviewer's run loaded the old LayerNorm epsilon's
+    program into the edited source's next run) nor loaded, with one warning."""
+    jitted, traces = _counting_jit()
+    program_cache.CachedProgram(jitted, "toy", ("v", 1))(*ARGS)  # stored while the source is current
+    assert len(list(cache_dir.glob("toy-*.pkl"))) == 1
+    _edited_on_disk(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="changed on disk since this process imported them"):
+        stored = program_cache.CachedProgram(jitted, "toy", ("v", 1))
+        stored(*ARGS)
+    assert stored.last == "compiled" and stored.hits == 0, "a stored program was loaded after the edit"
+    fresh = program_cache.CachedProgram(jitted, "toy", ("v", 2))
+    fresh(*ARGS)
+    assert fresh.last == "compiled" and len(list(cache_dir.glob("toy-*.pkl"))) == 1, "stored after the edit"
+    program_cache.note_stored("toy", "k")
+    assert not program_cache.is_stored("toy", "k")
+
+
+def test_the_snapshot_sees_an_edit_an_added_file_and_a_revert(tmp_path):
+    import os
+
+    from jaxscale import source_snapshot
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    snap = source_snapshot.take(tmp_path)
+    assert source_snapshot.unchanged(snap, tmp_path)
+    assert snap.digest != source_snapshot.take(tmp_path / "sub").digest
+    st = os.stat(tmp_path / "a.py")
+    (tmp_path / "a.py").write_text("x = 3\n")  # same size, new content
+    os.utime(tmp_path / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns + 1000))
+    assert not source_snapshot.unchanged(snap, tmp_path)
+    assert source_snapshot.take(tmp_path).digest != snap.digest
+    (tmp_path / "a.py").write_text("x = 1\n")  # reverted: the content again, not the time
+    assert not source_snapshot.unchanged(snap, tmp_path)
+    os.utime(tmp_path / "a.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert source_snapshot.unchanged(snap, tmp_path)
+    (tmp_path / "c.py").write_text("")
+    assert not source_snapshot.unchanged(snap, tmp_path)
+
+
+EDIT_RACE = """
+import json, sys
+from pathlib import Path
+from jaxscale.compile_cache import enable_compilation_cache
+enable_compilation_cache()
+import jaxscale
+from jaxscale.config import ModelConfig
+from jaxscale.data.corpus import random_tokens_corpus
+from jaxscale.runner import ModelSpec, RunSettings, train_group
+from jaxscale.train import OptimConfig, Budget
+
+model_py = Path(jaxscale.__file__).parent / "model.py"
+if sys.argv[1] == "edit":  # saved after the import, before the first program is keyed
+    model_py.write_text(model_py.read_text().replace("LN_EPS = 1e-5", "LN_EPS = 1e-1"))
+cfg = ModelConfig(vocab_size=64, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_seq_len=16, name="t")
+spec = ModelSpec(cfg, 0, OptimConfig(lr=3e-2), Budget("steps", 12))
+settings = RunSettings(batch_size=4, progress=False, eval_windows=4, steps_per_dispatch=6)
+row = train_group([spec], random_tokens_corpus(64, 20000, seed=0), settings, mode="alone").rows[0]
+print(json.dumps({"test": row["test_loss"], "source": row["stack"]["program_cache"]}))
+"""
+
+
+@pytest.mark.slow
+def test_an_edit_saved_while_a_run_starts_does_not_poison_the_next_run(tmp_path):
+    """End to end, on a copy of the package: a run whose model.py is edited on disk after its
+    imports (LayerNorm's epsilon 1e-5 -> 1e-1) must not leave its program for the edited
+    source's next run, which has to give what it gives with the caches off (it gave the old
+    code's test loss, 4.3026 against 4.2136)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import jaxscale
+
+    pkg = tmp_path / "pkg"
+    shutil.copytree(Path(jaxscale.__file__).parent, pkg / "jaxscale",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    assert "LN_EPS = 1e-5" in (pkg / "jaxscale" / "model.py").read_text()
+    script = tmp_path / "race.py"
+    script.write_text(EDIT_RACE)
+
+    def run(mode, cache):
+        env = dict(os.environ, PYTHONPATH=str(pkg), JAXSCALE_COMPILATION_CACHE=cache, JAX_PLATFORMS="cpu")
+        env.pop("JAXSCALE_PROGRAM_CACHE", None)
+        done = subprocess.run([sys.executable, str(script), mode], env=env, capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+    cache = str(tmp_path / "cache")
+    _, err = run("edit", cache)
+    assert "changed on disk since this process imported them" in err
+    edited, _ = run("plain", cache)
+    truth, _ = run("plain", "off")
+    assert edited["source"] == "compiled" and edited["test"] == truth["test"]
