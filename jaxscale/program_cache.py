@@ -49,10 +49,13 @@ _SOURCE_MOVED = False  # the package's files changed on disk since this process 
 _LOCK = threading.Lock()
 _TRACE_LOCK = threading.RLock()
 ENV_PREFIXES = ("XLA_FLAGS", "JAX_", "JAXSCALE_")
-# settings of the process that change no compiled program: the host allocator (``host.py``) and
-# this cache's own switch
+# settings of the process that change no compiled program: the host allocator (``host.py``),
+# this cache's own switch and folder (``/x`` and ``/x/``, or the default folder named or not,
+# missed each other's programs), the corpus folder, the multi-process switch (the cache is off
+# with several processes), a test hook and JAX's compile log
 NOT_PROGRAM_ENV = frozenset({"JAXSCALE_PROGRAM_CACHE", "JAXSCALE_ALLOCATOR", "JAXSCALE_PRELOADED_ALLOCATOR",
-                             "JAXSCALE_MALLOC"})
+                             "JAXSCALE_MALLOC", "JAXSCALE_COMPILATION_CACHE", "JAXSCALE_CACHE",
+                             "JAXSCALE_DISTRIBUTED", "JAXSCALE_TEST_CRASH_IN_SAVE", "JAX_LOG_COMPILES"})
 JAX_SETTINGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
                 "jax_threefry_partitionable")
 

@@ -84,15 +84,21 @@ def test_key_covers_static_signature_source_and_environment(cache_dir, monkeypat
     assert len(set(paths)) == len(paths), paths
 
 
-def test_host_allocator_settings_keep_the_key(cache_dir, monkeypatch):
+@pytest.mark.parametrize("names,value", [
+    (("JAXSCALE_ALLOCATOR", "JAXSCALE_PRELOADED_ALLOCATOR", "JAXSCALE_MALLOC"), "/usr/lib/libjemalloc.so.2"),
+    (("JAXSCALE_COMPILATION_CACHE",), "/somewhere/else/"),
+    (("JAXSCALE_CACHE", "JAXSCALE_DISTRIBUTED", "JAX_LOG_COMPILES"), "1"),
+])
+def test_settings_that_change_no_program_keep_the_key(cache_dir, monkeypatch, names, value):
     # the allocator a process runs on changes no compiled program: a run restarted on jemalloc
-    # (jaxscale/host.py) must load what a run on the C library's allocator stored, and back
+    # (jaxscale/host.py) must load what a run on the C library's allocator stored, and back; nor
+    # do the cache's own folder as written, the corpus folder or JAX's compile log
     jitted, _ = _counting_jit()
     prog = program_cache.CachedProgram(jitted, "toy", ("v", 1))
     sig = program_cache.signature(ARGS)
     base = prog._path(sig)
-    for name in ("JAXSCALE_ALLOCATOR", "JAXSCALE_PRELOADED_ALLOCATOR", "JAXSCALE_MALLOC"):
-        monkeypatch.setenv(name, "/usr/lib/libjemalloc.so.2")
+    for name in names:
+        monkeypatch.setenv(name, value)
     assert prog._path(sig) == base
 
 
