@@ -19,6 +19,7 @@ counts are recorded and fits say which they use.
 
 from __future__ import annotations
 
+import numbers
 import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
@@ -89,8 +90,14 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"ModelConfig.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            raise ValueError(f"ModelConfig.dropout must be a number, got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.tie_embeddings, bool):  # a string 'false' is truthy: it tied the head
+            raise ValueError(f"ModelConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"ModelConfig.name must be a string, got {self.name!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {_DTYPES}, got {self.dtype!r}")
 
@@ -129,6 +136,8 @@ class ModelConfig:
 
     def flops_per_token(self, *, causal: bool = True, seq_len: int | None = None) -> FlopCounts:
         """Training FLOPs per token at sequence length ``seq_len`` (default: the context)."""
+        if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, numbers.Integral)):
+            raise ValueError(f"seq_len must be a whole number, got {seq_len!r}")  # 2.9 was read as 2
         t = self.max_seq_len if seq_len is None else int(seq_len)
         if t <= 0 or t > self.max_seq_len:
             raise ValueError(f"seq_len must be in [1, {self.max_seq_len}], got {seq_len}")

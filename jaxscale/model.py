@@ -385,6 +385,9 @@ def forward(params: dict[str, jax.Array], tokens_BT: jax.Array, cfg: ModelConfig
     x_BTD, _ = jax.lax.scan(_with_remat(block, policy), x_BTD, (layer_params, jnp.arange(L)),
                             unroll=L if per_iter == 0 else min(per_iter, L))
     h_BTD = _layer_norm(x_BTD, params["lnf_scale"], params["lnf_bias"], cmask, width)
+    if cfg.tie_embeddings == ("head_w" in params):  # the parameters of the other kind of head
+        raise ValueError(f"forward: the config {cfg.name!r} has tie_embeddings={cfg.tie_embeddings}, but the "
+                         f"parameters {'have' if 'head_w' in params else 'lack'} an output head ('head_w')")
     if "head_w" in params:
         return _mm("btd,dv->btv", h_BTD, params["head_w"], dt) + params["head_b"][None, None]
     return _mm("btd,vd->btv", h_BTD, params["tok_emb"], dt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxscale.config import ModelConfig
@@ -34,4 +35,12 @@ class GPT(nnx.Module):
 
     def __call__(self, tokens_BT: jax.Array, *, dims: ModelDims | None = None,
                  dropout_key: jax.Array | None = None) -> jax.Array:
+        """Logits [B, T, V]. Token ids outside [0, vocab_size) are refused when the tokens are
+        concrete (called eagerly): the embedding lookup would give NaN logits above the range
+        and wrap around below it, without a word. Under a transform they are not checked."""
+        if not isinstance(tokens_BT, jax.core.Tracer):
+            tokens = np.asarray(tokens_BT)
+            if tokens.size and (tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size):
+                raise ValueError(f"GPT: token ids must lie in [0, {self.cfg.vocab_size}) (the vocabulary), "
+                                 f"got ids from {int(tokens.min())} to {int(tokens.max())}")
         return forward(self.params(), tokens_BT, self.cfg, dims=dims, dropout_key=dropout_key)

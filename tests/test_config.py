@@ -97,3 +97,31 @@ def test_config_round_trips_through_dict():
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown fields"):
         ModelConfig.from_dict({**cfg.to_dict(), "width": 3})
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tie_embeddings", "false", "tie_embeddings must be true or false"),
+    ("tie_embeddings", 1, "tie_embeddings must be true or false"),
+    ("name", None, "name must be a string"),
+    ("dropout", "0.1", "dropout must be a number"),
+    ("dropout", True, "dropout must be a number"),
+])
+def test_config_fields_of_the_wrong_type_are_refused_by_name(field, value, message):
+    """A string 'false' as tie_embeddings is truthy: it tied the head silently."""
+    base = dict(vocab_size=10, d_model=8, n_heads=2, n_layers=1, d_ff=8, max_seq_len=4)
+    with pytest.raises(ValueError, match=f"ModelConfig.{message}"):
+        ModelConfig(**{**base, field: value})
+
+
+def test_a_numpy_dropout_rate_is_a_rate():
+    import numpy as np
+
+    cfg = ModelConfig(vocab_size=10, d_model=8, n_heads=2, n_layers=1, d_ff=8, max_seq_len=4, dropout=np.float32(0.1))
+    assert cfg.dropout == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("seq_len", [2.9, "8", True])
+def test_flops_at_a_sequence_length_that_is_not_a_whole_number_are_refused(seq_len):
+    cfg = ModelConfig(vocab_size=10, d_model=8, n_heads=2, n_layers=1, d_ff=8, max_seq_len=16)
+    with pytest.raises(ValueError, match="seq_len must be a whole number"):
+        cfg.flops_per_token(seq_len=seq_len)

@@ -152,3 +152,16 @@ def test_data_key_is_jax_prngkey(seed):
     key, ref = data_key(seed), jax.random.PRNGKey(seed)
     chex.assert_trees_all_equal(key, ref)
     assert key.dtype == ref.dtype and key.shape == ref.shape and key.weak_type == ref.weak_type
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(seq_len=0), "seq_len"), (dict(batch_size=0), "batch_size"),
+                                         (dict(batch_size=-2), "batch_size"), (dict(eval_max_windows=2.5),
+                                                                               "eval_max_windows")])
+def test_from_corpus_refuses_counts_below_one_by_name(kwargs, name):
+    """seq_len 0 divided by zero, batch_size 0 made empty batches, -2 a reshape TypeError."""
+    from jaxscale.data.corpus import random_tokens_corpus
+    from jaxscale.data.source import from_corpus
+
+    args = dict(seq_len=8, batch_size=2, eval_max_windows=4) | kwargs
+    with pytest.raises(ValueError, match=f"from_corpus: {name} must be a whole number >= 1"):
+        from_corpus(random_tokens_corpus(32, 5000, seed=0), **args)

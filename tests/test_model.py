@@ -286,3 +286,30 @@ def test_attention_choice_and_bad_settings(monkeypatch):
     monkeypatch.setenv(ATTENTION_ENV, "xla")
     with pytest.raises(ValueError, match="no attention dropout"):
         attention_impl(SMALL.replace(dropout=0.1))
+
+
+def test_forward_refuses_parameters_of_the_other_kind_of_head():
+    """Untied parameters under a tied config (or the reverse) ran with the parameters' head,
+    whatever the config said."""
+    from jaxscale.config import ModelConfig
+    from jaxscale.model import forward, init_params
+
+    tied = ModelConfig(vocab_size=16, d_model=8, n_heads=2, n_layers=1, d_ff=8, max_seq_len=4, tie_embeddings=True)
+    untied = tied.replace(tie_embeddings=False)
+    tokens = np.zeros((1, 4), np.int32)
+    with pytest.raises(ValueError, match="tie_embeddings=True, but the parameters have an output head"):
+        forward(init_params(untied, 0), tokens, tied)
+    with pytest.raises(ValueError, match="tie_embeddings=False, but the parameters lack an output head"):
+        forward(init_params(tied, 0), tokens, untied)
+
+
+@pytest.mark.parametrize("bad", [16, 100, -1])
+def test_the_nnx_model_refuses_token_ids_outside_its_vocabulary(bad):
+    """Eagerly: ids at or above the vocabulary gave NaN logits, -1 a wrapped lookup."""
+    from jaxscale.config import ModelConfig
+    from jaxscale.model import GPT
+
+    model = GPT(ModelConfig(vocab_size=16, d_model=8, n_heads=2, n_layers=1, d_ff=8, max_seq_len=4))
+    assert np.isfinite(np.asarray(model(np.array([[0, 15, 3, 2]])))).all()
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 16\)"):
+        model(np.array([[0, bad, 3, 2]]))

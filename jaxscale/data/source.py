@@ -14,6 +14,7 @@ for text, only the answer tokens for a task.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -86,6 +87,9 @@ class TrainData:
 
 def from_corpus(corpus: Corpus, *, seq_len: int, batch_size: int, eval_max_windows: int = 128,
                 vocab_size: int | None = None) -> TrainData:
+    for name, value in (("seq_len", seq_len), ("batch_size", batch_size), ("eval_max_windows", eval_max_windows)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"from_corpus: {name} must be a whole number >= 1, got {value!r}")
     corpus.check_fits(seq_len, vocab_size)
     sampler = StreamSampler(batch_size, seq_len)
     def held_out(split):
