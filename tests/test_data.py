@@ -165,3 +165,16 @@ def test_from_corpus_refuses_counts_below_one_by_name(kwargs, name):
     args = dict(seq_len=8, batch_size=2, eval_max_windows=4) | kwargs
     with pytest.raises(ValueError, match=f"from_corpus: {name} must be a whole number >= 1"):
         from_corpus(random_tokens_corpus(32, 5000, seed=0), **args)
+
+
+def test_a_random_token_corpus_named_with_its_vocabulary_keeps_it():
+    """'random-tokens-v500' ignored its suffix and drew from the model's vocabulary."""
+    from jaxscale.data.corpus import load_corpus
+
+    assert load_corpus("random-tokens", vocab_size=100).name == "random-tokens-v100"
+    c = load_corpus("random-tokens-v50", vocab_size=100)
+    assert c.name == "random-tokens-v50" and c.vocab_size == 50
+    with pytest.raises(ValueError, match="draws tokens from a vocabulary of 500, more than the model's 100"):
+        load_corpus("random-tokens-v500", vocab_size=100)
+    with pytest.raises(ValueError, match="write 'random-tokens' or 'random-tokens-v<vocabulary size>'"):
+        load_corpus("random-tokens-vx", vocab_size=100)

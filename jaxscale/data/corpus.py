@@ -261,7 +261,17 @@ def load_corpus(spec: str = "pystdlib", *, vocab_size: int | None = None) -> Cor
             _CACHE[spec] = NAMED_CORPORA[spec]()
         return _CACHE[spec]
     if spec.startswith("random-tokens"):
-        if vocab_size is None:
+        # "random-tokens" takes the model's vocabulary; "random-tokens-v500" (the name such a
+        # corpus records) its own, which the model's must hold (the suffix was ignored: v500
+        # with a model of vocab 100 gave random-tokens-v100)
+        suffix = spec[len("random-tokens"):]
+        if suffix and not (suffix.startswith("-v") and suffix[2:].isdigit() and int(suffix[2:]) > 0):
+            raise ValueError(f"corpus {spec!r}: write 'random-tokens' or 'random-tokens-v<vocabulary size>'")
+        own = int(suffix[2:]) if suffix else vocab_size
+        if own is None:
             raise ValueError("corpus 'random-tokens' needs the model's vocab_size")
-        return random_tokens_corpus(vocab_size)
+        if vocab_size is not None and own > vocab_size:
+            raise ValueError(f"corpus {spec!r} draws tokens from a vocabulary of {own}, more than the "
+                             f"model's {vocab_size}")
+        return random_tokens_corpus(own)
     return load_path(spec, vocab_size)

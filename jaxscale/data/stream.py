@@ -42,7 +42,9 @@ def sample_batch(tokens_N: jax.Array, key: jax.Array, step: jax.Array, batch_siz
 
 
 def eval_windows(tokens: np.ndarray, seq_len: int, max_windows: int) -> np.ndarray:
-    """Up to ``max_windows`` evenly spaced, non-overlapping windows of seq_len + 1 tokens [M, T+1]."""
+    """Up to ``max_windows`` evenly spaced windows of seq_len + 1 tokens [M, T+1] whose scored
+    targets (each window's last seq_len tokens) do not overlap; neighbouring windows may share one
+    boundary token, the next window's first input."""
     if max_windows <= 0:
         raise ValueError(f"max_windows must be positive, got {max_windows}")
     n_fit = (tokens.size - 1) // seq_len
