@@ -51,6 +51,12 @@ class GroupCheckpoint:
         path = self.folder / marker.read_text().strip()
         return path if (path / "meta.json").exists() else None
 
+    def latest_meta(self) -> dict | None:
+        """The newest complete snapshot's ``meta.json`` (None if none): what its arrays hold
+        (e.g. how many models), read before they are loaded into a template of that shape."""
+        path = self.latest()
+        return None if path is None else json.loads((path / "meta.json").read_text())
+
     def save(self, arrays: dict, meta: dict) -> Path:
         """Write a complete snapshot of ``arrays`` (a pytree) and ``meta`` (JSON)."""
         from orbax.checkpoint import v1 as ocp

@@ -192,14 +192,13 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     step, elapsed_before, compile_s = 0, 0.0, None
 
     if checkpoint is not None:
-        restored = checkpoint.load({"state": state, "total_steps": np.asarray(hyper.total_steps),
-                                    "train_losses": train_losses})
+        restored = restore(checkpoint, state, np.asarray(hyper.total_steps), train_losses, k, stacked)
         if restored is not None:
-            arrays, meta = restored
-            state, train_losses = arrays["state"], np.asarray(arrays["train_losses"])
-            hyper = hyper._replace(total_steps=np.asarray(arrays["total_steps"]))
+            state, total_steps, train_losses, meta = restored
+            hyper = hyper._replace(total_steps=total_steps)
             step, elapsed_before = int(meta["step"]), float(meta["elapsed"])
             val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
+            val_points += [[] for _ in range(k_run - len(val_points))]
             compile_s = meta.get("compile_seconds")
     # the training program carries the state as flat vectors: made here, on the host
     layout = layout_for(env, optim.decay_all)
@@ -252,6 +251,35 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         eval_env=eval_env if eval_shared else None,
         eval_dims=ModelDims.of_host(cfgs[0]) if eval_shared else dims,
         eval_shared=tuple(s.label for s in eval_shared) if eval_shared else ())
+
+
+def restore(checkpoint: GroupCheckpoint, state, total_steps: np.ndarray, train_losses: np.ndarray, k: int,
+            stacked: bool):
+    """A group's newest snapshot as (state, total_steps, train_losses, meta), shaped like the
+    fresh ``state``, ``total_steps`` and ``train_losses`` of this run (None without one).
+
+    A stack's snapshot holds its ``k`` real models (``meta["models"]``; snapshots written before
+    that held the run's whole padded stack): the inert models that pad the stack to a multiple of
+    this run's model shards are taken from the fresh state, so that a stack checkpointed on one
+    number of devices resumes on another (3 models: 4 on 4 devices, 3 on 1). Inert models train
+    nothing (budget 0), so theirs is the fresh state whatever was saved."""
+    meta = checkpoint.latest_meta()
+    if meta is None:
+        return None
+    if not stacked:
+        arrays, meta = checkpoint.load({"state": state, "total_steps": total_steps, "train_losses": train_losses})
+        return arrays["state"], np.asarray(arrays["total_steps"]), np.asarray(arrays["train_losses"]), meta
+    saved = meta.get("models", total_steps.shape[0])
+    if saved < k:
+        raise ValueError(f"checkpoint {checkpoint.latest()}: holds {saved} models, the group has {k}")
+    shaped = lambda x: np.zeros((saved,) + np.shape(x)[1:], np.asarray(x).dtype)  # noqa: E731
+    arrays, meta = checkpoint.load({"state": jax.tree.map(shaped, state), "total_steps": shaped(total_steps),
+                                    "train_losses": np.zeros((train_losses.shape[0], saved), train_losses.dtype)})
+    join = lambda got, fresh: np.concatenate([np.asarray(got)[:k], np.asarray(fresh)[k:]], axis=0)
+    losses = train_losses.copy()
+    losses[:, :k] = np.asarray(arrays["train_losses"])[:, :k]
+    return (jax.tree.map(join, arrays["state"], state), join(arrays["total_steps"], total_steps), losses,
+            {**meta, "val_points": meta["val_points"][:k]})
 
 
 def initial_state(cfgs: Sequence[ModelConfig], seeds: Sequence[int], env: ModelConfig, optim, *, stacked: bool,

@@ -172,13 +172,24 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     t_start = time.perf_counter() - g.seconds  # the setup (and a compile made ahead) count as wall time
 
     def save(at_step):
-        if checkpoint is None or not is_writer():
+        if checkpoint is None:
             return None
+        # gathered on every process (on several, ``to_host`` is a collective), written by one.
+        # Not enough on several processes: orbax's save, called by the writer alone, then waits
+        # in a broadcast to every process (its directory check); checkpoints of multi-process
+        # runs are not supported yet
+        host_state, host_total = to_host(state), np.asarray(to_host(hyper.total_steps))
+        if not is_writer():
+            return None
+        # A stack's snapshot holds its k models, not the inert ones that pad it to a multiple of
+        # the model shards (``k_run``, which depends on the device count): a resume on another
+        # number of devices pads it again (``group_setup.restore``).
+        real = (lambda x: x[:k]) if stacked else (lambda x: x)
         meta = {"step": at_step, "elapsed": elapsed_before + time.perf_counter() - t_start,
-                "val_points": val_points, "compile_seconds": compile_s}
-        host = {"state": tree_state_host(to_host(state), g.layout, g.optim),
-                "total_steps": np.asarray(to_host(hyper.total_steps)),
-                "train_losses": train_losses}
+                "val_points": val_points[:k], "compile_seconds": compile_s, "models": k}
+        host = {"state": jax.tree.map(real, tree_state_host(host_state, g.layout, g.optim)),
+                "total_steps": real(host_total),
+                "train_losses": train_losses[:, :k]}
         return str(checkpoint.save(host, meta))
 
     progress = Progress(f"[{stack_id or mode}] {k} model{'s' if k > 1 else ''}", max(totals),

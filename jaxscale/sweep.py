@@ -232,11 +232,15 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
 
 
 def _check_meshes(groups: Sequence[Group], data: TrainData, settings: RunSettings) -> None:
-    """Refuse ``settings.batch_shards`` where a group's mesh cannot hold it (``devices.mesh_shape``)."""
+    """Refuse ``settings.batch_shards`` where a group's mesh cannot hold it (``devices.mesh_shape``),
+    naming the flag that sets it."""
     for g in groups:
         stacked = g.mode == "stack"
-        host_mesh_shape(len(g.indices) if stacked else 1, data.batch_size, stacked=stacked,
-                        batch_shards=settings.batch_shards)
+        try:
+            host_mesh_shape(len(g.indices) if stacked else 1, data.batch_size, stacked=stacked,
+                            batch_shards=settings.batch_shards)
+        except ValueError as err:
+            raise ValueError(f"--batch-shards (RunSettings.batch_shards): {err}") from None
 
 
 def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:

@@ -124,8 +124,12 @@ def stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
 
     def stored(indices: tuple, kind: str) -> bool:
         if (indices, kind) not in memo:
-            key = train_program_key([specs[i] for i in indices], data, settings, kind)
-            memo[indices, kind] = program_cache.is_stored("train_chunk", key)
+            try:
+                key = train_program_key([specs[i] for i in indices], data, settings, kind)
+            except ValueError:  # a mesh this group cannot have (--batch-shards): no program of it
+                memo[indices, kind] = False  # is stored; a plan that keeps it is refused by name
+            else:
+                memo[indices, kind] = program_cache.is_stored("train_chunk", key)
         return memo[indices, kind]
 
     return stored

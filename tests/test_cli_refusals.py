@@ -19,7 +19,10 @@ def test_sweep_resume_hint_names_the_folder_it_made(tmp_path, capsys, monkeypatc
     import jaxscale.sweep
     from jaxscale.runner import Interrupted
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*args, out=None, **kwargs):
+        from jaxscale.folders import output_folder
+
+        output_folder(out, "out")  # as run_sweep makes it, once its plan is accepted
         raise Interrupted(3, "ck")
 
     monkeypatch.chdir(tmp_path)

@@ -181,3 +181,71 @@ def test_a_batch_split_over_devices_matches_one_device(mode, shards, mesh):
         assert len(a["curve"]) == len(b["curve"]) >= 50
         np.testing.assert_allclose(b["curve"], a["curve"], rtol=1e-5)
         assert b["test"] == pytest.approx(a["test"], rel=1e-5)
+
+
+def test_a_stack_mesh_refusal_names_the_flag_and_leaves_no_folder(tmp_path):
+    """--batch-shards 3 on 4 devices: a model alone may run on 3 of them, a stack cannot; the
+    plan's refusal came after --out was made (left empty) and without the flag's name."""
+    out = tmp_path / "bad"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAXSCALE_COMPILATION_CACHE="off")
+    done = subprocess.run([sys.executable, "-m", "jaxscale.cli", "sweep", "--family", "ladder", "--sizes", "l1",
+                           "--seeds", "0", "1", "2", "--steps", "5", "--mode", "stack", "--seq-len", "32",
+                           "--eval-windows", "8", "--quiet", "--batch-size", "12", "--batch-shards", "3",
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "--batch-shards" in done.stderr and "does not divide the 4 devices" in done.stderr, done.stderr[-2000:]
+    assert not out.exists()
+
+
+RESUME_SCRIPT = """
+import json, sys
+import numpy as np
+from jaxscale.checkpoint import GroupCheckpoint
+from jaxscale.config import create_model_config
+from jaxscale.data.corpus import load_corpus
+from jaxscale.data.source import from_corpus
+from jaxscale.runner import Interrupted, ModelSpec, RunSettings, train_group
+from jaxscale.train import Budget, OptimConfig
+
+folder, stop_after = sys.argv[1], int(sys.argv[2])
+cfgs = [create_model_config("ladder/l1"), create_model_config("ladder/l2")]
+specs = [ModelSpec(cfgs[i % 2], seed=i, optim=OptimConfig(lr=1e-3 * (1 + i)), budget=Budget("steps", 30 + 2 * i))
+         for i in range(3)]
+data = from_corpus(load_corpus(), seq_len=32, batch_size=8, eval_max_windows=8)
+settings = RunSettings(batch_size=8, seq_len=32, eval_windows=8, progress=False, steps_per_dispatch=10)
+calls = []
+stop = (lambda: calls.append(1) or len(calls) >= stop_after) if stop_after else None
+try:
+    res = train_group(specs, data, settings, mode="stack", stack_id="g",
+                      checkpoint=GroupCheckpoint(folder) if folder != "-" else None, should_stop=stop)
+except Interrupted as e:
+    print(json.dumps({"interrupted": e.step}))
+    sys.exit(0)
+print(json.dumps({"rows": [{"curve": [p["train_loss"] for p in r["curve"]], "test": r["test_loss"],
+                            "inert": r["stack"]["inert_models"]} for r in res.rows]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first,then", [(4, 1), (1, 4)])
+def test_a_stack_checkpointed_on_one_device_count_resumes_on_another(tmp_path, first, then):
+    """Three models: on 4 devices the stack is padded with an inert fourth, on 1 it is not. The
+    snapshot held the padded stack, so the resume on the other count failed ("array 0 has shape
+    (4, 1, 64), expected (3, 1, 64)"); it now holds the three and the resume matches a run that
+    was never interrupted."""
+    def run(devices, folder, stop_after):
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        done = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, folder, str(stop_after)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    whole = run(1, "-", 0)["rows"]
+    folder = str(tmp_path / "ck")
+    assert 0 < run(first, folder, 2)["interrupted"] < 30  # stopped mid-run, a snapshot saved
+    resumed = run(then, folder, 0)["rows"]
+    assert [r["inert"] for r in resumed] == [1 if then == 4 else 0] * 3
+    for a, b in zip(resumed, whole):
+        np.testing.assert_allclose(np.array(a["curve"], float), np.array(b["curve"], float), rtol=1e-5)
+        np.testing.assert_allclose(a["test"], b["test"], rtol=1e-5)

@@ -198,12 +198,19 @@ def check_batch_shards(args, batch_size: int) -> None:
         raise ValueError(f"--batch-shards: {err}") from None
 
 
-def out_dir(args, prefix: str) -> Path:
+def out_dir(args, prefix: str, *, make: bool = True) -> Path:
+    """The ``--out`` folder (default: a new one under ``runs/``), made, or with ``make=False``
+    only checked (``folders.check_output_folder``) for a callee that makes it once its own
+    checks pass (``run_sweep``: a plan's mesh refused after the folder was made left it empty)."""
     if args.out:
         path = Path(args.out)
     else:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / f"{prefix}-{stamp}-{os.getpid()}"
+    if not make:
+        from jaxscale.folders import check_output_folder
+
+        return check_output_folder(path, "--out")
     return output_folder(path, "--out")
 
 

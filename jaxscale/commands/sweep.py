@@ -152,7 +152,7 @@ def run(args) -> int:
                            batch_size=args.batch_size, eval_max_windows=args.eval_windows,
                            vocab_size=max(cf.vocab_size for cf in cfgs))
     c.check_batch_shards(args, data.batch_size)
-    out = c.out_dir(args, "sweep")  # made once the options are known to be valid
+    out = c.out_dir(args, "sweep", make=False)  # checked; made by run_sweep once the plan's mesh is
     settings = dataclasses.replace(settings, compile_ahead={"auto": "auto", "on": True, "off": False}[args.compile_ahead])
     record = {k: v for k, v in vars(args).items()
               if k not in ("func", "command", "out", "quiet", "resume", "checkpoint_every", "distributed",
