@@ -178,3 +178,21 @@ def test_a_random_token_corpus_named_with_its_vocabulary_keeps_it():
         load_corpus("random-tokens-v500", vocab_size=100)
     with pytest.raises(ValueError, match="write 'random-tokens' or 'random-tokens-v<vocabulary size>'"):
         load_corpus("random-tokens-vx", vocab_size=100)
+
+
+@pytest.mark.parametrize("tokens", [[1.5], [True, False], "hi"])
+def test_decode_refuses_tokens_that_are_not_whole_numbers(tokens):
+    from jaxscale.data.tokenizer import decode
+
+    with pytest.raises(ValueError, match="byte tokens must be whole numbers"):
+        decode(tokens)
+
+
+def test_a_token_file_with_ids_past_two_to_the_32_is_refused(tmp_path):
+    """4294967303 was stored as 7 (a uint32 cast) in a corpus of vocabulary 4294967304."""
+    from jaxscale.data.corpus import load_corpus
+
+    path = tmp_path / "big.npy"
+    np.save(path, np.array([1, 2, 3, 2**32 + 7] * 40, np.int64))
+    with pytest.raises(ValueError, match="beyond the 2\\^32 a corpus can hold"):
+        load_corpus(str(path))

@@ -92,6 +92,8 @@ def fingerprint_splits(vocab_size: int, splits: tuple[np.ndarray, ...]) -> str:
 
 
 def _make(name: str, source: str, vocab_size: int, train, val, test) -> Corpus:
+    if vocab_size > 2**32:  # the cast below would wrap an id of 2^32 to 0
+        raise ValueError(f"corpus {name!r}: token ids reach {vocab_size - 1}, beyond the 2^32 a corpus can hold")
     dtype = np.uint8 if vocab_size <= 256 else (np.uint16 if vocab_size <= 65536 else np.uint32)
     splits = tuple(np.asarray(a).astype(dtype) for a in (train, val, test))
     if sum(a.size for a in splits) == 0:
