@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from jaxscale.config import ModelConfig
-from jaxscale.model import ATTENTION_ENV, cross_entropy, forward, init_params
+from jaxscale.model import cross_entropy, forward, init_params
+from jaxscale.model_switches import ATTENTION_ENV
 from jaxscale.stack import envelope, pad_params, stack_dims, stack_trees
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU with cuDNN")

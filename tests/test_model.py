@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from jaxscale.config import ModelConfig
-from jaxscale.model import (ATTENTION_ENV, GPT, ModelDims, attention_impl, cross_entropy, dropout, forward,
+from jaxscale.model import (GPT, ModelDims, attention_impl, cross_entropy, dropout, forward,
                              init_params)
+from jaxscale.model_switches import ATTENTION_ENV
 from jaxscale.stack import envelope, pad_params
 
 SMALL = ModelConfig(vocab_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64, max_seq_len=16, name="t")
@@ -178,7 +179,8 @@ def test_unrolled_layers_give_the_same_loss_and_gradients(unroll):
 
 
 def test_layer_unroll_choice_is_checked(monkeypatch):
-    from jaxscale.model import LAYER_UNROLL_ENV, layer_unroll
+    from jaxscale.model import layer_unroll
+    from jaxscale.model_switches import LAYER_UNROLL_ENV
 
     monkeypatch.delenv(LAYER_UNROLL_ENV, raising=False)
     assert layer_unroll() == 1
@@ -196,7 +198,8 @@ def test_layer_unroll_choice_is_checked(monkeypatch):
 
 
 def test_remat_choice_is_checked(monkeypatch):
-    from jaxscale.model import REMAT_ENV, remat_policy
+    from jaxscale.model import remat_policy
+    from jaxscale.model_switches import REMAT_ENV
 
     monkeypatch.setenv(REMAT_ENV, "everything")
     with pytest.raises(ValueError, match="JAXSCALE_REMAT"):
@@ -213,7 +216,8 @@ def test_remat_choice_is_checked(monkeypatch):
 def test_auto_remat_recomputes_only_large_activations_on_a_cpu():
     """``auto``: dots on a CPU from REMAT_AUTO_MIN_ELEMENTS [B, T, d_ff] elements over the layers
     (where it was measured faster), none below and on accelerators (not measured there)."""
-    from jaxscale.model import REMAT_AUTO_MIN_ELEMENTS, resolve_remat
+    from jaxscale.model import resolve_remat
+    from jaxscale.model_switches import REMAT_AUTO_MIN_ELEMENTS
 
     wide = ModelConfig(vocab_size=256, d_model=256, n_heads=4, n_layers=4, d_ff=1024, max_seq_len=256)
     assert 32 * 256 * 1024 * 4 >= REMAT_AUTO_MIN_ELEMENTS
