@@ -3,8 +3,9 @@
 Two modes share the command:
 
 * ``jaxscale emergence analyze TABLE.csv`` — published scores by model size (a ``params`` column,
-  one column per benchmark, scores in [0, 1]): the interpolated threshold crossing per benchmark
-  and the logistic/Gompertz fits.
+  one column per benchmark, scores in [0, 1]): the interpolated threshold crossing per benchmark,
+  the logistic/Gompertz fits and, with ``--n-items``, the verdict of a trained study (the same
+  rise test against ``--chance``).
 * ``jaxscale emergence --task NAME --family NAME --seeds … --out DIR`` trains the family (fitted
   to the task's vocabulary and row length) on the task as stacks, evaluates every model per
   example and analyses every metric against size (``jaxscale.emergence_study``);
@@ -93,17 +94,20 @@ def register(subparsers) -> None:
         "analyze", help="analyse a CSV of published scores by model size",
         description="Per benchmark: the crossing of --threshold interpolated in log size (after "
                     "isotonic smoothing), logistic and Gompertz fits (midpoint, 10-90%% width), "
-                    "BIG-bench breakthroughness and linearity.",
+                    "BIG-bench breakthroughness and linearity, and with --n-items the verdict "
+                    "(no transition, smooth or sharp), whose rise is measured from --chance as "
+                    "in a trained study.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     analyze.add_argument("table", metavar="TABLE.csv", help="CSV with a 'params' column")
     analyze.add_argument("--threshold", type=float, default=0.5,
                          help="score that counts as 'emerged' (default 0.5)")
     analyze.add_argument("--chance", type=float, default=0.0,
-                         help="chance score, the floor of the fits (e.g. 0.25 for 4-way choice)")
+                         help="chance score, the floor of the fits and the verdict's baseline "
+                              "(e.g. 0.25 for 4-way choice)")
     # positive_int, non_negative_int: a bad --n-items or --n-boot was refused only after the
     # parse, in the command's own words (still before the table was read)
     analyze.add_argument("--n-items", type=c.positive_int, default=None,
-                         help="test items per benchmark; enables bootstrap intervals")
+                         help="test items per benchmark; enables bootstrap intervals and the verdict")
     analyze.add_argument("--n-boot", type=c.non_negative_int, default=1000,
                          help="bootstrap replicates (0: none)")
     analyze.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -272,6 +276,18 @@ def _fmt_ci(ci) -> str:
         f" [{_fmt(ci[0])}, {_fmt(ci[1])}]")
 
 
+def _table_verdict_line(v, note: str) -> str:
+    """A score table benchmark's verdict in a line, with the rise it rests on."""
+    if v is None:
+        return f"verdict: none ({note.removeprefix('no verdict: ')})" if note else "verdict: none"
+    from jaxscale.emergence_summary import verdict_word
+
+    base = (f"chance ({v.chance:g}) or the smallest size, whichever is higher" if v.chance > 0
+            else "the smallest size")
+    return (f"verdict: {verdict_word(v.as_dict())}; largest rise above {base}: {v.em_rise:+.3g}, "
+            f"{_fmt(v.em_rise_z)} standard errors (a clear rise takes {v.rise_z:g})")
+
+
 def run_analyze(args: argparse.Namespace) -> int:
     from jaxscale.fit.emergence import analyze_score_table
     from jaxscale.fit.emergence.sigmoid import STEP_NOTE
@@ -315,6 +331,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                   f"10-90% width {abs(f.width):.2f} decades{_fmt_ci(f.width_ci)}, "
                   f"AIC {f.aic:.1f}{flag}")
         print(f"  breakthroughness {b.breakthroughness:.2f}, linearity {b.linearity:.2f}")
+        print(f"  {_table_verdict_line(report.verdicts.get(b.name), report.verdict_notes.get(b.name, ''))}")
     for p in figures:
         print(f"wrote {p}")
     return 0

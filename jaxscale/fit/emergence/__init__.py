@@ -24,11 +24,13 @@ from jaxscale.fit.emergence.table import (
     EmergenceReport, ScoreTable, SeriesAnalysis, analyze_score_table, analyze_series,
     measure_emergent_ability, read_score_table,
 )
-from jaxscale.fit.emergence.verdict import VERDICT_AGREEMENT, VERDICTS, SeedSplit, Verdict, emergence_verdict
+from jaxscale.fit.emergence.verdict import (
+    EM_ONLY_VERDICTS, VERDICT_AGREEMENT, VERDICTS, SeedSplit, Verdict, emergence_verdict,
+)
 
 __all__ = [
     "Backtest", "Forecast", "backtest", "forecast_crossing", "hierarchical_resample", "VERDICTS",
-    "VERDICT_AGREEMENT", "SeedSplit",
+    "VERDICT_AGREEMENT", "EM_ONLY_VERDICTS", "SeedSplit",
     "Crossing", "Verdict", "breakthroughness", "emergence_verdict", "isotonic_increasing",
     "linearity", "sharpness_ratio", "threshold_crossing", "SIGMOID_KINDS", "SigmoidFit",
     "fit_sigmoid", "EmergenceReport", "ScoreTable", "SeriesAnalysis", "analyze_score_table",

@@ -11,6 +11,15 @@ per benchmark, scores in [0, 1], an empty cell meaning "not reported".
 Published tables rarely say how many items a benchmark has. Without ``n_items`` the fits use one
 pseudo-trial per point: the point estimate of a binomial fit does not depend on a common n, but
 its uncertainty does, so no intervals are reported then.
+
+Each benchmark with ``n_items`` and at least 3 sizes also gets the verdict of a trained study
+(:func:`~jaxscale.fit.emergence.verdict.emergence_verdict`, the same function and rise test):
+"no transition" unless some size rises ``RISE_Z`` binomial standard errors above the smallest
+size's score, or above ``chance`` where that is higher (and where the smallest size lies below
+chance the error is measured around chance), else "smooth" or "sharp" by the sharpness of the
+scores raised to chance. A table has no continuous metric, so "sharp" is not split into
+"metric-induced" and "sharp under both". Without ``n_items`` there is no verdict: one score per
+size carries no noise to judge a rise by, and every wiggle at chance would count as one.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from jaxscale.fit.emergence.series import (
     Crossing, breakthroughness, linearity, pool_by_scale, threshold_crossing, to_x,
 )
 from jaxscale.fit.emergence.sigmoid import SigmoidFit, fit_sigmoid
+from jaxscale.fit.emergence.verdict import Verdict, emergence_verdict
 
 __all__ = ["AIC_TIE", "CHANCE_STATUS", "SeriesAnalysis", "analyze_series", "EmergenceReport", "measure_emergent_ability",
            "ScoreTable", "read_score_table", "analyze_score_table"]
@@ -125,10 +135,16 @@ def analyze_series(name: str, scale, successes, trials, threshold: float = 0.5, 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EmergenceReport:
-    """Per-benchmark analyses of a score table, in column order."""
+    """Per-benchmark analyses of a score table, in column order. ``chance``: each benchmark's
+    chance score (the floor of its fits and the baseline of its verdict); ``verdicts``: each
+    benchmark's :class:`Verdict`, None where there is none, with the reason in
+    ``verdict_notes`` (see the module docstring)."""
 
     threshold: float
     benchmarks: tuple[SeriesAnalysis, ...]
+    chance: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    verdicts: Mapping[str, Verdict | None] = dataclasses.field(default_factory=dict)
+    verdict_notes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, name: str) -> SeriesAnalysis:
         for b in self.benchmarks:
@@ -137,7 +153,31 @@ class EmergenceReport:
         raise KeyError(name)
 
     def as_dict(self) -> dict:
-        return dict(threshold=self.threshold, benchmarks=[b.as_dict() for b in self.benchmarks])
+        """JSON-ready: the threshold, ``chance`` per benchmark, and per benchmark its analysis
+        with its ``chance``, ``verdict`` (None: see ``verdict_note``) and ``verdict_note``."""
+        benchmarks = []
+        for b in self.benchmarks:
+            v = self.verdicts.get(b.name)
+            benchmarks.append({**b.as_dict(), "chance": float(self.chance.get(b.name, 0.0)),
+                               "verdict": None if v is None else v.as_dict(),
+                               "verdict_note": self.verdict_notes.get(b.name, "")})
+        return dict(threshold=self.threshold, chance={k: float(c) for k, c in self.chance.items()},
+                    benchmarks=benchmarks)
+
+
+def _table_verdict(sizes, scores, items, chance: float, threshold: float, n_boot: int,
+                   seed: int) -> tuple[Verdict | None, str]:
+    """One benchmark's verdict and, where there is none, why (module docstring): the study's
+    :func:`emergence_verdict` on ``items`` test items per size, at ``chance``."""
+    if not items:
+        return None, ("no verdict: it needs the number of test items (n_items; --n-items on the "
+                      "command line) to judge a rise against the scores' noise")
+    if sizes.size < 3:
+        return None, f"no verdict: it needs at least 3 sizes, got {sizes.size}"
+    trials = np.full(sizes.size, float(items))
+    v = emergence_verdict(sizes, scores, None, successes=scores * trials, trials=trials,
+                          n_boot=n_boot, seed=seed, split_threshold=threshold, chance=chance)
+    return v, ""
 
 
 def _check_sizes(sizes, label: str) -> np.ndarray:
@@ -164,9 +204,10 @@ def measure_emergent_ability(model_sizes: Sequence[float],
 
     ``model_sizes`` (strictly increasing, e.g. parameters) and, per benchmark, one score in
     [0, 1] per size (NaN or None = not reported; that benchmark uses the other sizes).
-    ``chance``: the floor of the fits (e.g. 0.25 for 4-way multiple choice), one value or one per
-    benchmark. ``n_items``: test-set sizes, needed for intervals (see the module docstring).
-    Errors name the offending column (``params`` or the benchmark).
+    ``chance``: the chance score (e.g. 0.25 for 4-way multiple choice), one value or one per
+    benchmark: the floor of the fits and the baseline of the verdict's rise test, as in a trained
+    study. ``n_items``: test-set sizes, needed for intervals and the verdict (see the module
+    docstring). Errors name the offending column (``params`` or the benchmark).
     """
     sizes = _check_sizes(model_sizes, "column 'params' (model_sizes)")
     if not benchmark_scores:
@@ -193,15 +234,20 @@ def measure_emergent_ability(model_sizes: Sequence[float],
             raise ValueError(f"chance of column {name!r}: must lie in [0, 1) (the score of guessing), "
                              f"got {floor!r}")
         checked.append((name, scores, given))
-    results = []
+    results, floors, verdicts, notes = [], {}, {}, {}
     for name, scores, given in checked:
-        floor = chance.get(name, 0.0) if isinstance(chance, Mapping) else chance
+        floor = float(chance.get(name, 0.0) if isinstance(chance, Mapping) else chance)
         items = n_items.get(name) if isinstance(n_items, Mapping) else n_items
         trials = np.full(int(given.sum()), float(items) if items else 1.0)
+        boot = n_boot if items else 0
         results.append(analyze_series(
-            name, sizes[given], scores[given] * trials, trials, threshold, floor=float(floor),
-            n_boot=n_boot if items else 0, seed=seed))
-    return EmergenceReport(threshold=float(threshold), benchmarks=tuple(results))
+            name, sizes[given], scores[given] * trials, trials, threshold, floor=floor,
+            n_boot=boot, seed=seed))
+        floors[name] = floor
+        verdicts[name], notes[name] = _table_verdict(sizes[given], scores[given], items, floor,
+                                                     threshold, boot, seed)
+    return EmergenceReport(threshold=float(threshold), benchmarks=tuple(results), chance=floors,
+                           verdicts=verdicts, verdict_notes=notes)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

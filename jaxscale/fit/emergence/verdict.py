@@ -34,9 +34,13 @@ import numpy as np
 from jaxscale.fit.emergence.resample import hierarchical_resample, resample_seeds
 from jaxscale.fit.emergence.series import check_series, pool_by_scale, sharpness_ratio, to_x
 
-__all__ = ["VERDICTS", "VERDICT_AGREEMENT", "RISE_Z", "SeedSplit", "Verdict", "emergence_verdict"]
+__all__ = ["VERDICTS", "EM_ONLY_VERDICTS", "VERDICT_AGREEMENT", "RISE_Z", "SeedSplit", "Verdict",
+           "emergence_verdict"]
 
 VERDICTS = ("metric-induced", "sharp under both", "smooth", "no transition")
+# the labels without a continuous metric (a table of published scores): a sharp series cannot be
+# told "metric-induced" from "sharp under both" there, and reads "sharp"
+EM_ONLY_VERDICTS = ("sharp", "smooth", "no transition")
 VERDICT_AGREEMENT = 0.9  # share of resamples that must agree for a verdict to count as settled
 # How many standard errors a size's mean exact match must rise above the first size's for the
 # series to count as rising (see ``_rise_se``). Three, not two: every size is compared with the
@@ -61,7 +65,8 @@ class Verdict:
     label: "no transition" (exact match never rises clearly above its level at the first size,
     or above ``chance`` where that is higher, so its sharpness measures noise), else
     "metric-induced" (sharp under exact match, smooth under the continuous metric), "sharp under
-    both", or "smooth" (exact match itself is not sharp). ``em_rise``: the largest rise of a
+    both", or "smooth" (exact match itself is not sharp). Without a continuous metric
+    (``continuous_sharpness`` NaN) a sharp series reads "sharp" (``EM_ONLY_VERDICTS``). ``em_rise``: the largest rise of a
     size's mean exact match over the first size's (or over ``chance``, where that is higher);
     ``em_rise_z``: the largest such rise in standard errors, which must reach ``rise_z``. With a
     bootstrap (``n_boot`` > 0): ``label_share`` (each label's share of the replicates, in
@@ -89,9 +94,15 @@ class Verdict:
     chance: float = 0.0
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels this verdict chose among, in ``label_share`` order: ``VERDICTS``, or
+        ``EM_ONLY_VERDICTS`` where no continuous metric was given."""
+        return EM_ONLY_VERDICTS if np.isnan(self.continuous_sharpness) else VERDICTS
+
+    @property
     def agreement(self) -> float:
         """Share of the bootstrap replicates with this label (NaN without a bootstrap)."""
-        return self.label_share[VERDICTS.index(self.label)] if self.label_share else float("nan")
+        return self.label_share[self.labels.index(self.label)] if self.label_share else float("nan")
 
     @property
     def settled(self) -> bool | None:
@@ -101,7 +112,7 @@ class Verdict:
     def as_dict(self) -> dict:
         """JSON-ready fields, with the label shares by name and the derived agreement."""
         d = dataclasses.asdict(self)
-        d["label_share"] = dict(zip(VERDICTS, self.label_share))
+        d["label_share"] = dict(zip(self.labels, self.label_share))
         d["agreement"], d["settled"] = self.agreement, self.settled
         return d
 
@@ -111,6 +122,8 @@ def _label(em_r: float, cont_r: float, sharp_ratio: float, em_rise_z: float, ris
         return "no transition"
     if em_r < sharp_ratio:
         return "smooth"
+    if np.isnan(cont_r):  # no continuous metric to compare with
+        return "sharp"
     return "sharp under both" if cont_r >= sharp_ratio else "metric-induced"
 
 
@@ -143,13 +156,20 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
     sub-chance first size up to chance is no transition), and the sharpness is read on the
     per-size means raised to chance (``max(em, chance)``: the part of the series that is above
     guessing). At 0, the default, both are as without it.
+
+    ``continuous`` None (a table of published scores, which has no loss): the rise test, the
+    sharpness of exact match and the bootstrap are as with one, but a sharp series reads "sharp"
+    (``EM_ONLY_VERDICTS``: telling "metric-induced" from "sharp under both" needs the continuous
+    metric); ``continuous_sharpness`` and its interval are NaN.
     """
     scale, em = check_series(scale, em, "em", log_scale=log_scale, unit_interval=True)
-    _, cont = check_series(scale, continuous, "continuous", log_scale=log_scale)
-    if continuous_is_loss:
-        if np.any(cont <= 0):
-            raise ValueError("continuous must be a positive loss when continuous_is_loss=True")
-        cont = -np.log(cont)
+    cont = None
+    if continuous is not None:
+        _, cont = check_series(scale, continuous, "continuous", log_scale=log_scale)
+        if continuous_is_loss:
+            if np.any(cont <= 0):
+                raise ValueError("continuous must be a positive loss when continuous_is_loss=True")
+            cont = -np.log(cont)
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
     if n_boot < 0:
@@ -163,10 +183,10 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
     successes, trials = _counts(successes, trials, em)
     x_S = to_x(scale, log_scale, decreasing)
     x_M, em_M, _ = pool_by_scale(x_S, em)
-    _, cont_M, _ = pool_by_scale(x_S, cont)
     if x_M.size < 3:
         raise ValueError(f"a verdict needs at least 3 distinct scales, got {x_M.size}")
-    em_r, cont_r = sharpness_ratio(np.maximum(em_M, chance)), sharpness_ratio(cont_M)
+    cont_r = float("nan") if cont is None else sharpness_ratio(pool_by_scale(x_S, cont)[1])
+    em_r = sharpness_ratio(np.maximum(em_M, chance))
     inverse_S = np.unique(x_S, return_inverse=True)[1]
     onehot_SM = (inverse_S[:, None] == np.arange(x_M.size)[None, :]).astype(np.float64)
     se_J = _rise_se(onehot_SM, em, successes, trials, chance)
@@ -184,13 +204,15 @@ def emergence_verdict(scale, em, continuous, *, continuous_is_loss: bool = True,
     em_BS, pick_BS = _resampled_em(x_S, em, successes, trials, n_boot, seed)
     per_scale_M = onehot_SM.sum(axis=0)
     em_r_B = np.array([sharpness_ratio(np.maximum(y, chance)) for y in em_BS @ onehot_SM / per_scale_M])
-    cont_r_B = np.array([sharpness_ratio(y) for y in cont[pick_BS] @ onehot_SM / per_scale_M])
+    cont_r_B = np.full(n_boot, np.nan) if cont is None else np.array(
+        [sharpness_ratio(y) for y in cont[pick_BS] @ onehot_SM / per_scale_M])
     _, z_B = _rise_z(onehot_SM, em_BS, se_J, chance)
     labels_B = [_label(a, b, sharp_ratio, zb, rise_z) for a, b, zb in zip(em_r_B, cont_r_B, z_B)]
-    share = tuple(float(np.mean([lab == name for lab in labels_B])) for name in VERDICTS)
+    share = tuple(float(np.mean([lab == name for lab in labels_B])) for name in verdict.labels)
     return dataclasses.replace(verdict, n_boot=int(n_boot), label_share=share,
                                em_sharpness_ci=_interval(em_r_B, ci),
-                               continuous_sharpness_ci=_interval(cont_r_B, ci))
+                               continuous_sharpness_ci=verdict.continuous_sharpness_ci if cont is None
+                               else _interval(cont_r_B, ci))
 
 
 def _rise_se(onehot_SM, em_S, s_S=None, n_S=None, chance: float = 0.0) -> np.ndarray:
