@@ -83,7 +83,11 @@ def task_logits_fn(cfg: ModelConfig, masked: bool = False):
     import jax.numpy as jnp
 
     from jaxscale.model import forward
+    from jaxscale.train import program_config
 
+    # keyed without the model's name (a label no program reads): models of one shape under other
+    # names share one function, hence one compiled evaluation
+    cfg = program_config(cfg)
     if (cfg, masked) not in _FORWARD_CACHE:
         def logits(p, t):
             params, dims = p if masked else (p, None)

@@ -31,7 +31,7 @@ from jaxscale.device_profile import calibrate
 from jaxscale.planner import estimate_train_seconds
 from jaxscale.stack import envelope, pad_params, stack_dims_if_padded, stack_trees
 from jaxscale.train import (Hyper, flat_state_host, init_states, layout_for, make_eval, make_train_chunk,
-                            program_optim)
+                            program_config, program_optim)
 
 if TYPE_CHECKING:
     from jaxscale.runner import ModelSpec, RunSettings
@@ -234,7 +234,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
     unoptimised = unoptimised_pays(eval_work)
     eval_layout = layout_for(eval_env, optim.decay_all)
     eval_fn = program_cache.cached(make_eval(eval_env, stacked=stacked, unoptimised=unoptimised, layout=eval_layout),
-                                   "eval", (eval_env, stacked, unoptimised, eval_layout))
+                                   "eval", (program_config(eval_env), stacked, unoptimised, eval_layout))
     key = data_key(settings.data_seed)
     val_rows, val_weights = jax.device_put(tuple(data.val))
     epoch_steps = data.steps_per_epoch if settings.early_stop else None
@@ -324,7 +324,8 @@ def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, 
                   mesh: tuple[int, int] = (1, 1)) -> tuple:
     """What the training program is made from besides its arguments' shapes (``padded``: a model
     alone at a shared envelope, ``totals`` the budgets of every model sharing it; ``mesh``: its
-    (model shards, batch shards), ``devices.mesh_shape``)."""
+    (model shards, batch shards), ``devices.mesh_shape``). Names no model: models of one shape
+    under other names make one program."""
     chunk_len = min(settings.steps_per_dispatch, max(totals))
     profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
     train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True,
@@ -332,7 +333,9 @@ def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, 
                else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked,
                                            seq_len=data.seq_len))
     fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
-    return ((env, optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
+    # the envelope without its name (a label: ``train.program_config``), so that models of one shape
+    # under other names share the key
+    return ((program_config(env), optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())
             + ((("mesh",) + tuple(mesh)) if mesh != (1, 1) else ()))
 
 

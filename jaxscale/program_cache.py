@@ -13,9 +13,15 @@ binaries). This cache is keyed instead by everything a program is built from:
   ``XLA_FLAGS``, ``JAX_*`` and ``JAXSCALE_*`` environment variables and the jax settings that
   change programs (x64, default matmul precision, PRNG implementation);
 * the program's static key: its kind and the frozen configs it closes over (model config,
-  optimiser config, sampler, chunk length, ...), as ``repr``;
+  optimiser config, sampler, chunk length, ...), as ``repr``, with every ``ModelConfig``'s name
+  (a label: the program never reads it) set to one placeholder (``unlabelled``), so that models
+  of one shape under other names (a family's size and the same shape given by ``--sizes``, two
+  families whose sizes coincide) share their programs;
 * the abstract signature of the call: the pytree structure and each leaf's shape, dtype, weak
-  type and sharding.
+  type and sharding, the sharding written canonically (``sharding_key``: mesh axes, sizes and
+  devices, and the partition spec without the mesh axes of one device), so that equivalent
+  shardings give one key (a stack on a 1 x 4 mesh got its state back from its training program
+  as ``P()`` where it went in as ``P('models')``, and its program was keyed and compiled twice).
 
 A hit deserialises the binary (``jax.experimental.serialize_executable``) and never traces. A
 miss traces, lowers and compiles, with JAX's own cache switched off for that compile: an
@@ -149,14 +155,71 @@ def _environment() -> tuple:
             devices[0].client.platform_version, tuple(d.device_kind for d in devices), env, settings)
 
 
+PROGRAM_NAME = "program"  # the name every ModelConfig of a key is given (``unlabelled``)
+
+
+def unlabelled(static: Any) -> Any:
+    """``static`` with every ``ModelConfig`` in it (in tuples, lists and dict values, at any
+    depth) named ``PROGRAM_NAME``: the name is a label that no program reads, so it must not
+    tell two programs apart. Everything else is kept."""
+    from jaxscale.config import ModelConfig
+
+    if isinstance(static, ModelConfig):
+        return static if static.name == PROGRAM_NAME else static.replace(name=PROGRAM_NAME)
+    if isinstance(static, tuple):
+        items = [unlabelled(x) for x in static]
+        return type(static)(*items) if hasattr(static, "_fields") else tuple(items)
+    if isinstance(static, list):
+        return [unlabelled(x) for x in static]
+    if isinstance(static, dict):
+        return {k: unlabelled(v) for k, v in static.items()}
+    return static
+
+
+def static_key(static: Any) -> str:
+    """The string a program's static part is keyed by: ``repr`` of it ``unlabelled``."""
+    return repr(unlabelled(static))
+
+
+def sharding_key(sharding: Any, ndim: int) -> str:
+    """A canonical string for how an array of ``ndim`` dimensions is laid out, equal for
+    equivalent shardings. A ``NamedSharding``: its mesh (axis names, sizes, types, the devices'
+    ids in order), its memory kind, and its partition spec, each dimension's mesh axes without
+    those of size one (they split nothing: on a 1 x 4 ('models', 'batch') mesh ``P('models')``,
+    ``P('models', None)`` and ``P()`` are one layout) and without trailing unsplit dimensions.
+    Other shardings (one device): their ``repr``."""
+    from jax.sharding import NamedSharding
+
+    if not isinstance(sharding, NamedSharding):
+        return repr(sharding)
+    mesh, spec = sharding.mesh, sharding.spec
+    sizes = dict(mesh.shape)
+    dims: list = []
+    for entry in tuple(spec) + (None,) * max(0, ndim - len(spec)):
+        if entry is None or isinstance(entry, (str, tuple)):
+            axes = entry if isinstance(entry, tuple) else () if entry is None else (entry,)
+            dims.append(tuple(a for a in axes if sizes.get(a) != 1))
+        else:  # e.g. P.UNCONSTRAINED: kept as it is
+            dims.append(repr(entry))
+    while dims and dims[-1] == ():
+        dims.pop()
+    extra = tuple((name, tuple(sorted(getattr(spec, name)))) for name in ("unreduced", "reduced")
+                  if getattr(spec, name, None))
+    devices = tuple(int(d.id) for d in mesh.devices.flat)
+    return (f"NamedSharding(axes={tuple(mesh.axis_names)}, shape={tuple(mesh.devices.shape)}, "
+            f"types={getattr(mesh, 'axis_types', None)}, devices={devices}, spec={tuple(dims)}{extra or ''}, "
+            f"memory_kind={sharding.memory_kind})")
+
+
 def signature(args: tuple) -> tuple | None:
     """The abstract signature of ``args`` (with the default device, where host arrays go); None
-    when a leaf is not an array (not cacheable)."""
+    when a leaf is not an array (not cacheable). Shardings are written by ``sharding_key``."""
     leaves, treedef = jax.tree.flatten(args)
     sig = [("default device", str(jax.config.jax_default_device or jax.devices()[0]))]
     for x in leaves:
         if isinstance(x, jax.Array):
-            sig.append((x.shape, str(x.dtype), bool(getattr(x.aval, "weak_type", False)), repr(x.sharding)))
+            sig.append((x.shape, str(x.dtype), bool(getattr(x.aval, "weak_type", False)),
+                        sharding_key(x.sharding, x.ndim)))
         elif hasattr(x, "shape") and hasattr(x, "dtype"):  # numpy arrays and scalars: uncommitted inputs
             sig.append((tuple(x.shape), str(x.dtype), False, "host"))
         else:
@@ -169,7 +232,7 @@ class CachedProgram:
     call's signature before anything is traced. Thread-safe."""
 
     def __init__(self, jitted: Callable, kind: str, static: Any):
-        self.jitted, self.kind, self.static = jitted, kind, repr(static)
+        self.jitted, self.kind, self.static = jitted, kind, static_key(static)
         self._loaded: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -283,7 +346,7 @@ def _lower(jitted: Callable, args: tuple):
 def _note_path(kind: str, key: Any) -> Path | None:
     if _FOLDER is None or jax.process_count() > 1:
         return None
-    digest = hashlib.sha256(repr((kind, repr(key), _environment())).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(repr((kind, static_key(key), _environment())).encode()).hexdigest()[:32]
     return _FOLDER / "index" / f"{kind}-{digest}"
 
 
@@ -309,9 +372,10 @@ _WRAPPED: dict[tuple, CachedProgram] = {}
 
 def cached(jitted: Callable, kind: str, static: Any) -> CachedProgram:
     """Wrap a ``jax.jit`` function whose program is fully determined by ``static`` (frozen
-    configs, whose ``repr`` is stable) and its arguments' signature. One wrapper per (function,
-    kind, static), so programs loaded once stay loaded for the process."""
-    key = (jitted, kind, repr(static))
+    configs, whose ``repr`` is stable; their labels do not count, ``unlabelled``) and its
+    arguments' signature. One wrapper per (function, kind, static), so programs loaded once stay
+    loaded for the process."""
+    key = (jitted, kind, static_key(static))
     with _LOCK:
         if key not in _WRAPPED:
             _WRAPPED[key] = CachedProgram(jitted, kind, static)

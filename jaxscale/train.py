@@ -115,6 +115,16 @@ def program_optim(optim: OptimConfig) -> OptimConfig:
     return dataclasses.replace(optim, lr=d.lr, weight_decay=d.weight_decay, warmup_frac=d.warmup_frac)
 
 
+def program_config(cfg: ModelConfig) -> ModelConfig:
+    """``cfg`` without its label: its name set to the one every program is made under
+    (``program_cache.unlabelled``). No program reads the name, so models of one shape under other
+    names (a family's size and the same shape given by explicit sizes, two families whose sizes
+    coincide) share one compiled program instead of compiling an identical one each."""
+    from jaxscale.program_cache import unlabelled
+
+    return unlabelled(cfg)
+
+
 class Hyper(NamedTuple):
     """Per-model hyperparameters, as arrays so that a stack carries one of each per model."""
 
@@ -323,8 +333,8 @@ def make_train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: i
     faster-compiling code generation (``compile_mode.py``). ``batch_sharding``: where the batch
     is split over several devices (``devices.batch_sharding``), the constraint put on each
     sampled batch, from which XLA partitions the step and sums the gradients across devices."""
-    return _train_chunk(cfg, program_optim(optim), sampler, max_steps, stacked, fast_compile, remat_policy(),
-                        batch_sharding, layer_unroll())
+    return _train_chunk(program_config(cfg), program_optim(optim), sampler, max_steps, stacked, fast_compile,
+                        remat_policy(), batch_sharding, layer_unroll())
 
 
 @functools.lru_cache(maxsize=64)
@@ -358,7 +368,6 @@ def _train_chunk(cfg: ModelConfig, optim: OptimConfig, sampler, max_steps: int, 
     return jax.jit(chunk, donate_argnums=(0,), compiler_options=compiler_options(fast_compile))
 
 
-@functools.lru_cache(maxsize=64)
 def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimised: bool = False,
               layout: FlatLayout | None = None):
     """A jitted ``evaluate(params, dims, rows[M, T+1], weights[M, T]) -> loss``: the weighted
@@ -366,10 +375,16 @@ def make_eval(cfg: ModelConfig, *, stacked: bool, batch_size: int = 64, unoptimi
     scored in batches with ``lax.map`` to bound activation memory. ``unoptimised``: compiled
     without LLVM's optimisations on a CPU (``compile_mode.unoptimised_pays``). ``layout``: the
     parameters come as the training state's flat vector in that layout (``FlatState.params_P``),
-    not as the named tree."""
+    not as the named tree. One program per config but its name (``program_config``)."""
     if layout is not None and dict(zip(layout.names, layout.shapes)) != param_shapes(cfg):
         raise ValueError(f"make_eval: `layout` holds the leaves {dict(zip(layout.names, layout.shapes))}, "
                          f"not those of the config {cfg.name!r} ({param_shapes(cfg)})")
+    return _eval_program(program_config(cfg), stacked, batch_size, unoptimised, layout)
+
+
+@functools.lru_cache(maxsize=64)
+def _eval_program(cfg: ModelConfig, stacked: bool, batch_size: int, unoptimised: bool, layout: FlatLayout | None):
+    """``make_eval``'s program."""
 
     def one(params, dims, rows, weights):
         if layout is not None:
