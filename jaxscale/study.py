@@ -118,10 +118,11 @@ class StudyResult:
 
 
 def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", progress: bool = True,
-              log=None, lanes: int | None = None, plan_for: str = "auto") -> StudyResult:
+              log=None, lanes: int | None = None, plan_for: str = "auto", should_stop=None) -> StudyResult:
     """Train (or resume) both parts in ``out`` and fit every law; writes ``results.jsonl`` and
-    ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes`` and
-    ``plan_for``: as in ``sweep.run_sweep``. ``out`` must be new, empty or a run of this study
+    ``fits.json`` there (the report and figures are ``report.write_report``'s). ``lanes``,
+    ``plan_for`` and ``should_stop``: as in ``sweep.run_sweep`` (``should_stop()`` true: the
+    training in progress checkpoints and raises ``runner.Interrupted``; a rerun resumes). ``out`` must be new, empty or a run of this study
     (``holds_run_of``): those files replace any of the same names."""
     check_plan_for(plan_for, "run_study")
     log = log or sys.stdout
@@ -138,7 +139,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     print(f"part 1: {len(ladder_specs)} models ({len(cfgs)} sizes × {len(cfg.lrs)} learning rates × "
           f"{len(cfg.seeds)} seeds) at {cfg.tokens_per_param:g} tokens per {cfg.params_basis} parameter", file=log)
     ladder = run_sweep(ladder_specs, data, settings, mode=mode, out=out / "ladder", record=record,
-                       save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+                       save_weights=False, log=log, lanes=lanes, plan_for=plan_for,
+                       should_stop=should_stop).rows
     for round_ in range(1, cfg.lr_extend_rounds + 1):
         beyond = rates_beyond(ladder, cfg.lr_extend_factor)
         if not beyond:
@@ -149,13 +151,15 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
                  for s in expand([create_model_config(name)], seeds=cfg.seeds, lrs=[lr], budgets=[budget],
                                  optim=OptimConfig())]
         ladder = ladder + run_sweep(specs, data, settings, mode=mode, out=out / f"ladder-lr{round_}", record=record,
-                                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+                                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for,
+                                    should_stop=should_stop).rows
     best_lr = {r["name"]: r["lr"] for r in select_best_lr(ladder)}
 
     iso_specs = isoflop_specs(cfg, best_lr)
     print(f"part 2: IsoFLOP grid, {len(cfg.isoflop_budgets)} budgets × {len(cfg.isoflop_sizes)} sizes", file=log)
     iso = run_sweep(iso_specs, data, settings, mode=mode, out=out / "isoflop", record=record,
-                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+                    save_weights=False, log=log, lanes=lanes, plan_for=plan_for,
+                    should_stop=should_stop).rows
     order = family_order(cfg.family)
     for round_ in range(1, cfg.isoflop_extend_rounds + 1):
         beyond = sizes_beyond(iso, cfg.isoflop_budgets, order)
@@ -165,7 +169,8 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
               + ", ".join(f"{name.split('/')[-1]} at {c:.1e}" for c, name in beyond), file=log)
         specs = [isoflop_spec(cfg, c, name, best_lr) for c, name in beyond]
         iso = iso + run_sweep(specs, data, settings, mode=mode, out=out / f"isoflop-ext{round_}", record=record,
-                              save_weights=False, log=log, lanes=lanes, plan_for=plan_for).rows
+                              save_weights=False, log=log, lanes=lanes, plan_for=plan_for,
+                              should_stop=should_stop).rows
     write_rows(out / "results.jsonl", ladder + iso)  # atomic, the sweeps' rows as they wrote them
     fits, caught = fit_all(cfg, ladder, iso)
     # replaced whole, like the other result files: a rerun stopped while writing keeps the old one

@@ -57,6 +57,18 @@ def study_config(args):
     return cfg if args.tokens_per_param is None else dataclasses.replace(cfg, tokens_per_param=args.tokens_per_param)
 
 
+def check_study_budget(cfg) -> None:
+    """Refuse a ladder budget (``--tokens-per-param``) below one step for some size: it was
+    rounded up to one step without a word, and the report then named the budget asked for, not
+    the one trained (``_common.check_token_budgets``, as ``sweep`` and ``train`` do)."""
+    from jaxscale.config import create_model_config
+    from jaxscale.train import Budget
+
+    cfgs = [create_model_config(f"{cfg.family}/{s}") for s in cfg.sizes]
+    c.check_token_budgets([Budget("tokens_per_param", cfg.tokens_per_param, cfg.params_basis)], cfgs,
+                          cfg.batch_size, cfg.seq_len)
+
+
 def choose_out(args, cfg) -> tuple[Path, bool]:
     """(folder, resuming): ``--out``, else the newest unfinished run of the same study (unless
     ``--fresh``), else a new ``runs/run-<time>-<scale>[-tpp<R>]``. A ``--out`` folder that is
@@ -66,7 +78,11 @@ def choose_out(args, cfg) -> tuple[Path, bool]:
 
     if args.out:
         path = Path(args.out)
-        return path, holds_run_of(path, cfg, "--out")
+        resuming = holds_run_of(path, cfg, "--out")
+        if resuming and args.fresh:  # it was resumed without a word: --fresh promises a new run
+            raise ValueError(f"--fresh starts a new run, but --out {path} holds one of this study (to "
+                             f"resume it, drop --fresh; to start anew, give another folder or delete it)")
+        return path, resuming
     if not args.fresh:
         previous = newest_unfinished("runs", cfg)
         if previous is not None:
@@ -85,6 +101,7 @@ def run(args) -> int:
 
     enable_compilation_cache()
     cfg = study_config(args)
+    check_study_budget(cfg)  # before a folder is chosen or made
     out, resuming = choose_out(args, cfg)
     output_folder(out, "--out")
     print(f"{'resuming' if resuming else 'starting'} the {cfg.scale} study in {out}")
@@ -92,7 +109,7 @@ def run(args) -> int:
     with graceful_stop() as stop:
         try:
             result = run_study(cfg, out, mode=args.mode, progress=not args.quiet, lanes=args.lanes,
-                               plan_for=args.plan_for)
+                               plan_for=args.plan_for, should_stop=stop)
         except Interrupted as err:
             print(f"\ninterrupted at step {err.step}; rerun `jaxscale run` (or with --out {out}) to resume",
                   file=sys.stderr)
