@@ -51,20 +51,54 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     if args.mode is None:
         args.mode = "stack" if run_mode == "smoke" else "auto"
     out = Path(args.out) if args.out else Path("runs") / f"{name}-{run_mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    if out.is_dir() and any(out.iterdir()):
-        print(f"note: {out} is not empty; finished sweeps in it are resumed, not retrained", file=sys.stderr)
-    return args, run_mode, script_output_folder(parser, out)
+    folder = script_output_folder(parser, out, name, run_mode)
+    if any(p.name != MADE_BY for p in folder.iterdir()):
+        print(f"note: {out} holds an earlier {name} --{run_mode} run; its finished sweeps are resumed, "
+              f"not retrained", file=sys.stderr)
+    return args, run_mode, folder
 
 
-def script_output_folder(parser: argparse.ArgumentParser, out: Path) -> Path:
-    """``out`` made (``folders.output_folder``), or the script stops with a usage error naming
-    ``--out``."""
+# Written into every experiment's folder when it is made: which script and mode own it.
+MADE_BY = "made_by.json"
+
+
+def script_output_folder(parser: argparse.ArgumentParser, out: Path, name: str, mode: str) -> Path:
+    """``out`` made (``folders.output_folder``) and marked as ``name``'s ``mode`` run
+    (``MADE_BY``), or the script stops with a usage error naming ``--out``.
+
+    A folder that is not empty must be a run of the same script and mode. Why: a script writes
+    its ``results.jsonl``, ``report.md`` and figures into the folder, replacing files of those
+    names, so given a sweep's folder it replaced the sweep's rows (and a later ``jaxscale sweep``
+    there appended its rows to the script's); given another mode's run, its sweeps were refused
+    deep inside as changed settings."""
+    import json
+
     from jaxscale.folders import output_folder
 
+    marker = out / MADE_BY
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            owner = json.loads(marker.read_text()) if marker.is_file() else None
+        except (OSError, ValueError):
+            owner = {}
+        if owner is None:
+            shown = sorted(p.name for p in out.iterdir())
+            listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+            parser.error(f"--out: {str(out)!r} is not empty ({listed}) and holds no run of experiments/"
+                         f"{name}.py; the script writes results.jsonl, report.md and its figures there, "
+                         f"replacing files of those names. Give a new or empty --out folder")
+        if not isinstance(owner, dict) or (owner.get("script"), owner.get("mode")) != (name, mode):
+            was = (f"experiments/{owner.get('script')}.py --{owner.get('mode')}" if isinstance(owner, dict)
+                   and owner.get("script") else f"an unreadable {MADE_BY}")
+            parser.error(f"--out: {str(out)!r} holds a run of {was}, not of experiments/{name}.py --{mode}; "
+                         f"give a new or empty --out folder")
     try:
-        return output_folder(out, "--out")
+        folder = output_folder(out, "--out")
     except ValueError as err:
         parser.error(str(err))
+    if not marker.exists():
+        marker.write_text(json.dumps({"script": name, "mode": mode}) + "\n")
+    return folder
 
 
 def tag(rows: list, **fields) -> list:

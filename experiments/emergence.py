@@ -301,7 +301,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default runs/emergence-…)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    out = _common.script_output_folder(parser, Path(args.out or f"runs/emergence-{mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"))
+    out = _common.script_output_folder(parser, Path(args.out or f"runs/emergence-{mode}-{_dt.datetime.now():%Y%m%d-%H%M%S}"),
+                                       "emergence", mode)
     _common.prepare_process()
     t0 = time.perf_counter()
     nb = run_notebook(out, mode)

@@ -212,7 +212,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     _common.prepare_process(compilation_cache=False)  # compile times are measured cold
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    out = _common.script_output_folder(parser, Path(args.out or f"runs/throughput-{_dt.datetime.now():%Y%m%d-%H%M%S}"))
+    out = _common.script_output_folder(parser, Path(args.out or f"runs/throughput-{_dt.datetime.now():%Y%m%d-%H%M%S}"),
+                                       "throughput", mode)
     log = lambda msg: print(msg, flush=True)
 
     import jax

@@ -65,10 +65,11 @@ def foreign_results(out_path: Path) -> str:
     """What in ``out_path`` (a folder without sweep.json) another command wrote, that a sweep
     there would mix its rows with: a ``results.jsonl`` (``jaxscale train``; a sweep writes its
     sweep.json before any row), a ``ladder/sweep.json`` (``jaxscale run``, whose combined
-    results.jsonl replaces the folder's own at its end). Empty when none. Not ``study.json``:
+    results.jsonl replaces the folder's own at its end), a ``made_by.json`` (an experiment script's
+    folder, ``experiments/_common.py``). Empty when none. Not ``study.json``:
     ``jaxscale emergence`` writes it, then runs its sweep in the same folder (an emergence
     folder that trained has a sweep.json, which ``check_folder`` compares)."""
-    found = [name for name in ("results.jsonl", "ladder/sweep.json") if (out_path / name).exists()]
+    found = [name for name in ("results.jsonl", "ladder/sweep.json", "made_by.json") if (out_path / name).exists()]
     return ", ".join(found)
 
 

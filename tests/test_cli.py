@@ -32,12 +32,15 @@ def test_train_writes_a_valid_row(tmp_path, capsys, monkeypatch):
     assert rows[0]["mode"] == "alone" and rows[0]["corpus"]["name"] == "pystdlib"
 
 
-@pytest.mark.parametrize("owner", ["sweep.json", "ladder/sweep.json", "study.json"])
+@pytest.mark.parametrize("owner", ["sweep.json", "ladder/sweep.json", "study.json",
+                                   # an experiment script's folder: its sweeps one level down (these
+                                   # were taken for a train folder), and its marker
+                                   "text/sweep.json", "made_by.json"])
 def test_train_refuses_a_sweep_or_study_folder_before_training(tmp_path, capsys, owner):
     (tmp_path / owner).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / owner).write_text("{}")
     assert main(["train", "--model", "ladder/l1", "--steps", "5", "--out", str(tmp_path), "--quiet"]) == 2
-    assert f"holds a sweep or study ({owner})" in capsys.readouterr().err
+    assert f"holds a sweep, study or experiment ({owner})" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
 
 

@@ -217,3 +217,34 @@ def test_help_runs():
         proc = subprocess.run([sys.executable, str(ROOT / "experiments" / f"{name}.py"), "--help"],
                               capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0 and "--quick" in proc.stdout and "--smoke" in proc.stdout
+
+
+def test_an_experiment_takes_only_its_own_folder(tmp_path, capsys):
+    """A script given a sweep's folder replaced its results.jsonl (and a later ``jaxscale sweep``
+    there appended to the script's); given another mode's or script's run, its sweeps failed deep
+    inside. Now a non-empty folder must hold the same script's run in the same mode (made_by.json),
+    and ``jaxscale sweep`` refuses an experiment's folder."""
+    common = load_script("_common")
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.jsonl").write_text("theirs\n")
+    (sweep / "sweep.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        common.parse_args("doc", "power_law", ["--smoke", "--out", str(sweep)])
+    assert "holds no run of experiments/power_law.py" in capsys.readouterr().err
+    assert (sweep / "results.jsonl").read_text() == "theirs\n" and not (sweep / "made_by.json").exists()
+    mine = tmp_path / "mine"
+    _, mode, folder = common.parse_args("doc", "power_law", ["--smoke", "--out", str(mine)])
+    assert mode == "smoke" and folder == mine
+    assert json.loads((mine / "made_by.json").read_text()) == {"script": "power_law", "mode": "smoke"}
+    (mine / "text").mkdir()
+    assert common.parse_args("doc", "power_law", ["--smoke", "--out", str(mine)])[2] == mine  # its own: resumed
+    assert "holds an earlier power_law --smoke run" in capsys.readouterr().err
+    for argv, name in ((["--quick"], "power_law"), (["--smoke"], "chinchilla")):
+        with pytest.raises(SystemExit):
+            common.parse_args("doc", name, [*argv, "--out", str(mine)])
+        assert "holds a run of experiments/power_law.py --smoke" in capsys.readouterr().err
+    from jaxscale.cli import main
+
+    assert main(["sweep", "--family", "ladder", "--sizes", "l1", "--steps", "2", "--out", str(mine)]) == 2
+    assert "made_by.json" in capsys.readouterr().err

@@ -76,9 +76,12 @@ def run(args) -> int:
         # train rows accumulate in a folder of their own, but not among a sweep's or a study's,
         # whose fits and resumes would take this row for one of theirs (before training: nothing
         # is spent on a run that cannot be written)
-        owned = [n for n in ("sweep.json", "ladder/sweep.json", "study.json") if (Path(args.out) / n).exists()]
+        # (an experiment script's folder holds its sweeps one level down, and its made_by.json)
+        given = Path(args.out)
+        owned = [n for n in ("sweep.json", "study.json", "made_by.json") if (given / n).exists()]
+        owned += sorted(str(p.relative_to(given)) for p in given.glob("*/sweep.json")) if given.is_dir() else []
         if owned:
-            raise ValueError(f"--out {args.out!r} holds a sweep or study ({', '.join(owned)}): its fits and "
+            raise ValueError(f"--out {args.out!r} holds a sweep, study or experiment ({', '.join(owned)}): its fits and "
                              f"resumes would take this row for one of theirs. Give another --out folder")
     out = c.out_dir(args, "train")
     row = train_group([spec], corpus, c.run_settings(args), mode="alone").rows[0]
