@@ -144,6 +144,18 @@ def test_sweep_token_budget_below_one_step_is_refused(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
+def test_sweep_budgets_that_round_to_one_step_count_are_refused(tmp_path, capsys):
+    """``--tokens 5000 5100`` at 256 tokens a step trained the same 20-step model twice (and the
+    printout showed one of them); the same for tokens-per-parameter ratios of a small size."""
+    small = ["sweep", "--family", "ladder", "--sizes", "l1", "--batch-size", "4", "--quiet"]
+    assert main([*small, "--tokens", "5000", "5100", "--out", str(tmp_path / "s")]) == 2
+    assert ("--tokens: 5000 and 5100 both train ladder/l1 for 20 steps of 256 tokens (a budget is rounded up "
+            "to whole steps)") in capsys.readouterr().err
+    assert main([*small, "--tokens-per-param", "20", "20.005", "--out", str(tmp_path / "s")]) == 2
+    assert "--tokens-per-param: 20 and 20.005 both train ladder/l1 for" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("text, detail", [
     ("[]", "(expected a JSON object): got []"),
     ("{bad", "(expected a JSON object): Expecting property name"),

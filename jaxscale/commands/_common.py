@@ -111,7 +111,7 @@ def budgets_from_args(args, default_steps: int) -> list:
 
 def check_token_budgets(budgets, cfgs, batch_size: int, seq_len: int) -> None:
     """Refuse a --tokens or --tokens-per-param budget below one step (``batch_size`` x
-    ``seq_len`` tokens). Why: a budget is rounded up to whole steps (``Budget.steps``), so such
+    ``seq_len`` tokens), and two budgets that round to one step count for some model. Why: a budget is rounded up to whole steps (``Budget.steps``), so such
     a budget trained every model on a whole step, e.g. 1024 tokens for ``--tokens 1``, without a
     word; a larger budget moves by less than one step."""
     per_step = batch_size * seq_len
@@ -129,6 +129,18 @@ def check_token_budgets(budgets, cfgs, batch_size: int, seq_len: int) -> None:
                 raise ValueError(f"{flag}: {what} is less than one step of {batch_size} sequences x {seq_len} "
                                  f"tokens ({per_step} tokens), and a budget is rounded up to whole steps; give "
                                  f"at least one step's tokens, or --steps")
+    # Two budgets that round to one step count train the same model twice (``--tokens 5000
+    # 5100`` at 256 tokens a step: 20 steps each), and a grid then holds a duplicate point.
+    for cfg in cfgs:
+        by_steps: dict[int, object] = {}
+        for b in budgets:
+            steps = b.steps(cfg, batch_size, seq_len)
+            other = by_steps.setdefault(steps, b)
+            if other is not b and other != b:
+                flag = "--" + b.kind.replace("_", "-")
+                raise ValueError(f"{flag}: {other.value:g} and {b.value:g} both train {cfg.name} for {steps} "
+                                 f"steps of {per_step} tokens (a budget is rounded up to whole steps), so the "
+                                 f"same model would be trained twice; give budgets at least one step apart")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
