@@ -238,7 +238,9 @@ def fit_approaches(all_rows: list, grid_rows: list, *, bootstrap: int) -> dict:
     grid = rows_to_data(grid_rows, x="params", y="test_loss")
     fits["_objects"]["isoflop_points"] = (grid.N, grid.D, grid.loss, [n.split("/")[-1] for n in grid.names])
     for key, fn in (("approach1", lambda: fit_approach1(both.N, both.D, both.loss)),
-                    ("approach2", lambda: fit_approach2(grid.N, grid.D, grid.loss)),
+                    # grouped by the budget each run was planned at (its tokens are rounded up to
+                    # whole steps, by up to 16% at the smallest sizes, so 6·N·D can split a budget)
+                    ("approach2", lambda: fit_approach2(grid.N, grid.D, grid.loss, compute=grid.budget)),
                     ("approach3", lambda: fit_approach3(both.N, both.D, both.loss, bootstrap=bootstrap))):
         try:
             fit = fn()

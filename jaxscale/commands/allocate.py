@@ -29,16 +29,26 @@ def register(subparsers) -> None:
     # "budgets: ...", which named no option
     p.add_argument("--compute", type=positive_float, nargs="+", required=True, metavar="C",
                    help="one or more training budgets in FLOPs")
-    p.add_argument("--fit", metavar="FILE",
-                   help="JSON from `jaxscale fit chinchilla --json` (uses its approach3 law)")
-    p.add_argument("--tokens-per-param", type=positive_float, default=20.0, metavar="R",
-                   help="rule-of-thumb tokens per parameter (default: %(default)s)")
+    # one or the other: --tokens-per-param beside --fit was ignored without a word (the law
+    # fixes D/N); argparse refuses the pair, naming both, before anything is read
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--fit", metavar="FILE",
+                     help="JSON from `jaxscale fit chinchilla --json` (uses its approach3 law)")
+    how.add_argument("--tokens-per-param", type=positive_float, default=None, metavar="R",
+                     help="rule-of-thumb tokens per parameter (default: 20; not with --fit)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
+DEFAULT_TOKENS_PER_PARAM = 20.0
+
+
 def run(args) -> int:
     from jaxscale.fit.allocation import allocation_table, load_law
+    if args.fit and args.tokens_per_param is not None:  # parse_args refuses it; a namespace built by hand may not
+        raise ValueError("--tokens-per-param: not allowed with --fit (the fitted law fixes tokens per parameter)")
+    if args.tokens_per_param is None:
+        args.tokens_per_param = DEFAULT_TOKENS_PER_PARAM
     repeated = sorted({c for c in args.compute if args.compute.count(c) > 1})
     if repeated:  # the table would show the same row twice
         raise ValueError(f"--compute: budget(s) {', '.join(f'{c:g}' for c in repeated)} given more than once")
@@ -49,7 +59,10 @@ def run(args) -> int:
     else:
         method = {"method": "fitted_law", "fit": str(args.fit), "law": law.to_json()}
     if args.json:
-        print(json.dumps({"allocation": rows, **method}, indent=2))
+        # strict JSON, as `jaxscale fit --json` writes it: a non-finite number (a law's G beyond
+        # float range) is null; allocation_table refuses non-finite allocations themselves
+        from jaxscale.results import _jsonable
+        print(json.dumps(_jsonable({"allocation": rows, **method}), indent=2, allow_nan=False))
         return 0
     if law is None:
         print(f"rule of thumb: {args.tokens_per_param:g} tokens per parameter, C = 6*N*D")

@@ -24,7 +24,10 @@ SOURCE is a result-row file (JSON Lines written by `jaxscale sweep`) or a CSV wi
 N (or params, Model Size), loss, and D (or tokens) or C (or Training FLOP; then D = C/(6N)).
 From result rows: x = non_embedding_params (--x params for total), y = test_loss, the best
 learning rate per (size, budget) by val_loss, seeds averaged (the bootstrap resamples them),
-diverged rows dropped with a warning.
+diverged rows dropped with a warning. From a CSV: its one size column, or the column --x names
+when it has both params and non_embedding_params.
+Approach 2 groups IsoFLOP runs by their planned budget, C = 6*N_total*D (result rows), or the
+C column (CSV); by 6*N*D only when neither is there.
 
 --json prints one object per law, tagged "power_law", "approach1", "approach2", "approach3";
 each parameter is a number or {"value": v, "ci95": [lo, hi], "se": s}.
@@ -46,9 +49,11 @@ CH_EXAMPLES = """examples:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="result-row file (.jsonl) or CSV")
-    p.add_argument("--x", choices=("non_embedding_params", "params"),
-                   default="non_embedding_params",
-                   help="size measure when SOURCE holds result rows (default: %(default)s)")
+    # default None: result rows then use non_embedding_params, a CSV its one size column; a CSV
+    # has --x honoured (it was ignored: the fit ran on the CSV's column, reported as --x's)
+    p.add_argument("--x", choices=("non_embedding_params", "params"), default=None,
+                   help="size measure: the result-row field (default: non_embedding_params), or the "
+                        "CSV column to read (default: its one size column; needed when it has both)")
     # non_negative_int: a negative B was refused only by the fit, after the data were read, in
     # words that named no option ("bootstrap: must be >= 0"); 0 means no bootstrap
     p.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="B",
@@ -157,7 +162,12 @@ def run_power_law(args) -> int:
              f"{fit.n_bootstrap} bootstrap resamples, 95% intervals)"]
     lines += [f"  {nm:<6} {_fmt(e)}" for nm, e in zip(sym, (fit.A, fit.alpha, fit.B))]
     lines.append(f"  R^2 (log loss) {fit.r2_log:.5f}   RMSE (log loss) {fit.rmse_log:.4g}")
-    if not fit.floor_identified:
+    if not fit.decreasing:
+        # NoDecreaseWarning went to stderr; the summary says it too, where the numbers are read
+        lines.append(f"  note: no scaling law: {sym[1]} = {fit.alpha.value:.4g} (not > 0, or a scale beyond float "
+                     f"range): the fitted loss does not fall with {var} over these points; the table below "
+                     f"predicts no improvement")
+    elif not fit.floor_identified:
         lines.append(f"  note: {_floor_note(sym[2], sym[1] + ' describes')}")
     lines.append(f"  from the largest {var} = {fit.x.max():.3g}:")
     for k, v in improvement.items():
@@ -207,7 +217,9 @@ def run_chinchilla(args) -> int:
                 fit = ch.fit_approach3(data.N, data.D, data.loss, bootstrap=bootstrap,
                                        seed=args.seed, seed_losses=data.seed_losses)
             elif ap == "2":
-                fit = ch.fit_approach2(data.N, data.D, data.loss)
+                # grouped by the planned budget where the source records one: the study's IsoFLOP
+                # runs have D = C/(6*N_total), so 6*N*D with non-embedding N split every budget
+                fit = ch.fit_approach2(data.N, data.D, data.loss, compute=data.budget)
             else:
                 fit = ch.fit_approach1(data.N, data.D, data.loss, run_id=data.run_ids,
                                        intermediate=data.intermediate)
@@ -269,7 +281,10 @@ def _summary(ap: str, fit) -> list[str]:
             return out
         out.append("  N_opt(C) = G*(C/6)^a, D_opt(C) = (C/6)^b / G:")
         for c in (1e21, 1e23, 5.76e23, 1e25):
-            out.append(f"    C = {c:.3g}: N_opt = {fit.n_opt(c):.4g}, D_opt = {fit.d_opt(c):.4g}")
+            try:
+                out.append(f"    C = {c:.3g}: N_opt = {fit.n_opt(c):.4g}, D_opt = {fit.d_opt(c):.4g}")
+            except ValueError as err:  # beyond float range (tiny alpha + beta): say so, keep the rest
+                out.append(f"    C = {c:.3g}: {err}")
         return out
     name = "envelope of minimum loss" if ap == "1" else "IsoFLOP parabolas"
     out = [f"Approach {ap} ({name})  N_opt = k_N*C^a, D_opt = k_D*C^b   "

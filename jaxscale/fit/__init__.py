@@ -19,9 +19,10 @@ from jaxscale.fit.chinchilla_optima import (
     group_isoflops, surface_isoflop_optima,
 )
 from jaxscale.fit.power_law import (
-    BacktestResult, ExtrapolationWarning, PowerLawFit, backtest_power_law, fit_compute_law,
+    BacktestResult, ExtrapolationWarning, NoDecreaseWarning, PowerLawFit, backtest_power_law, fit_compute_law,
     fit_power_law,
 )
+from jaxscale.fit.sizes import SIZE_RTOL
 from jaxscale.fit.sources import (
     DivergedRowsWarning, DuplicateRunsWarning, FitData, load_csv, load_source, rows_to_data,
 )
@@ -32,6 +33,6 @@ __all__ = [
     "AllocationFit", "Approach3Fit", "ConvergenceWarning", "NoFrontierWarning", "IntermediatePointsWarning",
     "IsoFLOPGridWarning", "fit_approach1", "fit_approach2", "fit_approach3", "group_isoflops",
     "hoffmann_grid", "surface_isoflop_optima", "BacktestResult", "ExtrapolationWarning",
-    "PowerLawFit", "backtest_power_law", "fit_compute_law", "fit_power_law",
+    "PowerLawFit", "NoDecreaseWarning", "backtest_power_law", "fit_compute_law", "fit_power_law", "SIZE_RTOL",
     "DivergedRowsWarning", "DuplicateRunsWarning", "FitData", "load_csv", "load_source", "rows_to_data",
 ]

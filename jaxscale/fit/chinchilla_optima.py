@@ -22,6 +22,7 @@ from scipy import stats as _stats
 from jaxscale.fit import _optim
 from jaxscale.fit._optim import Estimate
 from jaxscale.fit.allocation import ChinchillaLaw
+from jaxscale.fit.sizes import SIZE_RTOL, n_distinct, size_clusters
 
 __all__ = [
     "AllocationFit", "fit_approach1", "fit_approach2", "group_isoflops", "surface_isoflop_optima",
@@ -49,16 +50,17 @@ class IsoFLOPGridWarning(UserWarning):
 def _validate_nd(N, D, loss, min_len: int, min_distinct: int = 0, who: str = ""):
     """N, D, loss as checked float64 arrays. ``min_distinct``: the fewest distinct values N and
     D must each take (``ValueError`` naming the array otherwise): a fit that needs the loss to
-    vary along N (or D) cannot tell anything about that term from many points at one N."""
+    vary along N (or D) cannot tell anything about that term from many points at one N. Values
+    within ``sizes.SIZE_RTOL`` of each other count as one (float jitter is no new size)."""
     Ns = _optim.as_positive_array("N", N, min_len=min_len)
     Ds = _optim.as_positive_array("D", D, min_len=min_len)
     Ls = _optim.as_positive_array("loss", loss, min_len=min_len)
     _optim.check_same_length(N=Ns, D=Ds, loss=Ls)
     for name, arr in (("N", Ns), ("D", Ds)):
-        k = np.unique(arr).size
+        k = n_distinct(arr)
         if k < min_distinct:
             raise ValueError(f"{name}: {who or 'this fit'} needs at least {min_distinct} distinct "
-                             f"values of {name}, got {k}")
+                             f"values of {name} (within a relative {SIZE_RTOL:g}), got {k}")
     return Ns, Ds, Ls
 
 
@@ -141,14 +143,17 @@ def _loglog_fit(C: np.ndarray, y: np.ndarray, level: float) -> tuple[Estimate, E
             r2)
 
 
-def _allocation_fit(approach, C, n_opt, loss_opt, level, **extra) -> AllocationFit:
+def _allocation_fit(approach, C, n_opt, loss_opt, level, *, d_opt=None, why: str = "",
+                    **extra) -> AllocationFit:
+    """``d_opt``: D_opt at each budget (default C/(6·N_opt)); ``why``: appended to the error when
+    fewer than 2 budgets remain (which budgets were skipped, and why)."""
     # Distinct budgets, not points: optima all at one C (one IsoFLOP, or a budget list of one
     # value repeated) leave the exponent undetermined; polyfit would still invent one.
     n_budgets = int(np.unique(C).size)
     if n_budgets < 2:
         raise ValueError(f"Approach {approach}: found optima at {n_budgets} budget(s); need at "
-                         f"least 2 distinct compute budgets (3 for intervals)")
-    d_opt = C / (6.0 * n_opt)
+                         f"least 2 distinct compute budgets (3 for intervals)" + (f". {why}" if why else ""))
+    d_opt = C / (6.0 * n_opt) if d_opt is None else np.asarray(d_opt, np.float64)
     a, kN, r2 = _loglog_fit(C, n_opt, level)
     b, kD, _ = _loglog_fit(C, d_opt, level)
     return AllocationFit(approach=approach, a=a, b=b, k_N=kN, k_D=kD, budgets=C,
@@ -170,6 +175,8 @@ def fit_approach1(N, D, loss, *, run_id: Sequence | None = None, intermediate=No
 
     How the envelope is read off the points:
 
+    * Sizes within ``sizes.SIZE_RTOL`` (relative) of each other are one size (float jitter of a
+      size read back from a figure is no new model), at the geometric mean of their values.
     * Rows with the same (N, D) (seeds given as separate rows, duplicates) are averaged into one
       point first: they are one measurement of one run length, not two runs.
     * A size with points at two or more computes has a loss curve, linear in log C between its
@@ -213,8 +220,9 @@ def fit_approach1(N, D, loss, *, run_id: Sequence | None = None, intermediate=No
             warnings.warn(f"{int(flags.sum())} point(s) are flagged intermediate (inside a "
                           f"schedule): Approach 1 needs end-of-schedule losses",
                           IntermediatePointsWarning, stacklevel=2)
-    # One point per (N, D): repeated rows averaged.
-    keys, inv = np.unique(np.stack([Ns, Ds], axis=1), axis=0, return_inverse=True)
+    # One size per cluster of N within SIZE_RTOL; then one point per (N, D): repeated rows averaged.
+    labels, size_values = size_clusters(Ns)
+    keys, inv = np.unique(np.stack([size_values[labels], Ds], axis=1), axis=0, return_inverse=True)
     inv = np.asarray(inv).ravel()
     Lp = np.bincount(inv, weights=Ls) / np.bincount(inv)
     Np = keys[:, 0]
@@ -309,14 +317,21 @@ def group_isoflops(compute, rtol: float = 0.1) -> list[np.ndarray]:
     return [order[g] for g in np.split(np.arange(C.size), breaks)]
 
 
-def fit_approach2(N, D, loss, *, groups: Sequence[np.ndarray] | None = None, rtol: float = 0.1,
-                  max_span: float = ISOFLOP_MAX_SPAN, min_sizes: int = 3,
+def fit_approach2(N, D, loss, *, compute=None, groups: Sequence[np.ndarray] | None = None,
+                  rtol: float = 0.1, max_span: float = ISOFLOP_MAX_SPAN, min_sizes: int = 3,
                   level: float = 0.95) -> AllocationFit:
     """Approach 2: for each IsoFLOP budget, a parabola of loss in log N; its vertex is N_opt(C);
-    N_opt and D_opt = C/(6·N_opt) are then fitted as power laws in C.
+    N_opt and D_opt are then fitted as power laws in C.
 
-    Points are grouped into budgets by C = 6·N·D (within ``rtol``) unless ``groups`` (index
-    arrays) are given. Budgets with fewer than ``min_sizes`` distinct sizes are skipped.
+    ``compute``: each point's compute budget, where the source records one
+    (``FitData.budget``: for the study's IsoFLOP rows C = 6·N_total·D, whatever N is). Points are
+    grouped into budgets by it (within ``rtol``), and a budget's C is its points' (geometric
+    mean); D_opt = C/(6·N_opt·k), with k = C/(6·N·D) of the budget's runs interpolated linearly
+    in log N at the vertex (k = N_total/N for rows fitted on non-embedding N, where C/(6·N_opt)
+    would count the wrong parameters; k = 1 where C = 6·N·D). Without ``compute``, by
+    C = 6·N·D, and D_opt = C/(6·N_opt). ``groups`` (index arrays) overrides the
+    grouping. Budgets with fewer than ``min_sizes`` distinct sizes (within ``sizes.SIZE_RTOL``)
+    are skipped with an :class:`IsoFLOPGridWarning` and a note saying so.
 
     Warns (:class:`IsoFLOPGridWarning`) when a grid spans more than ``max_span`` in N, when its
     minimum lies at an edge, or when the vertex is off-centre (outside the middle half of the
@@ -325,16 +340,26 @@ def fit_approach2(N, D, loss, *, groups: Sequence[np.ndarray] | None = None, rto
     """
     level = _optim.check_level(level)
     Ns, Ds, Ls = _validate_nd(N, D, loss, 3)
-    C = 6.0 * Ns * Ds
+    if compute is None:
+        C = 6.0 * Ns * Ds
+    else:
+        C = _optim.as_positive_array("compute", compute)
+        _optim.check_same_length(N=Ns, compute=C)
+    by = "C = 6*N*D" if compute is None else "the compute budget given per point"
     if groups is None:
         groups = group_isoflops(C, rtol)
-    C_out, N_out, L_out, coefs, used, notes = [], [], [], [], [], []
+        by += f" (within {rtol:.0%})"
+    else:
+        by = "the groups given"
+    C_out, N_out, D_out, L_out, coefs, used, notes, few = [], [], [], [], [], [], [], []
     for idx in groups:
         idx = np.asarray(idx, int)
         lN = np.log(Ns[idx])
-        if np.unique(lN).size < min_sizes:
-            continue
         c_mid = float(np.exp(np.mean(np.log(C[idx]))))
+        k = n_distinct(Ns[idx])
+        if k < min_sizes:
+            few.append(f"{c_mid:.3g} ({k} size{'s' if k != 1 else ''})")
+            continue
         p2, p1, p0 = np.polyfit(lN, Ls[idx], 2)
         if not p2 > 0:
             notes.append(f"C={c_mid:.3g}: the profile is not convex (no minimum); skipped")
@@ -358,12 +383,30 @@ def fit_approach2(N, D, loss, *, groups: Sequence[np.ndarray] | None = None, rto
                           IsoFLOPGridWarning, stacklevel=2)
         C_out.append(c_mid)
         N_out.append(math.exp(vertex))
+        if compute is None:
+            D_out.append(c_mid / (6.0 * math.exp(vertex)))
+        else:
+            # D_opt = C/(6·N_opt·k), k = C/(6·N·D) of the budget's runs (N_total/N for the study's
+            # rows fitted on non-embedding N, 1 where C = 6·N·D) interpolated in log N at the vertex
+            slope, icpt = np.polyfit(lN, np.log(C[idx] / (6.0 * Ns[idx] * Ds[idx])), 1)
+            D_out.append(c_mid / (6.0 * math.exp(vertex) * math.exp(icpt + slope * vertex)))
         L_out.append(float(p0 + p1 * vertex + p2 * vertex ** 2))
         coefs.append((p2, p1, p0))
         used.append(idx)
+    why = ""
+    if few:
+        shown = ", ".join(few[:6]) + (f" and {len(few) - 6} more" if len(few) > 6 else "")
+        why = (f"skipped {len(few)} budget(s) with fewer than {min_sizes} distinct sizes (C = {shown}), "
+               f"points grouped by {by}")
+        if compute is None and groups is None:
+            why += ("; if the runs were planned at C = 6*N*D with another N (total parameters, say), "
+                    "give that budget (a C column) or fit on that N")
+        notes.append(why)
+        warnings.warn(f"Approach 2: {why}", IsoFLOPGridWarning, stacklevel=2)
+    notes.insert(0, f"IsoFLOP budgets grouped by {by}")
     return _allocation_fit(2, np.asarray(C_out), np.asarray(N_out), np.asarray(L_out), level,
-                           parabolas=np.asarray(coefs), isoflop_groups=tuple(used),
-                           notes=tuple(notes))
+                           d_opt=np.asarray(D_out), why=why, parabolas=np.asarray(coefs),
+                           isoflop_groups=tuple(used), notes=tuple(notes))
 
 
 def surface_isoflop_optima(law: ChinchillaLaw, budgets) -> tuple[np.ndarray, np.ndarray]:

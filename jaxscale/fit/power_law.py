@@ -21,19 +21,31 @@ import numpy as np
 
 from jaxscale.fit import _optim
 from jaxscale.fit._optim import Estimate
+from jaxscale.fit.sizes import SIZE_RTOL, n_distinct, size_clusters
 
 __all__ = [
-    "PowerLawFit", "BacktestResult", "ExtrapolationWarning", "fit_power_law", "fit_compute_law",
-    "backtest_power_law", "IMPROVEMENT_FACTORS",
+    "PowerLawFit", "BacktestResult", "ExtrapolationWarning", "NoDecreaseWarning", "fit_power_law",
+    "fit_compute_law", "backtest_power_law", "IMPROVEMENT_FACTORS",
 ]
 
 #: The notebook's "k× more parameters" factors.
 IMPROVEMENT_FACTORS: tuple[float, ...] = (2, 5, 10, 100, 1000)
 MIN_POINTS = 4
+#: The smallest exponent α (γ) read as a decrease: below it the power-law term is a constant
+#: over any data (x^-1e-6 changes by 0.001% per decade), so a fit to a flat loss, which lands at
+#: α ~ 1e-16 rather than exactly 0, is not reported as a scaling law.
+MIN_EXPONENT = 1e-6
 
 
 class ExtrapolationWarning(UserWarning):
     """A prediction lies more than one decade outside the range of the fitted data."""
+
+
+class NoDecreaseWarning(UserWarning):
+    """The fitted power law does not fall with x: its exponent α (γ) is ≤ ``MIN_EXPONENT`` (≈ 0),
+    or A or B is not finite (``PowerLawFit.decreasing`` is False). The loss does not decrease
+    with size (compute) over the data, so A·x^-α + B is no scaling law: its exponent, floor and
+    "k× more" table describe no improvement. The analogue of Approach 3's ``NoFrontierWarning``."""
 
 
 def _objective(x, shared, lane):
@@ -128,6 +140,14 @@ class PowerLawFit:
     def x_name(self) -> str:
         return "C" if self.form == "compute" else "N"
 
+    @property
+    def decreasing(self) -> bool:
+        """Whether the fit is a scaling law, the loss falling with x: α > ``MIN_EXPONENT`` (1e-6)
+        and A, B finite (A, B
+        > 0 by the log-sum-exp form). False where the loss is flat or rises with x over the data
+        (:class:`NoDecreaseWarning` was raised): read the fit as "no decrease", not as a law."""
+        return self.alpha.value > MIN_EXPONENT and all(np.isfinite(v) for v in (self.A.value, self.B.value))
+
     def _check_extrapolation(self, x: np.ndarray) -> None:
         lo, hi = float(self.x.min()), float(self.x.max())
         far = (x > 10 * hi) | (x < lo / 10)
@@ -207,7 +227,7 @@ class PowerLawFit:
         out.update({"r2_log": self.r2_log, "rmse_log": self.rmse_log, "n": self.n,
                     "objective": self.objective, "n_bootstrap": self.n_bootstrap,
                     "bootstrap_unconverged": self.bootstrap_unconverged, "converged": self.converged,
-                    "floor_identified": self.floor_identified})
+                    "floor_identified": self.floor_identified, "decreasing": self.decreasing})
         return out
 
 
@@ -215,16 +235,21 @@ def _validate(x, y, name_x: str):
     xs = _optim.as_positive_array(name_x, x, min_len=MIN_POINTS)
     ys = _optim.as_positive_array("y", y, min_len=MIN_POINTS)
     _optim.check_same_length(**{name_x: xs, "y": ys})
-    if np.unique(xs).size < 3:
-        raise ValueError(f"{name_x}: need at least 3 distinct values to fit a power law with an "
-                         f"irreducible term, got {np.unique(xs).size}")
+    k = n_distinct(xs)
+    if k < 3:
+        raise ValueError(f"{name_x}: need at least 3 distinct values (within a relative {SIZE_RTOL:g}) to fit "
+                         f"a power law with an irreducible term, got {k}")
     return xs, ys
 
 
 def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int = 0,
                   seed_losses=None, labels: Sequence[str] | None = None, level: float = 0.95,
                   form: str = "size") -> PowerLawFit:
-    """Fit ``y = A·x^-α + B`` (all of A, α, B > 0).
+    """Fit ``y = A·x^-α + B`` (A, B > 0 by construction; α > 0 where the loss falls with x).
+
+    When the best fit has α ≤ ``MIN_EXPONENT`` (the loss flat or rising with x over the data) it is returned
+    with ``decreasing`` False and a :class:`NoDecreaseWarning`: no scaling law describes such
+    data, and its α, B and improvement table must not be read as one.
 
     x, y: positive finite arrays of equal length (≥ 4 points, ≥ 3 distinct x).
     delta: Huber threshold on the log-loss residual.
@@ -270,7 +295,15 @@ def fit_power_law(x, y, *, delta: float = 1e-3, bootstrap: int = 200, seed: int 
             with np.errstate(over="ignore"):  # a refit at an unidentified exponent may put A past float range: inf
                 boot = np.stack([np.exp(p[:, 0] + p[:, 1] * x_ref), p[:, 1], np.exp(p[:, 2])], axis=1)
     a, alpha, b = (float(v) for v in theta)
-    A, B = float(np.exp(a + alpha * x_ref)), float(np.exp(b))
+    with np.errstate(over="ignore"):  # a scale past float range is inf (warned below), not an error
+        A, B = float(np.exp(a + alpha * x_ref)), float(np.exp(b))
+    if not (alpha > MIN_EXPONENT and np.isfinite(A) and np.isfinite(B)):
+        exp_name, var = ("gamma", "C") if form == "compute" else ("alpha", "x")
+        why = (f"{exp_name} = {alpha:.4g} <= {MIN_EXPONENT:g}: the fitted loss does not fall with {var} over "
+               f"these points" if not alpha > MIN_EXPONENT else f"A = {A:.4g}, B = {B:.4g}: a scale beyond "
+               f"float64's range")
+        warnings.warn(f"the fitted power law is no scaling law: {why}; its exponent, floor and improvement "
+                      f"table describe no decrease (decreasing is False)", NoDecreaseWarning, stacklevel=2)
     log_pred = np.logaddexp(a - alpha * u, b)
     r2, rmse, resid = _optim.log_space_fit_stats(log_pred, log_y)
     est = [_optim.make_estimate(v, None if boot is None else boot[:, i], level)
@@ -313,12 +346,11 @@ def backtest_power_law(x, y, *, holdout: int = 1, **fit_kwargs) -> BacktestResul
     the relative error. Warns (:class:`ExtrapolationWarning`) when a held-out point lies more than
     one decade beyond the fitted data."""
     xs, ys = _validate(x, y, "x")
-    distinct = np.unique(xs)
+    labels, distinct = size_clusters(xs)   # sizes within SIZE_RTOL are one size
     if holdout < 1 or distinct.size - holdout < 3:
         raise ValueError(f"holdout: must leave at least 3 distinct sizes to fit; {distinct.size} "
                          f"distinct sizes, holdout={holdout}")
-    cut = distinct[-holdout]
-    train = xs < cut
+    train = labels < distinct.size - holdout
     if train.sum() < MIN_POINTS:
         raise ValueError(f"holdout: leaves {int(train.sum())} points to fit, need {MIN_POINTS}")
     fit_kwargs = dict(fit_kwargs)

@@ -26,9 +26,10 @@ from typing import Sequence
 import numpy as np
 
 from jaxscale.fit.csv_source import CSV_ALIASES, _a_file, load_csv
+from jaxscale.fit.sizes import size_clusters
 
 __all__ = ["FitData", "DivergedRowsWarning", "DuplicateRunsWarning", "load_csv", "rows_to_data", "load_source",
-           "budget_tokens", "CSV_ALIASES"]
+           "budget_tokens", "planned_compute", "CSV_ALIASES"]
 
 class DivergedRowsWarning(UserWarning):
     """Result rows were dropped because they diverged or have no finite loss."""
@@ -41,11 +42,21 @@ class DuplicateRunsWarning(UserWarning):
 @dataclasses.dataclass(frozen=True, eq=False)
 class FitData:
     """Points for a fit: N (parameters), D (tokens, may be None), C (training FLOPs, may be
-    None), loss; optional per-point names, run ids, intermediate flags and per-seed losses."""
+    None), loss; optional per-point names, run ids, intermediate flags and per-seed losses.
+
+    ``budget``: the compute budget each point was planned at, where the source records one (may
+    be None): for result rows C = 6·N_total·D_planned, N_total their ``params`` and D_planned
+    the tokens they were asked for (the IsoFLOP budget ``jaxscale.study`` trains at, whatever
+    ``x`` is); for a CSV its C column. Approach 2 groups IsoFLOP profiles by it
+    (``fit_approach2(compute=...)``): 6·N·D with N non-embedding, or with tokens rounded up to
+    whole steps, splits one budget's runs apart. ``C`` stays the training FLOPs the rows record
+    (``flops``: FLOPs per token × tokens, attention included), which differ from the budget by
+    size (0.66 to 0.94 of it across ladder l1-l8)."""
     N: np.ndarray
     loss: np.ndarray
     D: np.ndarray | None = None
     C: np.ndarray | None = None
+    budget: np.ndarray | None = None
     names: tuple[str, ...] | None = None
     run_ids: tuple[str, ...] | None = None
     intermediate: np.ndarray | None = None
@@ -70,7 +81,7 @@ class FitData:
         pick = (lambda v: None if v is None else v[mask])  # noqa: E731
         pick_t = (lambda v: None if v is None else tuple(np.asarray(v, object)[mask]))  # noqa: E731
         return dataclasses.replace(
-            self, N=self.N[mask], loss=self.loss[mask], D=pick(self.D), C=pick(self.C),
+            self, N=self.N[mask], loss=self.loss[mask], D=pick(self.D), C=pick(self.C), budget=pick(self.budget),
             names=pick_t(self.names), run_ids=pick_t(self.run_ids),
             intermediate=pick(self.intermediate), seed_losses=pick(self.seed_losses),
             notes=self.notes + ((note,) if note else ()))
@@ -86,12 +97,15 @@ class FitData:
                                             f"point(s) with loss >= {cut:.4g}")
 
     def longest_run_per_size(self) -> "FitData":
-        """One point per size: the one with the most tokens (for a fit of loss against size)."""
+        """One point per size: the one with the most tokens (for a fit of loss against size).
+        Sizes within ``sizes.SIZE_RTOL`` of each other are one size (float jitter made the 43
+        sizes of the Chinchilla reference CSV 142)."""
         if self.D is None:
             return self
+        labels, sizes = size_clusters(self.N)
         keep = np.zeros(self.n, bool)
-        for s in np.unique(self.N):
-            idx = np.nonzero(self.N == s)[0]
+        for k in range(sizes.size):
+            idx = np.nonzero(labels == k)[0]
             keep[idx[np.argmax(self.D[idx])]] = True
         if keep.all():
             return self
@@ -213,6 +227,23 @@ def budget_tokens(r: dict):
     return r[_budget_tokens_field(r)]
 
 
+def planned_compute(r: dict) -> float | None:
+    """The compute budget a result row was planned at: C = 6·N_total·D, N_total its ``params``
+    and D the tokens it was asked for (its ``budget`` when that is a token count, as for the
+    study's IsoFLOP runs, D = C/(6·N_total); else ``budget_tokens``), as
+    ``isoflop_grid.budget_of`` reads it. None when the row has no usable ``params``."""
+    p = r.get("params")
+    if not _finite(p) or p <= 0:
+        return None
+    asked = r.get("budget")
+    if isinstance(asked, dict) and asked.get("kind") == "tokens" and _finite(asked.get("value")) \
+            and asked["value"] > 0:
+        tokens = asked["value"]
+    else:
+        tokens = budget_tokens(r)
+    return 6.0 * float(p) * float(tokens) if _finite(tokens) and tokens > 0 else None
+
+
 def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: str = "test_loss",
                  select_by: str = "val_loss") -> FitData:
     """Result rows → one point per (size name, token budget): the learning rate with the lowest
@@ -250,6 +281,7 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
         for lr, rs in by_lr.items():
             _check_seeds_of_one_setting(name, tokens, lr, rs)
     N, D, C, L, names, seeds, n_lr_choices, passed_over = [], [], [], [], [], [], 0, 0
+    planned: list[float | None] = []
     for (name, tokens), by_lr in groups.items():
         def score(lr):
             # a rate that lost a seed to divergence ranks after every rate that kept all its
@@ -268,6 +300,7 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
         D.append(tokens)
         flops = best[0].get("flops")
         C.append(float(flops) if _finite(flops) else 6.0 * float(best[0][x]) * tokens)
+        planned.append(planned_compute(best[0]))
         L.append(float(np.mean(losses)))
         names.append(name)
         seeds.append(losses)
@@ -287,16 +320,20 @@ def rows_to_data(rows: Sequence[dict], *, x: str = "non_embedding_params", y: st
         notes.append(f"seeds averaged (up to {S} per point; the bootstrap resamples them)")
     order = np.lexsort((np.asarray(D), np.asarray(N)))
     arr = lambda v: np.asarray(v, np.float64)[order]  # noqa: E731
-    return FitData(N=arr(N), loss=arr(L), D=arr(D), C=arr(C),
+    budget = None if any(b is None for b in planned) else arr(planned)
+    return FitData(N=arr(N), loss=arr(L), D=arr(D), C=arr(C), budget=budget,
                    names=tuple(np.asarray(names, object)[order]),
                    seed_losses=None if seed_losses is None else seed_losses[order],
                    x_kind=x, notes=tuple(notes))
 
 
-def load_source(path: str | os.PathLike, *, x: str = "non_embedding_params",
+def load_source(path: str | os.PathLike, *, x: str | None = None,
                 y: str = "test_loss") -> FitData:
     """A CSV (``.csv``) or a result-row file (anything else: JSON Lines). Errors in the rows are
     prefixed with the file's path, which ``rows_to_data`` does not know.
+
+    ``x``: the size measure. For result rows, the field (``non_embedding_params`` when None, or
+    ``params``); for a CSV, the column to read (``load_csv``), None reading its one size column.
 
     A file whose first line is no JSON (a CSV not named .csv, or bytes that are not UTF-8) is
     refused as such: ``read_rows`` would call it a corrupt results file, or, when that line is
@@ -304,12 +341,12 @@ def load_source(path: str | os.PathLike, *, x: str = "non_embedding_params",
     path = Path(path)
     _a_file(path, "source")
     if path.suffix.lower() == ".csv":
-        return load_csv(path)
+        return load_csv(path, x=x)
     _check_first_line(path)
     from jaxscale.results import read_rows
     rows = read_rows(path)
     try:
-        return rows_to_data(rows, x=x, y=y)
+        return rows_to_data(rows, x=x or "non_embedding_params", y=y)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
 
