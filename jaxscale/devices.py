@@ -26,9 +26,13 @@ share (``DeviceProfile.alone_batch_shards`` / ``stack_batch_shards``, set by
 Several hosts: call ``init_distributed()`` (the CLI does when ``JAXSCALE_DISTRIBUTED=1`` or
 ``--distributed``) before anything touches a device; JAX's own runtime
 (``jax.distributed.initialize``) reads the coordinator address, process count and id from the
-cluster environment (TPU pods, SLURM, Open MPI) or from ``JAX_COORDINATOR_ADDRESS``,
-``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``. Every process runs the same command; process 0
-writes the results.
+cluster environment (TPU pods, SLURM, Open MPI) or from ``JAX_COORDINATOR_ADDRESS``;
+``init_distributed`` passes it ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` where they are set
+(jax 0.10 reads only the address from the environment). Every process runs the same command;
+process 0 writes the results. Checkpoints and weights are saved by every process together
+(orbax's save is a collective) into the same path, which must be on a filesystem every process
+sees (``checkpoint.GroupCheckpoint``); decisions that steer collectives, such as a stop asked by
+a signal, are agreed between the processes (``any_process``).
 """
 
 from __future__ import annotations
@@ -47,7 +51,18 @@ def init_distributed() -> None:
     """Join a multi-process JAX job (idempotent; a no-op for a single process)."""
     if getattr(init_distributed, "_done", False):
         return
-    jax.distributed.initialize()
+    # jax.distributed.initialize reads JAX_COORDINATOR_ADDRESS from the environment but not the
+    # process count and id (jax 0.10.2: "Number of processes must be defined" outside a cluster
+    # it detects), which the README's multi-node example sets: passed on where they are set
+    given = {}
+    for env, name in (("JAX_NUM_PROCESSES", "num_processes"), ("JAX_PROCESS_ID", "process_id")):
+        text = os.environ.get(env, "").strip()
+        if text:
+            try:
+                given[name] = int(text)
+            except ValueError:
+                raise ValueError(f"{env} must be a whole number, got {text!r}") from None
+    jax.distributed.initialize(**given)
     init_distributed._done = True
 
 
@@ -61,8 +76,32 @@ def device_count() -> int:
 
 
 def is_writer() -> bool:
-    """Only process 0 writes result files and checkpoints in a multi-process job."""
+    """Only process 0 writes result files in a multi-process job (and a checkpoint's own files:
+    its arrays are written by orbax's collective save, ``checkpoint.GroupCheckpoint``)."""
     return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process job reaches the barrier ``name`` (the same
+    name, in the same order, on every process); nothing on a single process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+    """``flag`` agreed between the processes: true on every process when it is true on any.
+
+    A decision that steers collectives (stop and checkpoint at this dispatch boundary, on a
+    signal that may reach one process only, or reach them at different moments) must be the
+    same on every process, or one waits for ever in a collective that the others never enter.
+    One process (the usual case) pays nothing: ``flag`` is returned as it is."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag), dtype=np.int32))))
 
 
 def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,

@@ -24,7 +24,7 @@ from jaxscale.compile_mode import COMPILE_MODES
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData
-from jaxscale.devices import is_writer, place, to_host
+from jaxscale.devices import any_process, place, to_host
 from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.model import ModelDims
 from jaxscale.progress import Progress
@@ -145,8 +145,9 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     and sequence length). Returns a ``GroupResult`` with one row per spec, in order.
 
     With ``checkpoint``, the group resumes from its newest snapshot and saves one every
-    ``checkpoint_every`` steps; when ``should_stop()`` turns true at a dispatch boundary it saves
-    and raises ``Interrupted``. ``prepared``: the group's state and programs, made ahead by
+    ``checkpoint_every`` steps; when ``should_stop()`` turns true at a dispatch boundary (on any
+    process of a multi-process job: every process then stops there) it saves and raises
+    ``Interrupted``. ``prepared``: the group's state and programs, made ahead by
     ``prepare_group`` with the same arguments (a sweep compiles the next group's programs while
     this one trains); its setup and compile time count in the rows' ``wall_seconds``.
     ``shared``, ``eval_shared``: the models sharing its training or evaluation program
@@ -174,13 +175,10 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     def save(at_step):
         if checkpoint is None:
             return None
-        # gathered on every process (on several, ``to_host`` is a collective), written by one.
-        # Not enough on several processes: orbax's save, called by the writer alone, then waits
-        # in a broadcast to every process (its directory check); checkpoints of multi-process
-        # runs are not supported yet
+        # gathered on every process (on several, ``to_host`` is a collective) and saved by every
+        # process: ``GroupCheckpoint.save`` is a collective too (orbax's save waits for every
+        # process; called by process 0 alone, it hung), process 0 alone writing its own files
         host_state, host_total = to_host(state), np.asarray(to_host(hyper.total_steps))
-        if not is_writer():
-            return None
         # A stack's snapshot holds its k models, not the inert ones that pad it to a multiple of
         # the model shards (``k_run``, which depends on the device count): a resume on another
         # number of devices pads it again (``group_setup.restore``).
@@ -229,7 +227,9 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         elapsed = max(time.perf_counter() - t_train, 1e-9)
         progress.update(step, data.tokens_per_step * k * (step - n_first) / elapsed if step > n_first
                         else float("nan"), [float(x) for x in losses[-1][:k]])
-        stop = should_stop is not None and should_stop()
+        # agreed between processes (any stops: all stop), or one would save and leave while the
+        # others wait in the next dispatch's collectives; a single process asks nothing more
+        stop = should_stop is not None and any_process(should_stop())
         if stop or (checkpoint_every and step - last_saved >= checkpoint_every and step < max(totals)):
             where = save(step)
             last_saved = step

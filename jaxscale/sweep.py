@@ -192,11 +192,13 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
                 row["stack"]["lane"] = g.lane if lane is None else lane
                 if row_hook is not None:
                     row_hook(row, spec, result, i)
+            if out_path is not None and save_weights:
+                # every process saves: orbax's save is a collective (called by process 0 alone,
+                # it hung); each holds the whole final state (``runner``: gathered to every host)
+                with ORBAX_LOCK:
+                    save_group_weights(out_path / WEIGHTS_DIR / g.id,
+                                       {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
             if out_path is not None and is_writer():
-                if save_weights:
-                    with ORBAX_LOCK:
-                        save_group_weights(out_path / WEIGHTS_DIR / g.id,
-                                           {row["run_id"]: result.params(i) for i, row in enumerate(group_rows)})
                 ckpt.folder.mkdir(parents=True, exist_ok=True)
                 # the group's rows, before they are appended; converted as results.jsonl converts
                 # them (``_jsonable``), so that a row a resume appends from here is the same row
@@ -352,7 +354,10 @@ def save_group_weights(path: Path, params_by_run: dict) -> None:
     group again (to the same numbers) and saves again, and orbax v1 refuses a destination that
     exists unless told to overwrite ("Destination ... already exists"), which failed that sweep at
     every resume. The sweep saves only for a group without rows.json, whose weights folder, if
-    any, is such a stale one."""
+    any, is such a stale one.
+
+    On several processes every process calls it, with the same weights and path (on a
+    filesystem every process sees): orbax's save is a collective, in which process 0 writes."""
     from orbax.checkpoint import v1 as ocp
 
     ocp.save(path.resolve(), {rid: {k: v for k, v in p.items()} for rid, p in params_by_run.items()},
