@@ -35,7 +35,11 @@ class Progress:
         self.start = time.perf_counter()
         self.last_print = -math.inf
 
-    def update(self, step: int, tokens_per_s: float, losses: list[float]) -> None:
+    def update(self, step: int, tokens_per_s: float, losses: list[float | None],
+               per_model: float | None = None) -> None:
+        """``tokens_per_s``: all models together; ``per_model``: one model's rate while it trains
+        (default: the total over ``models``); a loss of None: that model's budget is spent
+        (shown ``done``, where a NaN reads as a divergence)."""
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -44,11 +48,13 @@ class Progress:
         self.last_print = now
         elapsed = now - self.start
         eta = elapsed / step * (self.total - step) if step else math.inf
-        shown = " ".join("nan" if not math.isfinite(l) else f"{l:.3f}" for l in losses[:8])
+        shown = " ".join("done" if l is None else "nan" if not math.isfinite(l) else f"{l:.3f}"
+                         for l in losses[:8])
         more = f" (+{len(losses) - 8})" if len(losses) > 8 else ""
         rate = f"{tokens_per_s:,.0f}" if math.isfinite(tokens_per_s) else "-"  # not timed yet
         if self.models > 1 and math.isfinite(tokens_per_s):
-            rate += f" tok/s total, {tokens_per_s / self.models:,.0f} per model"
+            one = tokens_per_s / self.models if per_model is None else per_model
+            rate += f" tok/s total, {one:,.0f} per model"
         else:
             rate += " tok/s"
         line = (f"{self.label} step {step}/{self.total} | {rate} | "

@@ -225,8 +225,14 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
             hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
                                 lambda: g.evaluate(state.params_P, val_rows, val_weights), mesh, stacked)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
-        progress.update(step, data.tokens_per_step * k * (step - n_first) / elapsed if step > n_first
-                        else float("nan"), [float(x) for x in losses[-1][:k]])
+        # tokens of the models still within their budgets: a stack's finished (or early-stopped)
+        # models are frozen, and counting them doubled the total of a stack with one model left
+        ends_k = ends[:k]
+        trained = int(np.sum(np.clip(np.minimum(ends_k, step) - n_first, 0, None)))
+        timed = step > n_first
+        progress.update(step, data.tokens_per_step * trained / elapsed if timed else float("nan"),
+                        [None if ends_k[i] < step else float(losses[-1][i]) for i in range(k)],
+                        per_model=data.tokens_per_step * (step - n_first) / elapsed if timed else None)
         # agreed between processes (any stops: all stop), or one would save and leave while the
         # others wait in the next dispatch's collectives; a single process asks nothing more
         stop = should_stop is not None and any_process(should_stop())

@@ -5,6 +5,8 @@ import io
 import math
 import re
 
+import pytest
+
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import random_tokens_corpus
 from jaxscale.data.source import from_corpus
@@ -84,3 +86,22 @@ def test_a_groups_done_line_gives_its_total_rate_and_each_models():
     out = io.StringIO()
     _report_group(group, rows * MAX_RATES_SHOWN, out)
     assert f"(+{MAX_RATES_SHOWN})" in out.getvalue()
+
+
+def test_a_stacks_finished_model_shows_done_and_adds_no_tokens(capsys):
+    """In a stack whose first model's budget is spent, the line counted that frozen model's tokens
+    (a total twice the work done, with one model left) and showed its loss as ``nan``, which reads
+    as a divergence."""
+    cfg = ModelConfig(name="pg16", vocab_size=64, d_model=16, n_heads=2, n_layers=1, d_ff=32, max_seq_len=16)
+    data = from_corpus(random_tokens_corpus(64, 20_000, seed=3), seq_len=16, batch_size=4,
+                       eval_max_windows=16, vocab_size=64)
+    settings = RunSettings(batch_size=4, seq_len=16, n_evals=1, steps_per_dispatch=10)
+    specs = [ModelSpec(cfg, 1, OptimConfig(lr=3e-3), Budget("steps", 4)),
+             ModelSpec(cfg, 2, OptimConfig(lr=3e-3), Budget("steps", 60))]
+    train_group(specs, data, settings, mode="stack")
+    last = [l for l in capsys.readouterr().err.splitlines() if " tok/s " in l][-1]
+    assert " step 60/60 " in last and last.endswith("| loss done " + last.split()[-1]), last
+    assert float(last.split()[-1]) > 0
+    total, one = re.search(r"\| (\S+) tok/s total, (\S+) per model \|", last).groups()
+    # timed from the start: the first model trained 4 of the 60 steps' worth (it counted 60)
+    assert float(total.replace(",", "")) == pytest.approx(float(one.replace(",", "")) * 64 / 60, rel=1e-3), last
