@@ -84,6 +84,9 @@ class PreparedGroup:
     eval_env: Any = None     # the config the evaluation program runs at (None: ``env``)
     eval_dims: Any = None    # the masks it is given (``dims`` when it runs at ``env``)
     eval_shared: tuple = ()  # labels of the models sharing the evaluation program (``eval_shared``)
+    # where the steps before a resume ran: [{"from_step", "devices", "batch_shards"}, ...] from
+    # the checkpoint (empty for a fresh group); the row records them with this run's own
+    segments: tuple = ()
 
     def eval_params(self, params_P):
         """The parameters as the evaluation program takes them: the training vector itself, or,
@@ -189,7 +192,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
                                 padded=bool(shared))
     train_losses = np.full((max(totals), k_run), np.nan)
     val_points: list[list[tuple[int, float]]] = [[] for _ in range(k_run)]
-    step, elapsed_before, compile_s = 0, 0.0, None
+    step, elapsed_before, compile_s, segments = 0, 0.0, None, ()
 
     if checkpoint is not None:
         restored = restore(checkpoint, state, np.asarray(hyper.total_steps), train_losses, k, stacked)
@@ -200,6 +203,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
             val_points = [[tuple(p) for p in pts] for pts in meta["val_points"]]
             val_points += [[] for _ in range(k_run - len(val_points))]
             compile_s = meta.get("compile_seconds")
+            segments = tuple(meta.get("segments") or ())
     # the training program carries the state as flat vectors: made here, on the host
     layout = layout_for(env, optim.decay_all)
     state = flat_state_host(jax.device_get(state), layout)
@@ -244,7 +248,7 @@ def prepare_group(specs: Sequence["ModelSpec"], data: TrainData | Corpus, settin
         totals=totals, eval_every=eval_every, stacked=stacked, state=state, hyper=hyper, dims=dims,
         arrays=arrays, key=key, mesh=mesh, chunk_fn=chunk_fn, eval_fn=eval_fn, layout=layout, optim=optim,
         val_rows=val_rows, val_weights=val_weights, train_losses=train_losses, val_points=val_points, step=step,
-        elapsed_before=elapsed_before, compile_s=compile_s, chunk_len=chunk_len, epoch_steps=epoch_steps,
+        elapsed_before=elapsed_before, compile_s=compile_s, segments=segments, chunk_len=chunk_len, epoch_steps=epoch_steps,
         fast=fast, n_dev=n_dev, batch_shards=batch_shards, seconds=time.perf_counter() - t_start,
         program_key=(static, k_run),
         shared=tuple(s.label for s in shared) if shared else (),

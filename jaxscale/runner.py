@@ -171,6 +171,9 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     train_losses, val_points, step, elapsed_before = g.train_losses, g.val_points, g.step, g.elapsed_before
     compile_s, chunk_len, epoch_steps, cfgs, env, seq_len = g.compile_s, g.chunk_len, g.epoch_steps, g.cfgs, g.env, g.seq_len
     t_start = time.perf_counter() - g.seconds  # the setup (and a compile made ahead) count as wall time
+    # where the group's steps ran: those before a resume (from its checkpoint) and this run's, so
+    # that a stack resumed on another number of devices records both, not only the last mesh
+    segments = list(g.segments) + [{"from_step": g.step, "devices": g.n_dev, "batch_shards": g.batch_shards}]
 
     def save(at_step):
         if checkpoint is None:
@@ -184,7 +187,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         # number of devices pads it again (``group_setup.restore``).
         real = (lambda x: x[:k]) if stacked else (lambda x: x)
         meta = {"step": at_step, "elapsed": elapsed_before + time.perf_counter() - t_start,
-                "val_points": val_points[:k], "compile_seconds": compile_s, "models": k}
+                "val_points": val_points[:k], "compile_seconds": compile_s, "models": k,
+                "segments": segments}
         host = {"state": jax.tree.map(real, tree_state_host(host_state, g.layout, g.optim)),
                 "total_steps": real(host_total),
                 "train_losses": train_losses[:, :k]}
@@ -260,7 +264,8 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                   "compile_seconds": compile_s, "program_cache": program_source,
                   "compiled_ahead": compiled_ahead,
                   "steady_seconds": steady, "fast_compile": g.fast,
-                  "devices": g.n_dev, "batch_shards": g.batch_shards, "inert_models": k_run - k}
+                  "devices": g.n_dev, "batch_shards": g.batch_shards, "inert_models": k_run - k,
+                  "segments": segments}
     for i, spec in enumerate(specs):
         diverged = bool(np.asarray(final.diverged).reshape(k)[i])
         # The steps a model trained are its state's counter: the optimiser updates applied. A

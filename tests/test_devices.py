@@ -223,7 +223,8 @@ except Interrupted as e:
     print(json.dumps({"interrupted": e.step}))
     sys.exit(0)
 print(json.dumps({"rows": [{"curve": [p["train_loss"] for p in r["curve"]], "test": r["test_loss"],
-                            "inert": r["stack"]["inert_models"]} for r in res.rows]}))
+                            "inert": r["stack"]["inert_models"], "segments": r["stack"]["segments"]}
+                           for r in res.rows]}))
 """
 
 
@@ -243,9 +244,14 @@ def test_a_stack_checkpointed_on_one_device_count_resumes_on_another(tmp_path, f
 
     whole = run(1, "-", 0)["rows"]
     folder = str(tmp_path / "ck")
-    assert 0 < run(first, folder, 2)["interrupted"] < 30  # stopped mid-run, a snapshot saved
+    stopped = run(first, folder, 2)["interrupted"]
+    assert 0 < stopped < 30  # stopped mid-run, a snapshot saved
     resumed = run(then, folder, 0)["rows"]
     assert [r["inert"] for r in resumed] == [1 if then == 4 else 0] * 3
+    # the row records where each part ran (it recorded only the last mesh)
+    assert resumed[0]["segments"] == [{"from_step": 0, "devices": first, "batch_shards": 1},
+                                      {"from_step": stopped, "devices": then, "batch_shards": 1}]
+    assert whole[0]["segments"] == [{"from_step": 0, "devices": 1, "batch_shards": 1}]
     for a, b in zip(resumed, whole):
         np.testing.assert_allclose(np.array(a["curve"], float), np.array(b["curve"], float), rtol=1e-5)
         np.testing.assert_allclose(a["test"], b["test"], rtol=1e-5)
