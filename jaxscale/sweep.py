@@ -32,7 +32,7 @@ from jaxscale.checkpoint import ORBAX_LOCK, GroupCheckpoint
 from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
-from jaxscale.devices import host_mesh_shape, is_writer
+from jaxscale.devices import barrier, host_mesh_shape, is_writer
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.folders import output_folder
@@ -114,7 +114,13 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     recorded = sweep_record(specs, data, settings, mode, record)
     plan_file = out_path / "plan.json" if out_path is not None else None
     replan = out_path is not None and check_folder(out_path, recorded, log)  # stale sweep.json and plan
-    if plan_file is not None and plan_file.exists() and not replan:
+    resume_plan = plan_file is not None and plan_file.exists() and not replan
+    # Several processes: every process has read the folder before process 0 writes sweep.json
+    # and plan.json below; one still reading could see them half-way (a stale sweep.json already
+    # replaced, or a plan.json written this run) and plan otherwise, then wait for ever in
+    # collectives the others never enter. Nothing on one process.
+    barrier("jaxscale-sweep-folder-read")
+    if resume_plan:
         plan = read_record(plan_file, "--out", "a sweep plan")
         try:
             groups = [Group(**{k: (tuple(v) if k in ("indices", "shared", "eval_shared") else v)
