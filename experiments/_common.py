@@ -60,6 +60,23 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
 
 # Written into every experiment's folder when it is made: which script and mode own it.
 MADE_BY = "made_by.json"
+# What each script makes at the top of its folder, by which a folder made before ``MADE_BY``
+# existed (2026-12-05) is still recognised as the script's own: every subfolder is one of these,
+# and at least one entry is. (A sweep's folder holds checkpoints/ or weights/, a study's ladder/,
+# a train's results.jsonl alone: none passes.) The sweeps inside still refuse another mode's
+# settings.
+EARLIER_RUN_PARTS = {"power_law": ("text", "random_tokens"), "chinchilla": ("race", "isoflop", "isoflop-ext*"),
+                     "emergence": ("notebook", "transition"), "throughput": ("throughput.json",)}
+
+
+def _earlier_run_of(out: Path, name: str) -> bool:
+    """Whether ``out`` (without ``MADE_BY``) holds a run of script ``name`` made before the marker."""
+    import fnmatch
+
+    parts = EARLIER_RUN_PARTS.get(name, ())
+    ours = lambda p: any(fnmatch.fnmatch(p.name, pattern) for pattern in parts)  # noqa: E731
+    entries = list(out.iterdir())
+    return any(ours(p) for p in entries) and all(ours(p) for p in entries if p.is_dir())
 
 
 def script_output_folder(parser: argparse.ArgumentParser, out: Path, name: str, mode: str) -> Path:
@@ -81,6 +98,8 @@ def script_output_folder(parser: argparse.ArgumentParser, out: Path, name: str, 
             owner = json.loads(marker.read_text()) if marker.is_file() else None
         except (OSError, ValueError):
             owner = {}
+        if owner is None and _earlier_run_of(out, name):
+            owner = {"script": name, "mode": mode}  # marked below
         if owner is None:
             shown = sorted(p.name for p in out.iterdir())
             listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")

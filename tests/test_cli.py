@@ -33,15 +33,22 @@ def test_train_writes_a_valid_row(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("owner", ["sweep.json", "ladder/sweep.json", "study.json",
-                                   # an experiment script's folder: its sweeps one level down (these
-                                   # were taken for a train folder), and its marker
-                                   "text/sweep.json", "made_by.json"])
+                                   "made_by.json"])  # an experiment script's folder (was taken for a train folder)
 def test_train_refuses_a_sweep_or_study_folder_before_training(tmp_path, capsys, owner):
     (tmp_path / owner).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / owner).write_text("{}")
     assert main(["train", "--model", "ladder/l1", "--steps", "5", "--out", str(tmp_path), "--quiet"]) == 2
     assert f"holds a sweep, study or experiment ({owner})" in capsys.readouterr().err
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_train_takes_a_folder_that_merely_holds_sweeps_in_subfolders(tmp_path, capsys):
+    """Like ``runs/``: the sweeps below never read its results.jsonl, so it is no sweep's folder."""
+    (tmp_path / "sweep-1").mkdir()
+    (tmp_path / "sweep-1" / "sweep.json").write_text("{}")
+    assert main(["train", "--model", "ladder/l1", "--steps", "2", "--batch-size", "2", "--eval-windows", "2",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "results.jsonl").exists()
 
 
 def test_bad_input_is_a_clean_error(tmp_path, capsys):

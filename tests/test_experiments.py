@@ -248,3 +248,13 @@ def test_an_experiment_takes_only_its_own_folder(tmp_path, capsys):
 
     assert main(["sweep", "--family", "ladder", "--sizes", "l1", "--steps", "2", "--out", str(mine)]) == 2
     assert "made_by.json" in capsys.readouterr().err
+    # a run made before made_by.json existed is still the script's own (its parts' subfolders)
+    earlier = tmp_path / "earlier"
+    (earlier / "text").mkdir(parents=True)
+    (earlier / "text" / "sweep.json").write_text("{}")
+    (earlier / "results.jsonl").write_text("\n")
+    assert common.parse_args("doc", "power_law", ["--smoke", "--out", str(earlier)])[2] == earlier
+    assert json.loads((earlier / "made_by.json").read_text()) == {"script": "power_law", "mode": "smoke"}
+    (sweep / "checkpoints").mkdir()  # a sweep's folder passes for no script's earlier run
+    with pytest.raises(SystemExit):
+        common.parse_args("doc", "chinchilla", ["--smoke", "--out", str(sweep)])

@@ -76,10 +76,10 @@ def run(args) -> int:
         # train rows accumulate in a folder of their own, but not among a sweep's or a study's,
         # whose fits and resumes would take this row for one of theirs (before training: nothing
         # is spent on a run that cannot be written)
-        # (an experiment script's folder holds its sweeps one level down, and its made_by.json)
+        # (an experiment script's folder is marked by its made_by.json; a folder that merely holds
+        # sweeps in subfolders, like runs/, is not theirs: they never read its results.jsonl)
         given = Path(args.out)
-        owned = [n for n in ("sweep.json", "study.json", "made_by.json") if (given / n).exists()]
-        owned += sorted(str(p.relative_to(given)) for p in given.glob("*/sweep.json")) if given.is_dir() else []
+        owned = [n for n in ("sweep.json", "ladder/sweep.json", "study.json", "made_by.json") if (given / n).exists()]
         if owned:
             raise ValueError(f"--out {args.out!r} holds a sweep, study or experiment ({', '.join(owned)}): its fits and "
                              f"resumes would take this row for one of theirs. Give another --out folder")
