@@ -52,7 +52,7 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from jaxscale.config import ModelConfig, family_configs
-from jaxscale.commands._common import positive_int  # noqa: E402
+from jaxscale.commands._common import positive_int, seed as seed_value  # noqa: E402
 
 # The model, the training loops and the workloads live in sibling modules (_torch_*.py). This file
 # is run by path and loaded by importlib from its path, so neither finds them without this folder
@@ -114,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--repeats", type=positive_int, default=1,
                         help="run each workload R times and report the fastest (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="model-init and sequence seed (default 0)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--seed", type=seed_value, default=0, help="model-init and sequence seed (default 0)")
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help="shorten training (scaling: steps per model; emergence: cap per model)")
     parser.add_argument("--iters", type=positive_int, default=30,
                         help="timed steps per model in --steady-step mode (default 30)")

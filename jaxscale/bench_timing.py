@@ -56,6 +56,7 @@ class GroupTiming:
     padded_flops_util: float
     profile: dict | None = None  # op_profile.op_table of one traced dispatch (bench --profile)
     env: object = None           # the config the program runs at (a stack's or shared program's envelope)
+    fast_compile: bool = False   # compiled the fast way, as the sweep compiles it (compile_mode.py)
 
     @property
     def step_s_median(self) -> float:
@@ -73,14 +74,15 @@ class GroupTiming:
                 "step_ms": {"median": 1e3 * self.step_s_median, "min": 1e3 * s[0], "max": 1e3 * s[-1],
                             "iqr": 1e3 * (q[2] - q[0]), "spread_pct": 100 * (s[-1] - s[0]) / self.step_s_median,
                             "repeats": len(s)},
-                "padded_flops_util": self.padded_flops_util, "profile": self.profile}
+                "padded_flops_util": self.padded_flops_util, "fast_compile": self.fast_compile,
+                "profile": self.profile}
 
 
 class _GroupRunner:
     """One program ready to time: state built, first dispatch (compilation) done."""
 
     def __init__(self, cfgs: Sequence, seeds: Sequence[int], data, optim, *, stacked: bool,
-                 steps_per_dispatch: int, max_repeats: int, padded_to=None):
+                 steps_per_dispatch: int, max_repeats: int, padded_to=None, fast_compile: bool = False):
         import jax
         import numpy as np
 
@@ -101,7 +103,8 @@ class _GroupRunner:
         hyper = jax.device_put(stack_trees(hypers) if stacked else hypers[0])
         state, dims = initial_state(cfgs, seeds, self.env, optim, stacked=stacked, padded=padded_to is not None)
         state = jax.device_put(flat_state_host(state, layout_for(self.env, optim.decay_all)))
-        self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked)
+        self.fast = bool(fast_compile)  # the sweep's compile choice for this program (``group_setup.program_fast``)
+        self.chunk = make_train_chunk(self.env, optim, data.sampler, n, stacked=stacked, fast_compile=self.fast)
         self.args = (hyper, dims, data.arrays, data_key(0))
         self.starts = [jax.device_put(np.int32(i * n)) for i in range(max_repeats + 2)]  # made before timing
         self.count = jax.device_put(np.int32(n))
@@ -150,7 +153,7 @@ class _GroupRunner:
         return GroupTiming([c.name for c in self.cfgs], self.seeds, "stack" if self.stacked else "alone",
                            len(self.cfgs), self.env.name, self.n, self.first,
                            max(self.first - med * self.n, 0.0), self.compiles_first, self.recompiles, self.times,
-                           self.util, self.profile, self.env)
+                           self.util, self.profile, self.env, self.fast)
 
 
 def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, optim, *, steps_per_dispatch: int,
@@ -166,21 +169,26 @@ def time_groups(groups: Sequence[tuple[Sequence, Sequence[int], bool]], data, op
 
 def time_plans(groups: Sequence[tuple], data, optim, *, steps_per_dispatch: int,
                repeats: int, lanes_of: Sequence[Sequence[Sequence[int]]] = (), log=None, profile_dir=None,
-               profile_top: int = 15) -> tuple[list[GroupTiming], list[float]]:
+               profile_top: int = 15, fast: Sequence[bool] = ()) -> tuple[list[GroupTiming], list[float]]:
     """``time_groups`` (each group ``(cfgs, seeds, stacked)`` or, for one model alone at a shared
     program's envelope, ``(cfgs, seeds, False, envelope)``), then for each entry of ``lanes_of`` (a plan's lanes, each a list of
     indices into ``groups``) the seconds of one step of all its models with the lanes running at
     once in threads, as a sweep runs them: per round every lane dispatches each of its programs
-    once; the wall time of ``repeats`` rounds / (``repeats`` × steps per dispatch)."""
+    once; the wall time of ``repeats`` rounds / (``repeats`` × steps per dispatch). ``fast``: per
+    group, whether its program is compiled the fast way (default: none are)."""
     say = log or (lambda *_: None)
     runners = []
-    for cfgs, seeds, stacked, *padded_to in groups:
+    fast = list(fast) or [False] * len(groups)
+    if len(fast) != len(groups):
+        raise ValueError(f"time_plans: `fast` holds {len(fast)} choices for {len(groups)} groups")
+    for (cfgs, seeds, stacked, *padded_to), fast_compile in zip(groups, fast):
         padded_to = padded_to[0] if padded_to else None
         say(f"  compiling {'a stack of ' + str(len(cfgs)) if stacked else 'alone'}"
-            f"{' (padded to a shared envelope)' if padded_to is not None else ''}: "
+            f"{' (padded to a shared envelope)' if padded_to is not None else ''}"
+            f"{' (fast compile)' if fast_compile else ''}: "
             f"{', '.join(f'{c.name} seed={s}' for c, s in zip(cfgs, seeds))}")
         runners.append(_GroupRunner(cfgs, seeds, data, optim, stacked=stacked, steps_per_dispatch=steps_per_dispatch,
-                                    max_repeats=repeats, padded_to=padded_to))
+                                    max_repeats=repeats, padded_to=padded_to, fast_compile=fast_compile))
     for _ in range(repeats):
         for r in runners:
             r.once()

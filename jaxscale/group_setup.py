@@ -324,6 +324,19 @@ def _eval_flops(env, k_run: int, data: TrainData, totals, eval_every: int, early
     return per_token * k_run * (val_calls * tokens(data.val[0]) + tokens(data.test[0]))
 
 
+def program_fast(cfgs, env, data: TrainData, compile_mode: str, totals, stacked: bool, padded: bool) -> bool:
+    """Whether a group's training program is compiled the fast way (``compile_mode.choose_fast``),
+    by the planner's table estimates of its compile and training times (``totals``: the budgets
+    of its models, or of every model sharing its program when ``padded``). The bench asks the
+    same, so that it times the programs a sweep runs."""
+    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
+    train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True,
+                                      seq_len=data.seq_len) if padded
+               else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked,
+                                           seq_len=data.seq_len))
+    return choose_fast(compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
+
+
 def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, padded: bool = False,
                   mesh: tuple[int, int] = (1, 1)) -> tuple:
     """What the training program is made from besides its arguments' shapes (``padded``: a model
@@ -331,12 +344,7 @@ def _chunk_static(cfgs, env, optim, data: TrainData, settings, totals, stacked, 
     (model shards, batch shards), ``devices.mesh_shape``). Names no model: models of one shape
     under other names make one program."""
     chunk_len = min(settings.steps_per_dispatch, max(totals))
-    profile = calibrate(measure=False)  # the table: enough to weigh compile against training time
-    train_s = (estimate_train_seconds([env], [sum(totals)], profile, data.tokens_per_step, alone=True,
-                                      seq_len=data.seq_len) if padded
-               else estimate_train_seconds(cfgs, totals, profile, data.tokens_per_step, alone=not stacked,
-                                           seq_len=data.seq_len))
-    fast = choose_fast(settings.compile_mode, jax.default_backend(), profile.compile_seconds(stacked), train_s)
+    fast = program_fast(cfgs, env, data, settings.compile_mode, totals, stacked, padded)
     # the envelope without its name (a label: ``train.program_config``), so that models of one shape
     # under other names share the key
     return ((program_config(env), optim, data.sampler, chunk_len, stacked, fast) + (("padded",) if padded else ())

@@ -287,3 +287,39 @@ def test_calibrate_refuses_a_device_count_the_host_lacks(devices):
 
     with pytest.raises(ValueError, match="devices must be a whole number"):
         calibrate(measure=False, devices=devices)
+
+
+def test_the_bench_times_each_program_with_the_sweeps_compile_choice(monkeypatch, tmp_path):
+    """A sweep of the notebook's scaling workload (40 steps) compiles its programs the fast way
+    (``compile_mode``), whose steps are slower; the bench timed XLA's full compile, so its
+    steady-step figures described programs the sweep never runs (found by a reviewer). Each timed
+    program now gets the sweep's choice; a long budget still gets the full compile."""
+    from jaxscale.cli import main
+    from jaxscale.presets import make_preset
+    from jaxscale.results import read_rows
+
+    preset = make_preset("notebook-scaling")
+    specs = [bench.BenchSpec(s.cfg, 0) for s in preset.specs]
+
+    class Timed(Exception):
+        pass
+
+    def fake_time_plans(units, *args, fast=(), **kwargs):
+        fake_time_plans.fast = list(fast)
+        raise Timed
+
+    monkeypatch.setattr(bench, "time_plans", fake_time_plans)
+    chosen = {}
+    for steps in (40, 10**6):
+        with pytest.raises(Timed):
+            bench.run_bench(specs, preset.data, modes=("sequential",),
+                            peak=bench.device_peak("float32", measure=False), budget_steps=steps)
+        chosen[steps] = fake_time_plans.fast
+    assert chosen[10**6] == [False] * 5
+    # what the sweep itself compiles, models alone (the same five programs)
+    monkeypatch.setenv("JAXSCALE_COMPILATION_CACHE", "off")
+    monkeypatch.setenv("JAXSCALE_PROGRAM_CACHE", "off")
+    assert main(["sweep", "--preset", "notebook-scaling", "--mode", "sequential", "--no-save-weights",
+                 "--quiet", "--out", str(tmp_path / "s")]) == 0
+    swept = {r["name"]: r["stack"]["fast_compile"] for r in read_rows(tmp_path / "s" / "results.jsonl")}
+    assert chosen[40] == [swept[s.cfg.name] for s in specs] and any(chosen[40])

@@ -156,3 +156,12 @@ def test_bench_vs_torch_on_an_explicit_config(capsys):
     # the two seeds alone run on two lanes: timed one after another and at once
     assert set(vt["steady_ratio"]) == {"stack", "sequential", "sequential lanes"}
     assert all(r > 0 for r in vt["steady_ratio"].values())
+
+
+@pytest.mark.parametrize("argv, flag", [(["--steps", "-3"], "--steps"), (["--steps", "0"], "--steps"),
+                                        (["--seed", "-1"], "--seed")])
+def test_nonsense_steps_and_seeds_are_refused(tb, argv, flag, capsys):
+    """``--steps -3`` trained nothing and reported every model at loss nan, exit 0."""
+    with pytest.raises(SystemExit) as info:
+        tb.main(["--workload", "notebook-scaling", *argv])
+    assert info.value.code == 2 and f"argument {flag}:" in capsys.readouterr().err
