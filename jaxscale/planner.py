@@ -11,7 +11,9 @@ largest), ``overhead_s`` is the per-step cost that does not grow with the model 
 control, small-kernel launches) and ``param_s`` the memory traffic of a step per parameter (the
 optimiser's passes and the copies around the matmuls: on a CPU this, not the FLOPs, bounds the
 notebook's batch-of-one models). A program is compiled once however many models it trains: models
-of one config trained one after another share one program (one compile), and a vmapped stack's
+alone whose programs have one key share it (one compile; the sweep keys them as its run does,
+``group_setup.train_program_key``: one config trained to budgets that give it other dispatch
+lengths or another fast-or-full compile choice makes a program per budget), and a vmapped stack's
 program takes longer to compile than its model alone's (``stack_compile``). On an accelerator the
 notebook's models are far below the FLOP rate, so ``overhead_s`` dominates and one big stack wins;
 on a CPU a step of K models costs about K times a step of the envelope, so what stacking saves is
@@ -41,7 +43,8 @@ runs were slower (9.9-11.7 s against 8.3-9.3 s); counted twice, only {micro, tin
 (four programs): cold 28.2-29.7 s against 29.5-33.8 s, warm 8.7-9.2 s against 8.3-9.3 s, with
 a fresh cache folder (an hour when the machine ran slow). Each such model is its own group
 (``Group.shared`` names the set; the first compiles, ``Group.compiles``), so lanes train them at
-once. Accelerators keep stacks: sharing was not measured there, and their per-step overhead
+once, once it has compiled: the others wait for that compile (``Group.compiled_by``), on their
+lanes and in the estimate (below). Accelerators keep stacks: sharing was not measured there, and their per-step overhead
 favours one vmapped program.
 
 **Shared evaluations.** The held-out (and a task's) evaluation of a model alone is a program of
@@ -57,7 +60,11 @@ XLA runs its hundreds of small ops one after another. So a sweep trains several 
 one per *lane* (a host thread), and the plan assigns each group a lane (longest first, to the
 least loaded lane); when the sweep runs, each lane takes the next group, longest estimate first,
 as soon as it is free, so that early stops rebalance the lanes (the row records the lane that
-trained it). Measured on the 2-core CPU: notebook-emergence ``large`` and ``medium`` alone,
+trained it). Groups that compile their program are taken first, in the plan as in the sweep, and
+a group whose program another compiles (``Group.compiled_by``) starts no earlier than that
+compile ends: its lane idles until then (``schedule``, ``plan_seconds``). Estimated otherwise,
+notebook-scaling's five models on one shared program were planned at 6.5 s with four of them
+starting at once on the second lane, which in fact waited 3.5 s for the first lane's compile. Measured on the 2-core CPU: notebook-emergence ``large`` and ``medium`` alone,
 warm, in-process, 9.4 s one after another against 5.7 s in two threads, each model within 7% of
 its time alone. The estimate of a plan is then the longest lane, but never less than the sum of
 its groups' FLOP-bound time plus the rest of their time shared over the lanes (the FLOP rate
@@ -78,7 +85,7 @@ rates and compile times per platform, with the FLOP rate calibrated by a short m
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Hashable, NamedTuple, Sequence
 
 from jaxscale.device_profile import DeviceProfile
 from jaxscale.stack import envelope, stack_key
@@ -104,6 +111,11 @@ class Group:
     # making it compute what it computes at its true shape; () when not shared
     shared: tuple[int, ...] = ()
     compiles: bool = True     # False: an earlier group of the plan compiles (or loads) its program
+    # the group that compiles (or loads) this one's program, when that is another (``compiles``
+    # False): this group starts no earlier than that compile ends (``schedule``, ``plan_seconds``;
+    # the sweep's lanes wait for it, ``sweep._run_lanes``)
+    compiled_by: str | None = None
+    compile_seconds: float = 0.0  # the compile (or load) share of estimated_s
     # a model alone whose held-out (and task) evaluation runs on one compiled program with the
     # models ``eval_shared`` (indices, its own included), at their envelope with masks
     # (``share_evaluations``); () when it is evaluated at the shape it trains at
@@ -144,18 +156,32 @@ def _train_seconds(cfgs, steps, profile: DeviceProfile, step_tokens: StepTokens,
 def _group_cost(cfgs, steps, profile: DeviceProfile, step_tokens: StepTokens, *, alone: bool,
                 compiled: bool = False, stored: bool = False) -> tuple[float, float]:
     """(estimated seconds, padded-FLOP utilisation) of one group; ``compiled``: its program was
-    already compiled for an earlier group of the plan (models of one config alone share one; an
-    approximation where their budgets give them different dispatch lengths or compile modes,
-    which make programs of their own)."""
+    already compiled for an earlier group of the plan (a model alone whose program key, ``plan``'s
+    ``program_key``, an earlier model alone has)."""
     env = cfgs[0] if alone else envelope(cfgs)
     useful = sum(step_tokens.flops(c) for c in cfgs) / (len(cfgs) * step_tokens.flops(env))
-    compile_s = 0.0 if compiled else profile.load_s if stored else profile.compile_seconds(stacked=not alone)
+    compile_s = _compile_seconds(profile, alone=alone, compiled=compiled, stored=stored)
     return compile_s + _train_seconds(cfgs, steps, profile, step_tokens, alone=alone), useful
+
+
+def _compile_seconds(profile: DeviceProfile, *, alone: bool, compiled: bool, stored: bool) -> float:
+    """A group's compile (``load_s`` where an earlier run stored its program; none where an
+    earlier group of the plan compiles it)."""
+    return 0.0 if compiled else profile.load_s if stored else profile.compile_seconds(stacked=not alone)
+
+
+def config_program(specs: Sequence) -> Callable[[tuple, str], Hashable]:
+    """``plan``'s default ``program_key``: a model alone's program named by its config alone (so
+    models of one config alone share one). Approximate: the sweep's own key
+    (``group_setup.train_program_key``, passed by ``sweep_plan.plan_sweep``) also holds the
+    dispatch length and the fast-or-full compile choice, which a model's budget changes."""
+    return lambda indices, kind: (kind, specs[indices[0]].cfg) if kind == "alone" else (kind, tuple(indices))
 
 
 def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: DeviceProfile,
          mode: str = "auto", max_stack: int = 64, stored: Callable[[tuple, str], bool] | None = None,
-         reruns: bool = True, seq_len: int | None = None) -> list[Group]:
+         reruns: bool = True, seq_len: int | None = None,
+         program_key: Callable[[tuple, str], Hashable] | None = None) -> list[Group]:
     """Groups covering every spec exactly once, each with its lane; a lane runs its groups in
     plan order. ``stored(indices, kind)``: whether the training program of those models as
     ``kind`` (``"stack"``, ``"alone"``, or ``"shared"``: trained alone by one program at their
@@ -164,9 +190,15 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
     run compiles (a persistent cache is on), so that a shared program's padding counts
     ``SHARED_PADDING_WEIGHT`` times against the compile it saves; False (no cache: every run
     compiles, and pays the padding, once), once. ``seq_len``: the trained sequence length, at
-    which a step's FLOPs are counted (None: each config's context length)."""
+    which a step's FLOPs are counted (None: each config's context length). ``program_key(indices,
+    kind)``: what tells the training programs of models alone apart (kind ``"alone"``, one index):
+    models alone whose keys are equal share one program, compiled once (the sweep passes
+    ``group_setup.train_program_key``, under which the run keys its programs: one config trained
+    to several budgets can make several programs, their dispatch lengths or compile choices
+    differing); default ``config_program`` (one program per config)."""
     step_tokens = StepTokens(tokens_per_step, seq_len)
     stored = stored or (lambda indices, kind: False)
+    key_of = program_key or config_program(specs)
     if not isinstance(reruns, bool):
         raise ValueError(f"plan: `reruns` must be True or False, got {reruns!r}")
     padding_weight = SHARED_PADDING_WEIGHT if reruns else 1.0
@@ -190,8 +222,9 @@ def plan(specs: Sequence, steps: Sequence[int], tokens_per_step: int, profile: D
                 parts.extend(order[j:j + max_stack] for j in range(0, len(order), max_stack))
             else:  # "auto", or "alone": the same search without stacks (its best plan for several lanes)
                 parts.extend(_best_partition(order, specs, steps, step_tokens, profile, max_stack, stored,
-                                             stacks=how == "auto", padding_weight=padding_weight))
-        return schedule(_make_groups(parts, specs, steps, step_tokens, profile, stored), profile.lanes)
+                                             stacks=how == "auto", padding_weight=padding_weight,
+                                             key_of=key_of))
+        return schedule(_make_groups(parts, specs, steps, step_tokens, profile, stored, key_of), profile.lanes)
 
     if mode != "auto":
         return groups_for(mode)
@@ -248,17 +281,21 @@ def _shared_cost(part, specs, steps, step_tokens, profile, stored, padding_weigh
 
 def _shared_groups(part, specs, steps, step_tokens, profile, stored, first_id: int) -> list[Group]:
     """One group per model of a shared segment (``Group.shared``), so that lanes can train them
-    at once; the first carries the compile."""
+    at once; the first carries the compile, and the others start once it is done
+    (``Group.compiled_by``)."""
     env, flops, step, compile_s = _shared_program(part, specs, step_tokens, profile, stored)
+    first = f"g{first_id:02d}"
     return [Group(f"g{first_id + j:02d}", (t,), "alone", env.name, (compile_s if j == 0 else 0.0) + steps[t] * step,
                   step_tokens.flops(specs[t].cfg) / flops,
-                  flop_seconds=steps[t] * profile.flop_seconds(flops, 1), shared=tuple(part), compiles=j == 0)
+                  flop_seconds=steps[t] * profile.flop_seconds(flops, 1), shared=tuple(part), compiles=j == 0,
+                  compiled_by=None if j == 0 else first, compile_seconds=compile_s if j == 0 else 0.0)
             for j, t in enumerate(part)]
 
 
-def _make_groups(parts, specs, steps, step_tokens, profile, stored) -> list[Group]:
+def _make_groups(parts, specs, steps, step_tokens, profile, stored, key_of=None) -> list[Group]:
+    key_of = key_of or config_program(specs)
     groups: list[Group] = []
-    compiled: set = set()  # configs whose alone program an earlier group compiled
+    compiled: dict = {}  # program key of a model alone -> the earlier group that compiles it
     for part in parts:
         if isinstance(part, tuple):  # a shared segment (``_best_partition``)
             groups.extend(_shared_groups(part, specs, steps, step_tokens, profile, stored, len(groups)))
@@ -266,49 +303,78 @@ def _make_groups(parts, specs, steps, step_tokens, profile, stored) -> list[Grou
         alone = len(part) == 1
         cfgs = [specs[i].cfg for i in part]
         part_steps = [steps[i] for i in part]
-        reused = alone and cfgs[0] in compiled
+        key = key_of(tuple(part), "alone") if alone else None
+        by = compiled.get(key) if alone else None
+        is_stored = stored(tuple(part), "alone" if alone else "stack")
         cost, useful = _group_cost(cfgs, part_steps, profile, step_tokens, alone=alone,
-                                   compiled=reused, stored=stored(tuple(part), "alone" if alone else "stack"))
-        if alone:
-            compiled.add(cfgs[0])
+                                   compiled=by is not None, stored=is_stored)
+        gid = f"g{len(groups):02d}"
+        if alone and by is None:
+            compiled[key] = gid
         env = cfgs[0] if alone else envelope(cfgs)
         flop_s = max(part_steps) * profile.flop_seconds(step_tokens.flops(env), len(cfgs))
-        groups.append(Group(f"g{len(groups):02d}", tuple(part), "alone" if alone else "stack", env.name,
-                            cost, useful, flop_seconds=flop_s, compiles=not reused))
+        compile_s = _compile_seconds(profile, alone=alone, compiled=by is not None, stored=is_stored)
+        groups.append(Group(gid, tuple(part), "alone" if alone else "stack", env.name,
+                            cost, useful, flop_seconds=flop_s, compiles=by is None, compiled_by=by,
+                            compile_seconds=compile_s))
     return groups
 
 
-def schedule(groups: Sequence[Group], lanes: int) -> list[Group]:
-    """The groups with lanes assigned: longest first, each to the least loaded lane (ties: the
-    lowest lane), so that the lanes end as close together as this greedy rule gets."""
-    loads = [0.0] * lanes
-    lane_of = {}
-    for g in sorted(groups, key=lambda g: -g.estimated_s):
-        lane = min(range(lanes), key=lambda j: (loads[j], j))
-        loads[lane] += g.estimated_s
+def queue_order(groups: Sequence[Group]) -> list[Group]:
+    """The order in which lanes take groups (the sweep's ``_run_lanes`` and the estimates alike):
+    the groups that compile their program first, then longest estimate first (stable: plan order
+    among equals). A group whose program another compiles (``Group.compiled_by``) can only start
+    once that compile is done, so its compiler must be taken before it."""
+    return sorted(groups, key=lambda g: (not g.compiles, -g.estimated_s))
+
+
+def _timeline(groups: Sequence[Group], lanes: int | None = None) -> tuple[dict[str, int], dict[int, float]]:
+    """(lane of each group id, end time of each lane): the groups taken in ``queue_order``, each by
+    its own lane (``lanes`` None) or by the lane free first (ties: the lowest), starting when the
+    lane is free and, for a group whose program another compiles, no earlier than that compile
+    ends (the compiler's start + ``compile_seconds``): a model of a shared program waits for the
+    member that compiles it (the sweep's lanes make it wait)."""
+    free: dict[int, float] = {j: 0.0 for j in range(lanes)} if lanes is not None else {}
+    ready: dict[str, float] = {}  # group id -> when its compile (or load) ends
+    lane_of: dict[str, int] = {}
+    for g in queue_order(groups):
+        lane = min(free, key=lambda j: (free[j], j)) if lanes is not None else g.lane
+        start = max(free.get(lane, 0.0), ready.get(g.compiled_by, 0.0) if g.compiled_by else 0.0)
+        ready[g.id] = start + g.compile_seconds
+        free[lane] = start + g.estimated_s
         lane_of[g.id] = lane
+    return lane_of, free
+
+
+def schedule(groups: Sequence[Group], lanes: int) -> list[Group]:
+    """The groups with lanes assigned, as the sweep's lanes take them (``queue_order``: compiling
+    groups first, then longest first), each to the lane free first (ties: the lowest lane), so
+    that the lanes end as close together as this greedy rule gets. A group waiting for another's
+    compile (``Group.compiled_by``) keeps its lane idle until then."""
+    lane_of, _ = _timeline(groups, lanes)
     return [replace(g, lane=lane_of[g.id]) for g in groups]
 
 
 def plan_seconds(groups: Sequence[Group]) -> float:
-    """Estimated wall time of a scheduled plan: its longest lane, and at least what the cores can
-    do: FLOP-bound time keeps every core busy (the FLOP rate was measured so), the rest (compile,
-    overhead, memory passes) about one core per lane, so with L lanes the plan takes at least
-    Σ FLOP time + Σ other time / L."""
-    loads: dict[int, float] = {}
-    for g in groups:
-        loads[g.lane] = loads.get(g.lane, 0.0) + g.estimated_s
+    """Estimated wall time of a scheduled plan: its longest lane (its groups taken in
+    ``queue_order``, a group waiting for another's compile idling its lane until then), and at
+    least what the cores can do: FLOP-bound time keeps every core busy (the FLOP rate was measured
+    so), the rest (compile, overhead, memory passes) about one core per lane, so with L lanes the
+    plan takes at least Σ FLOP time + Σ other time / L."""
+    _, loads = _timeline(groups)
     flop = sum(g.flop_seconds for g in groups)
     other = sum(g.estimated_s for g in groups) - flop
     return max(max(loads.values(), default=0.0), flop + other / max(len(loads), 1))
 
 
 def _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks: bool = True,
-                  padding_weight: float = SHARED_PADDING_WEIGHT) -> tuple[float, str]:
+                  padding_weight: float = SHARED_PADDING_WEIGHT, key_of=None) -> tuple[float, str]:
     """The cheapest way to train a contiguous segment: (seconds, how): ``stack``, ``alone`` (a
-    segment of one config: its models alone, one after another, on one program) or ``shared``
-    (models of several configs alone, one after another, on one program at their envelope).
-    ``stacks`` False: no stack (a plan of models alone only, for several lanes)."""
+    segment of one config: its models alone, one after another, each distinct program key,
+    ``plan``'s ``program_key``, compiled once) or ``shared`` (models of several configs alone, one
+    after another, on one program at their envelope). ``stacks`` False: no stack (a plan of models
+    alone only, for several lanes)."""
+    key_of = key_of or config_program(specs)
     cfgs = [specs[t].cfg for t in part]
     if len(part) == 1:
         return _group_cost(cfgs, [steps[part[0]]], profile, step_tokens, alone=True,
@@ -320,14 +386,18 @@ def _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks: bool
             return stack, "stack"
         shared = _shared_cost(part, specs, steps, step_tokens, profile, stored, padding_weight)
         return (stack, "stack") if stack <= shared else (shared, "shared")
-    run = sum(_group_cost([c], [steps[t]], profile, step_tokens, alone=True, compiled=j > 0,
-                          stored=j == 0 and stored((t,), "alone"))[0]
-              for j, (c, t) in enumerate(zip(cfgs, part)))
+    run, seen = 0.0, set()
+    for c, t in zip(cfgs, part):
+        key = key_of((t,), "alone")
+        run += _group_cost([c], [steps[t]], profile, step_tokens, alone=True, compiled=key in seen,
+                           stored=key not in seen and stored((t,), "alone"))[0]
+        seen.add(key)
     return (stack, "stack") if stack <= run else (run, "alone")
 
 
 def _best_partition(order, specs, steps, step_tokens, profile, max_stack, stored,
-                    stacks: bool = True, padding_weight: float = SHARED_PADDING_WEIGHT) -> list[list[int]]:
+                    stacks: bool = True, padding_weight: float = SHARED_PADDING_WEIGHT,
+                    key_of=None) -> list[list[int]]:
     """Cheapest split of ``order`` into contiguous segments (dynamic programming over prefixes),
     each a stack or a run of models alone (returned as one-model parts)."""
     m = len(order)
@@ -336,7 +406,8 @@ def _best_partition(order, specs, steps, step_tokens, profile, max_stack, stored
     for j in range(1, m + 1):
         for i in range(max(0, j - max_stack), j):
             part = order[i:j]
-            cost, way = _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks, padding_weight)
+            cost, way = _segment_cost(part, specs, steps, step_tokens, profile, stored, stacks, padding_weight,
+                                      key_of)
             if best[i] + cost < best[j]:
                 best[j], cut[j], how[j] = best[i] + cost, i, way
     parts, j = [], m
@@ -390,8 +461,10 @@ def share_evaluations(groups: Sequence[Group], specs: Sequence, eval_flops: Call
             for g in groups]
 
 
-def program_count(groups: Sequence[Group], specs: Sequence) -> int:
-    """Distinct training programs of a plan: one per stack, one per config trained alone, one per
-    set of models sharing a program."""
-    return len({("stack", g.id) if g.mode == "stack" else ("shared", tuple(g.shared)) if g.shared
-                else ("alone", specs[g.indices[0]].cfg) for g in groups})
+def program_count(groups: Sequence[Group], specs: Sequence | None = None) -> int:
+    """Distinct training programs of a plan: the groups that compile (or load) theirs
+    (``Group.compiles``): one per stack, one per set of models sharing a program, one per
+    distinct program key of models alone (``plan``'s ``program_key``: a config trained to budgets
+    that give it other dispatch lengths or compile choices makes several). Counted as the plan
+    costs them, one compile each. ``specs``: unused (kept for callers)."""
+    return sum(1 for g in groups if g.compiles)

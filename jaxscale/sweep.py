@@ -36,7 +36,7 @@ from jaxscale.devices import barrier, host_mesh_shape, is_writer
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.folders import output_folder
-from jaxscale.planner import Group
+from jaxscale.planner import Group, queue_order
 from jaxscale.results import _jsonable, append_rows, read_rows
 from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.sweep_folder import WEIGHTS_DIR, check_folder, read_record, sweep_record, write_json
@@ -177,7 +177,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     def stop_now() -> bool:
         return abort.is_set() or (should_stop is not None and should_stop())
 
-    def run_group(g: Group, prepared, lane: int | None = None) -> list:
+    def run_group(g: Group, prepared, lane: int | None = None, wait=None, on_compiled=None) -> list:
         group_specs = [specs[i] for i in g.indices]
         ckpt = checkpoint_of(g)
         done_file = ckpt.folder / "rows.json" if ckpt is not None else None
@@ -191,7 +191,8 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
         else:
             result = train_group(group_specs, data, settings, mode=g.mode, stack_id=g.id, checkpoint=ckpt,
                                  checkpoint_every=checkpoint_every, should_stop=stop_now, prepared=prepared,
-                                 shared=shared_of(g), eval_shared=eval_shared_of(g))
+                                 shared=shared_of(g), eval_shared=eval_shared_of(g), wait=wait,
+                                 on_compiled=on_compiled)
             group_rows = result.rows
             for i, (row, spec) in enumerate(zip(group_rows, group_specs)):
                 row["stack"]["planned_seconds"] = g.estimated_s
@@ -265,12 +266,27 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     whose program another group compiles (``Group.compiles``) can only start when that is done
     (measured on notebook-emergence's three-program plan, the longest-first queue left the
     {micro, tiny} program's compile for the end of one lane, which ended 5 s after the other).
+    Such a group (``planner.Group.compiled_by``) waits, once set up, until its compiler's
+    programs are compiled or loaded (``run_group``'s ``wait`` and ``on_compiled``, given to the
+    groups they concern only), as the plan's estimate has it (``planner.schedule``); its row
+    records the wait as ``stack.waited_seconds``, not as its compile.
     ``run_group(g, None, lane)`` trains one group. A lane that fails sets ``abort``: the others
     checkpoint at their next dispatch and stop (``Interrupted``); the first failure that was not
     such a stop is raised."""
     errors: list[BaseException] = []
-    queue = sorted(groups, key=lambda g: (not g.compiles, -g.estimated_s))  # stable: plan order among equals
+    queue = queue_order(groups)  # compiling groups first, then longest first (stable: plan order among equals)
     take = threading.Lock()
+    compiler = compilers(groups)
+    ready = {c: threading.Event() for c in compiler.values()}  # a compiler's programs are compiled or loaded
+
+    def waiter(c: str):
+        def wait() -> None:
+            while not ready[c].wait(0.05):
+                if abort.is_set():
+                    break
+            if abort.is_set():  # another lane failed or stopped: nothing here has started yet
+                raise Interrupted(0, None)
+        return wait
 
     def lane(j: int) -> None:
         try:
@@ -279,7 +295,19 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
                     if not queue:
                         return
                     g = queue.pop(0)
-                rows_of[g.id] = run_group(g, None, j)
+                hooks = {}
+                if g.id in compiler:
+                    hooks["wait"] = waiter(compiler[g.id])
+                if g.id in ready:
+                    hooks["on_compiled"] = ready[g.id].set
+                try:
+                    rows_of[g.id] = run_group(g, None, j, **hooks)
+                except BaseException:
+                    abort.set()  # before its waiters wake: they stop rather than compile its program
+                    raise
+                finally:
+                    if g.id in ready:  # done, failed, or finished by an earlier run: waiters go on
+                        ready[g.id].set()
         except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(err)
             abort.set()
@@ -296,6 +324,22 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
         raise RuntimeError(f"sweep: groups {missing} did not run")
 
 
+def compilers(groups: Sequence[Group]) -> dict[str, str]:
+    """For each group whose training program another group of the plan compiles, that group's
+    id: ``Group.compiled_by``, or, in a plan recorded before it existed, the group of its shared
+    set that compiles (``Group.compiles``)."""
+    ids = {g.id for g in groups}
+    by_set = {g.shared: g.id for g in groups if g.shared and g.compiles}
+    out = {}
+    for g in groups:
+        if g.compiles:
+            continue
+        c = g.compiled_by or by_set.get(g.shared)
+        if c is not None and c in ids and c != g.id:
+            out[g.id] = c
+    return out
+
+
 MAX_RATES_SHOWN = 8  # a stack's per-model rates printed in its line (all of them are in the rows)
 
 
@@ -310,7 +354,9 @@ def _report_group(g: Group, group_rows: list, log) -> None:
         shown = " ".join(f"{r['tokens'] / wall:,.0f}" for r in group_rows[:MAX_RATES_SHOWN])
         more = f" (+{len(group_rows) - MAX_RATES_SHOWN})" if len(group_rows) > MAX_RATES_SHOWN else ""
         per_model = f" (per model {shown}{more})"
-    print(f"{g.id} done: {len(group_rows)} model(s), compile {s['compile_seconds'] or 0:.1f}s, "
+    waited = s.get("waited_seconds") or 0.0
+    waited = f", waited {waited:.1f}s for another lane's compile" if waited >= 0.05 else ""
+    print(f"{g.id} done: {len(group_rows)} model(s), compile {s['compile_seconds'] or 0:.1f}s{waited}, "
           f"wall {group_rows[0]['wall_seconds']:.1f}s (planned {g.estimated_s:.1f}s), "
           f"{total_tokens / wall:,.0f} tok/s total{per_model}, "
           f"padded-FLOP util {s['padded_flops_util']:.1%}", file=log)

@@ -59,8 +59,10 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
     horizon = planning_steps(steps, settings, data, reruns)
+    keys = program_keys(specs, data, settings)
     groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
-                  stored=stored_programs(specs, data, settings), reruns=reruns, seq_len=data.seq_len)
+                  stored=stored_programs(specs, data, settings, keys), reruns=reruns, seq_len=data.seq_len,
+                  program_key=lambda indices, kind: keys(indices, kind) or (kind, indices))
     if mode == "auto":  # --mode sequential keeps every model at its true shape, evaluation included
         groups = share_evaluations(groups, specs, lambda cfg, i: evaluation_flops(cfg, steps[i], data, settings),
                                    profile)
@@ -116,20 +118,34 @@ def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings, pl
     return f" if early stopping ends every run at its earliest, step {min(horizon)}: {why}"
 
 
-def stored_programs(specs, data, settings) -> Callable[[tuple, str], bool]:
+def program_keys(specs, data, settings) -> Callable[[tuple, str], tuple | None]:
+    """The training program key of a group (``group_setup.train_program_key``: what the run keys
+    its program by, dispatch length and compile choice included), memoised; None for a mesh the
+    group cannot have (--batch-shards: a plan that keeps it is refused by name)."""
+    memo: dict = {}
+
+    def key(indices: tuple, kind: str) -> tuple | None:
+        if (indices, kind) not in memo:
+            try:
+                memo[indices, kind] = train_program_key([specs[i] for i in indices], data, settings, kind)
+            except ValueError:
+                memo[indices, kind] = None
+        return memo[indices, kind]
+
+    return key
+
+
+def stored_programs(specs, data, settings, keys=None) -> Callable[[tuple, str], bool]:
     """For the planner: whether a group's training program (``kind``: ``stack``, ``alone`` or
     ``shared``) was compiled on disk by an earlier run (``program_cache.note_stored``), so that
-    it costs a load, not a compile."""
+    it costs a load, not a compile. ``keys``: ``program_keys`` of these specs (made if None)."""
+    keys = keys or program_keys(specs, data, settings)
     memo: dict = {}
 
     def stored(indices: tuple, kind: str) -> bool:
         if (indices, kind) not in memo:
-            try:
-                key = train_program_key([specs[i] for i in indices], data, settings, kind)
-            except ValueError:  # a mesh this group cannot have (--batch-shards): no program of it
-                memo[indices, kind] = False  # is stored; a plan that keeps it is refused by name
-            else:
-                memo[indices, kind] = program_cache.is_stored("train_chunk", key)
+            key = keys(indices, kind)  # None: a mesh this group cannot have; no program of it is stored
+            memo[indices, kind] = key is not None and program_cache.is_stored("train_chunk", key)
         return memo[indices, kind]
 
     return stored
