@@ -34,7 +34,8 @@ The cache is on only where JAX's compilation cache is (``compile_cache.py``: the
 experiment scripts), in its folder's ``programs/`` subfolder; in a multi-process run it is off.
 A program is loaded onto the devices it was compiled for (``deserialize_and_load``'s default,
 every device, made a one-device program on a 4-device host reject its inputs).
-``JAXSCALE_PROGRAM_CACHE=off`` turns it off alone.
+``JAXSCALE_PROGRAM_CACHE=off`` turns it off alone; ``JAXSCALE_PROGRAM_CACHE=PATH`` keeps it in
+``PATH`` instead (still only where JAX's cache is on).
 """
 
 from __future__ import annotations
@@ -104,13 +105,21 @@ def _fresh_compile():
 
 
 def enable(folder: str | os.PathLike | None) -> Path | None:
-    """Store programs in ``folder`` (None: off). Returns the folder in use."""
+    """Store programs in ``folder`` (None: off), or where ``$JAXSCALE_PROGRAM_CACHE`` says:
+    ``off`` turns this cache off alone, a path moves it there (it was silently ignored, and the
+    programs went to ``folder``). Returns the folder in use."""
     global _FOLDER
-    if folder is None or os.environ.get("JAXSCALE_PROGRAM_CACHE", "").lower() == "off":
+    chosen = os.environ.get("JAXSCALE_PROGRAM_CACHE", "").strip()
+    if folder is None or chosen.lower() == "off":
         _FOLDER = None
     else:
-        _FOLDER = Path(folder)
-        _FOLDER.mkdir(parents=True, exist_ok=True)
+        _FOLDER = Path(chosen).expanduser() if chosen else Path(folder)
+        try:
+            _FOLDER.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            where = "$JAXSCALE_PROGRAM_CACHE" if chosen else "the program cache folder"
+            raise ValueError(f"{where} {str(_FOLDER)!r} cannot be made ({err.strerror or err}); give a "
+                             f"folder that can be, or 'off'") from None
     return _FOLDER
 
 

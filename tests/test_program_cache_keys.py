@@ -190,3 +190,21 @@ def test_a_stack_on_one_model_shard_with_a_split_batch_is_keyed_once(tmp_path):
     assert first["package"] == str(pkg / "jaxscale")
     assert all(first["same"]), first["same"]
     assert all(first["apart"]), first["apart"]
+
+
+def test_a_path_in_the_environment_moves_the_program_cache(tmp_path, monkeypatch):
+    """``JAXSCALE_PROGRAM_CACHE=PATH`` was silently ignored (only ``off`` was read), and the
+    programs went under the compilation cache's folder; a path that cannot be made is refused."""
+    from jaxscale import program_cache
+
+    moved = tmp_path / "mine"
+    monkeypatch.setenv("JAXSCALE_PROGRAM_CACHE", str(moved))
+    assert program_cache.enable(tmp_path / "default") == moved and moved.is_dir()
+    assert not (tmp_path / "default").exists()
+    assert program_cache.enable(None) is None  # JAX's cache off: this one too
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("JAXSCALE_PROGRAM_CACHE", str(tmp_path / "file" / "sub"))
+    with pytest.raises(ValueError, match=r"\$JAXSCALE_PROGRAM_CACHE .* cannot be made"):
+        program_cache.enable(tmp_path / "default")
+    monkeypatch.delenv("JAXSCALE_PROGRAM_CACHE")
+    program_cache.enable(None)
