@@ -197,9 +197,11 @@ def main(argv=None) -> int:
     _common.write_rows(out / "results.jsonl", rows)
     with np.errstate(over="ignore", invalid="ignore"):  # bootstrap curves far outside the data
         figures = write_figures(out, race, fits)
-    (out / "fits.json").write_text(json.dumps(
+    from jaxscale.results import _jsonable
+
+    (out / "fits.json").write_text(json.dumps(_jsonable(  # strict JSON: a non-finite bound is null
         {"race": {**race, "entries": [{k: v for k, v in e.items() if k != "curves"} for e in race["entries"]]},
-         **{k: v for k, v in fits.items() if k != "_objects"}}, indent=2, default=float))
+         **{k: v for k, v in fits.items() if k != "_objects"}}), indent=2, allow_nan=False))
     report = write_report(out, mode, plan, race, fits, rows, figures,
                           command=_common.command_line("chinchilla.py", argv), wall_seconds=time.perf_counter() - t0)
     for e in race["entries"]:

@@ -33,7 +33,7 @@ def png_size(path):
 
 def est(e):
     """The report's 'value [lo, hi]' form of a fit's JSON estimate."""
-    if isinstance(e, dict) and all(math.isfinite(v) for v in e["ci95"]):
+    if isinstance(e, dict) and all(v is not None and math.isfinite(v) for v in e["ci95"]):
         return f"{e['value']:.4g} [{e['ci95'][0]:.4g}, {e['ci95'][1]:.4g}]"
     return f"{e['value'] if isinstance(e, dict) else e:.4g}"
 
@@ -73,7 +73,7 @@ def test_power_law_smoke(power_law_smoke):
     rows, report = check_rows_and_figures(out, {"text", "random_tokens"})
     for name in ("power_law.png", "power_law_total.png", "random_tokens.png", "curves.png"):
         assert (out / name).exists()
-    fits = json.loads((out / "fits.json").read_text())
+    fits = json.loads((out / "fits.json").read_text(), parse_constant=lambda c: pytest.fail(f"fits.json holds {c}"))
     for key in ("non_embedding", "total"):
         law = fits["text"][key]
         for p in ("A", "alpha", "B"):
@@ -101,7 +101,7 @@ def test_chinchilla_smoke(chinchilla_smoke):
     out = chinchilla_smoke
     rows, report = check_rows_and_figures(out, {"race", "isoflop"})
     assert (out / "race.png").exists()
-    fits = json.loads((out / "fits.json").read_text())
+    fits = json.loads((out / "fits.json").read_text(), parse_constant=lambda c: pytest.fail(f"fits.json holds {c}"))
     race = fits["race"]
     # Equal training FLOPs by the model's own formula, up to one step's rounding.
     for r in (r for r in rows if r["part"] == "race"):

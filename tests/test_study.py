@@ -39,7 +39,8 @@ def test_documented_files_and_fields(smoke_study):
     iso_extra = read_rows(out / "isoflop-ext1" / "results.jsonl") if (out / "isoflop-ext1").exists() else []
     assert len(rows) == n_grid + len(extra) + len(cfg.isoflop_budgets) * len(cfg.isoflop_sizes) + len(iso_extra)
     assert all(not missing_fields(r) for r in rows)
-    fits = json.loads((out / "fits.json").read_text())
+    # strict JSON (bare Infinity, written for an unbounded interval, is refused by strict parsers)
+    fits = json.loads((out / "fits.json").read_text(), parse_constant=lambda c: pytest.fail(f"fits.json holds {c}"))
     for key in ("power_law_non_embedding", "power_law_total", "compute_law", "approach1", "approach2", "approach3"):
         assert key in fits
     law = fits["power_law_non_embedding"]
