@@ -419,12 +419,18 @@ def save_group_weights(path: Path, params_by_run: dict) -> None:
 def load_weights(out_dir: str | os.PathLike, name: str, *, seed: int | None = None, lr: float | None = None,
                  run_id: str | None = None) -> tuple[ModelConfig, dict, dict]:
     """(config, parameters, row) of a trained model of a sweep folder, found by name (and seed,
-    learning rate or run id where the name is not unique)."""
+    learning rate or run id where the name is not unique). A bare size name (``l1``) finds a
+    family's model (``ladder/l1``), as model names do everywhere else; where it names sizes of
+    several families, the models of all of them match."""
     from orbax.checkpoint import v1 as ocp
 
     out = Path(out_dir)
+
+    def named(r) -> bool:
+        return r["name"] == name or ("/" not in name and r["name"].rsplit("/", 1)[-1] == name)
+
     rows = [r for r in read_rows(out / "results.jsonl")
-            if (r["name"] == name or run_id is not None) and (seed is None or r["seed"] == seed)
+            if (named(r) or run_id is not None) and (seed is None or r["seed"] == seed)
             and (lr is None or r["lr"] == lr) and (run_id is None or r["run_id"] == run_id)]
     if not rows:
         raise ValueError(f"no trained model named {name!r} (seed={seed}, lr={lr}, run_id={run_id}) in {out}")

@@ -246,6 +246,9 @@ def test_a_sweep_of_shared_programs_resumes_and_saves_true_shape_weights(tmp_pat
     for spec in specs:
         cfg, params, _ = load_weights(tmp_path, spec.cfg.name)
         assert {k: v.shape for k, v in params.items()} == {k: v.shape for k, v in init_params(cfg, 0).items()}
+        # a bare size name finds it too, as model names do elsewhere ("no trained model named 'l1'")
+        bare = spec.cfg.name.rsplit("/", 1)[-1]
+        assert load_weights(tmp_path, bare)[2]["run_id"] == load_weights(tmp_path, spec.cfg.name)[2]["run_id"]
 
 
 # ----- a folder left by a crash at an awkward moment, or holding something else ------------------
