@@ -32,9 +32,9 @@ under a millisecond, that trades a little padding for whole compiles. But where 
 cache keeps the programs, the padding is paid again by every later run that loads the program,
 so ``auto`` counts it twice against the compile it saves (``SHARED_PADDING_WEIGHT``); with the
 caches off (``JAXSCALE_COMPILATION_CACHE=off``: every run compiles), or when a sweep is
-planned for itself alone (``--plan-for once``), it counts once (``plan``'s ``reruns``; the
-sweep then also plans a run that can stop early for its earliest stop,
-``sweep_plan.planning_steps``). Measured on the 2-core CPU (2026-12-02/03,
+planned for itself alone (``--plan-for once``), it counts once (``plan``'s ``reruns``). Either
+way the sweep plans a run that can stop early for its earliest stop
+(``sweep_plan.planning_steps``), where a later run stops too. Measured on the 2-core CPU (2026-12-02/03,
 interleaved, noisy): cold ``jaxscale sweep --preset notebook-scaling`` took 4.8-4.9 s with its
 five models on one shared program, against 5.8-6.9 s as one stack. For notebook-emergence,
 sharing {micro, tiny} and {small, medium} (padding counted once) took 19.3-19.5 s cold with

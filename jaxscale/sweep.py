@@ -257,9 +257,9 @@ def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, 
     runs), each lane taking the next group as soon as it is free, longest estimate first.
 
     Why not each group on the lane the plan gave it: the plan balances the lanes by estimates at
-    full budgets (where a cache keeps the programs; ``sweep_plan.planning_steps``), and an early
-    stop ends some models far sooner than others (notebook-emergence's models stopped after 7 to 9
-    of their 20 epochs), so the fixed lanes ended seconds apart.
+    each model's earliest early stop (``sweep_plan.planning_steps``), and early stops fall
+    unevenly (notebook-emergence's models stopped after 7 to 9 of their 20 epochs), so the fixed
+    lanes ended seconds apart.
     Taking groups from one queue, longest first, is the plan's own greedy rule applied to the
     times as they turn out. Groups that compile their program go first: a compile's time is
     known, a training time at full budget may be cut short by an early stop, and a group

@@ -3,8 +3,9 @@ compiled, and the plan's printed summary (``planner.py`` holds the cost model an
 
 Whether a persistent cache keeps this run's programs (``compile_cache.programs_kept``) decides
 what the plan is for, unless the caller says (``plan_for``): with one, every later run of the
-sweep loads the same programs, so the plan is made for those runs too (padding counted for
-them, whole budgets); without one, for this run alone.
+sweep loads the same programs, so the plan is made for those runs too (a shared program's
+padding counted for them); without one, for this run alone. Either way a run that can stop
+early is planned at its earliest stop (``planning_steps``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     profile = with_batch_shards(profile, data.batch_size, settings.batch_shards, jax.process_count())
     steps = [s.budget.steps(s.cfg, data.batch_size, data.seq_len) for s in specs]
     reruns = programs_kept() if plan_for == "auto" else plan_for == "reruns"
-    horizon = planning_steps(steps, settings, data, reruns)
+    horizon = planning_steps(steps, settings, data)
     keys = program_keys(specs, data, settings)
     groups = plan(specs, horizon, data.tokens_per_step, profile, mode=mode,
                   stored=stored_programs(specs, data, settings, keys), reruns=reruns, seq_len=data.seq_len,
@@ -70,7 +71,7 @@ def plan_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSetting
     summary = (f"plan ({mode}, {profile.platform} ×{profile.devices}, effective {profile.flop_rate / 1e9:.1f} GFLOP/s, "
                f"{len(groups)} group{'s' if len(groups) != 1 else ''}, {n_programs} "
                f"program{'s' if n_programs != 1 else ''}, {profile.lanes} lane{'s' if profile.lanes != 1 else ''}, "
-               f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings, plan_for)}):\n"
+               f"est. {plan_seconds(groups):.1f}s{horizon_note(steps, horizon, settings, plan_for, reruns)}):\n"
                f"{describe(groups, specs)}")
     return SweepPlan(groups, horizon, reruns, summary, profile)
 
@@ -86,34 +87,41 @@ def with_batch_shards(profile: DeviceProfile, batch_size: int, batch_shards: int
     return dataclasses.replace(profile, alone_batch_shards=alone, stack_batch_shards=stack)
 
 
-def planning_steps(steps: list[int], settings: RunSettings, data: TrainData, reruns: bool) -> list[int]:
-    """The steps each model is planned for. With a cache that keeps the programs (``reruns``),
-    its whole budget: the plan is then also every later run's, and counting the steps that
-    early stopping may skip keeps a shared program's padding from looking cheaper than it is
-    for those runs. Without one, the plan is for this run alone, so a run that can stop early is
-    planned to stop at its earliest (``runner.earliest_stop``): were it to train on to its
-    budget, a plan made so costs only the padding its fewer compiles traded (on
-    notebook-emergence, 2 programs instead of 3, estimated 33.5 s against 32.4 s at full
-    budgets), while its compiles are saved either way. Where an early stop falls cannot be known
-    (the notebook-emergence models stopped after 7-8 of their 20 epochs, the earliest being 7).
-    Measured on the 2-core CPU (2026-12-03, seventeenth session, both caches off, three
-    interleaved pairs): 19.4 / 19.2 / 17.5 s with the 2 programs planned so (forced then by a
-    temporary override of the padding weight, the plan made here) against 25.0 / 22.3 / 22.5 s
-    with the 3 planned at full budgets. An earlier session planned every run at its
-    earliest stop with the cache on too, when stacks were the alternative: it chose stacks that
-    were no faster cold and slower warm."""
-    if reruns or not settings.early_stop or not data.steps_per_epoch:
+def planning_steps(steps: list[int], settings: RunSettings, data: TrainData) -> list[int]:
+    """The steps each model is planned for: a run that can stop early is planned to stop at its
+    earliest (``runner.earliest_stop``), any other at its whole budget.
+
+    Why the earliest stop: where early stopping falls cannot be known before the run, but the
+    notebook's rule ends a model as soon as its epoch loss is low enough, and the
+    notebook-emergence models stopped after 7-9 of their 20 epochs, the earliest being 7. A later
+    run of the same sweep (which loads the programs a cache kept) stops at the same steps: the
+    same seeds, data and programs give the same losses. Planned at full budgets instead, 2.5x
+    the steps trained, a shared program's padding looked 2.5x dearer than it is, so with a cache
+    on the preset trained on four programs where two pay. Measured (2026-12-05, thirty-second
+    session, ``jaxscale bench --preset notebook-emergence --vs-torch --modes auto --repeats 3
+    --e2e-repeats 3``, three interleaved rounds, the cache on): the four programs planned at full
+    budgets took 13.6 / 16.2 / 15.5 s cold and 5.1 / 6.2 / 4.9 s warm; the two planned at the
+    earliest stop (then ``--plan-for once``) 9.9 / 11.9 / 10.5 s cold and 5.7 / 6.9 / 5.8 s warm:
+    4-5 s less for the first run, 0.6-1.0 s more for each later one. Were a run to train on to
+    its budget, a plan made so costs only the padding its fewer compiles traded, while its
+    compiles are saved either way. (An earlier session planned at the earliest stop when stacks
+    were the alternative to models alone: it chose stacks that were no faster cold and slower
+    warm; shared programs have since replaced them on a CPU.)"""
+    if not settings.early_stop or not data.steps_per_epoch:
         return list(steps)
     return [earliest_stop(n, settings.early_stop, data.steps_per_epoch) for n in steps]
 
 
-def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings, plan_for: str = "auto") -> str:
-    """What the plan's estimate counts, for its printed line."""
+def horizon_note(steps: list[int], horizon: list[int], settings: RunSettings, plan_for: str = "auto",
+                 reruns: bool = False) -> str:
+    """What the plan's estimate counts, for its printed line (``reruns``: the plan is also that of
+    later runs that load its programs)."""
     if not settings.early_stop:
         return ""
     if horizon == list(steps):
         return " at full budgets; early stopping ends sooner"
     why = ("planned for this run alone (plan for: once)" if plan_for == "once"
+           else "where a later run, which loads its programs, stops too" if reruns
            else "no cache keeps the programs, so the plan is for this run alone")
     return f" if early stopping ends every run at its earliest, step {min(horizon)}: {why}"
 

@@ -39,22 +39,24 @@ def test_each_model_of_a_stack_stops_on_its_own_epoch_loss(monkeypatch):
     assert f"if early stopping ends every run at its earliest, step {2 * epoch}" in log.getvalue(), log.getvalue()
 
 
-def test_a_sweep_is_planned_at_full_budgets_where_a_cache_keeps_its_programs():
-    """With the programs kept for later runs, the plan is also theirs: every run is planned at its
-    whole budget, whatever early stopping may cut (``sweep_plan.planning_steps``)."""
+def test_a_sweep_that_can_stop_early_is_planned_at_its_earliest_stop():
+    """Every run, and with a cache every later run that loads its programs, is planned at its
+    earliest stop: a later run stops at the same steps, and planned at full budgets (2.5x the
+    steps the preset trains) a shared program's padding looked 2.5x dearer than it is, so the
+    preset trained on four programs where two pay (``sweep_plan.planning_steps``)."""
     import jaxscale.sweep_plan as sweep_plan
 
     preset = make_preset("notebook-emergence")
     budgets = [s.budget.steps(s.cfg, 1, preset.data.seq_len) for s in preset.specs]
-    assert sweep_plan.planning_steps(budgets, preset.settings, preset.data, reruns=True) == budgets
-    earliest = sweep_plan.planning_steps(budgets, preset.settings, preset.data, reruns=False)
+    earliest = sweep_plan.planning_steps(budgets, preset.settings, preset.data)
     assert earliest == [7 * preset.data.steps_per_epoch] * 5 and earliest[0] < budgets[0]
     no_rule = dataclasses.replace(preset.settings, early_stop=None)
-    assert sweep_plan.planning_steps(budgets, no_rule, preset.data, reruns=False) == budgets
-    assert sweep_plan.horizon_note(budgets, budgets, preset.settings) == " at full budgets; early stopping ends sooner"
-    assert "its earliest, step 2100" in sweep_plan.horizon_note(budgets, earliest, preset.settings)
+    assert sweep_plan.planning_steps(budgets, no_rule, preset.data) == budgets
     assert sweep_plan.horizon_note(budgets, budgets, no_rule) == ""
+    assert "its earliest, step 2100" in sweep_plan.horizon_note(budgets, earliest, preset.settings)
     assert sweep_plan.horizon_note(budgets, earliest, preset.settings).endswith("no cache keeps the programs, so the "
                                                                                "plan is for this run alone")
+    assert sweep_plan.horizon_note(budgets, earliest, preset.settings, reruns=True).endswith(
+        "where a later run, which loads its programs, stops too")
     assert sweep_plan.horizon_note(budgets, earliest, preset.settings, "once").endswith(
         "planned for this run alone (plan for: once)")

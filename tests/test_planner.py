@@ -258,8 +258,8 @@ def test_models_alone_share_an_evaluation_program_while_its_padding_costs_less_t
     (True, "once", False), (False, "once", False), (True, "reruns", True), (False, "reruns", True)])
 def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, plan_for, reruns, monkeypatch):
     """``run_sweep`` passes ``compile_cache.programs_kept()`` to the planner as ``reruns``, unless
-    ``plan_for`` says what the plan is for; a plan for this run alone is planned at the earliest
-    early stop (``sweep_plan.planning_steps``)."""
+    ``plan_for`` says what the plan is for; either way a run that can stop early is planned at
+    its earliest stop (``sweep_plan.planning_steps``)."""
     import jaxscale.sweep as sweep
     import jaxscale.sweep_plan as sweep_plan
 
@@ -279,8 +279,7 @@ def test_a_sweep_plans_for_reruns_only_where_a_cache_keeps_its_programs(kept, pl
         sweep.run_sweep(preset.specs, preset.data, preset.settings, profile=CPU, log=io.StringIO(),
                         plan_for=plan_for)
     assert seen["reruns"] is reruns
-    budgets = [s.budget.steps(s.cfg, preset.data.batch_size, preset.data.seq_len) for s in preset.specs]
-    assert seen["steps"] == (budgets if reruns else [2100] * 5)
+    assert seen["steps"] == [2100] * 5
 
 
 def test_plan_for_is_checked_by_name_before_anything_is_written(tmp_path):
