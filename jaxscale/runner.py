@@ -24,7 +24,8 @@ from jaxscale.compile_mode import COMPILE_MODES
 from jaxscale.config import ModelConfig
 from jaxscale.data.corpus import Corpus
 from jaxscale.data.source import TrainData
-from jaxscale.devices import any_process, place, to_host
+from jaxscale.devices import any_process, to_host
+from jaxscale.early_stop import apply_early_stop
 from jaxscale.group_setup import PreparedGroup, prepare_group
 from jaxscale.model import ModelDims
 from jaxscale.progress import Progress
@@ -112,13 +113,6 @@ def _boundaries(totals: Sequence[int], eval_every: int, chunk: int, epoch_steps:
     return out
 
 
-def _epoch_mean_losses(train_losses: np.ndarray, start: int, end: int) -> np.ndarray:
-    window = train_losses[start:end]
-    counts = np.sum(np.isfinite(window), axis=0)
-    sums = np.sum(np.where(np.isfinite(window), window, 0.0), axis=0)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
-
-
 class Interrupted(Exception):
     """Training stopped on request (a signal) after saving a checkpoint at ``step``."""
 
@@ -171,7 +165,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
     (``prepare_group``).
     ``wait``: called after the setup, before the programs are compiled or loaded: returns once
     another group (on another lane) has compiled the training program this one reuses
-    (``planner.Group.compiled_by``; ``sweep._run_lanes``). ``on_compiled``: called once this
+    (``planner.Group.compiled_by``; ``sweep_lanes.run_lanes``). ``on_compiled``: called once this
     group's programs are compiled or loaded. The time spent waiting, there or for another lane
     compiling one of this group's programs, is the rows' ``stack.waited_seconds``, not their
     ``compile_seconds`` (what this group compiled or loaded itself) nor their ``wall_seconds``.
@@ -257,7 +251,7 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
                 if due[i]:
                     val_points[i].append((step, float(vals[i])))
         if epoch_steps and step % epoch_steps == 0:
-            hyper = _early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
+            hyper = apply_early_stop(hyper, train_losses, step, epoch_steps, settings.early_stop, k_run, val_points,
                                 lambda: g.evaluate(state.params_P, val_rows, val_weights), mesh, stacked)
         elapsed = max(time.perf_counter() - t_train, 1e-9)
         # tokens of the models still within their budgets: a stack's finished (or early-stopped)
@@ -313,41 +307,6 @@ def train_group(specs: Sequence[ModelSpec], data: TrainData | Corpus, settings: 
         row["run_id"] = run_id_for(spec, data, settings.data_seed, stack_id, i)
         rows.append(row)
     return GroupResult(rows, final, tuple(cfgs), stacked, padded and not stacked, env, g.eval_env)
-
-
-def earliest_stop(total: int, rule: tuple[int, float], epoch_steps: int) -> int:
-    """The first step at which the early-stopping ``rule`` (``RunSettings.early_stop``) can end a
-    run of ``total`` steps with epochs of ``epoch_steps``: the end of epoch index ``rule[0] + 1``
-    (``_early_stop``), or ``total`` when that is sooner."""
-    if not isinstance(epoch_steps, int) or epoch_steps <= 0:
-        raise ValueError(f"earliest_stop: `epoch_steps` must be a positive int, got {epoch_steps!r}")
-    return min(total, _first_stop(rule, epoch_steps))
-
-
-def _first_stop(rule: tuple[int, float], epoch_steps: int) -> int:
-    """The first epoch end at which ``rule`` may stop a model: after epoch index ``rule[0]``."""
-    return (rule[0] + 2) * epoch_steps
-
-
-def _early_stop(hyper, train_losses, step, epoch_steps, rule, k, val_points, evaluate, mesh, stacked):
-    """The notebook's rule: after epoch index > ``rule[0]``, a model whose mean training loss over
-    the epoch is below ``rule[1]`` stops (its budget is cut to the steps it has taken);
-    ``evaluate()`` gives every model's validation loss now, recorded at the stop."""
-    threshold = rule[1]
-    if step < _first_stop(rule, epoch_steps):  # called at epoch ends only
-        return hyper
-    means = _epoch_mean_losses(train_losses, step - epoch_steps, step)
-    ends = np.asarray(to_host(hyper.total_steps)).reshape(k).copy()
-    stop = (means < threshold) & (ends > step)
-    if not stop.any():
-        return hyper
-    vals = evaluate()
-    for i in np.nonzero(stop)[0]:
-        ends[i] = step
-        if not val_points[i] or val_points[i][-1][0] != step:
-            val_points[i].append((step, float(vals[i])))
-    new = ends.reshape(np.shape(hyper.total_steps)).astype(np.int32)
-    return hyper._replace(total_steps=place(new, mesh, stacked=stacked))
 
 
 @dataclass(frozen=True)

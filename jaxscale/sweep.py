@@ -33,12 +33,13 @@ from jaxscale.compile_cache import check_plan_for
 from jaxscale.config import ModelConfig
 from jaxscale.data.source import TrainData
 from jaxscale.devices import barrier, host_mesh_shape, is_writer
+from jaxscale.sweep_lanes import run_lanes
 from jaxscale.group_setup import prepare_group
 from jaxscale.device_profile import DeviceProfile, calibrate
 from jaxscale.folders import output_folder
-from jaxscale.planner import Group, queue_order
+from jaxscale.planner import Group
 from jaxscale.results import _jsonable, append_rows, read_rows
-from jaxscale.runner import GroupResult, Interrupted, ModelSpec, RunSettings, run_id_for, train_group
+from jaxscale.runner import GroupResult, ModelSpec, RunSettings, run_id_for, train_group
 from jaxscale.sweep_folder import WEIGHTS_DIR, check_folder, read_record, sweep_record, write_json
 from jaxscale.sweep_plan import plan_sweep
 from jaxscale.train import Budget, OptimConfig
@@ -222,7 +223,7 @@ def run_sweep(specs: Sequence[ModelSpec], data: TrainData, settings: RunSettings
     n_lanes = 1 + max(g.lane for g in groups)
     rows_of: dict[str, list] = {}
     if n_lanes > 1 and jax.process_count() == 1:
-        _run_lanes(groups, n_lanes, run_group, rows_of, abort)
+        run_lanes(groups, n_lanes, run_group, rows_of, abort)
         return SweepResult([r for g in groups for r in rows_of[g.id]], groups, out_path)
 
     ahead = ThreadPoolExecutor(1, thread_name_prefix="jaxscale-ahead") \
@@ -250,94 +251,6 @@ def _check_meshes(groups: Sequence[Group], data: TrainData, settings: RunSetting
                             batch_shards=settings.batch_shards)
         except ValueError as err:
             raise ValueError(f"--batch-shards (RunSettings.batch_shards): {err}") from None
-
-
-def _run_lanes(groups: Sequence[Group], n_lanes: int, run_group, rows_of: dict, abort: threading.Event) -> None:
-    """Train the groups on ``n_lanes`` threads at once (JAX releases the GIL while a program
-    runs), each lane taking the next group as soon as it is free, longest estimate first.
-
-    Why not each group on the lane the plan gave it: the plan balances the lanes by estimates at
-    each model's earliest early stop (``sweep_plan.planning_steps``), and early stops fall
-    unevenly (notebook-emergence's models stopped after 7 to 9 of their 20 epochs), so the fixed
-    lanes ended seconds apart.
-    Taking groups from one queue, longest first, is the plan's own greedy rule applied to the
-    times as they turn out. Groups that compile their program go first: a compile's time is
-    known, a training time at full budget may be cut short by an early stop, and a group
-    whose program another group compiles (``Group.compiles``) can only start when that is done
-    (measured on notebook-emergence's three-program plan, the longest-first queue left the
-    {micro, tiny} program's compile for the end of one lane, which ended 5 s after the other).
-    Such a group (``planner.Group.compiled_by``) waits, once set up, until its compiler's
-    programs are compiled or loaded (``run_group``'s ``wait`` and ``on_compiled``, given to the
-    groups they concern only), as the plan's estimate has it (``planner.schedule``); its row
-    records the wait as ``stack.waited_seconds``, not as its compile.
-    ``run_group(g, None, lane)`` trains one group. A lane that fails sets ``abort``: the others
-    checkpoint at their next dispatch and stop (``Interrupted``); the first failure that was not
-    such a stop is raised."""
-    errors: list[BaseException] = []
-    queue = queue_order(groups)  # compiling groups first, then longest first (stable: plan order among equals)
-    take = threading.Lock()
-    compiler = compilers(groups)
-    ready = {c: threading.Event() for c in compiler.values()}  # a compiler's programs are compiled or loaded
-
-    def waiter(c: str):
-        def wait() -> None:
-            while not ready[c].wait(0.05):
-                if abort.is_set():
-                    break
-            if abort.is_set():  # another lane failed or stopped: nothing here has started yet
-                raise Interrupted(0, None)
-        return wait
-
-    def lane(j: int) -> None:
-        try:
-            while not abort.is_set():
-                with take:
-                    if not queue:
-                        return
-                    g = queue.pop(0)
-                hooks = {}
-                if g.id in compiler:
-                    hooks["wait"] = waiter(compiler[g.id])
-                if g.id in ready:
-                    hooks["on_compiled"] = ready[g.id].set
-                try:
-                    rows_of[g.id] = run_group(g, None, j, **hooks)
-                except BaseException:
-                    abort.set()  # before its waiters wake: they stop rather than compile its program
-                    raise
-                finally:
-                    if g.id in ready:  # done, failed, or finished by an earlier run: waiters go on
-                        ready[g.id].set()
-        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-            errors.append(err)
-            abort.set()
-
-    threads = [threading.Thread(target=lane, args=(j,), name=f"jaxscale-lane{j}") for j in range(n_lanes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
-    missing = [g.id for g in groups if g.id not in rows_of]
-    if missing:
-        raise RuntimeError(f"sweep: groups {missing} did not run")
-
-
-def compilers(groups: Sequence[Group]) -> dict[str, str]:
-    """For each group whose training program another group of the plan compiles, that group's
-    id: ``Group.compiled_by``, or, in a plan recorded before it existed, the group of its shared
-    set that compiles (``Group.compiles``)."""
-    ids = {g.id for g in groups}
-    by_set = {g.shared: g.id for g in groups if g.shared and g.compiles}
-    out = {}
-    for g in groups:
-        if g.compiles:
-            continue
-        c = g.compiled_by or by_set.get(g.shared)
-        if c is not None and c in ids and c != g.id:
-            out[g.id] = c
-    return out
 
 
 MAX_RATES_SHOWN = 8  # a stack's per-model rates printed in its line (all of them are in the rows)

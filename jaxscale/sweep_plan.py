@@ -25,7 +25,8 @@ from jaxscale.devices import mesh_shape
 from jaxscale.stack import envelope
 from jaxscale.group_setup import evaluation_flops, train_program_key
 from jaxscale.planner import Group, plan, plan_seconds, program_count, share_evaluations
-from jaxscale.runner import ModelSpec, RunSettings, earliest_stop
+from jaxscale.early_stop import earliest_stop
+from jaxscale.runner import ModelSpec, RunSettings
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def with_batch_shards(profile: DeviceProfile, batch_size: int, batch_shards: int
 
 def planning_steps(steps: list[int], settings: RunSettings, data: TrainData) -> list[int]:
     """The steps each model is planned for: a run that can stop early is planned to stop at its
-    earliest (``runner.earliest_stop``), any other at its whole budget.
+    earliest (``early_stop.earliest_stop``), any other at its whole budget.
 
     Why the earliest stop: where early stopping falls cannot be known before the run, but the
     notebook's rule ends a model as soon as its epoch loss is low enough, and the

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from jaxscale.presets import make_preset
-from jaxscale.runner import earliest_stop
+from jaxscale.early_stop import earliest_stop
 from jaxscale.sweep import run_sweep
 from jaxscale.train import Budget
 

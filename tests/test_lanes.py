@@ -114,7 +114,7 @@ def test_a_free_lane_takes_the_next_group_whatever_the_plan_said():
     import time
 
     from jaxscale.planner import Group
-    from jaxscale.sweep import _run_lanes
+    from jaxscale.sweep_lanes import run_lanes
 
     groups = [Group("c", (2,), "alone", "x", 1.0, lane=1), Group("a", (0,), "alone", "x", 3.0, lane=0),
               Group("b", (1,), "alone", "x", 2.0, lane=1)]
@@ -127,7 +127,7 @@ def test_a_free_lane_takes_the_next_group_whatever_the_plan_said():
         time.sleep(actual[g.id])
         return [{"id": g.id}]
 
-    _run_lanes(groups, 2, run_group, rows_of, threading.Event())
+    run_lanes(groups, 2, run_group, rows_of, threading.Event())
     assert started[:2] in (["a", "b"], ["b", "a"]) and started[2] == "c"
     assert ran["c"] == ran["a"] != ran["b"]
     assert set(rows_of) == {"a", "b", "c"}

@@ -125,9 +125,9 @@ def test_a_waiting_group_idles_its_lane_in_the_estimate():
 
 
 def test_lanes_make_a_group_wait_for_the_compile_of_the_program_it_reuses():
-    """``_run_lanes`` hands the member a ``wait`` that returns once its compiler's
+    """``run_lanes`` hands the member a ``wait`` that returns once its compiler's
     ``on_compiled`` was called (the fake compiler 'compiles' for 0.3 s, then trains 0.3 s)."""
-    from jaxscale.sweep import _run_lanes
+    from jaxscale.sweep_lanes import run_lanes
 
     groups = [Group("g00", (0,), "alone", "m", 7.0, shared=(0, 1)),
               Group("g01", (1,), "alone", "m", 1.0, shared=(0, 1), compiles=False)]
@@ -147,14 +147,14 @@ def test_lanes_make_a_group_wait_for_the_compile_of_the_program_it_reuses():
             time.sleep(0.3)  # the training
         return [{"id": g.id}]
 
-    _run_lanes(groups, 2, run_group, rows_of, threading.Event())
+    run_lanes(groups, 2, run_group, rows_of, threading.Event())
     assert set(rows_of) == {"g00", "g01"}
     assert events["g01", "compiled"] >= events["g00", "compiled"]
     assert events["g01", "compiled"] - events["g01", "start"] > 0.2
 
 
 def test_a_plan_recorded_without_compiled_by_still_waits_for_its_shared_sets_compiler():
-    from jaxscale.sweep import compilers
+    from jaxscale.sweep_lanes import compilers
 
     groups = [Group("g00", (0,), "alone", "m", 7.0, shared=(0, 1)),
               Group("g01", (1,), "alone", "m", 1.0, shared=(0, 1), compiles=False),
