@@ -58,8 +58,9 @@ def parse_args(doc: str, name: str, argv=None) -> tuple[argparse.Namespace, str,
     return args, run_mode, folder
 
 
-# Written into every experiment's folder when it is made: which script and mode own it.
-MADE_BY = "made_by.json"
+# Written into every experiment's folder when it is made: which script and mode own it (the name
+# the sweep and train commands refuse a folder by).
+from jaxscale.sweep_folder import MADE_BY  # noqa: E402
 # What each script makes at the top of its folder, by which a folder made before ``MADE_BY``
 # existed (2026-12-05) is still recognised as the script's own: every subfolder is one of these,
 # and at least one entry is. (A sweep's folder holds checkpoints/ or weights/, a study's ladder/,

@@ -37,7 +37,6 @@ lowest validation loss was an end of its sizes: ``jaxscale/isoflop_grid.py``).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -197,11 +196,11 @@ def main(argv=None) -> int:
     _common.write_rows(out / "results.jsonl", rows)
     with np.errstate(over="ignore", invalid="ignore"):  # bootstrap curves far outside the data
         figures = write_figures(out, race, fits)
-    from jaxscale.results import _jsonable
+    from jaxscale.results import strict_json
 
-    (out / "fits.json").write_text(json.dumps(_jsonable(  # strict JSON: a non-finite bound is null
+    (out / "fits.json").write_text(strict_json(  # a non-finite bound is written null
         {"race": {**race, "entries": [{k: v for k, v in e.items() if k != "curves"} for e in race["entries"]]},
-         **{k: v for k, v in fits.items() if k != "_objects"}}), indent=2, allow_nan=False))
+         **{k: v for k, v in fits.items() if k != "_objects"}}))
     report = write_report(out, mode, plan, race, fits, rows, figures,
                           command=_common.command_line("chinchilla.py", argv), wall_seconds=time.perf_counter() - t0)
     for e in race["entries"]:

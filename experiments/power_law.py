@@ -34,7 +34,6 @@ random_tokens.png, curves.png, report.md; text/ and random_tokens/ hold the resu
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -369,11 +368,11 @@ def main(argv=None) -> int:
     _common.write_rows(out / "results.jsonl", text_rows + random_rows)
     with np.errstate(over="ignore", invalid="ignore"):  # bootstrap curves far outside the data
         figures = write_figures(out, fits, text_rows, rnd)
-    from jaxscale.results import _jsonable
+    from jaxscale.results import strict_json
 
-    (out / "fits.json").write_text(json.dumps(_jsonable(  # strict JSON: a non-finite bound is null
+    (out / "fits.json").write_text(strict_json(  # a non-finite bound is written null
         {"text": {k: v for k, v in fits.items() if k != "_objects"},
-         "random_tokens": {k: v for k, v in rnd.items() if k not in ("_fit", "rows")}}), indent=2, allow_nan=False))
+         "random_tokens": {k: v for k, v in rnd.items() if k not in ("_fit", "rows")}}))
     report = write_report(out, mode, plan, fits, text_rows, rnd, figures,
                           command=_common.command_line("power_law.py", argv), wall_seconds=time.perf_counter() - t0)
     for key in ("non_embedding", "total"):

@@ -130,14 +130,18 @@ def calibrate(measure: bool = True, lanes: int | None = None, devices: int | Non
     platform = devices[0].platform if devices[0].platform in PLATFORM_DEFAULTS else "gpu"
     d = PLATFORM_DEFAULTS[platform]
     if measure:
-        peak, source = measure_matmul_peak(), "measured matmul peak × table efficiency"
-        if jax.process_count() > 1:
+        source = "measured matmul peak × table efficiency"
+        if jax.process_count() == 1:
+            peak = measure_matmul_peak()
+        else:
             # every process must make the same plan (a group planned differently on two processes
-            # would leave them waiting in each other's collectives): process 0's measurement
+            # would leave them waiting in each other's collectives): process 0 measures, and its
+            # rate is sent to the others
             import numpy as np
             from jax.experimental import multihost_utils
 
-            peak = float(multihost_utils.broadcast_one_to_all(np.float32(peak)))
+            mine = measure_matmul_peak() if jax.process_index() == 0 else 0.0
+            peak = float(multihost_utils.broadcast_one_to_all(np.float32(mine)))
     else:
         peak, source = {"cpu": 1e11, "gpu": 1e14, "tpu": 1e14}[platform], "table"
     return DeviceProfile(platform, d["efficiency"] * peak, d["overhead_s"], d["per_model_s"], d["compile_s"],

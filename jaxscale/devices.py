@@ -90,6 +90,17 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def max_over_processes(value: int) -> int:
+    """The largest of each process's ``value`` (a small int), on every process: the one
+    agreement collective (``any_process``, ``signals.StopRequest``); ``value`` itself on a single
+    process, with no collective."""
+    if jax.process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.asarray(int(value), dtype=np.int32))))
+
+
 def any_process(flag: bool) -> bool:
     """``flag`` agreed between the processes: true on every process when it is true on any.
 
@@ -97,11 +108,7 @@ def any_process(flag: bool) -> bool:
     signal that may reach one process only, or reach them at different moments) must be the
     same on every process, or one waits for ever in a collective that the others never enter.
     One process (the usual case) pays nothing: ``flag`` is returned as it is."""
-    if jax.process_count() == 1:
-        return bool(flag)
-    from jax.experimental import multihost_utils
-
-    return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag), dtype=np.int32))))
+    return max_over_processes(int(bool(flag))) != 0
 
 
 def mesh_shape(k: int, batch_size: int, n_devices: int, *, stacked: bool,

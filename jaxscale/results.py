@@ -43,6 +43,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def strict_json(value: Any, indent: int | None = 2) -> str:
+    """``value`` as strict JSON: non-finite floats written null (``_jsonable``), never the bare
+    ``NaN``/``Infinity`` that strict parsers refuse. What every JSON output file and ``--json``
+    print goes through."""
+    return json.dumps(_jsonable(value), indent=indent, allow_nan=False)
+
+
 def missing_fields(row: dict) -> list[str]:
     """Names of the required fields a row lacks (empty when the row is complete)."""
     return [f for f in REQUIRED_FIELDS if f not in row]

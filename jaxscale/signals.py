@@ -31,10 +31,9 @@ class StopRequest:
         jax = sys.modules.get("jax")  # a process that has not imported jax has joined no job
         if jax is None or jax.process_count() == 1:
             return self.signum is not None
-        import numpy as np
-        from jax.experimental import multihost_utils
+        from jaxscale.devices import max_over_processes
 
-        agreed = int(np.max(multihost_utils.process_allgather(np.asarray(self.signum or 0, dtype=np.int32))))
+        agreed = max_over_processes(self.signum or 0)
         if agreed and self.signum is None:
             self.signum = agreed
         return agreed != 0

@@ -35,7 +35,7 @@ from jaxscale.data.source import from_corpus
 from jaxscale.folders import output_folder
 from jaxscale.isoflop_grid import family_order, sizes_beyond
 from jaxscale.lr_grid import rates_beyond
-from jaxscale.results import _jsonable, read_rows, write_rows
+from jaxscale.results import read_rows, strict_json, write_rows
 from jaxscale.runner import ModelSpec, RunSettings
 from jaxscale.sweep import expand, run_sweep, select_best_lr
 from jaxscale.train import Budget, OptimConfig
@@ -176,8 +176,7 @@ def run_study(cfg: StudyConfig, out: str | os.PathLike, *, mode: str = "auto", p
     # replaced whole, like the other result files: a rerun stopped while writing keeps the old one
     # strict JSON: an infinite interval bound (a floor the data do not bound) is written null,
     # as ``jaxscale fit --json`` writes it; bare Infinity is refused by strict parsers
-    _write_text_atomic(out / "fits.json", json.dumps(_jsonable({k: v for k, v in fits.items() if k != "_objects"}),
-                                                     indent=2, allow_nan=False))
+    _write_text_atomic(out / "fits.json", strict_json({k: v for k, v in fits.items() if k != "_objects"}))
     return StudyResult(out, ladder, iso, fits, caught)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from jaxscale.checkpoint import _write_text_atomic
 
 WEIGHTS_DIR = "weights"
+# The marker an experiment script writes into its folder (script and mode; experiments/_common.py)
+MADE_BY = "made_by.json"
 
 
 def check_folder(out_path: Path, recorded: dict, log) -> bool:
@@ -69,7 +71,7 @@ def foreign_results(out_path: Path) -> str:
     folder, ``experiments/_common.py``). Empty when none. Not ``study.json``:
     ``jaxscale emergence`` writes it, then runs its sweep in the same folder (an emergence
     folder that trained has a sweep.json, which ``check_folder`` compares)."""
-    found = [name for name in ("results.jsonl", "ladder/sweep.json", "made_by.json") if (out_path / name).exists()]
+    found = [name for name in ("results.jsonl", "ladder/sweep.json", MADE_BY) if (out_path / name).exists()]
     return ", ".join(found)
 
 

@@ -180,3 +180,8 @@ def test_every_process_plans_with_process_0s_measured_rate(monkeypatch):
     joined = device_profile.calibrate(measure=True)
     assert sent == [1.0e9]
     assert joined.flop_rate == pytest.approx(4 * alone.flop_rate)
+    # another process measures nothing (its measurement would be thrown away) and takes process 0's
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(device_profile, "measure_matmul_peak", lambda: pytest.fail("process 1 measured"))
+    assert device_profile.calibrate(measure=True).flop_rate == pytest.approx(joined.flop_rate)
+    assert sent == [1.0e9, 0.0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from jaxscale.commands._common import positive_float
 
@@ -61,8 +60,8 @@ def run(args) -> int:
     if args.json:
         # strict JSON, as `jaxscale fit --json` writes it: a non-finite number (a law's G beyond
         # float range) is null; allocation_table refuses non-finite allocations themselves
-        from jaxscale.results import _jsonable
-        print(json.dumps(_jsonable({"allocation": rows, **method}), indent=2, allow_nan=False))
+        from jaxscale.results import strict_json
+        print(strict_json({"allocation": rows, **method}))
         return 0
     if law is None:
         print(f"rule of thumb: {args.tokens_per_param:g} tokens per parameter, C = 6*N*D")

@@ -7,7 +7,6 @@ Sub-commands ``power-law`` (L = A·N^-α + B, or L = E + k·C^-γ with ``--again
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from jaxscale.commands._common import non_negative_int, positive_float
@@ -121,8 +120,8 @@ def _emit(args, payload: dict, lines: list[str]) -> None:
         # Strict JSON: a non-finite number (an interval reaching inf, an undefined R^2) is null,
         # as result rows write it (``results._jsonable``); json.dumps alone writes bare
         # Infinity/NaN, which strict parsers (jq, JavaScript) reject.
-        from jaxscale.results import _jsonable
-        print(json.dumps(_jsonable(payload), indent=2, allow_nan=False))
+        from jaxscale.results import strict_json
+        print(strict_json(payload))
     else:
         print("\n".join(lines))
 

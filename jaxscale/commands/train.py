@@ -79,7 +79,9 @@ def run(args) -> int:
         # (an experiment script's folder is marked by its made_by.json; a folder that merely holds
         # sweeps in subfolders, like runs/, is not theirs: they never read its results.jsonl)
         given = Path(args.out)
-        owned = [n for n in ("sweep.json", "ladder/sweep.json", "study.json", "made_by.json") if (given / n).exists()]
+        from jaxscale.sweep_folder import MADE_BY
+
+        owned = [n for n in ("sweep.json", "ladder/sweep.json", "study.json", MADE_BY) if (given / n).exists()]
         if owned:
             raise ValueError(f"--out {args.out!r} holds a sweep, study or experiment ({', '.join(owned)}): its fits and "
                              f"resumes would take this row for one of theirs. Give another --out folder")

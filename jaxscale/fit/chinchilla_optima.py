@@ -22,7 +22,7 @@ from scipy import stats as _stats
 from jaxscale.fit import _optim
 from jaxscale.fit._optim import Estimate
 from jaxscale.fit.allocation import ChinchillaLaw
-from jaxscale.fit.sizes import SIZE_RTOL, n_distinct, size_clusters
+from jaxscale.fit.sizes import SIZE_RTOL, n_distinct, size_clusters, sorted_runs
 
 __all__ = [
     "AllocationFit", "fit_approach1", "fit_approach2", "group_isoflops", "surface_isoflop_optima",
@@ -311,9 +311,7 @@ def group_isoflops(compute, rtol: float = 0.1) -> list[np.ndarray]:
     """Group points whose compute agrees within ``rtol`` (relative, chained) into IsoFLOP
     budgets; returns index arrays sorted by budget."""
     C = _optim.as_positive_array("compute", compute)
-    order = np.argsort(C)
-    lc = np.log(C[order])
-    breaks = np.nonzero(np.diff(lc) > math.log1p(rtol))[0] + 1
+    order, breaks = sorted_runs(C, rtol)  # the rule sizes are told apart by, at this tolerance
     return [order[g] for g in np.split(np.arange(C.size), breaks)]
 
 
@@ -356,7 +354,8 @@ def fit_approach2(N, D, loss, *, compute=None, groups: Sequence[np.ndarray] | No
         idx = np.asarray(idx, int)
         lN = np.log(Ns[idx])
         c_mid = float(np.exp(np.mean(np.log(C[idx]))))
-        k = n_distinct(Ns[idx])
+        labels, size_values = size_clusters(Ns[idx])
+        k = size_values.size
         if k < min_sizes:
             few.append(f"{c_mid:.3g} ({k} size{'s' if k != 1 else ''})")
             continue
@@ -391,7 +390,6 @@ def fit_approach2(N, D, loss, *, compute=None, groups: Sequence[np.ndarray] | No
             # in log N between the grid's sizes, so exact at a size: k need not move steadily with
             # N (the ladder's N_total/N goes 2.44, 1.96, 2.46, 1.73, 1.49), and one line through
             # it put D_opt 12-19% off at a grid size
-            labels, _ = size_clusters(Ns[idx])
             lk = np.log(C[idx] / (6.0 * Ns[idx] * Ds[idx]))
             x_S = np.array([lN[labels == j].mean() for j in range(labels.max() + 1)])
             k_S = np.array([lk[labels == j].mean() for j in range(labels.max() + 1)])

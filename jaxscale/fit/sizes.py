@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-__all__ = ["SIZE_RTOL", "size_clusters", "n_distinct"]
+__all__ = ["SIZE_RTOL", "sorted_runs", "size_clusters", "n_distinct"]
 
 #: Two sizes (or token counts, or computes) whose ratio is within 1 + ``SIZE_RTOL`` are one
 #: value wherever the fits group or count sizes.
@@ -25,6 +25,16 @@ __all__ = ["SIZE_RTOL", "size_clusters", "n_distinct"]
 SIZE_RTOL = 1e-4
 
 
+def sorted_runs(values, rtol: float = SIZE_RTOL) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, breaks)``: ``values`` (positive, finite) sorted (stable), and the positions in
+    that order where a new run begins (a step of more than ``rtol``, relative). The one grouping
+    rule that sizes, distinct counts and IsoFLOP budgets share."""
+    v = np.asarray(values, np.float64).ravel()
+    order = np.argsort(v, kind="stable")
+    breaks = np.nonzero(np.diff(np.log(v[order])) > math.log1p(rtol))[0] + 1
+    return order, breaks
+
+
 def size_clusters(values, rtol: float = SIZE_RTOL) -> tuple[np.ndarray, np.ndarray]:
     """Group ``values`` (positive, finite) that agree within ``rtol`` (relative, chained over the
     sorted values) into sizes. Returns ``(labels, sizes)``: each value's size index (0 for the
@@ -32,20 +42,15 @@ def size_clusters(values, rtol: float = SIZE_RTOL) -> tuple[np.ndarray, np.ndarr
     v = np.asarray(values, np.float64).ravel()
     if v.size == 0:
         return np.zeros(0, int), np.zeros(0)
-    order = np.argsort(v, kind="stable")
-    lv = np.log(v[order])
-    new = np.concatenate([[True], np.diff(lv) > math.log1p(rtol)])
+    order, breaks = sorted_runs(v, rtol)
     labels = np.empty(v.size, int)
-    labels[order] = np.cumsum(new) - 1
-    k = int(labels.max()) + 1
-    sizes = np.array([math.exp(float(np.mean(np.log(np.unique(v[labels == j]))))) for j in range(k)])
+    labels[order] = np.cumsum(np.isin(np.arange(v.size), breaks))
+    sizes = np.array([math.exp(float(np.mean(np.log(np.unique(v[labels == j])))))
+                      for j in range(breaks.size + 1)])
     return labels, sizes
 
 
 def n_distinct(values, rtol: float = SIZE_RTOL) -> int:
     """How many distinct sizes ``values`` hold, counting values within ``rtol`` as one."""
     v = np.asarray(values, np.float64).ravel()
-    if v.size == 0:
-        return 0
-    lv = np.sort(np.log(v))
-    return int(1 + np.sum(np.diff(lv) > math.log1p(rtol)))
+    return 0 if v.size == 0 else int(sorted_runs(v, rtol)[1].size + 1)
